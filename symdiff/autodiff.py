@@ -1,0 +1,409 @@
+"""Symbol-to-symbol derivatives: every function here appends nodes to the graph.
+
+``grad`` is the book's back-propagation (Goodfellow et al., Alg. 6.5/6.6): prune
+to the nodes that lie on a path from ``wrt`` to the cost, walk them once in reverse
+topological order, ask each op's rule for its inputs' contributions and sum them.
+``jvp`` is the same walk forwards. ``jacobian`` and ``hessian`` push a batch of
+identity seeds through one pass (each rule carries leading batch axes) instead of
+running one pass per element; ``hvp`` is forward-over-reverse and never forms the
+Hessian. Nothing recurses on graph depth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from symdiff.errors import GraphError, NonDifferentiableError, ShapeError
+from symdiff.graph import Node, format_shape
+from symdiff.ops import REGISTRY, add, astype, broadcast_like, reshape, sum, transpose
+from symdiff.ops.shape import lift
+
+DIFF, NONE, UNDEFINED = "diff", "none", "undefined"
+
+
+def _edge(node: Node, i: int) -> str:
+    """How a derivative flows from ``node`` back to its input ``i``.
+
+    NONE: by the op's definition no gradient flows (where's condition, stop_gradient).
+    UNDEFINED: the derivative does not exist (comparisons; integer or boolean values).
+    """
+    op = REGISTRY[node.op]
+    if not op.differentiable:
+        return UNDEFINED
+    if op.vjp_rule(i) is None:
+        return NONE
+    if node.dtype.kind != "f" or node.inputs[i].dtype.kind != "f":
+        return UNDEFINED
+    return DIFF
+
+
+def _ancestors(roots: Sequence[Node], kinds: tuple[str, ...]) -> set[Node]:
+    seen: set[Node] = set()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(u for i, u in enumerate(n.inputs) if _edge(n, i) in kinds)
+    return seen
+
+
+def _cone(outputs: Sequence[Node], wrt: Sequence[Node], what: str) -> list[Node]:
+    """Nodes on a differentiable path from some ``wrt`` to some output, in topological order.
+
+    Raises NonDifferentiableError for a ``wrt`` that the outputs reach only through
+    ops with no derivative; a ``wrt`` they do not reach at all is simply absent.
+    """
+    above = sorted(_ancestors(outputs, (DIFF,)), key=lambda n: n.index)
+    starts = set(wrt)
+    reached: set[Node] = set()
+    for n in above:
+        if n in starts or any(u in reached and _edge(n, i) == DIFF for i, u in enumerate(n.inputs)):
+            reached.add(n)
+    missing = [w for w in wrt if w not in reached]
+    if missing:
+        _explain_undefined(outputs, missing, what)
+    return [n for n in above if n in reached]
+
+
+def _explain_undefined(outputs: Sequence[Node], missing: Sequence[Node], what: str) -> None:
+    linked = _ancestors(outputs, (DIFF, UNDEFINED))
+    for w in missing:
+        if w not in linked:
+            continue  # genuinely disconnected: its derivative is zero
+        name = _describe(w)
+        if w.dtype.kind != "f":
+            raise NonDifferentiableError(
+                f"{what}: {name} has dtype {w.dtype}; integer and boolean values have no derivative"
+            )
+        # The first ops with no derivative met walking forward from w.
+        reach, culprits = {w}, []
+        for n in sorted(linked, key=lambda n: n.index):
+            for i, u in enumerate(n.inputs):
+                if u in reach:
+                    kind = _edge(n, i)
+                    if kind == DIFF:
+                        reach.add(n)
+                    elif kind == UNDEFINED and not any(c is n for c in culprits):
+                        culprits.append(n)
+        ops = ", ".join(f"{c.op} (node #{c.index}, dtype {c.dtype})" for c in culprits[:3])
+        raise NonDifferentiableError(
+            f"{what}: the output depends on {name} only through ops that have no derivative: {ops}. "
+            "Comparisons, integer indices and integer or boolean values carry no gradient; "
+            "use sd.where(cond, a, b) to select differentiable values, or sd.stop_gradient to "
+            "declare a path constant"
+        )
+
+
+def _describe(node: Node) -> str:
+    return f"variable {node.name!r}" if node.op == "variable" else f"node #{node.index} ({node.op})"
+
+
+def _sum_all(parts: list[Node]) -> Node:
+    total = parts[0]
+    for p in parts[1:]:
+        total = add(total, p)
+    return total
+
+
+def _unbroadcast(c: Node, x: Node, nb: int, consumer: Node) -> Node:
+    """Reduce a contribution shaped (batch + broadcast shape) to batch + ``x.shape``.
+
+    The one place where the broadcasting of every op is undone.
+    """
+    extra = c.ndim - nb - x.ndim
+    if extra < 0:
+        if nb:
+            raise GraphError(
+                f"the derivative rule of {consumer.op} returned shape {format_shape(c.shape)} for an "
+                f"input of shape {format_shape(x.shape)} with {nb} batch axes"
+            )
+        c = broadcast_like(c, x)
+        extra = c.ndim - x.ndim
+    if extra:
+        c = sum(c, axis=tuple(range(nb, nb + extra)))
+    keep = tuple(j - x.ndim for j, d in enumerate(x.shape) if d == 1 and c.shape[nb + j] != 1)
+    if keep:
+        c = sum(c, axis=keep, keepdims=True)
+    if any(cd == 1 and xd != 1 for cd, xd in zip(c.shape[nb:], x.shape)):
+        c = broadcast_like(c, x)
+    if c.dtype != x.dtype:
+        c = astype(c, x.dtype)
+    return c
+
+
+def _backprop(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node], what: str) -> dict[Node, Node]:
+    """Reverse mode: the gradient node of each reached ``wrt`` given output seeds."""
+    cone = _cone(outputs, wrt, what)
+    nb = seeds[0].ndim - outputs[0].ndim
+    in_cone = set(cone)
+    pending: dict[Node, list[Node]] = {}
+    for out, seed in zip(outputs, seeds):
+        pending.setdefault(out, []).append(seed)
+    wanted = set(wrt)
+    result: dict[Node, Node] = {}
+    for n in reversed(cone):
+        parts = pending.pop(n, None)
+        if parts is None:
+            continue
+        g = _sum_all(parts)
+        if n in wanted:
+            result[n] = g
+        if not n.inputs:
+            continue
+        op = REGISTRY[n.op]
+        attrs = dict(n._attrs)
+        for i, u in enumerate(n.inputs):
+            if u in in_cone and _edge(n, i) == DIFF:
+                c = op.vjp_rule(i)(g, n, *n.inputs, **attrs)
+                pending.setdefault(u, []).append(_unbroadcast(c, u, nb, n))
+    return result
+
+
+def _forward(outputs: Sequence[Node], wrt: Sequence[Node], tangents: Sequence[Node], what: str) -> dict[Node, Node]:
+    """Forward mode: the tangent node of each reached output given ``wrt`` tangents."""
+    cone = _cone(outputs, wrt, what)
+    nb = tangents[0].ndim - wrt[0].ndim
+    tan: dict[Node, Node] = dict(zip(wrt, tangents))
+    for n in cone:
+        if n in tan:
+            continue
+        op = REGISTRY[n.op]
+        attrs = dict(n._attrs)
+        parts = []
+        for i, u in enumerate(n.inputs):
+            t = tan.get(u)
+            if t is not None and _edge(n, i) == DIFF:
+                if op.elementwise:
+                    t = lift(t, n.ndim, nb)
+                parts.append(op.jvp_rule(i)(t, n, *n.inputs, **attrs))
+        total = _sum_all(parts)
+        if total.ndim < nb + n.ndim or any(a == 1 and b != 1 for a, b in zip(total.shape[nb:], n.shape)):
+            total = broadcast_like(lift(total, n.ndim, nb), n)
+        tan[n] = total
+    return tan
+
+
+# -- public API -------------------------------------------------------------------
+def _as_list(nodes: Any, what: str, arg: str) -> tuple[list[Node], bool]:
+    single = isinstance(nodes, Node)
+    items = [nodes] if single else nodes
+    if not isinstance(items, (list, tuple)):
+        raise GraphError(f"{what}: {arg} must be a node or a list of nodes, got {type(nodes).__name__}")
+    for k, n in enumerate(items):
+        if not isinstance(n, Node):
+            raise GraphError(f"{what}: {arg}[{k}] is a {type(n).__name__}, not a node of the graph")
+    return list(items), single
+
+
+def _same_graph(what: str, *nodes: Node) -> None:
+    graph = nodes[0].graph
+    for n in nodes[1:]:
+        if n.graph is not graph:
+            raise GraphError(f"{what}: {_describe(n)} belongs to a different graph than {_describe(nodes[0])}")
+
+
+def _zeros_for(w: Node, batch: tuple[int, ...] = ()) -> Node:
+    from symdiff.ops import zeros_like
+
+    if not batch:
+        return zeros_like(w)
+    return (
+        w.graph.uniform_constant(0, batch + w.shape, w.dtype)
+        if None not in w.shape
+        else broadcast_like(w.graph.uniform_constant(0, batch + (1,) * w.ndim, w.dtype), w)
+    )
+
+
+def _seed(node: Node, value: Any, what: str, arg: str) -> Node:
+    if isinstance(value, Node):
+        _same_graph(what, node, value)
+        seed = value
+    else:
+        seed = node.graph.constant(np.asarray(value, dtype=node.dtype))
+    if len(seed.shape) != node.ndim or any(
+        a is not None and b is not None and a != b for a, b in zip(seed.shape, node.shape)
+    ):
+        raise ShapeError(
+            f"{what}: {arg} has shape {format_shape(seed.shape)} but the output has shape {format_shape(node.shape)}"
+        )
+    return seed
+
+
+def grad(cost: Node, wrt: Node | Sequence[Node], grad_output: Any = None) -> Node | list[Node]:
+    """Gradient of a scalar ``cost`` with respect to ``wrt``, as nodes appended to the graph.
+
+    Parameters
+    ----------
+    cost : Node
+        A scalar node. For a non-scalar node give ``grad_output`` (as TensorFlow's
+        ``grad_ys``): the gradient is then the vector-Jacobian product with it.
+    wrt : Node or list of Node
+        Variables (or any nodes) to differentiate with respect to.
+    grad_output : Node or array, optional
+        The incoming gradient, shaped like ``cost``.
+
+    Returns
+    -------
+    Node or list of Node
+        One gradient per ``wrt``, each shaped like it (a list for a list). A ``wrt``
+        that ``cost`` does not depend on gets zeros.
+
+    Raises
+    ------
+    NonDifferentiableError
+        If ``cost`` depends on a ``wrt`` only through ops with no derivative.
+
+    Examples
+    --------
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> dy = sd.grad(sd.sin(x) * x, x)
+    >>> print(dy)
+    sin(x) + x*cos(x)
+    >>> print(sd.evaluate(sd.grad(dy, x), {x: 0.0}))
+    2.0
+    """
+    wrts, single = _as_list(wrt, "grad", "wrt")
+    if not isinstance(cost, Node):
+        raise GraphError(f"grad: cost must be a node, got {type(cost).__name__}")
+    _same_graph("grad", cost, *wrts)
+    if grad_output is None:
+        if cost.shape != ():
+            raise ShapeError(
+                f"grad: cost has shape {format_shape(cost.shape)}, not a scalar; reduce it (sd.sum) or "
+                "pass grad_output= (the incoming gradient, shaped like cost), or use sd.jacobian"
+            )
+    graph = cost.graph
+    with graph._derivative_pass():
+        if grad_output is None:
+            seed = graph.uniform_constant(1, (), cost.dtype if cost.dtype.kind == "f" else np.float64)
+        else:
+            seed = _seed(cost, grad_output, "grad", "grad_output")
+        found = _backprop([cost], [seed], wrts, "grad")
+        out = [found[w] if w in found else _zeros_for(w) for w in wrts]
+    return out[0] if single else out
+
+
+def jvp(outputs: Node | Sequence[Node], wrt: Node | Sequence[Node], tangents: Any) -> Node | list[Node]:
+    """Forward-mode derivative: the directional derivative of ``outputs`` along ``tangents``.
+
+    ``jvp(y, x, t)`` is ``J t`` where J is the Jacobian of y with respect to x; it is a
+    node shaped like y. Lists of ``wrt`` take a list of tangents (one per wrt).
+
+    >>> g = sd.Graph(); x = g.variable("x"); t = g.variable("t")
+    >>> print(sd.jvp(x ** 2, x, t))
+    t*2*x
+    """
+    outs, single = _as_list(outputs, "jvp", "outputs")
+    wrts, wrt_single = _as_list(wrt, "jvp", "wrt")
+    tans = [tangents] if wrt_single else list(tangents)
+    if len(tans) != len(wrts):
+        raise GraphError(f"jvp: {len(wrts)} wrt nodes but {len(tans)} tangents")
+    _same_graph("jvp", *outs, *wrts)
+    graph = outs[0].graph
+    with graph._derivative_pass():
+        tans = [_seed(w, t, "jvp", f"tangent {k}") for k, (w, t) in enumerate(zip(wrts, tans))]
+        found = _forward(outs, wrts, tans, "jvp")
+        result = [found[y] if y in found else _zeros_for(y) for y in outs]
+    return result[0] if single else result
+
+
+def _static_size(node: Node) -> int | None:
+    return node.size
+
+
+def jacobian(y: Node, x: Node | Sequence[Node]) -> Node | list[Node]:
+    """The Jacobian of ``y`` with respect to ``x``, shaped ``y.shape + x.shape``.
+
+    Built as one vectorised reverse pass: a batch of identity seeds (one per element
+    of y) is carried through each rule, so the graph is that of a single gradient,
+    not one per element. When y's size is known only at evaluation and x's is
+    static, one vectorised forward pass is used instead.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(2,))
+    >>> J = sd.jacobian(sd.tanh(w), w)
+    >>> J.shape
+    (2, 2)
+    >>> print(sd.evaluate(J, {w: [0.0, 0.0]}))
+    [[1. 0.]
+     [0. 1.]]
+    """
+    xs, single = _as_list(x, "jacobian", "x")
+    if not isinstance(y, Node):
+        raise GraphError(f"jacobian: y must be a node, got {type(y).__name__}")
+    _same_graph("jacobian", y, *xs)
+    graph = y.graph
+    with graph._derivative_pass():
+        n = _static_size(y)
+        if n is not None:
+            dt = y.dtype if y.dtype.kind == "f" else np.dtype(np.float64)
+            seed = graph._keyed_constant(
+                ("eye", n, y.shape, dt.str), lambda: np.eye(n, dtype=dt).reshape((n,) + y.shape)
+            )
+            found = _backprop([y], [seed], xs, "jacobian")
+            out = [_reshape_jac(found[w], y, w) if w in found else _zeros_for(w, y.shape) for w in xs]
+        else:
+            out = [_jacobian_forward(y, w) for w in xs]
+    return out[0] if single else out
+
+
+def _reshape_jac(batched: Node, y: Node, w: Node) -> Node:
+    target = y.shape + w.shape
+    if batched.shape == target:
+        return batched
+    if sum(1 for d in target if d is None) > 1:
+        raise ShapeError(f"jacobian: cannot shape the result to {format_shape(target)} (two unknown dimensions)")
+    return reshape(batched, tuple(-1 if d is None else d for d in target))
+
+
+def _jacobian_forward(y: Node, w: Node) -> Node:
+    m = _static_size(w)
+    if m is None:
+        raise ShapeError(
+            f"jacobian: the sizes of both y {format_shape(y.shape)} and x {format_shape(w.shape)} are known "
+            "only at evaluation; give one of them a static shape"
+        )
+    dt = w.dtype
+    seed = w.graph._keyed_constant(("eye", m, w.shape, dt.str), lambda: np.eye(m, dtype=dt).reshape((m,) + w.shape))
+    found = _forward([y], [w], [seed], "jacobian")
+    if y not in found:
+        return _zeros_for(y, (m,)) if None not in y.shape else _reshape_jac(_zeros_for(y, (m,)), y, w)
+    batched = found[y]  # (m,) + y.shape: move the seed axis to the end
+    moved = transpose(batched, tuple(range(1, batched.ndim)) + (0,))
+    return _reshape_jac(moved, y, w)
+
+
+def hessian(f: Node, x: Node) -> Node:
+    """The Hessian of a scalar ``f`` with respect to ``x``, shaped ``x.shape + x.shape``.
+
+    The gradient graph is built once and differentiated again with a batch of
+    identity seeds: n Hessian-vector products' worth of work in one graph.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(2,))
+    >>> H = sd.hessian(sd.sum(w ** 3), w)
+    >>> print(sd.evaluate(H, {w: [1.0, 2.0]}))
+    [[ 6.  0.]
+     [ 0. 12.]]
+    """
+    if not isinstance(x, Node):
+        raise GraphError(f"hessian: x must be a node, got {type(x).__name__}")
+    return jacobian(grad(f, x), x)
+
+
+def hvp(f: Node, x: Node, v: Any) -> Node:
+    """Hessian-vector product ``H v`` of a scalar ``f``, shaped like ``x``; the Hessian is never formed.
+
+    Computed forward-over-reverse: the directional derivative of the gradient along v.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(2,)); v = g.variable("v", shape=(2,))
+    >>> Hv = sd.hvp(sd.sum(w ** 3), w, v)
+    >>> print(sd.evaluate(Hv, {w: [1.0, 2.0], v: [1.0, 1.0]}))
+    [ 6. 12.]
+    """
+    if not isinstance(x, Node):
+        raise GraphError(f"hvp: x must be a node, got {type(x).__name__}")
+    return jvp(grad(f, x), x, v)

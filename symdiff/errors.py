@@ -1,0 +1,31 @@
+"""The exceptions symdiff raises. Each names the op, shape or variable at fault."""
+
+from __future__ import annotations
+
+
+class SymdiffError(Exception):
+    """Base class of every error symdiff raises on purpose."""
+
+
+class ShapeError(SymdiffError, ValueError):
+    """Incompatible shapes when a node is built, or a bound value of the wrong shape."""
+
+
+class DTypeError(SymdiffError, TypeError):
+    """A value of a dtype symdiff cannot hold (complex, object, strings)."""
+
+
+class UnboundVariableError(SymdiffError, LookupError):
+    """Evaluation needs variables that have no binding; ``missing`` names them all."""
+
+    def __init__(self, message: str, missing: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.missing = missing
+
+
+class NonDifferentiableError(SymdiffError):
+    """The cost reaches ``wrt`` only through an op that has no derivative."""
+
+
+class GraphError(SymdiffError):
+    """Nodes of two graphs mixed, or any other malformed graph."""

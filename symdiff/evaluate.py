@@ -1,0 +1,305 @@
+"""Run any part of a graph on numbers: ``evaluate`` (interpret) and ``compile`` (reuse a plan).
+
+Evaluation follows IEEE arithmetic as numpy does: ``log(0)`` is ``-inf``, ``1/0`` is
+``inf``, ``sqrt``'s derivative at 0 is ``inf``; no warnings are printed for these.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from symdiff.errors import DTypeError, GraphError, ShapeError, UnboundVariableError
+from symdiff.graph import Graph, Node, format_shape, shape_matches
+from symdiff.ops import REGISTRY
+
+Bindings = Mapping[Node | str, Any]
+
+
+def _as_outputs(outputs: Any, what: str) -> tuple[list[Node], bool]:
+    single = isinstance(outputs, Node)
+    outs = [outputs] if single else outputs
+    if not isinstance(outs, (list, tuple)) or not outs:
+        raise GraphError(f"{what}: outputs must be a node or a non-empty list of nodes")
+    for k, n in enumerate(outs):
+        if not isinstance(n, Node):
+            raise GraphError(f"{what}: outputs[{k}] is a {type(n).__name__}, not a node")
+        if n.graph is not outs[0].graph:
+            raise GraphError(f"{what}: outputs[{k}] belongs to a different graph than outputs[0]")
+    return list(outs), single
+
+
+def check_value(node: Node, value: Any, what: str) -> np.ndarray:
+    """``value`` as an array of ``node``'s dtype, or a clear error if it does not fit."""
+    label = f"variable {node.name!r}" if node.name else f"node #{node.index} ({node.op})"
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise DTypeError(f"{what}: the value bound to {label} is not an array: {exc}") from exc
+    if arr.dtype.kind not in "biuf":
+        raise DTypeError(
+            f"{what}: {label} was bound to a value of dtype {arr.dtype}; symdiff evaluates float, integer "
+            "and boolean values (not complex, object or strings)"
+        )
+    if arr.dtype != node.dtype:
+        if not np.can_cast(arr.dtype, node.dtype, casting="same_kind"):
+            raise DTypeError(f"{what}: {label} has dtype {node.dtype} but was bound to a {arr.dtype} value")
+        arr = arr.astype(node.dtype)
+    if not shape_matches(node.shape, arr.shape):
+        raise ShapeError(
+            f"{what}: {label} has shape {format_shape(node.shape)} but was bound to a value of shape {arr.shape}"
+        )
+    return arr
+
+
+def _resolve(graph: Graph, bindings: Bindings | None, what: str) -> tuple[dict[Node, Any], list[str]]:
+    """Bindings keyed by node; names that match no variable are returned apart."""
+    bound: dict[Node, Any] = {}
+    unknown: list[str] = []
+    for key, value in (bindings or {}).items():
+        if isinstance(key, Node):
+            if key.graph is not graph:
+                raise GraphError(f"{what}: a binding is for a node of another graph ({key!r})")
+            bound[key] = value
+        elif isinstance(key, str):
+            node = graph._variables.get(key)
+            if node is None:
+                unknown.append(key)
+            else:
+                bound[node] = value
+        else:
+            raise GraphError(f"{what}: binding keys are nodes or variable names, got {type(key).__name__}")
+    return bound, unknown
+
+
+def _needed(outputs: Sequence[Node], stop: Mapping[Node, Any] | set) -> list[Node]:
+    """The nodes the outputs need, in topological order; the walk stops at ``stop`` nodes."""
+    seen: set[Node] = set()
+    stack = list(outputs)
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n not in stop:
+            stack.extend(n.inputs)
+    return sorted(seen, key=lambda n: n.index)
+
+
+def _unbound(order: Sequence[Node], bound: Mapping[Node, Any] | set) -> list[Node]:
+    return [n for n in order if n.op == "variable" and n not in bound]
+
+
+def _unbound_error(what: str, missing: Sequence[Node], unknown: Sequence[str], graph: Graph) -> UnboundVariableError:
+    names = [n.name for n in missing]
+    msg = f"{what}: no value bound for variable{'s' if len(names) > 1 else ''} " + ", ".join(
+        f"{n.name!r} (shape {format_shape(n.shape)})" for n in missing
+    )
+    for key in unknown:
+        close = difflib.get_close_matches(key, list(graph._variables), n=1)
+        msg += f"; the binding {key!r} names no variable" + (f" (did you mean {close[0]!r}?)" if close else "")
+    return UnboundVariableError(msg, tuple(names))
+
+
+class _Step:
+    """One node of a plan: its forward, where its inputs are, and what to check."""
+
+    __slots__ = ("node", "fn", "args", "attrs", "check")
+
+    def __init__(self, node: Node, slot: dict[Node, int]):
+        op = REGISTRY[node.op]
+        self.node = node
+        self.fn = op.forward
+        self.args = tuple(slot[u] for u in node.inputs)
+        self.attrs = dict(node._attrs)
+        # Shapes with unknown dimensions are checked at run time; a None dimension
+        # must not be broadcast (see ops.core.broadcast_shapes).
+        self.check = None in node.shape or (op.elementwise and any(None in u.shape for u in node.inputs))
+
+
+def _run_checks(step: _Step, value: Any, env: list) -> None:
+    node = step.node
+    shape = np.shape(value)
+    if not shape_matches(node.shape, shape):
+        raise ShapeError(
+            f"{node.op} (node #{node.index}) produced shape {shape}, but its static shape is {format_shape(node.shape)}"
+        )
+    if REGISTRY[node.op].elementwise:
+        for k, u in enumerate(node.inputs):
+            ushape = np.shape(env[step.args[k]])
+            for axis in range(-len(ushape), 0):
+                if u.shape[axis] is None and ushape[axis] != shape[axis]:
+                    raise ShapeError(
+                        f"{node.op} (node #{node.index}): input {k} has shape {ushape} and was broadcast to "
+                        f"{shape}, but its declared dimension {axis} is None; a None dimension never "
+                        "broadcasts: declare it as 1 to broadcast it"
+                    )
+
+
+def _execute(steps: Sequence[_Step], env: list) -> None:
+    with np.errstate(all="ignore"):
+        for k, step in enumerate(steps):
+            try:
+                value = step.fn(*(env[i] for i in step.args), **step.attrs)
+            except Exception as exc:
+                node = step.node
+                try:
+                    annotated = type(exc)(f"while evaluating {node.op} (node #{node.index}): {exc}")
+                except Exception:
+                    raise exc from None
+                raise annotated from exc
+            if step.check:
+                _run_checks(step, value, env)
+            env[len(env) - len(steps) + k] = value
+
+
+def _finish(value: Any) -> Any:
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return arr[()]
+    return arr if arr.flags.writeable else arr.copy()
+
+
+class _Plan:
+    """The needed nodes of some outputs, in order, with their inputs' slots."""
+
+    def __init__(self, outputs: Sequence[Node], inputs: Sequence[Node]):
+        order = _needed(outputs, set(inputs))
+        self.inputs = list(inputs)
+        self.leaves = [n for n in order if not n.inputs or n in self.inputs]
+        computed = [n for n in order if n.inputs and n not in self.inputs]
+        slot = {n: i for i, n in enumerate(self.leaves)}
+        for n in computed:
+            slot[n] = len(slot)
+        self.steps = [_Step(n, slot) for n in computed]
+        self.out_slots = [slot[n] for n in outputs]
+        self.unbound = _unbound(order, set(inputs))
+
+    def run(self, values: Mapping[Node, Any]) -> list[Any]:
+        env: list[Any] = [values[n] if n in values else n.value for n in self.leaves]
+        env.extend([None] * len(self.steps))
+        _execute(self.steps, env)
+        return [_finish(env[i]) for i in self.out_slots]
+
+
+def evaluate(outputs: Node | Sequence[Node], bindings: Bindings | None = None) -> Any:
+    """Compute ``outputs`` for the given variable values.
+
+    Parameters
+    ----------
+    outputs : Node or list of Node
+        What to compute; only the nodes they need are evaluated.
+    bindings : dict, optional
+        Values keyed by variable node or variable name. A binding for any other
+        node replaces that node's value. Bindings the outputs do not need are ignored.
+
+    Returns
+    -------
+    numpy value, or a list of them for a list of outputs (a 0-d result is a numpy scalar).
+
+    Raises
+    ------
+    UnboundVariableError
+        Naming every needed variable that has no value.
+    ShapeError, DTypeError
+        For a bound value that does not fit its variable.
+
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> y = sd.sin(x) * x + 2.0
+    >>> print(sd.evaluate(y, {"x": 0.0}))
+    2.0
+    """
+    outs, single = _as_outputs(outputs, "evaluate")
+    graph = outs[0].graph
+    raw, unknown = _resolve(graph, bindings, "evaluate")
+    order = _needed(outs, raw)
+    missing = _unbound(order, raw)
+    if missing:
+        raise _unbound_error("evaluate", missing, unknown, graph)
+    values = {n: check_value(n, raw[n], "evaluate") for n in order if n in raw}
+    results = _Plan(outs, list(values)).run(values)
+    return results[0] if single else results
+
+
+class Compiled:
+    """A callable made by :func:`compile`; call it with one value per input."""
+
+    def __init__(self, outputs: list[Node], inputs: list[Node], single: bool):
+        self.outputs = outputs
+        self.inputs = inputs
+        self._single = single
+        self._plan = _Plan(outputs, inputs)
+        if self._plan.unbound:
+            names = ", ".join(repr(n.name) for n in self._plan.unbound)
+            raise UnboundVariableError(
+                f"compile: the outputs need variable(s) {names}, which are not among the inputs",
+                tuple(n.name for n in self._plan.unbound),
+            )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) > len(self.inputs):
+            raise GraphError(f"compiled function takes {len(self.inputs)} inputs, got {len(args)}")
+        values: dict[Node, Any] = {}
+        for n, v in zip(self.inputs, args):
+            values[n] = v
+        by_name = {n.name: n for n in self.inputs if n.name}
+        for name, v in kwargs.items():
+            if name not in by_name:
+                raise GraphError(f"compiled function has no input named {name!r} (inputs: {', '.join(by_name)})")
+            if by_name[name] in values:
+                raise GraphError(f"compiled function got input {name!r} twice")
+            values[by_name[name]] = v
+        missing = [n for n in self.inputs if n not in values]
+        if missing:
+            raise _unbound_error("compiled function", missing, (), self.inputs[0].graph)
+        checked = {n: check_value(n, v, "compiled function") for n, v in values.items()}
+        results = self._plan.run(checked)
+        return results[0] if self._single else results
+
+    def __repr__(self) -> str:
+        ins = ", ".join(n.name or f"#{n.index}" for n in self.inputs)
+        return f"<compiled symdiff function ({ins}) -> {len(self.outputs)} output(s), {len(self._plan.steps)} steps>"
+
+
+def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | None = None) -> Callable[..., Any]:  # noqa: A001
+    """Prepare ``outputs`` for repeated evaluation; returns a callable.
+
+    Parameters
+    ----------
+    outputs : Node or list of Node
+    inputs : list of Node or str, optional
+        The variables the callable takes, in order (positionally or by name). By
+        default, every variable the outputs need, in creation order.
+
+    Returns
+    -------
+    callable
+        ``f(*values)`` returns a list of values for a list of outputs, one value for
+        a single output. Calls are thread-safe.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(3,))
+    >>> loss = sd.sum(w ** 2)
+    >>> f = sd.compile([loss, sd.grad(loss, w)], inputs=[w])
+    >>> value, gw = f(np.array([1.0, 2.0, 3.0]))
+    >>> print(value, gw)
+    14.0 [2. 4. 6.]
+    """
+    outs, single = _as_outputs(outputs, "compile")
+    graph = outs[0].graph
+    if inputs is None:
+        ins = _unbound(_needed(outs, set()), set())
+    else:
+        ins = []
+        for k, item in enumerate(inputs):
+            node = graph[item] if isinstance(item, str) else item
+            if not isinstance(node, Node):
+                raise GraphError(f"compile: inputs[{k}] is a {type(item).__name__}, not a node or a name")
+            if node.graph is not graph:
+                raise GraphError(f"compile: inputs[{k}] belongs to a different graph than the outputs")
+            if node in ins:
+                raise GraphError(f"compile: inputs[{k}] ({node.name or node.op}) is listed twice")
+            ins.append(node)
+    return Compiled(outs, ins, single)

@@ -1,0 +1,1 @@
+"""Showing and sharing graphs: Graphviz DOT, networkx, sympy."""

@@ -1,0 +1,224 @@
+"""symdiff <-> sympy: scalar nodes become sympy expressions, small tensors sympy matrices."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import sympy
+
+from symdiff import ops
+from symdiff.errors import GraphError, ShapeError
+from symdiff.graph import Graph, Node, format_shape
+from symdiff.ops import REGISTRY
+
+# Tensors up to this many elements convert (each element is a sympy expression).
+MAX_ELEMENTS = 10_000
+
+
+def _number(v: Any) -> sympy.Expr:
+    if isinstance(v, (bool, np.bool_)):
+        return sympy.true if v else sympy.false
+    v = v.item() if hasattr(v, "item") else v
+    if isinstance(v, int):
+        return sympy.Integer(v)
+    if not np.isfinite(v):
+        return sympy.nan if np.isnan(v) else (sympy.oo if v > 0 else -sympy.oo)
+    if float(v).is_integer():
+        return sympy.Integer(int(v))
+    frac = Fraction(v)
+    if frac.denominator <= 1024:  # exact binary fractions such as 0.5 stay exact
+        return sympy.Rational(frac.numerator, frac.denominator)
+    return sympy.Float(v)
+
+
+def _symbols(node: Node) -> np.ndarray:
+    if None in node.shape:
+        raise ShapeError(f"to_sympy: variable {node.name!r} has unknown dimensions {format_shape(node.shape)}")
+    if not node.shape:
+        return np.array(sympy.Symbol(node.name), dtype=object)
+    out = np.empty(node.shape, dtype=object)
+    for i in np.ndindex(node.shape):
+        out[i] = sympy.Symbol(f"{node.name}_{'_'.join(map(str, i))}")
+    return out
+
+
+def _object_array(node: Node, env: dict[Node, np.ndarray]) -> np.ndarray:
+    if node.op == "variable":
+        return _symbols(node)
+    if node.op == "constant":
+        return (
+            np.vectorize(_number, otypes=[object])(node.value)
+            if node.value.ndim
+            else np.array(_number(node.value.item()), dtype=object)
+        )
+    op = REGISTRY[node.op]
+    if op.sympy is None:
+        raise GraphError(f"to_sympy: op {node.op!r} has no sympy translation")
+    if node.size is None or node.size > MAX_ELEMENTS:
+        raise ShapeError(
+            f"to_sympy: {node.op} (node #{node.index}) has shape {format_shape(node.shape)}; "
+            f"only static shapes up to {MAX_ELEMENTS} elements convert"
+        )
+    value = op.sympy(*(env[u] for u in node.inputs), **dict(node._attrs))
+    return np.asarray(value, dtype=object)
+
+
+def to_sympy(node: Node) -> Any:
+    """The sympy form of ``node``: an expression for a scalar, a Matrix for a vector or
+    matrix (a vector is a column), a sympy Array for more dimensions.
+
+    Variables become symbols of the same name; a tensor variable ``w``
+    becomes elements ``w_0, w_1, ...``.
+
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> sd.to_sympy(sd.grad(x ** 3, x))
+    3*x**2
+    """
+    if not isinstance(node, Node):
+        raise GraphError(f"to_sympy: expected a node, got {type(node).__name__}")
+    from symdiff.export.nx import subgraph_nodes
+
+    env: dict[Node, np.ndarray] = {}
+    for n in subgraph_nodes(node.graph, node):
+        env[n] = _object_array(n, env)
+    value = env[node]
+    if value.ndim == 0:
+        return value.item()
+    if value.ndim == 1:
+        return sympy.Matrix(list(value))
+    if value.ndim == 2:
+        return sympy.Matrix(value.tolist())
+    return sympy.Array(value.tolist())
+
+
+def latex(node: Node) -> str:
+    """LaTeX for a node, through sympy.
+
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> sd.latex(sd.sin(x) ** 2)
+    '\\\\sin^{2}{\\\\left(x \\\\right)}'
+    """
+    return sympy.latex(to_sympy(node))
+
+
+# -- from sympy -------------------------------------------------------------------
+_FUNCTIONS = {
+    "sin": ops.sin,
+    "cos": ops.cos,
+    "tan": ops.tan,
+    "tanh": ops.tanh,
+    "exp": ops.exp,
+    "Abs": ops.abs,
+    "sign": ops.sign,
+}
+_RELATIONS = {
+    sympy.StrictGreaterThan: ops.greater,
+    sympy.GreaterThan: ops.greater_equal,
+    sympy.StrictLessThan: ops.less,
+    sympy.LessThan: ops.less_equal,
+    sympy.Equality: ops.equal,
+    sympy.Unequality: ops.not_equal,
+}
+
+
+def _fold(fn, items: list[Node]) -> Node:
+    total = items[0]
+    for item in items[1:]:
+        total = fn(total, item)
+    return total
+
+
+def _split(expr: sympy.Basic) -> tuple[list[sympy.Basic], list[sympy.Basic]]:
+    """A product's numerator and denominator factors (x*y**-2 -> [x], [y**2])."""
+    num, den = [], []
+    for a in expr.args:
+        if isinstance(a, sympy.Pow) and a.exp.is_number and a.exp.is_negative:
+            den.append(a.base if a.exp == -1 else sympy.Pow(a.base, -a.exp))
+        else:
+            num.append(a)
+    return num, den
+
+
+def _children(expr: sympy.Basic) -> list[sympy.Basic]:
+    if isinstance(expr, sympy.Mul):
+        num, den = _split(expr)
+        return num + den
+    return list(expr.args)
+
+
+def _build(expr: sympy.Basic, args: list[Node], graph: Graph) -> Node:
+    if isinstance(expr, sympy.Add):
+        return _fold(ops.add, args)
+    if isinstance(expr, sympy.Mul):
+        num, den = _split(expr)
+        top_nodes, den_nodes = args[: len(num)], args[len(num) :]
+        if len(num) > 1 and num[0] == -1:
+            top = ops.negative(_fold(ops.multiply, top_nodes[1:]))
+        else:
+            top = _fold(ops.multiply, top_nodes) if top_nodes else graph.constant(1.0)
+        return ops.divide(top, _fold(ops.multiply, den_nodes)) if den_nodes else top
+    if isinstance(expr, sympy.Pow):
+        base, exponent = args
+        if expr.exp == sympy.Rational(1, 2):
+            return ops.sqrt(base)
+        if expr.exp == -1:
+            return ops.divide(1.0, base)
+        return ops.power(base, exponent)
+    if isinstance(expr, sympy.log):
+        return ops.log(args[0]) if len(args) == 1 else ops.divide(ops.log(args[0]), ops.log(args[1]))
+    if isinstance(expr, (sympy.Max, sympy.Min)):
+        return _fold(ops.maximum if isinstance(expr, sympy.Max) else ops.minimum, args)
+    if isinstance(expr, sympy.Piecewise):
+        # args alternate value, condition; the last condition is usually True
+        pairs = list(zip(args[0::2], args[1::2]))
+        result = pairs[-1][0]
+        for value, cond in reversed(pairs[:-1]):
+            result = ops.where(cond, value, result)
+        return result
+    for kind, fn in _RELATIONS.items():
+        if isinstance(expr, kind):
+            return fn(*args)
+    name = type(expr).__name__
+    if name in _FUNCTIONS:
+        return _FUNCTIONS[name](*args)
+    raise GraphError(f"from_sympy: no symdiff op for sympy {name} (in {expr})")
+
+
+def from_sympy(expr: Any, graph: Graph) -> Node:
+    """Build a sympy expression in ``graph``.
+
+    Symbols map to the graph's variables of the same name; missing ones are
+    created as scalar float64 variables. Numbers become constants.
+
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> import sympy
+    >>> node = sd.from_sympy(sympy.sin(sympy.Symbol("x")) ** 2, g)
+    >>> print(node)
+    sin(x)**2
+    """
+    if not isinstance(graph, Graph):
+        raise GraphError(f"from_sympy: expected a Graph as second argument, got {type(graph).__name__}")
+    expr = sympy.sympify(expr)
+    if isinstance(expr, sympy.MatrixBase):
+        raise GraphError("from_sympy: matrices are not supported; convert their elements one by one")
+    built: dict[sympy.Basic, Node] = {}
+    stack: list[tuple[sympy.Basic, bool]] = [(expr, False)]
+    while stack:  # post-order without recursion
+        e, ready = stack.pop()
+        if e in built:
+            continue
+        if isinstance(e, sympy.Symbol):
+            found = graph._variables.get(e.name)
+            built[e] = found if found is not None else graph.variable(e.name)
+        elif e.is_number and not isinstance(e, sympy.logic.boolalg.BooleanAtom) and e.is_real is not False:
+            built[e] = graph.constant(float(e))
+        elif isinstance(e, sympy.logic.boolalg.BooleanAtom):
+            built[e] = graph.constant(bool(e))
+        elif not ready:
+            stack.append((e, True))
+            stack.extend((a, False) for a in _children(e) if a not in built)
+        else:
+            built[e] = _build(e, [built[a] for a in _children(e)], graph)
+    return built[expr]

@@ -1,0 +1,312 @@
+"""The op table's machinery: the Op record, the registry, and ``apply``.
+
+Every op is one :class:`Op` entry: its numpy forward, its shape rule, its dtype
+rule, one derivative rule per input for reverse mode (``vjp``) and forward mode
+(``jvp``), its sympy translation and how it prints. Nothing else in symdiff knows
+about a particular op; a new op is one ``define_op`` call.
+
+Derivative rules build graph nodes from symdiff ops and nothing else (never
+numbers), which is why every derivative can be differentiated again.
+
+Rule conventions
+----------------
+``vjp[i](g, out, *inputs, **attrs)`` returns the gradient contribution for input
+``i`` given the incoming gradient ``g`` (a cotangent shaped like ``out``, possibly
+with extra *leading* batch axes, which a rule must carry through: use negative
+axes). The result may be shaped like ``out`` rather than like input ``i``: the
+driver sums broadcast axes away in one place. ``None`` in place of a rule means
+"no gradient flows along this input" (e.g. the condition of ``where``).
+
+``jvp[i](t, out, *inputs, **attrs)`` returns the contribution of input ``i``'s
+tangent ``t`` to the tangent of ``out``, with the same batch convention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from symdiff.errors import GraphError, ShapeError
+from symdiff.graph import INTERN_MAX_SIZE, Node, Shape, format_shape
+
+Rule = Callable[..., Node]
+RuleTable = Sequence[Rule | None] | Callable[[int], Rule | None]
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    """One entry of the op table. Build ops with :func:`define_op`."""
+
+    name: str
+    forward: Callable[..., Any]
+    shape: Callable[..., Shape]
+    dtype: Callable[..., np.dtype]
+    vjp: RuleTable | None = None
+    jvp: RuleTable | None = None
+    differentiable: bool = True
+    elementwise: bool = False
+    symbol: str | None = None
+    precedence: int = 100
+    sympy: Callable[..., Any] | None = None
+    sympy_name: str | None = None
+    doc: str = ""
+    fold: bool = True
+
+    def vjp_rule(self, i: int) -> Rule | None:
+        return _rule(self.vjp, i)
+
+    def jvp_rule(self, i: int) -> Rule | None:
+        return _rule(self.jvp, i)
+
+    def __repr__(self) -> str:
+        return f"<Op {self.name}>"
+
+
+def _rule(table: RuleTable | None, i: int) -> Rule | None:
+    if table is None:
+        return None
+    if callable(table):
+        return table(i)
+    return table[i] if i < len(table) else None
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def define_op(
+    name: str,
+    forward: Callable[..., Any],
+    shape: Callable[..., Shape],
+    *,
+    dtype: Callable[..., np.dtype] | None = None,
+    vjp: RuleTable | None = None,
+    jvp: RuleTable | None = None,
+    differentiable: bool = True,
+    elementwise: bool = False,
+    symbol: str | None = None,
+    precedence: int = 100,
+    sympy: Callable[..., Any] | None = None,
+    sympy_name: str | None = None,
+    doc: str = "",
+    fold: bool = True,
+) -> Op:
+    """Register a new op and return it; build nodes of it with :func:`apply`.
+
+    Parameters
+    ----------
+    name : str
+        Unique op name (``node.op``).
+    forward : callable
+        ``forward(*arrays, **attrs) -> array``: the numpy computation.
+    shape : callable
+        ``shape(*input_shapes, **attrs) -> tuple``: the static output shape; raise
+        :class:`~symdiff.ShapeError` for inputs that do not fit.
+    dtype : callable, optional
+        ``dtype(*input_dtypes, **attrs) -> numpy.dtype``; by default the inputs'
+        common dtype promoted to at least float64.
+    vjp, jvp : sequence of callables, optional
+        One derivative rule per input (see the module docstring); ``None`` for an
+        input through which no gradient flows. Leave both out for an op that has
+        no derivative (``differentiable=False`` then).
+    differentiable : bool
+        False for ops whose derivative is undefined (comparisons): ``grad`` then
+        raises :class:`~symdiff.NonDifferentiableError` when it needs them.
+    elementwise : bool
+        True for broadcasting elementwise ops.
+    symbol, precedence : optional
+        Infix symbol and binding strength for printing (``"+"``, 10).
+    sympy : callable, optional
+        ``sympy(*object_arrays, **attrs)``: the op on numpy arrays of sympy
+        expressions, used by :func:`symdiff.to_sympy`.
+    sympy_name : str, optional
+        The sympy function this op corresponds to, for :func:`symdiff.from_sympy`.
+    doc : str
+        A one-line math description (``"d sin x = cos x dx"``).
+    fold : bool
+        Whether to compute the op at build time when every input is a constant.
+
+    See ``docs/adding-an-op.md`` for a worked example.
+    """
+    if not isinstance(name, str) or not name:
+        raise GraphError(f"op name must be a non-empty string, got {name!r}")
+    if name in REGISTRY or name in ("variable", "constant"):
+        raise GraphError(f"an op named {name!r} is already registered")
+    if dtype is None:
+        dtype = float_dtype
+    op = Op(
+        name,
+        forward,
+        shape,
+        dtype,
+        vjp,
+        jvp,
+        differentiable and (vjp is not None),
+        elementwise,
+        symbol,
+        precedence,
+        sympy,
+        sympy_name,
+        doc,
+        fold,
+    )
+    REGISTRY[name] = op
+    return op
+
+
+# -- dtype rules ------------------------------------------------------------------
+def float_dtype(*dtypes: np.dtype, **_: Any) -> np.dtype:
+    """The inputs' common dtype, promoted to at least float (int + int -> float64)."""
+    dt = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+    return dt if dt.kind == "f" else np.dtype(np.float64)
+
+
+def common_dtype(*dtypes: np.dtype, **_: Any) -> np.dtype:
+    """numpy's result type of the inputs (int + int stays int)."""
+    return np.result_type(*dtypes)
+
+
+def first_dtype(dtype: np.dtype, *_: np.dtype, **__: Any) -> np.dtype:
+    return dtype
+
+
+def bool_dtype(*_: np.dtype, **__: Any) -> np.dtype:
+    return np.dtype(bool)
+
+
+def is_float(node: Node) -> bool:
+    return node.dtype.kind == "f"
+
+
+# -- building nodes ------------------------------------------------------------------
+def graph_of(op_name: str, args: Sequence[Any]):
+    """The one graph that the Node arguments belong to."""
+    graph = None
+    for i, a in enumerate(args):
+        if isinstance(a, Node):
+            if graph is None:
+                graph, first = a.graph, i
+            elif a.graph is not graph:
+                raise GraphError(
+                    f"{op_name}: input {first} and input {i} belong to different graphs; "
+                    "every input of an op must come from the same Graph"
+                )
+    if graph is None:
+        raise GraphError(
+            f"{op_name}: no input is a symdiff node; wrap a value with g.constant(...) to build it in a graph"
+        )
+    return graph
+
+
+def as_nodes(op_name: str, *args: Any) -> tuple[Node, ...]:
+    """The arguments as nodes of one graph; numbers are wrapped as constants.
+
+    A Python scalar takes the dtype of the first float node among the arguments
+    (so ``x32 * 2.0`` stays float32), as numpy 2 does for Python scalars.
+    """
+    graph = graph_of(op_name, args)
+    hint = next((a.dtype for a in args if isinstance(a, Node) and a.dtype.kind == "f"), None)
+    out = []
+    for a in args:
+        if isinstance(a, Node):
+            out.append(a)
+        elif hint is not None and isinstance(a, (int, float)) and not isinstance(a, bool):
+            out.append(graph.constant(np.asarray(a, dtype=hint)))
+        else:
+            out.append(graph.constant(a))
+    return tuple(out)
+
+
+def attrs_key(attrs: dict[str, Any]) -> tuple:
+    return tuple(sorted(attrs.items()))
+
+
+def apply(op: Op, *args: Any, **attrs: Any) -> Node:
+    """Build (or find, if it exists) the node ``op(*args, **attrs)``.
+
+    Arguments that are not nodes are wrapped as constants. Shapes are checked by
+    the op's shape rule; when every input is a small constant the result is
+    computed now and returned as a constant (constant folding).
+
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> from symdiff.ops.core import REGISTRY, apply
+    >>> apply(REGISTRY["sin"], x) is sd.sin(x)
+    True
+    """
+    inputs = as_nodes(op.name, *args)
+    graph = inputs[0].graph
+    key = attrs_key(attrs)
+    found = graph._lookup(op.name, inputs, key)
+    if found is not None:
+        return found
+    try:
+        shape = tuple(op.shape(*(i.shape for i in inputs), **attrs))
+    except ShapeError as exc:
+        shapes = ", ".join(format_shape(i.shape) for i in inputs)
+        raise ShapeError(f"{op.name}: {exc} (input shapes: {shapes})") from None
+    dtype = np.dtype(op.dtype(*(i.dtype for i in inputs), **attrs))
+    if op.fold and all(i.op == "constant" for i in inputs) and _small(shape):
+        with np.errstate(all="ignore"):
+            value = op.forward(*(i.value for i in inputs), **attrs)
+        return graph.constant(np.asarray(value, dtype=dtype))
+    return graph._make(op.name, inputs, key, shape, dtype)
+
+
+def _small(shape: Shape) -> bool:
+    return all(d is not None for d in shape) and int(np.prod(shape, dtype=np.int64)) <= INTERN_MAX_SIZE
+
+
+# -- shape helpers -----------------------------------------------------------------
+def broadcast_shapes(*shapes: Shape) -> Shape:
+    """numpy broadcasting of static shapes.
+
+    A ``None`` dimension is never broadcast: against a known size n it is taken to
+    be n (or it broadcasts a 1), against another ``None`` it is the same size. The
+    evaluator checks this at run time.
+    """
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(-ndim, 0):
+        dims = [s[axis] for s in shapes if len(s) >= -axis]
+        known = {d for d in dims if d is not None and d != 1}
+        if len(known) > 1:
+            raise ShapeError("shapes " + " and ".join(format_shape(s) for s in shapes) + " do not broadcast")
+        if known:
+            out.append(known.pop())
+        elif None in dims:
+            out.append(None)
+        else:
+            out.append(1)
+    return tuple(out)
+
+
+def same_shape(shape: Shape, **_: Any) -> Shape:
+    return shape
+
+
+def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    """``axis`` (None, an int, or a tuple) as a sorted tuple of negative axes.
+
+    Negative axes count from the end, so derivative rules that reuse them work
+    unchanged on cotangents that carry extra leading batch axes.
+    """
+    if axis is None:
+        return tuple(range(-ndim, 0))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = set()
+    for a in axes:
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise ShapeError(f"axis {a!r} is not an int")
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"axis {a} is out of range for {ndim} dimensions")
+        if a % ndim - ndim in out:
+            raise ShapeError(f"axis {a} is repeated in {axis!r}")
+        out.add(int(a) % ndim - ndim)
+    return tuple(sorted(out))
+
+
+def batch_ndim(g: Node, out: Node) -> int:
+    """How many leading batch axes a cotangent or tangent carries beyond ``out``."""
+    return g.ndim - out.ndim

@@ -1,0 +1,305 @@
+"""Reductions (sum, mean, max, min, logsumexp) and the softmax family.
+
+Axes are stored as sorted negative ints, so every rule also works on cotangents
+with extra leading batch axes (vectorised Jacobians and Hessians).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sympy
+
+from symdiff.errors import ShapeError
+from symdiff.graph import Node, Shape
+from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, first_dtype, normalize_axes
+from symdiff.ops.elementwise import astype, divide, equal, exp, multiply, subtract, to_float
+from symdiff.ops.shape import broadcast_like, expand_dims
+
+ArrayLike = Any
+
+
+def _reduced_shape(shape: Shape, *, axis: tuple[int, ...], keepdims: bool) -> Shape:
+    n = len(shape)
+    if keepdims:
+        return tuple(1 if i - n in axis else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i - n not in axis)
+
+
+def _keep(g: Node, axis: tuple[int, ...], keepdims: bool) -> Node:
+    """A reduced value with its reduced axes restored as length 1 (broadcasts against x)."""
+    return g if keepdims else expand_dims(g, axis)
+
+
+def _axes(op: str, x: Node, axis: Any) -> tuple[int, ...]:
+    try:
+        return normalize_axes(axis, x.ndim)
+    except ShapeError as exc:
+        raise ShapeError(f"{op}: {exc} (input shape {x.shape})") from None
+
+
+def _sympy_sum(x, axis, keepdims):
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+SUM = define_op(
+    "sum",
+    lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+    _reduced_shape,
+    dtype=common_dtype,
+    vjp=(lambda g, out, x, axis, keepdims: broadcast_like(_keep(g, axis, keepdims), x),),
+    jvp=(lambda t, out, x, axis, keepdims: sum(t, axis, keepdims),),
+    sympy=_sympy_sum,
+    doc="d sum x = sum dx; the gradient is broadcast back over the summed axes",
+)
+
+
+def sum(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa: A001 (numpy's name)
+    """Sum over ``axis`` (all axes when None), as ``numpy.sum``.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(3,))
+    >>> print(sd.evaluate(sd.sum(w ** 2), {w: [1.0, 2.0, 3.0]}))
+    14.0
+    """
+    (x,) = as_nodes("sum", x)
+    axes = _axes("sum", x, axis)
+    if not axes:
+        return x
+    if x.op == "constant" and x.uniform is not None and None not in x.shape:
+        # the sum of a broadcast constant is a constant, whatever its size
+        n = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+        shape = _reduced_shape(x.shape, axis=axes, keepdims=keepdims)
+        return x.graph.uniform_constant(x.uniform * n, shape, np.result_type(x.dtype))
+    return apply(SUM, x, axis=axes, keepdims=bool(keepdims))
+
+
+COUNT = define_op(
+    "count",
+    lambda x, axis, dtype_to: np.asarray(np.prod([np.shape(x)[a] for a in axis]), dtype=dtype_to),
+    lambda shape, axis, dtype_to: (),
+    dtype=lambda x, axis, dtype_to: np.dtype(dtype_to),
+    vjp=(None,),
+    jvp=(None,),
+    fold=False,
+    doc="the number of elements of x along axis (a value, not a function of x's elements)",
+)
+
+
+def count(x: Node, axis: Any = None) -> Node:
+    """The number of elements along ``axis`` as a float scalar (a constant when known).
+
+    >>> g = sd.Graph(); X = g.variable("X", shape=(None, 3))
+    >>> print(sd.evaluate(sd.count(X), {X: np.ones((4, 3))}))
+    12.0
+    """
+    (x,) = as_nodes("count", x)
+    axes = _axes("count", x, axis)
+    dims = [x.shape[a] for a in axes]
+    dt = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    if None not in dims:
+        return x.graph.constant(np.asarray(np.prod(dims), dtype=dt))
+    return apply(COUNT, x, axis=axes, dtype_to=dt.str)
+
+
+MEAN = define_op(
+    "mean",
+    lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
+    _reduced_shape,
+    vjp=(lambda g, out, x, axis, keepdims: broadcast_like(divide(_keep(g, axis, keepdims), count(x, axis)), x),),
+    jvp=(lambda t, out, x, axis, keepdims: mean(t, axis, keepdims),),
+    sympy=lambda x, axis, keepdims: (
+        np.sum(x, axis=axis, keepdims=keepdims) / sympy.Integer(int(np.prod([np.shape(x)[a] for a in axis])))
+    ),
+    doc="d mean x = mean dx",
+)
+
+
+def mean(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:
+    """Arithmetic mean over ``axis`` (all axes when None), as ``numpy.mean``.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(4,))
+    >>> print(sd.evaluate(sd.grad(sd.mean(w), w), {w: np.zeros(4)}))
+    [0.25 0.25 0.25 0.25]
+    """
+    (x,) = as_nodes("mean", x)
+    x = to_float(x)
+    axes = _axes("mean", x, axis)
+    if not axes:
+        return x
+    return apply(MEAN, x, axis=axes, keepdims=bool(keepdims))
+
+
+def _extremum_share(x: Node, out: Node, axis, keepdims) -> Node:
+    # Ties share the gradient equally: mask / (number of maximal elements).
+    mask = astype(equal(x, _keep(out, axis, keepdims)), x.dtype)
+    return divide(mask, sum(mask, axis, keepdims=True))
+
+
+def _sympy_extremum(fn):
+    def reduce(x, axis, keepdims):
+        moved = np.moveaxis(x, axis, tuple(range(-len(axis), 0)))  # reduced axes last
+        flat = moved.reshape(moved.shape[: moved.ndim - len(axis)] + (-1,))
+        out = np.empty(flat.shape[:-1], dtype=object)
+        for i in np.ndindex(out.shape):
+            out[i] = fn(*flat[i])
+        return np.expand_dims(out, axis) if keepdims else out
+
+    return reduce
+
+
+def _extremum(name, forward, sympy_fn, doc):
+    return define_op(
+        name,
+        lambda x, axis, keepdims: forward(x, axis=axis, keepdims=keepdims),
+        _reduced_shape,
+        dtype=first_dtype,
+        vjp=(
+            lambda g, out, x, axis, keepdims: multiply(
+                _keep(g, axis, keepdims), _extremum_share(x, out, axis, keepdims)
+            ),
+        ),
+        jvp=(
+            lambda t, out, x, axis, keepdims: sum(multiply(t, _extremum_share(x, out, axis, keepdims)), axis, keepdims),
+        ),
+        sympy=_sympy_extremum(sympy_fn),
+        doc=doc,
+    )
+
+
+MAX = _extremum("max", np.max, sympy.Max, "the largest element; the gradient goes to it (shared equally among ties)")
+MIN = _extremum("min", np.min, sympy.Min, "the smallest element; the gradient goes to it (shared equally among ties)")
+
+
+def max(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa: A001 (numpy's name)
+    """Largest element over ``axis``, as ``numpy.max``. Tied maxima share the gradient equally.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(3,))
+    >>> print(sd.evaluate(sd.grad(sd.max(w), w), {w: [1.0, 5.0, 5.0]}))
+    [0.  0.5 0.5]
+    """
+    (x,) = as_nodes("max", x)
+    axes = _axes("max", x, axis)
+    if not axes:
+        return x
+    return apply(MAX, x, axis=axes, keepdims=bool(keepdims))
+
+
+def min(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa: A001 (numpy's name)
+    """Smallest element over ``axis``, as ``numpy.min``. Tied minima share the gradient equally.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(3,))
+    >>> print(sd.evaluate(sd.min(w), {w: [4.0, -1.0, 2.0]}))
+    -1.0
+    """
+    (x,) = as_nodes("min", x)
+    axes = _axes("min", x, axis)
+    if not axes:
+        return x
+    return apply(MIN, x, axis=axes, keepdims=bool(keepdims))
+
+
+# -- logsumexp and the softmax family -------------------------------------------------
+def _logsumexp(x, axis, keepdims):
+    m = np.max(x, axis=axis, keepdims=True)
+    # A slice of all -inf (or an inf) would give inf - inf = nan: shift by 0 there instead.
+    m = np.where(np.isfinite(m), m, 0)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis):
+    return x - _logsumexp(x, axis, True)
+
+
+def _sympy_reduce_exp(x, axis, keepdims):
+    return np.vectorize(sympy.log, otypes=[object])(
+        np.sum(np.vectorize(sympy.exp, otypes=[object])(x), axis=axis, keepdims=keepdims)
+    )
+
+
+def _sympy_softmax(x, axis):
+    e = np.vectorize(sympy.exp, otypes=[object])(x)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+LOGSUMEXP = define_op(
+    "logsumexp",
+    _logsumexp,
+    _reduced_shape,
+    vjp=(
+        lambda g, out, x, axis, keepdims: multiply(
+            _keep(g, axis, keepdims), exp(subtract(x, _keep(out, axis, keepdims)))
+        ),
+    ),
+    jvp=(
+        lambda t, out, x, axis, keepdims: sum(
+            multiply(t, exp(subtract(x, _keep(out, axis, keepdims)))), axis, keepdims
+        ),
+    ),
+    sympy=_sympy_reduce_exp,
+    doc="log sum exp x, without overflow; d = sum softmax(x) dx",
+)
+SOFTMAX = define_op(
+    "softmax",
+    _softmax,
+    lambda shape, axis: shape,
+    # The Jacobian diag(s) - s s^T is symmetric: the same formula serves both modes.
+    vjp=(lambda g, out, x, axis: multiply(out, subtract(g, sum(multiply(g, out), axis, keepdims=True))),),
+    jvp=(lambda t, out, x, axis: multiply(out, subtract(t, sum(multiply(t, out), axis, keepdims=True))),),
+    sympy=_sympy_softmax,
+    doc="exp x / sum exp x along axis, without overflow; d s = s (dx - sum(s dx))",
+)
+LOG_SOFTMAX = define_op(
+    "log_softmax",
+    _log_softmax,
+    lambda shape, axis: shape,
+    vjp=(lambda g, out, x, axis: subtract(g, multiply(exp(out), sum(g, axis, keepdims=True))),),
+    jvp=(lambda t, out, x, axis: subtract(t, sum(multiply(t, exp(out)), axis, keepdims=True)),),
+    sympy=lambda x, axis: np.vectorize(sympy.log, otypes=[object])(_sympy_softmax(x, axis)),
+    doc="x - logsumexp(x) along axis; d = dx - sum(softmax(x) dx)",
+)
+
+
+def logsumexp(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:
+    """``log(sum(exp(x)))`` over ``axis``, computed without overflow (as scipy's ``logsumexp``).
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(2,))
+    >>> print(sd.evaluate(sd.logsumexp(w), {w: [1000.0, 1000.0]}))
+    1000.6931471805599
+    """
+    (x,) = as_nodes("logsumexp", x)
+    x = to_float(x)
+    axes = _axes("logsumexp", x, axis)
+    if not axes:
+        return x
+    return apply(LOGSUMEXP, x, axis=axes, keepdims=bool(keepdims))
+
+
+def softmax(x: ArrayLike, axis: Any = -1) -> Node:
+    """``exp(x) / sum(exp(x))`` along ``axis`` (the last by default), without overflow.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(2,))
+    >>> print(sd.evaluate(sd.softmax(w), {w: [0.0, 0.0]}))
+    [0.5 0.5]
+    """
+    (x,) = as_nodes("softmax", x)
+    x = to_float(x)
+    return apply(SOFTMAX, x, axis=_axes("softmax", x, axis))
+
+
+def log_softmax(x: ArrayLike, axis: Any = -1) -> Node:
+    """``x - logsumexp(x)`` along ``axis``: the log of softmax, finite for large inputs.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(2,))
+    >>> print(sd.evaluate(sd.log_softmax(w), {w: [0.0, 2000.0]}))
+    [-2000.     0.]
+    """
+    (x,) = as_nodes("log_softmax", x)
+    x = to_float(x)
+    return apply(LOG_SOFTMAX, x, axis=_axes("log_softmax", x, axis))

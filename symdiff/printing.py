@@ -1,0 +1,158 @@
+"""Readable text for nodes: ``print(node)`` shows infix math.
+
+Small expressions print inline (``cos(x)*x + sin(x)``). A larger graph prints as
+numbered lines that name shared and long subexpressions, so a DAG never turns
+into an exponentially long tree:
+
+    t1 = sin(x)*x + x
+    t2 = sin(t1)*t1 + x
+    sin(t2)*t2 + x
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symdiff.graph import Node, format_shape
+from symdiff.ops import REGISTRY
+
+# Past this many ops a subexpression gets its own line.
+INLINE_MAX = 24
+
+
+def format_number(v: float | int | bool) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    v = v.item() if hasattr(v, "item") else v
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e16:
+        return str(int(v))
+    return repr(v)
+
+
+def _leaf(node: Node) -> str:
+    if node.op == "variable":
+        return node.name
+    value = node.value
+    if value.ndim == 0:
+        return format_number(value.item())
+    if node.uniform is not None:
+        return f"full({format_shape(node.shape)}, {format_number(node.uniform)})"
+    if value.size <= 6:
+        return str(np.asarray(value).tolist()).replace(" ", "")
+    return f"const{format_shape(node.shape)}"
+
+
+def _attr_text(key: str, value) -> str:
+    if isinstance(value, tuple) and len(value) == 1 and key == "axis":
+        value = value[0]
+    return f"{key}={value!r}"
+
+
+def _render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
+    """Text and binding strength of ``node`` given its inputs' texts and strengths."""
+    op = REGISTRY[node.op]
+    attrs = dict(node._attrs)
+
+    def wrap(i: int, need: int) -> str:
+        text, prec = args[i]
+        return f"({text})" if prec < need else text
+
+    if node.op == "neg":
+        return "-" + wrap(0, 31), 30
+    if node.op == "pow":
+        return wrap(0, 41) + "**" + wrap(1, 40), 40
+    if node.op == "getitem":
+        return wrap(0, 60) + f"[{attrs['index']!r}]", 60
+    if node.op == "transpose" and attrs["axes"] == tuple(range(node.ndim - 1, -1, -1)):
+        return wrap(0, 50) + ".T", 50
+    if op.symbol and len(args) == 2 and op.symbol != ".T":
+        p = op.precedence
+        # Left-associative: the right operand of - / needs parentheses at equal strength.
+        right_need = p + 1 if node.op in ("sub", "div", "matmul") else p
+        right = wrap(1, right_need)
+        if right.startswith("-"):  # x*(-y), not x*-y
+            right = f"({right})"
+        return f"{wrap(0, p)}{_spaced(op.symbol)}{right}", p
+    shown = [
+        _attr_text(k, v)
+        for k, v in attrs.items()
+        if not (k == "axis" and v == tuple(range(-node.inputs[0].ndim, 0))) and not (k == "keepdims" and not v)
+    ]
+    return f"{node.op}({', '.join([a[0] for a in args] + shown)})", 100
+
+
+def _spaced(symbol: str) -> str:
+    return f" {symbol} " if symbol in ("+", "-", ">", "<", ">=", "<=", "==", "!=") else symbol
+
+
+def _subgraph(root: Node) -> list[Node]:
+    seen = {root}
+    stack = [root]
+    while stack:
+        for u in stack.pop().inputs:
+            if u not in seen:
+                seen.add(u)
+                stack.append(u)
+    return sorted(seen, key=lambda n: n.index)
+
+
+def _plan(root: Node) -> tuple[list[Node], set[Node]]:
+    """The subgraph in order, and which of its nodes get a line of their own."""
+    nodes = _subgraph(root)
+    uses: dict[Node, int] = {}
+    for n in nodes:
+        for u in n.inputs:
+            uses[u] = uses.get(u, 0) + 1
+    size: dict[Node, int] = {}
+    named: set[Node] = set()
+    for n in nodes:
+        size[n] = 1 + sum(1 if u in named else size[u] for u in n.inputs)
+        if n is not root and n.inputs and (uses[n] > 1 or size[n] > INLINE_MAX):
+            named.add(n)
+    if size[root] <= INLINE_MAX:
+        named.clear()  # small enough: print it inline, repeats and all
+    return nodes, named
+
+
+def to_text(root: Node) -> str:
+    """The expression of ``root`` as text (``str(node)``)."""
+    nodes, named = _plan(root)
+    texts: dict[Node, tuple[str, int]] = {}
+    lines = []
+    taken = {n.name for n in nodes if n.op == "variable"}
+    counter = 0
+    for n in nodes:
+        texts[n] = (_leaf(n), 100) if not n.inputs else _render(n, [texts[u] for u in n.inputs])
+        if n in named:
+            counter += 1
+            label = f"t{counter}"
+            while label in taken:
+                counter += 1
+                label = f"t{counter}"
+            lines.append(f"{label} = {texts[n][0]}")
+            texts[n] = (label, 100)
+    lines.append(texts[root][0])
+    return "\n".join(lines)
+
+
+def short_text(node: Node, limit: int = 60) -> str:
+    """At most ``limit`` characters of the node's expression (for repr)."""
+    if not node.inputs:
+        return _leaf(node)
+    text = to_text(node)
+    if "\n" in text or len(text) > limit:
+        args = ", ".join(_leaf(u) if not u.inputs else f"#{u.index}" for u in node.inputs)
+        return f"{node.op}({args})"
+    return text
+
+
+def latex_or_none(node: Node) -> str | None:
+    """``$...$`` LaTeX for a scalar node if sympy can express it, else None."""
+    if node.shape != () or len(_subgraph(node)) > 200:
+        return None
+    try:
+        from symdiff.export.sympy import latex
+
+        return f"${latex(node)}$"
+    except Exception:
+        return None
