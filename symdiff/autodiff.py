@@ -18,7 +18,8 @@ import numpy as np
 
 from symdiff.errors import GraphError, NonDifferentiableError, ShapeError
 from symdiff.graph import Node, format_shape
-from symdiff.ops import REGISTRY, add, astype, broadcast_like, reshape, sum, transpose
+from symdiff.ops import REGISTRY, add, astype, broadcast_like, reshape, transpose
+from symdiff.ops import sum as reduce_sum
 from symdiff.ops.shape import lift
 
 DIFF, NONE, UNDEFINED = "diff", "none", "undefined"
@@ -125,10 +126,10 @@ def _unbroadcast(c: Node, x: Node, nb: int, consumer: Node) -> Node:
         c = broadcast_like(c, x)
         extra = c.ndim - x.ndim
     if extra:
-        c = sum(c, axis=tuple(range(nb, nb + extra)))
+        c = reduce_sum(c, axis=tuple(range(nb, nb + extra)))
     keep = tuple(j - x.ndim for j, d in enumerate(x.shape) if d == 1 and c.shape[nb + j] != 1)
     if keep:
-        c = sum(c, axis=keep, keepdims=True)
+        c = reduce_sum(c, axis=keep, keepdims=True)
     if any(cd == 1 and xd != 1 for cd, xd in zip(c.shape[nb:], x.shape)):
         c = broadcast_like(c, x)
     if c.dtype != x.dtype:

@@ -236,8 +236,8 @@ RESHAPE_LIKE = define_op(
     _reshape_like_forward,
     lambda x, ref, nb: tuple(x[:nb]) + tuple(ref),
     dtype=first_dtype,
-    vjp=(lambda g, out, x, ref, nb: reshape_like(g, x, g.ndim - x.ndim), None),
-    jvp=(lambda t, out, x, ref, nb: reshape_like(t, out, t.ndim - ref.ndim), None),
+    vjp=(lambda g, out, x, ref, nb: reshape_like(g, x, g.ndim - out.ndim), None),
+    jvp=(lambda t, out, x, ref, nb: reshape_like(t, out, t.ndim - x.ndim), None),
     sympy=_reshape_like_forward,
     doc="x reshaped to its first nb axes followed by ref's shape",
 )

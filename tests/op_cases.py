@@ -1,0 +1,341 @@
+"""A table of test cases covering every op in the registry.
+
+Each case builds an expression from variables with ``sd`` and states the same
+computation in plain numpy (the reference). Inputs keep away from kinks and ties
+by more than the finite-difference step, and from singular matrices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg
+import scipy.special
+
+import symdiff as sd
+from symdiff.ops.core import REGISTRY, apply
+from symdiff.ops.shape import _make_index, unindex
+
+_rng = np.random.default_rng(20261122)
+
+
+def normal(*shape):
+    return _rng.standard_normal(shape)
+
+
+def positive(*shape):
+    return _rng.uniform(0.5, 2.0, shape)
+
+
+def away_from_zero(*shape):
+    """Magnitudes in [0.2, 1.5] with random signs: no kink within reach of the FD step."""
+    return _rng.uniform(0.2, 1.5, shape) * _rng.choice([-1.0, 1.0], shape)
+
+
+def distinct(*shape):
+    """Values at least 0.1 apart (no ties for max/min)."""
+    n = int(np.prod(shape)) if shape else 1
+    return (_rng.permutation(n) * 0.37 - n * 0.15).reshape(shape)
+
+
+def well_conditioned(*shape):
+    n = shape[-1]
+    return _rng.standard_normal(shape) * 0.3 + np.eye(n) * 2.0
+
+
+def spd(n):
+    a = _rng.standard_normal((n, n))
+    return a @ a.T + n * np.eye(n)
+
+
+@dataclass
+class Case:
+    op: str
+    id: str
+    build: Callable  # (*nodes) -> node, with sd
+    reference: Callable  # (*arrays) -> array, with numpy only
+    inputs: list
+    dtypes: list = field(default_factory=list)  # per input; float64 when missing
+    wrt: list | None = None  # which inputs to differentiate (default: float inputs)
+    rtol: float = 1e-6
+    shapes: list | None = None  # declared variable shapes (None dims allowed); default: the inputs'
+    max_order: int = 2
+
+    @property
+    def name(self) -> str:
+        return f"{self.op}-{self.id}"
+
+    def differentiable_inputs(self) -> list[int]:
+        if self.wrt is not None:
+            return self.wrt
+        return [k for k in range(len(self.inputs)) if np.asarray(self.inputs[k]).dtype.kind == "f"]
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _index(shape, index):
+    return _make_index(index, shape)
+
+
+CASES: list[Case] = [
+    # arithmetic, with broadcasting
+    Case("add", "scalars", lambda x, y: x + y, np.add, [normal(), normal()]),
+    Case("add", "vector+matrix", lambda x, y: x + y, np.add, [normal(3), normal(2, 3)]),
+    Case("add", "col+row", lambda x, y: x + y, np.add, [normal(2, 1), normal(1, 3)]),
+    Case("sub", "matrix-vector", lambda x, y: x - y, np.subtract, [normal(2, 3), normal(3)]),
+    Case("sub", "scalar-vector", lambda x, y: x - y, np.subtract, [normal(), normal(3)]),
+    Case("mul", "matrix*col", lambda x, y: x * y, np.multiply, [normal(2, 3), normal(2, 1)]),
+    Case("mul", "scalar*vector", lambda x, y: x * y, np.multiply, [normal(), normal(3)]),
+    Case("mul", "same", lambda x: x * x, lambda x: x * x, [normal(3)]),
+    Case("div", "vector/matrix", lambda x, y: x / y, np.divide, [normal(3), positive(2, 3)]),
+    Case("div", "scalars", lambda x, y: x / y, np.divide, [normal(), away_from_zero()]),
+    Case("neg", "matrix", lambda x: -x, np.negative, [normal(2, 3)]),
+    Case("pow", "both", lambda x, y: x**y, np.power, [positive(3), normal(3)]),
+    Case("pow", "cube", lambda x: x**3, lambda x: x**3, [normal(2, 2)]),
+    Case("pow", "scalar-base", lambda x, y: x**y, np.power, [positive(), normal(2)]),
+    Case("pow", "negative-int-power", lambda x: x**-2, lambda x: x**-2.0, [away_from_zero(3)]),
+    # unary functions
+    Case("exp", "vector", sd.exp, np.exp, [normal(4)]),
+    Case("log", "vector", sd.log, np.log, [positive(4)]),
+    Case("sin", "matrix", sd.sin, np.sin, [normal(2, 2)]),
+    Case("cos", "vector", sd.cos, np.cos, [normal(3)]),
+    Case("tan", "vector", sd.tan, np.tan, [normal(3) * 0.5]),
+    Case("tanh", "vector", sd.tanh, np.tanh, [normal(3)]),
+    Case("sigmoid", "vector", sd.sigmoid, _sigmoid, [normal(4) * 2]),
+    Case("sqrt", "vector", sd.sqrt, np.sqrt, [positive(3)]),
+    Case("log1p", "vector", sd.log1p, np.log1p, [positive(3)]),
+    Case("expm1", "vector", sd.expm1, np.expm1, [normal(3)]),
+    Case("softplus", "vector", sd.softplus, lambda x: np.log(1 + np.exp(x)), [normal(4) * 2]),
+    Case("abs", "vector", sd.abs, np.abs, [away_from_zero(4)]),
+    Case("relu", "vector", sd.relu, lambda x: np.maximum(x, 0), [away_from_zero(5)]),
+    Case("sign", "times-x", lambda x: sd.sign(x) * x, lambda x: np.sign(x) * x, [away_from_zero(4)]),
+    Case(
+        "astype",
+        "float32-roundtrip",
+        lambda x: sd.astype(sd.astype(x, "float32"), "float64") * 2.0,
+        lambda x: x.astype(np.float32).astype(np.float64) * 2.0,
+        [normal(3)],
+        rtol=1e-3,
+        max_order=1,
+    ),  # finite differences of float32 rounding are noise at second order
+    Case("maximum", "broadcast", sd.maximum, np.maximum, [distinct(2, 3), distinct(3) + 0.05]),
+    Case("minimum", "vectors", sd.minimum, np.minimum, [distinct(4), distinct(4)[::-1] + 0.05]),
+    # where and comparisons (the condition carries no gradient)
+    Case(
+        "where",
+        "const-cond",
+        lambda x, y: sd.where(np.array([True, False, True]), x, y),
+        lambda x, y: np.where([True, False, True], x, y),
+        [normal(3), normal(3)],
+    ),
+    Case(
+        "where",
+        "cond-from-x",
+        lambda x, y: sd.where(x > 0, x**2, y * x),
+        lambda x, y: np.where(x > 0, x**2, y * x),
+        [away_from_zero(4), normal(4)],
+    ),
+    Case(
+        "where",
+        "broadcast",
+        lambda x, y: sd.where(x > 0, x, y),
+        lambda x, y: np.where(x > 0, x, y),
+        [away_from_zero(2, 3), normal(3)],
+    ),
+    Case(
+        "greater",
+        "in-where",
+        lambda x: sd.where(sd.greater(x, 0.1), x, -x),
+        lambda x: np.where(x > 0.1, x, -x),
+        [away_from_zero(3) + 0.5],
+    ),
+    Case(
+        "greater_equal",
+        "in-where",
+        lambda x: sd.where(sd.greater_equal(x, 0), x, 0.0),
+        lambda x: np.where(x >= 0, x, 0.0),
+        [away_from_zero(3)],
+    ),
+    Case(
+        "less",
+        "in-where",
+        lambda x: sd.where(sd.less(x, 0), x, 2 * x),
+        lambda x: np.where(x < 0, x, 2 * x),
+        [away_from_zero(3)],
+    ),
+    Case(
+        "less_equal",
+        "in-where",
+        lambda x: sd.where(sd.less_equal(x, 0), x, 2 * x),
+        lambda x: np.where(x <= 0, x, 2 * x),
+        [away_from_zero(3)],
+    ),
+    Case(
+        "equal",
+        "in-where",
+        lambda x: sd.where(sd.equal(x, 0), 0.0, x**2),
+        lambda x: np.where(x == 0, 0.0, x**2),
+        [away_from_zero(3)],
+    ),
+    Case(
+        "not_equal",
+        "in-where",
+        lambda x: sd.where(sd.not_equal(x, 0), x**2, 0.0),
+        lambda x: np.where(x != 0, x**2, 0.0),
+        [away_from_zero(3)],
+    ),
+    # reductions
+    Case("sum", "all", sd.sum, np.sum, [normal(2, 3)]),
+    Case("sum", "axis0", lambda x: sd.sum(x, axis=0), lambda x: np.sum(x, axis=0), [normal(2, 3)]),
+    Case("sum", "axes-0-2", lambda x: sd.sum(x, axis=(0, 2)), lambda x: np.sum(x, axis=(0, 2)), [normal(2, 3, 2)]),
+    Case(
+        "sum",
+        "keepdims",
+        lambda x: sd.sum(x, axis=1, keepdims=True) * x,
+        lambda x: np.sum(x, axis=1, keepdims=True) * x,
+        [normal(2, 3)],
+    ),
+    Case("mean", "all", sd.mean, np.mean, [normal(2, 3)]),
+    Case("mean", "axis1", lambda x: sd.mean(x, axis=1), lambda x: np.mean(x, axis=1), [normal(2, 3)]),
+    Case("max", "all", sd.max, np.max, [distinct(2, 3)]),
+    Case(
+        "max",
+        "axis1-keepdims",
+        lambda x: sd.max(x, axis=1, keepdims=True),
+        lambda x: np.max(x, axis=1, keepdims=True),
+        [distinct(3, 4)],
+    ),
+    Case("min", "axis0", lambda x: sd.min(x, axis=0), lambda x: np.min(x, axis=0), [distinct(3, 2)]),
+    Case("logsumexp", "all", sd.logsumexp, scipy.special.logsumexp, [normal(4)]),
+    Case(
+        "logsumexp",
+        "axis1",
+        lambda x: sd.logsumexp(x, axis=1),
+        lambda x: scipy.special.logsumexp(x, axis=1),
+        [normal(2, 3)],
+    ),
+    Case("softmax", "last", sd.softmax, lambda x: scipy.special.softmax(x, axis=-1), [normal(2, 3)]),
+    Case(
+        "softmax", "axis0", lambda x: sd.softmax(x, axis=0), lambda x: scipy.special.softmax(x, axis=0), [normal(3, 2)]
+    ),
+    Case("log_softmax", "last", sd.log_softmax, lambda x: scipy.special.log_softmax(x, axis=-1), [normal(2, 3)]),
+    # linear algebra
+    Case("matmul", "mat@mat", lambda x, y: x @ y, np.matmul, [normal(2, 3), normal(3, 2)]),
+    Case("matmul", "vec@mat", lambda x, y: x @ y, np.matmul, [normal(3), normal(3, 2)]),
+    Case("matmul", "mat@vec", lambda x, y: x @ y, np.matmul, [normal(2, 3), normal(3)]),
+    Case("matmul", "vec@vec", lambda x, y: x @ y, np.matmul, [normal(3), normal(3)]),
+    Case("matmul", "stack@mat", lambda x, y: x @ y, np.matmul, [normal(2, 2, 3), normal(3, 2)]),
+    Case("matmul", "vec@stack", lambda x, y: x @ y, np.matmul, [normal(3), normal(2, 3, 2)]),
+    Case("matmul", "stack@vec", lambda x, y: x @ y, np.matmul, [normal(2, 2, 3), normal(3)]),
+    Case("solve", "vector", sd.solve, np.linalg.solve, [well_conditioned(3, 3), normal(3)]),
+    Case("solve", "matrix", sd.solve, np.linalg.solve, [well_conditioned(3, 3), normal(3, 2)]),
+    Case("solve", "stack-vector", sd.solve, np.linalg.solve, [well_conditioned(2, 2, 2), normal(2)]),
+    Case("inv", "matrix", sd.inv, np.linalg.inv, [well_conditioned(3, 3)]),
+    Case("inv", "stack", sd.inv, np.linalg.inv, [well_conditioned(2, 2, 2)]),
+    Case("det", "matrix", sd.det, np.linalg.det, [well_conditioned(3, 3)]),
+    Case("det", "stack", sd.det, np.linalg.det, [well_conditioned(2, 2, 2)]),
+    Case("cholesky", "matrix", sd.cholesky, lambda a: np.linalg.cholesky((a + a.T) / 2), [spd(3)]),
+    Case(
+        "cholesky",
+        "solve-chain",
+        lambda a, b: sd.solve(sd.cholesky(a), b),
+        lambda a, b: scipy.linalg.solve_triangular(np.linalg.cholesky((a + a.T) / 2), b, lower=True),
+        [spd(3), normal(3)],
+    ),
+    # shape ops
+    Case("transpose", "T", lambda x: x.T, np.transpose, [normal(2, 3)]),
+    Case(
+        "transpose",
+        "axes",
+        lambda x: sd.transpose(x, (1, 2, 0)),
+        lambda x: np.transpose(x, (1, 2, 0)),
+        [normal(2, 3, 2)],
+    ),
+    Case("reshape", "2x3-3x2", lambda x: sd.reshape(x, (3, 2)), lambda x: x.reshape(3, 2), [normal(2, 3)]),
+    Case("reshape", "minus-one", lambda x: x.reshape(2, -1), lambda x: x.reshape(2, -1), [normal(6)]),
+    Case(
+        "expand_dims", "middle", lambda x: sd.expand_dims(x, 1) * x, lambda x: np.expand_dims(x, 1) * x, [normal(2, 3)]
+    ),
+    Case("squeeze", "axis", lambda x: sd.squeeze(x, 0), lambda x: np.squeeze(x, 0), [normal(1, 3)]),
+    Case(
+        "broadcast_to",
+        "matrix",
+        lambda x: sd.broadcast_to(x, (2, 3)),
+        lambda x: np.broadcast_to(x, (2, 3)),
+        [normal(3)],
+    ),
+    Case(
+        "broadcast_like",
+        "rows",
+        lambda x, y: sd.broadcast_like(x, y) * y,
+        lambda x, y: np.broadcast_to(x, y.shape) * y,
+        [normal(3), normal(2, 3)],
+    ),
+    Case(
+        "reshape_like",
+        "unknown-rows",
+        lambda x, y: sd.sum(sd.reshape_like(x, y) * y),
+        lambda x, y: np.sum(x.reshape(y.shape) * y),
+        [normal(6), normal(2, 3)],
+        shapes=[(None,), (None, 3)],
+    ),
+    Case("getitem", "slice", lambda x: x[1:3], lambda x: x[1:3], [normal(4)]),
+    Case("getitem", "columns", lambda x: x[:, 1:], lambda x: x[:, 1:], [normal(2, 3)]),
+    Case("getitem", "int", lambda x: x[1], lambda x: x[1], [normal(2, 3)]),
+    Case("getitem", "repeated-rows", lambda x: x[[0, 0, 1]], lambda x: x[[0, 0, 1]], [normal(2, 3)]),
+    Case("getitem", "newaxis-int", lambda x: x[None, :, 1], lambda x: x[None, :, 1], [normal(2, 3)]),
+    Case("getitem", "ellipsis-reverse", lambda x: x[..., ::-1], lambda x: x[..., ::-1], [normal(2, 3)]),
+    Case("getitem", "pairs", lambda x: x[[0, 1, 1], [2, 0, 2]], lambda x: x[[0, 1, 1], [2, 0, 2]], [normal(2, 3)]),
+    Case(
+        "unindex",
+        "slice",
+        lambda g: unindex(g, g.graph.constant(np.zeros((2, 3))), _index((2, 3), (slice(None), 1))),
+        lambda g: np.stack([np.zeros(2), g, np.zeros(2)], axis=1),
+        [normal(2)],
+    ),
+    Case(
+        "take", "axis0", lambda x: sd.take(x, np.array([2, 0, 2])), lambda x: np.take(x, [2, 0, 2], axis=0), [normal(3)]
+    ),
+    Case(
+        "take",
+        "axis1",
+        lambda x: sd.take(x, np.array([1, 1]), axis=1),
+        lambda x: np.take(x, [1, 1], axis=1),
+        [normal(2, 3)],
+    ),
+    Case(
+        "untake",
+        "axis0",
+        lambda g: apply(
+            REGISTRY["untake"], g, g.graph.constant(np.zeros(3)), g.graph.constant(np.array([2, 0, 2])), axis=-1
+        ),
+        lambda g: np.bincount([2, 0, 2], weights=g, minlength=3),
+        [normal(3)],
+    ),
+    Case("tril", "k0", sd.tril, np.tril, [normal(3, 3)]),
+    Case("triu", "k1", lambda x: sd.triu(x, 1), lambda x: np.triu(x, 1), [normal(3, 3)]),
+    Case("count", "mean-by-hand", lambda x: sd.sum(x) / sd.count(x), np.mean, [normal(2, 3)], shapes=[(None, 3)]),
+    Case(
+        "mean",
+        "unknown-rows",
+        lambda x: sd.mean(x, axis=0),
+        lambda x: np.mean(x, axis=0),
+        [normal(4, 2)],
+        shapes=[(None, 2)],
+    ),
+    Case(
+        "sum",
+        "unknown-rows",
+        lambda x, b: sd.sum(sd.tanh(x + b), axis=0),
+        lambda x, b: np.sum(np.tanh(x + b), axis=0),
+        [normal(3, 2), normal(2)],
+        shapes=[(None, 2), (2,)],
+    ),
+]
+
+# Ops whose derivative is zero by definition, checked by the tests that say so.
+ZERO_DERIVATIVE = {"sign", "stop_gradient", "zeros_like", "ones_like", "count"}
