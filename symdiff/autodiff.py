@@ -20,6 +20,7 @@ from symdiff.errors import GraphError, NonDifferentiableError, ShapeError
 from symdiff.graph import Node, format_shape
 from symdiff.ops import REGISTRY, add, astype, broadcast_like, reshape, transpose
 from symdiff.ops import sum as reduce_sum
+from symdiff.ops.core import not_differentiable
 from symdiff.ops.shape import lift
 
 DIFF, NONE, UNDEFINED = "diff", "none", "undefined"
@@ -32,9 +33,10 @@ def _edge(node: Node, i: int) -> str:
     UNDEFINED: the derivative does not exist (comparisons; integer or boolean values).
     """
     op = REGISTRY[node.op]
-    if not op.differentiable:
+    rule = op.vjp_rule(i)
+    if not op.differentiable or rule is not_differentiable:
         return UNDEFINED
-    if op.vjp_rule(i) is None:
+    if rule is None:
         return NONE
     if node.dtype.kind != "f" or node.inputs[i].dtype.kind != "f":
         return UNDEFINED

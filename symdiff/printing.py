@@ -103,13 +103,15 @@ def _plan(root: Node) -> tuple[list[Node], set[Node]]:
     for n in nodes:
         for u in n.inputs:
             uses[u] = uses.get(u, 0) + 1
-    size: dict[Node, int] = {}
+    size: dict[Node, int] = {}  # ops on the node's line, with named inputs counting one
+    tree: dict[Node, int] = {}  # ops of the fully expanded tree, capped (it grows exponentially)
     named: set[Node] = set()
     for n in nodes:
         size[n] = 1 + sum(1 if u in named else size[u] for u in n.inputs)
+        tree[n] = min(INLINE_MAX + 1, 1 + sum(tree[u] for u in n.inputs))
         if n is not root and n.inputs and (uses[n] > 1 or size[n] > INLINE_MAX):
             named.add(n)
-    if size[root] <= INLINE_MAX:
+    if tree[root] <= INLINE_MAX:
         named.clear()  # small enough: print it inline, repeats and all
     return nodes, named
 

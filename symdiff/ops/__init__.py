@@ -1,6 +1,6 @@
 """The op table: one module per family, each op declared once (see ``core``)."""
 
-from symdiff.ops.core import REGISTRY, Op, apply, define_op
+from symdiff.ops.core import REGISTRY, Op, apply, define_op, not_differentiable
 from symdiff.ops.elementwise import (
     abs,
     add,
@@ -92,6 +92,7 @@ __all__ = [
     "minimum",
     "multiply",
     "negative",
+    "not_differentiable",
     "not_equal",
     "ones_like",
     "power",

@@ -15,7 +15,9 @@ Rule conventions
 with extra *leading* batch axes, which a rule must carry through: use negative
 axes). The result may be shaped like ``out`` rather than like input ``i``: the
 driver sums broadcast axes away in one place. ``None`` in place of a rule means
-"no gradient flows along this input" (e.g. the condition of ``where``).
+"no gradient flows along this input" (e.g. the condition of ``where``: zero);
+``not_differentiable`` means the derivative does not exist (an integer index):
+``grad`` raises NonDifferentiableError if it is needed.
 
 ``jvp[i](t, out, *inputs, **attrs)`` returns the contribution of input ``i``'s
 tangent ``t`` to the tangent of ``out``, with the same batch convention.
@@ -33,6 +35,17 @@ from symdiff.errors import GraphError, ShapeError
 from symdiff.graph import INTERN_MAX_SIZE, Node, Shape, format_shape
 
 Rule = Callable[..., Node]
+
+
+class _NotDifferentiable:
+    """Marks an input whose derivative does not exist (an integer index), unlike ``None``,
+    which marks an input through which no gradient flows by definition (where's condition)."""
+
+    def __repr__(self) -> str:
+        return "not_differentiable"
+
+
+not_differentiable: Any = _NotDifferentiable()
 RuleTable = Sequence[Rule | None] | Callable[[int], Rule | None]
 
 

@@ -41,12 +41,17 @@ def _broadcast_rule(*shapes, **_):
 
 # -- folding helpers ---------------------------------------------------------------
 def fill_value(node: Node) -> float | int | bool | None:
-    """The one value every element of ``node`` has, when that is known at build time."""
+    """The one value every element of ``node`` has, when that is known at build time.
+
+    A ``broadcast_like`` against a reference with unknown dimensions does not count:
+    it ties its value to the reference's runtime shape, which the evaluator checks,
+    and folding it away could hide a bad binding.
+    """
     while node.op in ("broadcast_like", "broadcast_to"):
+        if None in node.shape:
+            return None
         node = node.inputs[0]
-    if node.op == "constant":
-        return node.uniform
-    return {"zeros_like": 0, "ones_like": 1}.get(node.op)
+    return node.uniform if node.op == "constant" else None
 
 
 def _is_const(node: Node, fill: float) -> bool:

@@ -17,6 +17,7 @@ from symdiff.ops.core import (
     define_op,
     first_dtype,
     normalize_axes,
+    not_differentiable,
 )
 
 ArrayLike = Any
@@ -545,7 +546,7 @@ TAKE = define_op(
     _take_forward,
     _take_shape,
     dtype=lambda x, i, axis: x,
-    vjp=(lambda g, out, x, indices, axis: apply(UNTAKE, g, x, indices, axis=axis), None),
+    vjp=(lambda g, out, x, indices, axis: apply(UNTAKE, g, x, indices, axis=axis), not_differentiable),
     jvp=(lambda t, out, x, indices, axis: take(t, indices, axis=axis), None),
     sympy=_take_forward,
     doc="gather along an axis by integer indices; the indices have no gradient",
@@ -555,7 +556,7 @@ UNTAKE = define_op(
     _untake_forward,
     lambda g, ref, ishape, axis: tuple(g[: len(g) - (len(ref) - 1 + len(ishape))]) + tuple(ref),
     dtype=lambda g, r, i, axis: g,
-    vjp=(lambda g, out, h, ref, indices, axis: take(g, indices, axis=axis), None, None),
+    vjp=(lambda g, out, h, ref, indices, axis: take(g, indices, axis=axis), None, not_differentiable),
     jvp=(lambda t, out, h, ref, indices, axis: apply(UNTAKE, t, ref, indices, axis=axis), None, None),
     sympy=_untake_forward,
     doc="the adjoint of take: g added into zeros shaped like ref",
