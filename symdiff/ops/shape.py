@@ -636,6 +636,40 @@ def triu(x: ArrayLike, k: int = 0) -> Node:
 
 
 # -- identity-like ------------------------------------------------------------------------
+def _match_shape_forward(x, ref):
+    if np.shape(x) != np.shape(ref):
+        raise ShapeError(
+            f"a gradient has shape {np.shape(x)} but its variable has shape {np.shape(ref)}: the bound values "
+            "broadcast a dimension declared None (a None dimension never broadcasts; declare it as 1 to broadcast)"
+        )
+    return x
+
+
+MATCH_SHAPE = define_op(
+    "match_shape",
+    _match_shape_forward,
+    lambda x, ref: x,
+    dtype=first_dtype,
+    vjp=(lambda g, out, x, ref: g, None),
+    jvp=(lambda t, out, x, ref: t, None),
+    sympy=lambda x, ref: x,
+    doc="x, checked at evaluation to have ref's shape (prints as x)",
+)
+
+
+def match_shape(x: Node, ref: Node) -> Node:
+    """``x``, with a check at evaluation that its shape equals ``ref``'s (for unknown dimensions).
+
+    >>> g = sd.Graph(); a = g.variable("a", shape=(None,)); b = g.variable("b", shape=(None,))
+    >>> print(sd.match_shape(a * 2, b))
+    a*2
+    """
+    x, ref = as_nodes("match_shape", x, ref)
+    if None not in x.shape and None not in ref.shape or x is ref:
+        return x
+    return apply(MATCH_SHAPE, x, ref)
+
+
 STOP_GRADIENT = define_op(
     "stop_gradient",
     lambda x: x,
