@@ -223,6 +223,9 @@ def multiply(x: ArrayLike, y: ArrayLike) -> Node:
             zero = _zeros(a, b, dtype=np.result_type(a.dtype, b.dtype))
             if zero is not None:
                 return zero
+    for a, b in ((x, y), (y, x)):
+        if b.op == "div" and _is_const(b.inputs[0], 1) and _keeps(b.inputs[1], b.inputs[0]):  # a*(1/c) = a/c
+            return divide(a, b.inputs[1])
     if x.op == "neg" or y.op == "neg":  # (-a)*b = -(a*b): negations collect and cancel
         return (
             negative(multiply(_unneg(x), _unneg(y)))
