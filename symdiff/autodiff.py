@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from symdiff.errors import GraphError, NonDifferentiableError, ShapeError
-from symdiff.graph import Node, format_shape
+from symdiff.graph import Node, ancestors, format_shape
 from symdiff.ops import REGISTRY, add, astype, broadcast_like, match_shape, reshape, transpose
 from symdiff.ops import sum as reduce_sum
 from symdiff.ops.core import not_differentiable
@@ -43,16 +43,9 @@ def _edge(node: Node, i: int) -> str:
     return DIFF
 
 
-def _ancestors(roots: Sequence[Node], kinds: tuple[str, ...]) -> set[Node]:
-    seen: set[Node] = set()
-    stack = list(roots)
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        stack.extend(u for i, u in enumerate(n.inputs) if _edge(n, i) in kinds)
-    return seen
+def _ancestors(roots: Sequence[Node], kinds: tuple[str, ...]) -> list[Node]:
+    """The nodes the roots depend on along edges of the given kinds, in topological order."""
+    return ancestors(roots, lambda n: [u for i, u in enumerate(n.inputs) if _edge(n, i) in kinds])
 
 
 def _cone(outputs: Sequence[Node], wrt: Sequence[Node], what: str) -> list[Node]:
@@ -61,7 +54,7 @@ def _cone(outputs: Sequence[Node], wrt: Sequence[Node], what: str) -> list[Node]
     Raises NonDifferentiableError for a ``wrt`` that the outputs reach only through
     ops with no derivative; a ``wrt`` they do not reach at all is simply absent.
     """
-    above = sorted(_ancestors(outputs, (DIFF,)), key=lambda n: n.index)
+    above = _ancestors(outputs, (DIFF,))
     starts = set(wrt)
     reached: set[Node] = set()
     for n in above:
@@ -75,8 +68,9 @@ def _cone(outputs: Sequence[Node], wrt: Sequence[Node], what: str) -> list[Node]
 
 def _explain_undefined(outputs: Sequence[Node], missing: Sequence[Node], what: str) -> None:
     linked = _ancestors(outputs, (DIFF, UNDEFINED))
+    linked_set = set(linked)
     for w in missing:
-        if w not in linked:
+        if w not in linked_set:
             continue  # genuinely disconnected: its derivative is zero
         name = _describe(w)
         if w.dtype.kind != "f":
@@ -85,7 +79,7 @@ def _explain_undefined(outputs: Sequence[Node], missing: Sequence[Node], what: s
             )
         # The first ops with no derivative met walking forward from w.
         reach, culprits = {w}, []
-        for n in sorted(linked, key=lambda n: n.index):
+        for n in linked:
             for i, u in enumerate(n.inputs):
                 if u in reach:
                     kind = _edge(n, i)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from symdiff.errors import DTypeError, GraphError, ShapeError, UnboundVariableError
-from symdiff.graph import Graph, Node, format_shape, shape_matches
+from symdiff.graph import Graph, Node, ancestors, format_shape, shape_matches
 from symdiff.ops import REGISTRY
 
 Bindings = Mapping[Node | str, Any]
@@ -77,16 +77,7 @@ def _resolve(graph: Graph, bindings: Bindings | None, what: str) -> tuple[dict[N
 
 def _needed(outputs: Sequence[Node], stop: Mapping[Node, Any] | set) -> list[Node]:
     """The nodes the outputs need, in topological order; the walk stops at ``stop`` nodes."""
-    seen: set[Node] = set()
-    stack = list(outputs)
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        if n not in stop:
-            stack.extend(n.inputs)
-    return sorted(seen, key=lambda n: n.index)
+    return ancestors(outputs, lambda n: () if n in stop else n.inputs)
 
 
 def _unbound(order: Sequence[Node], bound: Mapping[Node, Any] | set) -> list[Node]:

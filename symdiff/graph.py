@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,22 @@ def format_shape(shape: Shape) -> str:
 def shape_matches(static: Shape, actual: tuple[int, ...]) -> bool:
     """True if a runtime shape conforms to a static shape (None matches any size)."""
     return len(static) == len(actual) and all(s is None or s == a for s, a in zip(static, actual))
+
+
+def ancestors(roots: Iterable[Node], inputs_of: Callable[[Node], Iterable[Node]] | None = None) -> list[Node]:
+    """``roots`` and every node they depend on, in topological order (no recursion).
+
+    ``inputs_of(node)`` chooses which inputs to follow (all of them by default).
+    """
+    follow = inputs_of or (lambda n: n.inputs)
+    seen: set[Node] = set()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(follow(n))
+    return sorted(seen, key=lambda n: n.index)
 
 
 class Node:

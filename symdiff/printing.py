@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from symdiff.graph import Node, format_shape
+from symdiff.graph import Node, ancestors, format_shape
 from symdiff.ops import REGISTRY
 
 # Past this many ops a subexpression gets its own line.
@@ -89,20 +89,9 @@ def _spaced(symbol: str) -> str:
     return f" {symbol} " if symbol in ("+", "-", ">", "<", ">=", "<=", "==", "!=") else symbol
 
 
-def _subgraph(root: Node) -> list[Node]:
-    seen = {root}
-    stack = [root]
-    while stack:
-        for u in stack.pop().inputs:
-            if u not in seen:
-                seen.add(u)
-                stack.append(u)
-    return sorted(seen, key=lambda n: n.index)
-
-
 def _plan(root: Node) -> tuple[list[Node], set[Node]]:
     """The subgraph in order, and which of its nodes get a line of their own."""
-    nodes = _subgraph(root)
+    nodes = ancestors([root])
     uses: dict[Node, int] = {}
     for n in nodes:
         for u in n.inputs:
@@ -154,7 +143,7 @@ def short_text(node: Node, limit: int = 60) -> str:
 
 def latex_or_none(node: Node) -> str | None:
     """``$...$`` LaTeX for a scalar node if sympy can express it, else None."""
-    if node.shape != () or len(_subgraph(node)) > 200:
+    if node.shape != () or len(ancestors([node])) > 200:
         return None
     try:
         from symdiff.export.sympy import latex

@@ -16,7 +16,7 @@ import numpy as np
 
 from symdiff.autodiff import grad, jvp
 from symdiff.evaluate import evaluate
-from symdiff.graph import Graph, Node
+from symdiff.graph import Graph, Node, ancestors
 from symdiff.ops import multiply, sum
 
 
@@ -56,16 +56,7 @@ def _worst_element(
 
 
 def _ops_in(y: Node) -> str:
-    seen, stack, names = set(), [y], []
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        if n.inputs and n.op not in names:
-            names.append(n.op)
-        stack.extend(n.inputs)
-    return ", ".join(names)
+    return ", ".join(dict.fromkeys(n.op for n in ancestors([y]) if n.inputs))
 
 
 def check_grads(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import networkx as nx
 
-from symdiff.graph import Graph, Node
+from symdiff.graph import Graph, Node, ancestors
 from symdiff.printing import short_text
 
 
@@ -14,15 +14,7 @@ def subgraph_nodes(graph: Graph, outputs: Node | Sequence[Node] | None) -> list[
     """All of ``graph``'s nodes, or only those ``outputs`` need, in topological order."""
     if outputs is None:
         return list(graph._nodes)
-    roots = [outputs] if isinstance(outputs, Node) else list(outputs)
-    seen: set[Node] = set()
-    stack = list(roots)
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(n.inputs)
-    return sorted(seen, key=lambda n: n.index)
+    return ancestors([outputs] if isinstance(outputs, Node) else outputs)
 
 
 def to_networkx(graph: Graph, outputs: Node | Sequence[Node] | None = None) -> nx.DiGraph:
