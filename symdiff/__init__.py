@@ -28,6 +28,7 @@ from symdiff.export.sympy import from_sympy, latex, to_sympy
 from symdiff.graph import Graph, Node
 from symdiff.ops import *  # noqa: F403 (the op table's public functions)
 from symdiff.ops import __all__ as _ops_all
+from symdiff.simplify import simplify
 from symdiff.testing import check_grads
 
 __version__ = "0.1.0"
@@ -51,6 +52,7 @@ __all__ = [
     "jacobian",
     "jvp",
     "latex",
+    "simplify",
     "to_dot",
     "to_sympy",
     *_ops_all,

@@ -6,17 +6,20 @@ Evaluation follows IEEE arithmetic as numpy does: ``log(0)`` is ``-inf``, ``1/0`
 
 from __future__ import annotations
 
+import builtins
 import difflib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from symdiff.codegen import generate, scalar_eligible, scalar_function
 from symdiff.errors import DTypeError, GraphError, ShapeError, UnboundVariableError
 from symdiff.graph import Graph, Node, ancestors, format_shape, shape_matches
 from symdiff.ops import REGISTRY
 
 Bindings = Mapping[Node | str, Any]
+compile_source = builtins.compile  # this module's compile() is symdiff's
 
 
 def _as_outputs(outputs: Any, what: str) -> tuple[list[Node], bool]:
@@ -103,7 +106,8 @@ class _Step:
     def __init__(self, node: Node, slot: dict[Node, int]):
         op = REGISTRY[node.op]
         self.node = node
-        self.fn = op.forward
+        # float64 scalars run on Python floats at math speed, as compiled code does
+        self.fn = scalar_function(op) if scalar_eligible(node) else op.forward
         self.args = tuple(slot[u] for u in node.inputs)
         self.attrs = dict(node._attrs)
         # Shapes with unknown dimensions are checked at run time; a None dimension
@@ -128,6 +132,30 @@ def _run_checks(step: _Step, value: Any, env: list) -> None:
                         f"{shape}, but its declared dimension {axis} is None; a None dimension never "
                         "broadcasts: declare it as 1 to broadcast it"
                     )
+
+
+def broadcast_risk(node: Node) -> bool:
+    """True if numpy could broadcast one of the node's unknown (None) dimensions at run time."""
+    if not REGISTRY[node.op].elementwise:
+        return False
+    ndim = max(len(u.shape) for u in node.inputs)
+    for axis in range(-ndim, 0):
+        dims = [u.shape[axis] for u in node.inputs if len(u.shape) >= -axis and u.shape[axis] != 1]
+        if len(dims) > 1 and None in dims:
+            return True
+    return False
+
+
+def _checker(step: _Step) -> Callable[..., None]:
+    """A run-time shape check for generated code: ``check(value, *input_values)``."""
+
+    def check(value: Any, *inputs: Any) -> None:
+        env = list(inputs)
+        probe = _Step.__new__(_Step)
+        probe.node, probe.args = step.node, tuple(range(len(inputs)))
+        _run_checks(probe, value, env)
+
+    return check
 
 
 def _execute(steps: Sequence[_Step], env: list) -> None:
@@ -165,6 +193,7 @@ class _Plan:
         slot = {n: i for i, n in enumerate(self.leaves)}
         for n in computed:
             slot[n] = len(slot)
+        self.computed = computed
         self.steps = [_Step(n, slot) for n in computed]
         self.out_slots = [slot[n] for n in outputs]
         self.unbound = _unbound(order, set(inputs))
@@ -222,13 +251,21 @@ class Compiled:
         self.outputs = outputs
         self.inputs = inputs
         self._single = single
-        self._plan = _Plan(outputs, inputs)
-        if self._plan.unbound:
-            names = ", ".join(repr(n.name) for n in self._plan.unbound)
+        self._plan = plan = _Plan(outputs, inputs)
+        if plan.unbound:
+            names = ", ".join(repr(n.name) for n in plan.unbound)
             raise UnboundVariableError(
                 f"compile: the outputs need variable(s) {names}, which are not among the inputs",
-                tuple(n.name for n in self._plan.unbound),
+                tuple(n.name for n in plan.unbound),
             )
+        # Generated code checks only where numpy could silently broadcast a None dimension.
+        checks = {s.node: _checker(s) for s in plan.steps if s.check and broadcast_risk(s.node)}
+        self.source, namespace = generate(plan.leaves, inputs, plan.computed, outputs, checks)
+        exec(compile_source(self.source, "<symdiff compiled>", "exec"), namespace)  # our own generated code
+        self._code = namespace["compiled"]
+        # scalar float64 inputs are passed as Python floats, as the generated code expects
+        self._as_float = [n.shape == () and n.dtype == np.float64 for n in inputs]
+        self._arrays = any(not scalar_eligible(s.node) for s in plan.steps)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if len(args) > len(self.inputs):
@@ -246,8 +283,23 @@ class Compiled:
         missing = [n for n in self.inputs if n not in values]
         if missing:
             raise _unbound_error("compiled function", missing, (), self.inputs[0].graph)
-        checked = {n: check_value(n, v, "compiled function") for n, v in values.items()}
-        results = self._plan.run(checked)
+        checked = {
+            # a Python float for a scalar float64 input needs no checking
+            n: v if f and type(v) is float else check_value(n, v, "compiled function")
+            for (n, v), f in zip(values.items(), (self._as_float[self.inputs.index(n)] for n in values))
+        }
+        args = [float(checked[n]) if f else checked[n] for n, f in zip(self.inputs, self._as_float)]
+        try:
+            if self._arrays:
+                with np.errstate(all="ignore"):
+                    raw = self._code(*args)
+            else:  # Python floats never warn
+                raw = self._code(*args)
+            results = [np.float64(v) if type(v) is float else _finish(v) for v in raw]
+        except Exception:
+            # A scalar expression hit an IEEE edge (log(0), 1/0, overflow) or an op failed:
+            # the interpreter gives numpy's result node by node, or the annotated error.
+            results = self._plan.run(checked)
         return results[0] if self._single else results
 
     def __repr__(self) -> str:
@@ -255,7 +307,9 @@ class Compiled:
         return f"<compiled symdiff function ({ins}) -> {len(self.outputs)} output(s), {len(self._plan.steps)} steps>"
 
 
-def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | None = None) -> Callable[..., Any]:  # noqa: A001
+def compile(  # noqa: A001
+    outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | None = None, simplify: bool = False
+) -> Callable[..., Any]:
     """Prepare ``outputs`` for repeated evaluation; returns a callable.
 
     Parameters
@@ -264,12 +318,16 @@ def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | None 
     inputs : list of Node or str, optional
         The variables the callable takes, in order (positionally or by name). By
         default, every variable the outputs need, in creation order.
+    simplify : bool
+        Run :func:`symdiff.simplify` on the outputs first. By default the compiled
+        function computes exactly what ``evaluate`` does, to the last bit;
+        simplification may change rounding (never the mathematical value).
 
     Returns
     -------
     callable
         ``f(*values)`` returns a list of values for a list of outputs, one value for
-        a single output. Calls are thread-safe.
+        a single output. Calls are thread-safe. ``f.source`` is the generated Python.
 
     >>> g = sd.Graph(); w = g.variable("w", shape=(3,))
     >>> loss = sd.sum(w ** 2)
@@ -280,6 +338,10 @@ def compile(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | None 
     """
     outs, single = _as_outputs(outputs, "compile")
     graph = outs[0].graph
+    if simplify:
+        from symdiff.simplify import simplify as run_simplify
+
+        outs = run_simplify(outs)
     if inputs is None:
         ins = _unbound(_needed(outs, set()), set())
     else:

@@ -332,6 +332,7 @@ class Graph:
         self._table: dict[tuple, Node] = {}
         self._variables: dict[str, Node] = {}
         self._gradient_depth = 0
+        self._aliases: list[tuple] = []  # table keys that name an existing node (folded results)
         self._id = next(Graph._ids)
         self._cache: dict[Any, Any] = {}  # derived data keyed by (purpose, len(self), ...)
 
@@ -468,6 +469,14 @@ class Graph:
     def _lookup(self, op: str, inputs: tuple, attrs: tuple) -> Node | None:
         return self._table.get((op, inputs, attrs))
 
+    def _alias(self, op: str, inputs: tuple, attrs: tuple, node: Node) -> Node:
+        """Record that ``op(inputs, attrs)`` is ``node`` (a constant it folded to)."""
+        key = (op, inputs, attrs)
+        if key not in self._table:
+            self._table[key] = node
+            self._aliases.append(key)
+        return node
+
     def _add(self, node: Node) -> Node:
         self._table[node._key] = node
         self._nodes.append(node)
@@ -485,10 +494,13 @@ class Graph:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        mark = len(self._nodes)
+        mark, alias_mark = len(self._nodes), len(self._aliases)
         try:
             yield
         except BaseException:
+            for key in self._aliases[alias_mark:]:
+                self._table.pop(key, None)
+            del self._aliases[alias_mark:]
             for node in self._nodes[mark:]:
                 self._table.pop(node._key, None)
                 if node.op == "variable":

@@ -124,3 +124,18 @@ def test_compiled_function_is_thread_safe(g):
         results = list(pool.map(f, inputs))
     for (value, grad), (ev, eg) in zip(results, expected):
         assert value == pytest.approx(ev) and np.allclose(grad, eg)
+
+
+def test_where_against_zero_keeps_where_semantics_on_large_arrays(g):
+    x = g.variable("x", shape=(None,))
+    z = g.variable("z", shape=(None,))
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal(10_000)
+    values[[3, 70, 900]] = [np.inf, np.nan, -np.inf]
+    mask_from = rng.standard_normal(10_000)
+    out = sd.evaluate([sd.where(z > 0, x, 0.0), sd.where(z > 0, 0.0, x)], {x: values, z: mask_from})
+    np.testing.assert_array_equal(out[0], np.where(mask_from > 0, values, 0.0))
+    np.testing.assert_array_equal(out[1], np.where(mask_from > 0, 0.0, values))
+    finite = rng.standard_normal(10_000)
+    out = sd.evaluate(sd.where(z > 0, x, 0.0), {x: finite, z: mask_from})
+    np.testing.assert_array_equal(out, np.where(mask_from > 0, finite, 0.0))

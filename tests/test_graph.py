@@ -210,3 +210,14 @@ def test_attrs_are_read_only(g):
     assert s.attrs["axis"] == (-1,)
     with pytest.raises(TypeError):
         s.attrs["axis"] = 0
+
+
+def test_uniform_constants_become_scalars_only_when_the_shape_is_kept(g):
+    ones = g.uniform_constant(1.0, (3, 3))
+    twos = g.uniform_constant(2.0, (3, 3))
+    assert (ones + twos).shape == (3, 3)  # both constant: one stays an array
+    x = g.variable("x", shape=(3, 3))
+    scaled = twos * x
+    assert scaled.inputs[0].shape == () and scaled.shape == (3, 3)  # the same as 2 * x
+    v = g.variable("v", shape=(3,))
+    assert (twos * v).shape == (3, 3) and (twos * v).inputs[0].shape == (3, 3)  # here it sets the shape

@@ -188,3 +188,51 @@ def test_rules_build_graph_nodes(case):
         assert isinstance(gk, sd.Node) and gk.graph is g
         tk = sd.jvp(y, xs[k], np.ones(np.shape(case.inputs[k])))
         assert isinstance(tk, sd.Node) and tk.graph is g
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_simplify_never_changes_a_value(case):
+    g, xs, y = _build(case)
+    wrt = case.differentiable_inputs()
+    rng = np.random.default_rng(3)
+    v = rng.standard_normal(np.shape(case.reference(*case.inputs)))
+    s = sd.sum(y * v) if np.ndim(v) else y * float(v)
+    first = sd.grad(s, [xs[k] for k in wrt])
+    second = sd.grad(sd.sum(first[0] * rng.standard_normal(np.shape(case.inputs[wrt[0]]))), xs[wrt[0]])
+    outputs = [y, *first, second]
+    simpler = sd.simplify(outputs)
+    for a, b, n in zip(
+        sd.evaluate(outputs, _bind(xs, case.inputs)), sd.evaluate(simpler, _bind(xs, case.inputs)), simpler
+    ):
+        assert n.shape == outputs[simpler.index(n)].shape
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_compile_agrees_with_evaluate_to_the_last_bit(case):
+    g, xs, y = _build(case)
+    wrt = case.differentiable_inputs()
+    out_shape = tuple(1 if d is None else d for d in y.shape)
+    grads = sd.grad(y, [xs[k] for k in wrt], grad_output=np.ones(out_shape) if out_shape else None)
+    outputs = [y, *grads]
+    f = sd.compile(outputs, inputs=xs)
+    for point in _points(case):
+        compiled = f(*point)
+        interpreted = sd.evaluate(outputs, _bind(xs, point))
+        for a, b in zip(compiled, interpreted):
+            assert np.asarray(a).dtype == np.asarray(b).dtype
+            np.testing.assert_array_equal(a, b)  # bit for bit (nan == nan here)
+
+
+def test_compile_agrees_with_evaluate_at_ieee_edges():
+    g = sd.Graph()
+    x = g.variable("x")
+    outputs = [sd.log(x), 1 / x, sd.sqrt(x), sd.exp(x), x**-1.5, sd.sigmoid(x), sd.softplus(x), sd.log1p(x)]
+    outputs += sd.grad(sd.log(x) + sd.sqrt(x) + sd.exp(x), [x])
+    f = sd.compile(outputs, inputs=[x])
+    for value in [0.0, -0.0, -1.0, 1e-320, 1000.0, -1000.0, np.inf, -np.inf, np.nan, 2.5]:
+        with np.errstate(all="raise"):
+            compiled = f(value)
+            interpreted = sd.evaluate(outputs, {x: value})
+        for a, b in zip(compiled, interpreted):
+            np.testing.assert_array_equal(a, b, err_msg=f"x = {value}")

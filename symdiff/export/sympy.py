@@ -11,7 +11,7 @@ import sympy
 from symdiff import ops
 from symdiff.errors import GraphError, ShapeError
 from symdiff.graph import Graph, Node, format_shape
-from symdiff.ops import REGISTRY
+from symdiff.ops import REGISTRY, apply
 
 # Tensors up to this many elements convert (each element is a sympy expression).
 MAX_ELEMENTS = 10_000
@@ -104,15 +104,6 @@ def latex(node: Node) -> str:
 
 
 # -- from sympy -------------------------------------------------------------------
-_FUNCTIONS = {
-    "sin": ops.sin,
-    "cos": ops.cos,
-    "tan": ops.tan,
-    "tanh": ops.tanh,
-    "exp": ops.exp,
-    "Abs": ops.abs,
-    "sign": ops.sign,
-}
 _RELATIONS = {
     sympy.StrictGreaterThan: ops.greater,
     sympy.GreaterThan: ops.greater_equal,
@@ -181,8 +172,9 @@ def _build(expr: sympy.Basic, args: list[Node], graph: Graph) -> Node:
         if isinstance(expr, kind):
             return fn(*args)
     name = type(expr).__name__
-    if name in _FUNCTIONS:
-        return _FUNCTIONS[name](*args)
+    op = next((op for op in REGISTRY.values() if op.sympy_name == name), None)
+    if op is not None:  # the op table names the sympy function each op corresponds to
+        return apply(op, *args)
     raise GraphError(f"from_sympy: no symdiff op for sympy {name} (in {expr})")
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from symdiff.errors import GraphError, ShapeError
-from symdiff.graph import INTERN_MAX_SIZE, Node, Shape, format_shape
+from symdiff.graph import Node, Shape, format_shape
 
 Rule = Callable[..., Node]
 
@@ -67,6 +67,7 @@ class Op:
     sympy_name: str | None = None
     doc: str = ""
     fold: bool = True
+    scalar: str | None = None
 
     def vjp_rule(self, i: int) -> Rule | None:
         return _rule(self.vjp, i)
@@ -105,6 +106,7 @@ def define_op(
     sympy_name: str | None = None,
     doc: str = "",
     fold: bool = True,
+    scalar: str | None = None,
 ) -> Op:
     """Register a new op and return it; build nodes of it with :func:`apply`.
 
@@ -140,6 +142,11 @@ def define_op(
         A one-line math description (``"d sin x = cos x dx"``).
     fold : bool
         Whether to compute the op at build time when every input is a constant.
+    scalar : str, optional
+        A Python expression computing the op on float64 scalars, with ``{0}``, ``{1}``
+        for the inputs and ``_math`` for the math module (``"_math.sin({0})"``). Used by
+        the evaluator and the compiler for scalar nodes; where it raises (``log(0)``),
+        the numpy forward gives the IEEE result instead.
 
     See ``docs/adding-an-op.md`` for a worked example.
     """
@@ -164,6 +171,7 @@ def define_op(
         sympy_name,
         doc,
         fold,
+        scalar,
     )
     REGISTRY[name] = op
     return op
@@ -263,12 +271,16 @@ def apply(op: Op, *args: Any, **attrs: Any) -> Node:
     if op.fold and all(i.op == "constant" for i in inputs) and _small(shape):
         with np.errstate(all="ignore"):
             value = op.forward(*(i.value for i in inputs), **attrs)
-        return graph.constant(np.asarray(value, dtype=dtype))
+        return graph._alias(op.name, inputs, key, graph.constant(np.asarray(value, dtype=dtype)))
     return graph._make(op.name, inputs, key, shape, dtype)
 
 
+# Constant inputs are folded at build time when the result has at most this many elements.
+FOLD_MAX_SIZE = 1 << 20
+
+
 def _small(shape: Shape) -> bool:
-    return all(d is not None for d in shape) and int(np.prod(shape, dtype=np.int64)) <= INTERN_MAX_SIZE
+    return all(d is not None for d in shape) and int(np.prod(shape, dtype=np.int64)) <= FOLD_MAX_SIZE
 
 
 # -- shape helpers -----------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import sympy
 
+from symdiff.errors import ShapeError
 from symdiff.graph import Node
 from symdiff.ops.core import (
     apply,
@@ -70,6 +71,25 @@ def _zeros(*nodes: Node, dtype: np.dtype) -> Node | None:
     return nodes[0].graph.uniform_constant(0, shape, dtype)
 
 
+def scalar_operands(*nodes: Node) -> tuple[Node, ...]:
+    """Uniform constants among an elementwise op's inputs, as scalars where that keeps the shape.
+
+    ``full((99,), 100) * t`` computes the same as ``100 * t`` when t is (99,) already,
+    with no array to read.
+    """
+    try:
+        shape = broadcast_shapes(*(n.shape for n in nodes))
+    except ShapeError:
+        return nodes  # apply reports it, naming the op
+    out = list(nodes)
+    for k, n in enumerate(nodes):
+        if n.op == "constant" and n.shape and n.uniform is not None:
+            rest = [m.shape for j, m in enumerate(out) if j != k]  # as replaced so far
+            if broadcast_shapes(*rest) == shape:
+                out[k] = n.graph.constant(np.asarray(n.uniform, dtype=n.dtype))
+    return tuple(out)
+
+
 def to_float(x: Node) -> Node:
     """``x`` itself if it is a float node, else ``x`` cast to float64."""
     return x if x.dtype.kind == "f" else astype(x, np.float64)
@@ -89,6 +109,7 @@ ADD = define_op(
     sympy=lambda x, y: x + y,
     sympy_name="Add",
     doc="d(x + y) = dx + dy",
+    scalar="({0} + {1})",
 )
 SUB = define_op(
     "sub",
@@ -102,6 +123,7 @@ SUB = define_op(
     precedence=10,
     sympy=lambda x, y: x - y,
     doc="d(x - y) = dx - dy",
+    scalar="({0} - {1})",
 )
 MUL = define_op(
     "mul",
@@ -116,6 +138,7 @@ MUL = define_op(
     sympy=lambda x, y: x * y,
     sympy_name="Mul",
     doc="d(x y) = y dx + x dy",
+    scalar="({0} * {1})",
 )
 DIV = define_op(
     "div",
@@ -128,6 +151,7 @@ DIV = define_op(
     precedence=20,
     sympy=lambda x, y: x / y,
     doc="d(x / y) = dx / y - (x / y) dy / y",
+    scalar="({0} / {1})",
 )
 NEG = define_op(
     "neg",
@@ -141,6 +165,7 @@ NEG = define_op(
     precedence=30,
     sympy=lambda x: -x,
     doc="d(-x) = -dx",
+    scalar="(-{0})",
 )
 
 
@@ -167,6 +192,7 @@ POW = define_op(
     sympy=lambda x, y: x**y,
     sympy_name="Pow",
     doc="d(x**y) = y x**(y-1) dx + log(x) x**y dy",
+    scalar="_math.pow({0}, {1})",
 )
 
 
@@ -186,7 +212,7 @@ def add(x: ArrayLike, y: ArrayLike) -> Node:
         return subtract(x, y.inputs[0])
     if x.op == "neg" and y.op != "neg":
         return subtract(y, x.inputs[0])
-    return apply(ADD, x, y)
+    return apply(ADD, *scalar_operands(x, y))
 
 
 def subtract(x: ArrayLike, y: ArrayLike) -> Node:
@@ -203,7 +229,7 @@ def subtract(x: ArrayLike, y: ArrayLike) -> Node:
         return negative(y)
     if y.op == "neg":
         return add(x, y.inputs[0])
-    return apply(SUB, x, y)
+    return apply(SUB, *scalar_operands(x, y))
 
 
 def multiply(x: ArrayLike, y: ArrayLike) -> Node:
@@ -232,7 +258,7 @@ def multiply(x: ArrayLike, y: ArrayLike) -> Node:
             if (x.op == "neg") != (y.op == "neg")
             else multiply(_unneg(x), _unneg(y))
         )
-    return apply(MUL, x, y)
+    return apply(MUL, *scalar_operands(x, y))
 
 
 def _unneg(x: Node) -> Node:
@@ -252,7 +278,7 @@ def divide(x: ArrayLike, y: ArrayLike) -> Node:
     if x.op == "neg" or y.op == "neg":
         quotient = divide(_unneg(x), _unneg(y))
         return negative(quotient) if (x.op == "neg") != (y.op == "neg") else quotient
-    return apply(DIV, x, y)
+    return apply(DIV, *scalar_operands(x, y))
 
 
 def negative(x: ArrayLike) -> Node:
@@ -280,11 +306,11 @@ def power(x: ArrayLike, y: ArrayLike) -> Node:
         x = astype(x, np.float64)
     if _is_const(y, 1) and _keeps(x, y):
         return x
-    return apply(POW, x, y)
+    return apply(POW, *scalar_operands(x, y))
 
 
 # -- unary functions ------------------------------------------------------------------
-def _unary(name: str, forward, deriv, sympy_fn, doc: str, *, sympy_name: str | None = None):
+def _unary(name: str, forward, deriv, sympy_fn, doc: str, *, scalar: str | None = None):
     """Declare a differentiable elementwise function by its derivative ``deriv(x, out)``."""
     return define_op(
         name,
@@ -294,8 +320,10 @@ def _unary(name: str, forward, deriv, sympy_fn, doc: str, *, sympy_name: str | N
         jvp=(lambda t, out, x: multiply(t, deriv(x, out)),),
         elementwise=True,
         sympy=_vectorize(sympy_fn),
-        sympy_name=sympy_name or sympy_fn.__name__,
+        # sympy functions such as sympy.sin are classes: from_sympy maps them back by name
+        sympy_name=sympy_fn.__name__ if isinstance(sympy_fn, type) else None,
         doc=doc,
+        scalar=scalar or f"_math.{name}({{0}})",
     )
 
 
@@ -327,6 +355,7 @@ LOG = define_op(
     sympy=_vectorize(sympy.log),
     sympy_name="log",
     doc="d log x = dx / x",
+    scalar="_math.log({0})",
 )
 SIN = _unary("sin", np.sin, lambda x, out: cos(x), sympy.sin, "d sin x = cos x dx")
 COS = _unary("cos", np.cos, lambda x, out: negative(sin(x)), sympy.cos, "d cos x = -sin x dx")
@@ -338,6 +367,7 @@ SIGMOID = _unary(
     lambda x, out: multiply(out, subtract(1.0, out)),
     _sympy_sigmoid,
     "d σ(x) = σ(x)(1 - σ(x)) dx",
+    scalar="(1.0 / (1.0 + _math.exp(-{0})))",
 )
 SQRT = _unary("sqrt", np.sqrt, lambda x, out: divide(0.5, out), sympy.sqrt, "d sqrt x = dx / (2 sqrt x); inf at 0")
 LOG1P = _unary(
@@ -346,18 +376,15 @@ LOG1P = _unary(
     lambda x, out: divide(1.0, add(1.0, x)),
     lambda x: sympy.log(1 + x),
     "d log(1+x) = dx/(1+x)",
-    sympy_name="",
 )
-EXPM1 = _unary(
-    "expm1", np.expm1, lambda x, out: exp(x), lambda x: sympy.exp(x) - 1, "d (exp x - 1) = exp x dx", sympy_name=""
-)
+EXPM1 = _unary("expm1", np.expm1, lambda x, out: exp(x), lambda x: sympy.exp(x) - 1, "d (exp x - 1) = exp x dx")
 SOFTPLUS = _unary(
     "softplus",
     lambda x: np.logaddexp(0.0, x),
     lambda x, out: sigmoid(x),
     _sympy_softplus,
     "d log(1+exp x) = σ(x) dx",
-    sympy_name="",
+    scalar="(max({0}, 0.0) + _math.log1p(_math.exp(-abs({0}))))",
 )
 # sign has derivative 0 everywhere (including the kink at 0): no gradient flows through it.
 SIGN = define_op(
@@ -384,6 +411,7 @@ ABS = define_op(
     sympy=_vectorize(sympy.Abs),
     sympy_name="Abs",
     doc="d |x| = sign(x) dx; 0 at x = 0",
+    scalar="abs({0})",
 )
 # relu'(0) = 0: the gradient flows only where x > 0.
 RELU = define_op(
@@ -396,6 +424,7 @@ RELU = define_op(
     elementwise=True,
     sympy=_vectorize(_sympy_relu),
     doc="d relu x = [x > 0] dx; 0 at x = 0",
+    scalar="max({0}, 0.0)",
 )
 
 
@@ -616,6 +645,7 @@ def _comparison(name: str, forward, symbol: str, relation) -> Any:
         precedence=5,
         sympy=_vectorize(relation),
         doc=f"x {symbol} y; not differentiable",
+        scalar=f"({{0}} {symbol} {{1}})",
     )
 
 
@@ -691,9 +721,24 @@ def _sympy_where(c, x, y):
     return np.vectorize(lambda c, x, y: sympy.Piecewise((x, c), (y, True)), otypes=[object])(c, x, y)
 
 
+def _where(condition, x, y):
+    # Selecting against zero (the gradient of relu, of a branch) by a boolean mask is
+    # branch-free as a product, and 5x faster than np.where on an unpredictable mask. The
+    # product equals the selection wherever it is finite (a zero may differ in sign):
+    # otherwise (inf or nan in the values) np.where decides.
+    if np.ndim(condition) and np.result_type(condition) == bool and np.size(condition) >= 4096:
+        for value, other, mask in ((x, y, condition), (y, x, None)):
+            if np.ndim(other) == 0 and other == 0 and np.result_type(value).kind == "f":
+                out = np.multiply(value, condition if mask is not None else ~condition)
+                if np.isfinite(out).all():
+                    return out
+                break
+    return np.where(condition, x, y)
+
+
 WHERE = define_op(
     "where",
-    np.where,
+    _where,
     _broadcast_rule,
     dtype=lambda c, x, y: np.result_type(x, y),
     # The condition carries no gradient; the branch not taken gets zero.
@@ -703,6 +748,7 @@ WHERE = define_op(
     sympy=_sympy_where,
     sympy_name="Piecewise",
     doc="where(c, x, y): x where c else y; d = where(c, dx, dy)",
+    scalar="({1} if {0} else {2})",
 )
 
 
@@ -722,7 +768,7 @@ def where(condition: ArrayLike, x: ArrayLike, y: ArrayLike) -> Node:
         chosen, other = (x, y) if known else (y, x)
         if _keeps(chosen, other, c, dtype=np.result_type(x.dtype, y.dtype)):
             return chosen
-    return apply(WHERE, c, x, y)
+    return apply(WHERE, *scalar_operands(c, x, y))
 
 
 # -- dtype conversion ---------------------------------------------------------------

@@ -679,6 +679,7 @@ STOP_GRADIENT = define_op(
     jvp=(None,),
     sympy=lambda x: x,
     doc="x in the forward pass; no gradient flows through it",
+    scalar="{0}",
 )
 
 

@@ -1,0 +1,311 @@
+"""symdiff against hand-written code, measured in the same process.
+
+    python benchmarks/run.py            # every workload
+    python benchmarks/run.py chain300   # one of them
+    python benchmarks/run.py --quick    # fewer repetitions
+
+Each figure is a ratio: symdiff's seconds per call / the same computation written
+by hand (plain Python with math for the scalar chains, numpy for the MLP, scipy's
+``rosen_hess`` for Rosenbrock), median of several runs. Lower is better; 1.0 is
+parity. Peers (JAX, PyTorch, PyTensor, CasADi, SymPy) are timed the same way when
+they are installed; none is required.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import symdiff as sd
+from symdiff.graph import ancestors
+
+
+def seconds_per_call(fn: Callable[[], object], budget: float = 0.2, runs: int = 7) -> float:
+    """Median over ``runs`` of the mean time per call in a loop of about ``budget`` seconds."""
+    fn()
+    start, calls = time.perf_counter(), 0
+    while time.perf_counter() - start < budget / 5:
+        fn()
+        calls += 1
+    per_run = max(1, int(calls * 5 / runs))
+    samples = []
+    for _ in range(runs):
+        gc.disable()
+        t = time.perf_counter()
+        for _ in range(per_run):
+            fn()
+        samples.append((time.perf_counter() - t) / per_run)
+        gc.enable()
+    return statistics.median(samples)
+
+
+def peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak memory allocated during one call (numpy reports its buffers to tracemalloc)."""
+    gc.collect()
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+@dataclass
+class Result:
+    name: str
+    ratio: float
+    symdiff_s: float
+    reference_s: float
+    forward_nodes: int
+    gradient_nodes: int
+    simplified_nodes: int
+    build_s: float
+    memory_ratio: float | None = None
+    peers: dict[str, float] = field(default_factory=dict)
+    notes: str = ""
+
+
+def _graph_size(outputs) -> int:
+    return sum(1 for n in ancestors(outputs) if n.inputs)
+
+
+# -- chain: z = f(...f(w)), f(h) = h sin h + w ------------------------------------------
+def chain_reference(w: float, depth: int) -> tuple[float, float]:
+    hs, h = [], w
+    for _ in range(depth):
+        hs.append(h)
+        h = h * math.sin(h) + w
+    g, gw = 1.0, 0.0
+    for h_i in reversed(hs):
+        gw += g  # the direct "+ w" of each level
+        g *= math.sin(h_i) + h_i * math.cos(h_i)
+    return h, gw + g
+
+
+def chain(depth: int, budget: float) -> Result:
+    t0 = time.perf_counter()
+    g = sd.Graph()
+    w = g.variable("w")
+    h = w
+    for _ in range(depth):
+        h = h * sd.sin(h) + w
+    forward = _graph_size([h])
+    before = len(g)
+    dz = sd.grad(h, w)
+    appended = len(g) - before
+    f = sd.compile([h, dz], inputs=[w])
+    build = time.perf_counter() - t0
+    simplified = _graph_size(sd.simplify([h, dz]))
+    got, expected = f(0.3), chain_reference(0.3, depth)
+    assert abs(got[1] - expected[1]) <= 1e-9 * max(1.0, abs(expected[1])), (got, expected)
+    mine = seconds_per_call(lambda: f(0.3), budget)
+    ref = seconds_per_call(lambda: chain_reference(0.3, depth), budget)
+    peers = {}
+    if depth <= 12:
+        peers.update(_sympy_chain(depth, budget, ref))
+    peers.update(_jax_chain(depth, budget, ref))
+    return Result(f"chain{depth}", mine / ref, mine, ref, forward, appended, simplified, build, peers=peers)
+
+
+def _sympy_chain(depth: int, budget: float, ref: float) -> dict[str, float]:
+    import sympy
+
+    W = sympy.Symbol("w")
+    h = W
+    for _ in range(depth):
+        h = h * sympy.sin(h) + W
+    fn = sympy.lambdify(W, [h, sympy.diff(h, W)], modules="math", cse=True)
+    return {"sympy": seconds_per_call(lambda: fn(0.3), budget) / ref}
+
+
+def _jax_chain(depth: int, budget: float, ref: float) -> dict[str, float]:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return {}
+
+    def f(w):
+        h = w
+        for _ in range(depth):
+            h = h * jnp.sin(h) + w
+        return h
+
+    vg = jax.jit(jax.value_and_grad(f))
+    return {"jax": seconds_per_call(lambda: jax.block_until_ready(vg(0.3)), budget) / ref}
+
+
+# -- mlp: softmax cross-entropy 784-256-256-10, batch 256 --------------------------------
+def mlp_data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    sizes = [784, 256, 256, 10]
+    params = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        params += [rng.standard_normal((a, b)) * np.sqrt(2.0 / a), np.zeros(b)]
+    X = rng.standard_normal((256, 784))
+    Y = np.eye(10)[rng.integers(0, 10, 256)]
+    return X, Y, params
+
+
+def mlp_reference(X, Y, W1, b1, W2, b2, W3, b3):
+    z1 = X @ W1 + b1
+    h1 = np.maximum(z1, 0)
+    z2 = h1 @ W2 + b2
+    h2 = np.maximum(z2, 0)
+    s = h2 @ W3 + b3
+    s = s - s.max(axis=1, keepdims=True)
+    logp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+    n = X.shape[0]
+    loss = -np.sum(Y * logp) / n
+    ds = (np.exp(logp) - Y) / n
+    dW3, db3 = h2.T @ ds, ds.sum(axis=0)
+    dz2 = (ds @ W3.T) * (z2 > 0)
+    dW2, db2 = h1.T @ dz2, dz2.sum(axis=0)
+    dz1 = (dz2 @ W2.T) * (z1 > 0)
+    dW1, db1 = X.T @ dz1, dz1.sum(axis=0)
+    return loss, dW1, db1, dW2, db2, dW3, db3
+
+
+def mlp(budget: float) -> Result:
+    X_val, Y_val, params = mlp_data()
+    t0 = time.perf_counter()
+    g = sd.Graph()
+    X, Y = g.variable("X", shape=(None, 784)), g.variable("Y", shape=(None, 10))
+    names = ["W1", "b1", "W2", "b2", "W3", "b3"]
+    P = [g.variable(n, shape=p.shape) for n, p in zip(names, params)]
+    h = X
+    for k in range(3):
+        h = h @ P[2 * k] + P[2 * k + 1]
+        if k < 2:
+            h = sd.relu(h)
+    loss = -sd.mean(sd.sum(Y * sd.log_softmax(h), axis=1))
+    forward = _graph_size([loss])
+    before = len(g)
+    grads = sd.grad(loss, P)
+    appended = len(g) - before
+    f = sd.compile([loss, *grads], inputs=[X, Y, *P])
+    build = time.perf_counter() - t0
+    simplified = _graph_size(sd.simplify([loss, *grads]))
+    args = [X_val, Y_val, *params]
+    for a, b in zip(f(*args), mlp_reference(*args)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    mine = seconds_per_call(lambda: f(*args), budget)
+    ref = seconds_per_call(lambda: mlp_reference(*args), budget)
+    memory = peak_bytes(lambda: f(*args)) / peak_bytes(lambda: mlp_reference(*args))
+    peers = {}
+    peers.update(_torch_mlp(args, budget, ref))
+    return Result("mlp", mine / ref, mine, ref, forward, appended, simplified, build, memory, peers)
+
+
+def _torch_mlp(args, budget: float, ref: float) -> dict[str, float]:
+    try:
+        import torch
+    except ImportError:
+        return {}
+    tensors = [torch.tensor(a, requires_grad=k >= 2) for k, a in enumerate(args)]
+
+    def step():
+        X, Y, W1, b1, W2, b2, W3, b3 = tensors
+        h = torch.relu(X @ W1 + b1)
+        h = torch.relu(h @ W2 + b2)
+        loss = -(Y * torch.log_softmax(h @ W3 + b3, dim=1)).sum(dim=1).mean()
+        return torch.autograd.grad(loss, tensors[2:])
+
+    return {"torch": seconds_per_call(step, budget) / ref}
+
+
+# -- rosenbrock: the full Hessian -------------------------------------------------------
+def rosen(n: int, budget: float) -> Result:
+    from scipy.optimize import rosen as rosen_f
+    from scipy.optimize import rosen_hess
+
+    t0 = time.perf_counter()
+    g = sd.Graph()
+    x = g.variable("x", shape=(n,))
+    f = sd.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    forward = _graph_size([f])
+    before = len(g)
+    H = sd.hessian(f, x)
+    appended = len(g) - before
+    fn = sd.compile(H, inputs=[x])
+    build = time.perf_counter() - t0
+    simplified = _graph_size(sd.simplify([H]))
+    x0 = np.linspace(-1.2, 1.5, n)
+    assert abs(sd.evaluate(f, {x: x0}) - rosen_f(x0)) < 1e-9 * rosen_f(x0)
+    np.testing.assert_allclose(fn(x0), rosen_hess(x0), rtol=1e-12, atol=1e-9)
+    mine = seconds_per_call(lambda: fn(x0), budget)
+    ref = seconds_per_call(lambda: rosen_hess(x0), budget)
+    return Result(f"rosen{n}", mine / ref, mine, ref, forward, appended, simplified, build)
+
+
+# -- build-time scaling -------------------------------------------------------------------
+def build_scaling() -> str:
+    times = {}
+    for depth in (300, 3000):
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            g = sd.Graph()
+            w = g.variable("w")
+            h = w
+            for _ in range(depth):
+                h = h * sd.sin(h) + w
+            sd.compile([h, sd.grad(h, w)], inputs=[w])
+            best = min(best, time.perf_counter() - t0)
+        times[depth] = best
+    per_node = times[3000] / (3 * 3000)
+    return (
+        f"build (graph + grad + compile): chain300 {times[300] * 1e3:.1f} ms, chain3000 {times[3000] * 1e3:.1f} ms "
+        f"(x{times[3000] / times[300]:.1f} for 10x the depth); {per_node * 1e6:.1f} us per forward node"
+    )
+
+
+WORKLOADS = {
+    "chain12": lambda b: chain(12, b),
+    "chain300": lambda b: chain(300, b),
+    "mlp": mlp,
+    "rosen10": lambda b: rosen(10, b),
+    "rosen100": lambda b: rosen(100, b),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("workloads", nargs="*", choices=[*WORKLOADS, []], default=[])
+    parser.add_argument("--quick", action="store_true", help="shorter timing loops")
+    args = parser.parse_args(argv)
+    budget = 0.05 if args.quick else 0.3
+    names = args.workloads or list(WORKLOADS)
+    print(f"symdiff {sd.__version__}, numpy {np.__version__}, Python {sys.version.split()[0]}")
+    header = (
+        f"{'workload':<10} {'ratio':>6} {'symdiff':>10} {'reference':>10} {'fwd':>6} {'grad+':>6} "
+        f"{'simpl':>6} {'build':>8} {'memory':>7}  peers"
+    )
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        r = WORKLOADS[name](budget)
+        memory = f"{r.memory_ratio:.2f}x" if r.memory_ratio is not None else "-"
+        peers = ", ".join(f"{k} {v:.2f}" for k, v in r.peers.items()) or "-"
+        print(
+            f"{r.name:<10} {r.ratio:>6.2f} {r.symdiff_s * 1e6:>8.1f}us {r.reference_s * 1e6:>8.1f}us "
+            f"{r.forward_nodes:>6} {r.gradient_nodes:>6} {r.simplified_nodes:>6} {r.build_s * 1e3:>6.1f}ms "
+            f"{memory:>7}  {peers}"
+        )
+    print()
+    print(build_scaling())
+    print("ratio: symdiff / hand-written (lower is better); fwd: forward op nodes; grad+: nodes the derivative")
+    print("pass appended; simpl: op nodes of the outputs after sd.simplify; memory: peak bytes / hand-written's")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Generated straight-line Python for a plan: one line per node, no interpreter loop.
+
+Scalar float64 nodes are inlined as Python expressions on floats (``math`` speed);
+array nodes call the op's numpy forward, the very function the interpreter calls.
+Arrays are deleted after their last use, so peak memory stays close to hand-written
+code. Where a scalar expression raises (``math.log(0)``, ``1.0 / 0.0``, overflow),
+the call is redone by the interpreter, which gives numpy's IEEE result for that node:
+so compiled functions and ``evaluate`` agree to the last bit.
+"""
+
+from __future__ import annotations
+
+import functools
+import keyword
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from symdiff.graph import Node
+from symdiff.ops import REGISTRY
+from symdiff.ops.core import Op
+
+SCALAR_DTYPES = (np.dtype(np.float64), np.dtype(bool))
+_RESERVED = {"np", "max", "abs", "float", "bool"}
+_LITERAL_TYPES = (int, float, bool, str, type(None))
+SCALAR_ERRORS = (ValueError, ZeroDivisionError, OverflowError)
+# A single-use scalar is written into its consumer's expression, to this nesting depth.
+INLINE_DEPTH = 12
+
+
+def scalar_eligible(node: Node) -> bool:
+    """True if ``node`` is computed with its op's scalar template (float64 scalars)."""
+    op = REGISTRY[node.op]
+    return (
+        op.scalar is not None
+        and node.shape == ()
+        and node.dtype in SCALAR_DTYPES
+        and all(u.shape == () and u.dtype in SCALAR_DTYPES for u in node.inputs)
+    )
+
+
+@functools.cache
+def scalar_function(op: Op) -> Callable[..., Any]:
+    """The op's scalar template as a function, falling back to numpy where it raises."""
+    arity = max((int(k) for k in re.findall(r"\{(\d+)\}", op.scalar)), default=-1) + 1
+    names = [f"a{k}" for k in range(arity)]
+    fast = eval(f"lambda {', '.join(names)}: {op.scalar.format(*names)}", {"_math": math})  # our own template
+    forward = op.forward
+
+    def run(*args):
+        try:
+            return fast(*args)
+        except SCALAR_ERRORS:
+            with np.errstate(all="ignore"):
+                return forward(*(np.float64(a) for a in args))[()]
+
+    return run
+
+
+def _identifier(name: str, taken: set[str]) -> str:
+    """A Python name for a variable, unique in the generated function."""
+    base = re.sub(r"\W", "_", name)
+    if not base or base[0].isdigit() or keyword.iskeyword(base) or base.startswith("_") or base in _RESERVED:
+        base = f"v_{base}"
+    label, k = base, 1
+    while label in taken:
+        k += 1
+        label = f"{base}_{k}"
+    taken.add(label)
+    return label
+
+
+def _attr_literal(value: Any) -> str | None:
+    """Source text for an op attribute, if it is a plain literal (ints, tuples, strings)."""
+    if isinstance(value, _LITERAL_TYPES) or (
+        isinstance(value, tuple) and all(isinstance(v, _LITERAL_TYPES) for v in value)
+    ):
+        return repr(value)
+    return None
+
+
+def _call(op: Op, node: Node, args: list[str], namespace: dict[str, Any]) -> str:
+    """``np.tanh(t3)``, ``_sum(t4, axis=(-1,), keepdims=False)``: a call to the op's forward."""
+    attrs = dict(node._attrs)
+    fn = op.forward
+    if isinstance(fn, np.ufunc) or getattr(np, getattr(fn, "__name__", ""), None) is fn:
+        name = f"np.{fn.__name__}"
+    else:
+        name = f"_{op.name}"
+        namespace[name] = fn
+    literals = {k: _attr_literal(v) for k, v in attrs.items()}
+    if all(text is not None for text in literals.values()):
+        return f"{name}({', '.join(args + [f'{k}={text}' for k, text in literals.items()])})"
+    bound = f"_{op.name}{node.index}"  # attributes with no literal form (an index) are bound once
+    namespace[bound] = functools.partial(fn, **attrs)
+    return f"{bound}({', '.join(args)})"
+
+
+@functools.cache
+def _statement_template(template: str) -> str:
+    """The template without outer parentheses, when they enclose all of it: ``t = a + b``.
+
+    Arguments are balanced, so whether the parentheses can go depends on the template alone.
+    """
+    if template.startswith("(") and template.endswith(")"):
+        depth = 0
+        for k, ch in enumerate(template):
+            depth += ch == "("
+            depth -= ch == ")"
+            if depth == 0 and k < len(template) - 1:
+                return template
+        return template[1:-1]
+    return template
+
+
+def _inlinable(consumer: Node, node: Node, scalar: dict[Node, bool]) -> bool:
+    """True if ``node``'s expression can be written inside ``consumer``'s (once, and both scalar)."""
+    if not scalar.get(consumer, False):
+        return False
+    template = REGISTRY[consumer.op].scalar
+    position = consumer.inputs.index(node)
+    return template.count(f"{{{position}}}") == 1
+
+
+def _literal(value: Any) -> str | None:
+    """Source text for a scalar constant, if it has an exact one."""
+    v = np.asarray(value)
+    if v.ndim or v.dtype not in SCALAR_DTYPES:
+        return None
+    item = v.item()
+    if isinstance(item, bool):
+        return repr(item)
+    if math.isfinite(item):
+        return repr(float(item))
+    return None
+
+
+def generate(
+    leaves: Sequence[Node],
+    inputs: Sequence[Node],
+    computed: Sequence[Node],
+    outputs: Sequence[Node],
+    checks: dict[Node, Callable[..., None]],
+) -> tuple[str, dict[str, Any]]:
+    """Python source for ``def compiled(<inputs>)`` and the namespace it runs in.
+
+    ``leaves`` are the plan's constants and inputs; ``computed`` the nodes to compute
+    in order; ``checks`` maps nodes to run-time shape checks ``check(value, *inputs)``.
+    """
+    taken: set[str] = set()
+    namespace: dict[str, Any] = {"_math": math, "np": np}
+    names: dict[Node, str] = {}
+    for n in inputs:
+        names[n] = _identifier(n.name or f"input{n.index}", taken)
+    for n in leaves:
+        if n in names:
+            continue
+        text = _literal(n.value)
+        if text is None:  # array constants live in the namespace
+            text = f"_c{n.index}"
+            namespace[text] = n.value
+        names[n] = text
+    last_use: dict[Node, int] = {}
+    for k, n in enumerate(computed):
+        for u in n.inputs:
+            last_use[u] = k
+    for n in outputs:
+        last_use[n] = len(computed)
+    temporaries = set(computed)
+    uses: dict[Node, int] = {}
+    consumer_of: dict[Node, Node] = {}
+    for n in computed:
+        for u in n.inputs:
+            uses[u] = uses.get(u, 0) + 1
+            consumer_of[u] = n
+    returned = set(outputs)
+    depth: dict[Node, int] = {}
+    lines = []
+    scalar = {n: scalar_eligible(n) for n in computed}
+    for k, n in enumerate(computed):
+        target = f"t{n.index}"
+        args = [names[u] for u in n.inputs]
+        op = REGISTRY[n.op]
+        if scalar[n]:
+            depth[n] = 1 + max((depth.get(u, 0) for u in n.inputs), default=0)
+            consumer = consumer_of.get(n) if uses.get(n) == 1 and n not in returned else None
+            if consumer is not None and depth[n] < INLINE_DEPTH and _inlinable(consumer, n, scalar):
+                names[n] = op.scalar.format(*args)  # no statement: the consumer's expression holds it
+                continue
+            expr = _statement_template(op.scalar).format(*args)
+        else:
+            expr = _call(op, n, args, namespace)
+        depth[n] = 0
+        lines.append(f"    {target} = {expr}")
+        names[n] = target
+        if n in checks:
+            namespace[f"_check{n.index}"] = checks[n]
+            lines.append(f"    _check{n.index}({target}, {', '.join(args)})")
+        # release arrays after their last use (Python floats cost nothing to keep)
+        dead = [names[u] for u in dict.fromkeys(n.inputs) if last_use.get(u) == k and u in temporaries and u.shape]
+        if dead:
+            lines.append(f"    del {', '.join(dead)}")
+    result = ", ".join(names[n] for n in outputs)
+    body = "\n".join(lines) if lines else "    pass"
+    # math functions become default arguments: local loads, not a global and an attribute each
+    used = sorted(set(re.findall(r"_math\.(\w+)", body)))
+    body = re.sub(r"_math\.(\w+)", r"_\1", body)
+    signature = ", ".join([names[n] for n in inputs] + [f"_{f}=_math.{f}" for f in used])
+    source = f"def compiled({signature}):\n{body}\n    return ({result},)\n"
+    return source, namespace

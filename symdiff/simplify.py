@@ -1,0 +1,319 @@
+"""Algebraic simplification: rewrite a graph's outputs to equivalent, smaller forms.
+
+``simplify`` rebuilds the nodes the outputs need, bottom-up, applying a table of
+rewrites until nothing changes: like terms collected (``cos t + cos t`` ->
+``2*cos(t)``), constant factors merged (``2*(3*x)`` -> ``6*x``), repeated factors
+turned into powers (``x*x`` -> ``x**2``), ``exp(log x)`` for positive x,
+``log(exp x)``, powers of powers. Shapes and dtypes never change, and neither do
+values, up to rounding (a rewrite may reassociate floating-point arithmetic).
+
+Everything simpler that can be done while building (``x*1``, ``x+0``, ``0*x``,
+``--x``, ``sum`` of a broadcast constant, transpose of transpose, reshape of
+reshape, constant folding) already is, by the op constructors: this pass is for
+what needs to look at a whole sum or product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from symdiff import ops
+from symdiff.errors import GraphError
+from symdiff.graph import Node, ancestors
+from symdiff.ops import REGISTRY, apply
+
+# Ops whose public constructor (with its build-time folds) rebuilds a node from new inputs.
+_REBUILD: dict[str, Callable[..., Node]] = {
+    "add": ops.add,
+    "sub": ops.subtract,
+    "mul": ops.multiply,
+    "div": ops.divide,
+    "neg": ops.negative,
+    "pow": ops.power,
+    "where": ops.where,
+    "broadcast_like": ops.broadcast_like,
+    "sum": lambda x, axis, keepdims: ops.sum(x, axis, keepdims),
+    "transpose": lambda x, axes: ops.transpose(x, axes),
+    "reshape": lambda x, shape_to: ops.reshape(x, shape_to),
+    "expand_dims": lambda x, axis: ops.expand_dims(x, axis),
+    "squeeze": lambda x, axis: ops.squeeze(x, axis),
+}
+# Nodes of these ops are never 0 (up to underflow): x/x may cancel.
+_NONZERO = {"exp", "sigmoid", "softplus"}
+MAX_PASSES = 8
+
+
+def _scalar_constant(node: Node) -> float | None:
+    """The value of a constant that cannot change the shape it multiplies (shape ())."""
+    if node.op == "constant" and node.shape == () and node.dtype.kind == "f":
+        return float(node.value)
+    return None
+
+
+def _nonzero(node: Node) -> bool:
+    if node.op in _NONZERO:
+        return True
+    value = node.uniform if node.op == "constant" else None
+    return value is not None and value != 0
+
+
+def _positive(node: Node) -> bool:
+    if node.op in _NONZERO:
+        return True
+    return node.op == "constant" and node.uniform is not None and node.uniform > 0
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def _same_shape(result: Node, like: Node) -> Node | None:
+    """``result`` if it has ``like``'s shape and dtype, broadcast to it if that is static."""
+    if result.dtype != like.dtype:
+        result = ops.astype(result, like.dtype)
+    if result.shape == like.shape:
+        return result
+    if None not in like.shape:
+        return ops.broadcast_to(result, like.shape)
+    return None
+
+
+# -- sums ------------------------------------------------------------------------------
+def _terms(node: Node) -> tuple[list[tuple[Node, float]], float, int]:
+    """``node`` as sum(coefficient * term) + constant; also how many raw terms it had."""
+    terms: dict[Node, float] = {}
+    constant = 0.0
+    raw = 0
+    stack = [(node, 1.0)]
+    while stack:
+        n, c = stack.pop()
+        if n.op == "add":
+            stack += [(n.inputs[1], c), (n.inputs[0], c)]
+        elif n.op == "sub":
+            stack += [(n.inputs[1], -c), (n.inputs[0], c)]
+        elif n.op == "neg":
+            stack.append((n.inputs[0], -c))
+        elif n.op == "mul" and _scalar_constant(n.inputs[0]) is not None:
+            stack.append((n.inputs[1], c * _scalar_constant(n.inputs[0])))
+        elif n.op == "mul" and _scalar_constant(n.inputs[1]) is not None:
+            stack.append((n.inputs[0], c * _scalar_constant(n.inputs[1])))
+        elif _scalar_constant(n) is not None:
+            constant += c * _scalar_constant(n)
+            raw += 1
+        else:
+            terms[n] = terms.get(n, 0.0) + c
+            raw += 1
+    return list(terms.items()), constant, raw
+
+
+def _rewrite_sum(node: Node) -> Node | None:
+    terms, constant, raw = _terms(node)
+    kept = [(t, c) for t, c in terms if c != 0]
+    if len(kept) + (constant != 0) >= raw and all(c in (1.0, -1.0) for _, c in kept) and len(kept) == len(terms):
+        return None  # nothing to combine
+    # Lead with a positive term so the result reads x - y rather than -y + x.
+    kept.sort(key=lambda tc: tc[1] < 0)
+    result = None
+    for term, c in kept:
+        magnitude = abs(c)
+        piece = term if magnitude == 1 else ops.multiply(_number(magnitude), term)
+        if result is None:
+            result = piece if c > 0 else ops.negative(piece)
+        else:
+            result = ops.add(result, piece) if c > 0 else ops.subtract(result, piece)
+    if constant != 0 or result is None:
+        result = (
+            ops.add(result, _number(constant))
+            if result is not None
+            else node.graph.constant(np.asarray(constant, dtype=node.dtype))
+        )
+    if result is node:
+        return None
+    return _same_shape(result, node)
+
+
+# -- products --------------------------------------------------------------------------
+def _factors(node: Node) -> tuple[dict[Node, list[Fraction]], float, int]:
+    """``node`` as coefficient * prod(base ** exponent); exponents kept apart by sign."""
+    bases: dict[Node, list[Fraction]] = {}  # base -> [positive total, negative total]
+    coefficient = 1.0
+    raw = 0
+    stack: list[tuple[Node, Fraction]] = [(node, Fraction(1))]
+    while stack:
+        n, e = stack.pop()
+        if n.op == "mul":
+            stack += [(n.inputs[1], e), (n.inputs[0], e)]
+        elif n.op == "div":
+            stack += [(n.inputs[1], -e), (n.inputs[0], e)]
+        elif n.op == "neg":
+            coefficient = -coefficient
+            stack.append((n.inputs[0], e))
+        elif n.op == "pow" and _scalar_constant(n.inputs[1]) is not None and _exact(_scalar_constant(n.inputs[1])):
+            stack.append((n.inputs[0], e * Fraction(_scalar_constant(n.inputs[1]))))
+        elif _scalar_constant(n) is not None and e.denominator == 1:
+            coefficient *= _scalar_constant(n) ** int(e)
+            raw += 1
+        else:
+            totals = bases.setdefault(n, [Fraction(0), Fraction(0)])
+            totals[0 if e > 0 else 1] += e
+            raw += 1
+    return bases, coefficient, raw
+
+
+def _exact(value: float) -> bool:
+    return Fraction(value).limit_denominator(64) == Fraction(value)
+
+
+def _power(base: Node, exponent: Fraction) -> Node:
+    if exponent == 1:
+        return base
+    return ops.power(base, _number(float(exponent)))
+
+
+def _rewrite_product(node: Node) -> Node | None:
+    bases, coefficient, raw = _factors(node)
+    numerator, denominator = [], []
+    for base, (up, down) in bases.items():
+        if _nonzero(base) or up == 0 or down == 0:
+            net = up + down
+            if net > 0:
+                numerator.append(_power(base, net))
+            elif net < 0:
+                denominator.append(_power(base, -net))
+        else:  # x/x is nan at 0: keep both sides
+            numerator.append(_power(base, up))
+            denominator.append(_power(base, -down))
+    pieces = len(numerator) + len(denominator)
+    merged_powers = any(up != 0 and down != 0 for up, down in bases.values()) or any(
+        max(abs(up), abs(down)) > 1 for up, down in bases.values()
+    )
+    if pieces + (coefficient not in (1.0, -1.0)) >= raw and not merged_powers:
+        return None
+    result = None
+    for piece in numerator:
+        result = piece if result is None else ops.multiply(result, piece)
+    magnitude = abs(coefficient)
+    if magnitude != 1 or result is None:
+        result = (
+            ops.multiply(_number(magnitude), result)
+            if result is not None
+            else node.graph.constant(np.asarray(magnitude, dtype=node.dtype))
+        )
+    for piece in denominator:
+        result = ops.divide(result, piece)
+    if coefficient < 0:
+        result = ops.negative(result)
+    if result is node:
+        return None
+    return _same_shape(result, node)
+
+
+# -- the rewrite table -----------------------------------------------------------------
+def _exp_log(node: Node) -> Node | None:
+    inner = node.inputs[0]
+    if inner.op == "log" and _positive(inner.inputs[0]):
+        return inner.inputs[0]
+    return None
+
+
+def _log_exp(node: Node) -> Node | None:
+    inner = node.inputs[0]
+    return inner.inputs[0] if inner.op == "exp" else None
+
+
+def _pow_pow(node: Node) -> Node | None:
+    inner, outer = node.inputs
+    if inner.op != "pow":
+        return None
+    a, b = _scalar_constant(inner.inputs[1]), _scalar_constant(outer)
+    if a is None or b is None or not (float(b).is_integer() or _positive(inner.inputs[0])):
+        return None
+    return ops.power(inner.inputs[0], _number(a * b))
+
+
+def _where_same(node: Node) -> Node | None:
+    _, x, y = node.inputs
+    return _same_shape(x, node) if x is y else None
+
+
+RULES: dict[str, list[Callable[[Node], Node | None]]] = {
+    "add": [_rewrite_sum],
+    "sub": [_rewrite_sum],
+    "neg": [_rewrite_sum],
+    "mul": [_rewrite_product, _rewrite_sum],
+    "div": [_rewrite_product],
+    "pow": [_pow_pow],
+    "exp": [_exp_log],
+    "log": [_log_exp],
+    "where": [_where_same],
+}
+
+
+def _rewrite(node: Node) -> Node:
+    """Apply the rules to ``node`` (whose inputs are already simplified) until none fires."""
+    for _ in range(MAX_PASSES):
+        if node.dtype.kind != "f":
+            return node
+        for rule in RULES.get(node.op, ()):
+            new = rule(node)
+            if new is not None and new is not node:
+                node = new
+                break
+        else:
+            return node
+    return node
+
+
+def _rebuild(node: Node, inputs: tuple[Node, ...]) -> Node:
+    attrs = dict(node._attrs)
+    build = _REBUILD.get(node.op)
+    if build is not None:
+        return build(*inputs, **attrs)
+    return apply(REGISTRY[node.op], *inputs, **attrs)
+
+
+def _one_pass(outputs: Sequence[Node]) -> list[Node]:
+    graph = outputs[0].graph
+    done: dict[Node, Node] = {}
+    for n in ancestors(outputs):
+        if not n.inputs:
+            done[n] = n
+            continue
+        inputs = tuple(done[u] for u in n.inputs)
+        if n.is_gradient:  # a simplified derivative node is still a derivative node
+            with graph._derivative_pass():
+                done[n] = _rewrite(_rebuild(n, inputs))
+        else:
+            with graph._transaction():
+                done[n] = _rewrite(_rebuild(n, inputs))
+    return [done[n] for n in outputs]
+
+
+def simplify(outputs: Node | Sequence[Node]) -> Any:
+    """Equivalent, simpler nodes for ``outputs`` (appended to the same graph).
+
+    Collects like terms, merges constant factors, turns repeated factors into powers
+    and removes ``exp(log x)`` / ``log(exp x)`` pairs, to a fixed point. Values are
+    unchanged up to floating-point rounding; shapes and dtypes are unchanged.
+
+    >>> g = sd.Graph(); t = g.variable("t")
+    >>> d2 = sd.grad(sd.grad(sd.sin(t) * t, t), t)
+    >>> print(d2)
+    cos(t) - t*sin(t) + cos(t)
+    >>> print(sd.simplify(d2))
+    2*cos(t) - t*sin(t)
+    """
+    single = isinstance(outputs, Node)
+    outs = [outputs] if single else list(outputs)
+    if not outs or not all(isinstance(n, Node) for n in outs):
+        raise GraphError("simplify: outputs must be a node or a list of nodes")
+    for _ in range(MAX_PASSES):
+        new = _one_pass(outs)
+        if all(a is b for a, b in zip(new, outs)):
+            break
+        outs = new
+    return outs[0] if single else outs
