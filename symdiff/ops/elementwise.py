@@ -726,7 +726,7 @@ def _where(condition, x, y):
     # branch-free as a product, and 5x faster than np.where on an unpredictable mask. The
     # product equals the selection wherever it is finite (a zero may differ in sign):
     # otherwise (inf or nan in the values) np.where decides.
-    if np.ndim(condition) and np.result_type(condition) == bool and np.size(condition) >= 4096:
+    if np.ndim(condition) and np.result_type(condition).kind == "b" and np.size(condition) >= 4096:
         for value, other, mask in ((x, y, condition), (y, x, None)):
             if np.ndim(other) == 0 and other == 0 and np.result_type(value).kind == "f":
                 out = np.multiply(value, condition if mask is not None else ~condition)
