@@ -201,10 +201,10 @@ def test_simplify_never_changes_a_value(case):
     second = sd.grad(sd.sum(first[0] * rng.standard_normal(np.shape(case.inputs[wrt[0]]))), xs[wrt[0]])
     outputs = [y, *first, second]
     simpler = sd.simplify(outputs)
-    for a, b, n in zip(
-        sd.evaluate(outputs, _bind(xs, case.inputs)), sd.evaluate(simpler, _bind(xs, case.inputs)), simpler
-    ):
-        assert n.shape == outputs[simpler.index(n)].shape
+    before = sd.evaluate(outputs, _bind(xs, case.inputs))
+    after = sd.evaluate(simpler, _bind(xs, case.inputs))
+    for original, new, a, b in zip(outputs, simpler, before, after):
+        assert new.shape == original.shape and new.dtype == original.dtype
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
 
 
