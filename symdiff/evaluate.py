@@ -15,7 +15,7 @@ import numpy as np
 
 from symdiff.codegen import generate, scalar_eligible, scalar_function
 from symdiff.errors import DTypeError, GraphError, ShapeError, UnboundVariableError
-from symdiff.graph import Graph, Node, ancestors, format_shape, shape_matches
+from symdiff.graph import Graph, Node, ancestors, format_shape, gc_paused, shape_matches
 from symdiff.ops import REGISTRY
 
 Bindings = Mapping[Node | str, Any]
@@ -251,6 +251,10 @@ class Compiled:
         self.outputs = outputs
         self.inputs = inputs
         self._single = single
+        with gc_paused():
+            self._build(outputs, inputs)
+
+    def _build(self, outputs: list[Node], inputs: list[Node]) -> None:
         self._plan = plan = _Plan(outputs, inputs)
         if plan.unbound:
             names = ", ".join(repr(n.name) for n in plan.unbound)
@@ -268,11 +272,33 @@ class Compiled:
         self._arrays = any(not scalar_eligible(s.node) for s in plan.steps)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs or len(args) != len(self.inputs):
+            args = self._positional(args, kwargs)
+        values = []
+        for node, value, as_float in zip(self.inputs, args, self._as_float):
+            if not (as_float and type(value) is float):  # a Python float for a float64 scalar is ready
+                value = check_value(node, value, "compiled function")
+                if as_float:
+                    value = float(value)
+            values.append(value)
+        try:
+            if self._arrays:
+                with np.errstate(all="ignore"):
+                    raw = self._code(*values)
+            else:  # Python floats never warn
+                raw = self._code(*values)
+            results = [np.float64(v) if type(v) is float else _finish(v) for v in raw]
+        except Exception:
+            # A scalar expression hit an IEEE edge (log(0), 1/0, overflow) or an op failed:
+            # the interpreter gives numpy's result node by node, or the annotated error.
+            results = self._plan.run(dict(zip(self.inputs, (np.asarray(v) for v in values))))
+        return results[0] if self._single else results
+
+    def _positional(self, args: tuple, kwargs: dict[str, Any]) -> list[Any]:
+        """The inputs in order, from positional and keyword arguments; clear errors otherwise."""
         if len(args) > len(self.inputs):
             raise GraphError(f"compiled function takes {len(self.inputs)} inputs, got {len(args)}")
-        values: dict[Node, Any] = {}
-        for n, v in zip(self.inputs, args):
-            values[n] = v
+        values: dict[Node, Any] = dict(zip(self.inputs, args))
         by_name = {n.name: n for n in self.inputs if n.name}
         for name, v in kwargs.items():
             if name not in by_name:
@@ -283,24 +309,7 @@ class Compiled:
         missing = [n for n in self.inputs if n not in values]
         if missing:
             raise _unbound_error("compiled function", missing, (), self.inputs[0].graph)
-        checked = {
-            # a Python float for a scalar float64 input needs no checking
-            n: v if f and type(v) is float else check_value(n, v, "compiled function")
-            for (n, v), f in zip(values.items(), (self._as_float[self.inputs.index(n)] for n in values))
-        }
-        args = [float(checked[n]) if f else checked[n] for n, f in zip(self.inputs, self._as_float)]
-        try:
-            if self._arrays:
-                with np.errstate(all="ignore"):
-                    raw = self._code(*args)
-            else:  # Python floats never warn
-                raw = self._code(*args)
-            results = [np.float64(v) if type(v) is float else _finish(v) for v in raw]
-        except Exception:
-            # A scalar expression hit an IEEE edge (log(0), 1/0, overflow) or an op failed:
-            # the interpreter gives numpy's result node by node, or the annotated error.
-            results = self._plan.run(checked)
-        return results[0] if self._single else results
+        return [values[n] for n in self.inputs]
 
     def __repr__(self) -> str:
         ins = ", ".join(n.name or f"#{n.index}" for n in self.inputs)

@@ -9,6 +9,7 @@ share work with the forward graph and with each other by construction.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -75,6 +76,23 @@ def format_shape(shape: Shape) -> str:
 def shape_matches(static: Shape, actual: tuple[int, ...]) -> bool:
     """True if a runtime shape conforms to a static shape (None matches any size)."""
     return len(static) == len(actual) and all(s is None or s == a for s, a in zip(static, actual))
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a bulk pass over a graph.
+
+    Its full collections walk every live node; on a graph of 10^4-10^5 nodes they
+    make building derivatives and compiling grow faster than linearly. The previous
+    state is restored afterwards; nothing a pass creates needs collecting during it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def ancestors(roots: Iterable[Node], inputs_of: Callable[[Node], Iterable[Node]] | None = None) -> list[Node]:
@@ -487,7 +505,7 @@ class Graph:
         """Nodes first created inside are marked ``is_gradient``; a failure appends nothing."""
         self._gradient_depth += 1
         try:
-            with self._transaction():
+            with self._transaction(), gc_paused():
                 yield
         finally:
             self._gradient_depth -= 1

@@ -23,7 +23,7 @@ import numpy as np
 
 from symdiff import ops
 from symdiff.errors import GraphError
-from symdiff.graph import Node, ancestors
+from symdiff.graph import Node, ancestors, gc_paused
 from symdiff.ops import REGISTRY, apply
 
 # Ops whose public constructor (with its build-time folds) rebuilds a node from new inputs.
@@ -83,15 +83,21 @@ def _same_shape(result: Node, like: Node) -> Node | None:
 
 
 # -- sums ------------------------------------------------------------------------------
-def _terms(node: Node) -> tuple[list[tuple[Node, float]], float, int]:
-    """``node`` as sum(coefficient * term) + constant; also how many raw terms it had."""
+def _terms(node: Node, shared: Callable[[Node], bool]) -> tuple[list[tuple[Node, float]], float, int]:
+    """``node`` as sum(coefficient * term) + constant; also how many raw terms it had.
+
+    A shared subexpression is a term of its own: expanding it would repeat its work.
+    """
     terms: dict[Node, float] = {}
     constant = 0.0
     raw = 0
     stack = [(node, 1.0)]
     while stack:
         n, c = stack.pop()
-        if n.op == "add":
+        if n is not node and shared(n) and _scalar_constant(n) is None:
+            terms[n] = terms.get(n, 0.0) + c
+            raw += 1
+        elif n.op == "add":
             stack += [(n.inputs[1], c), (n.inputs[0], c)]
         elif n.op == "sub":
             stack += [(n.inputs[1], -c), (n.inputs[0], c)]
@@ -110,8 +116,8 @@ def _terms(node: Node) -> tuple[list[tuple[Node, float]], float, int]:
     return list(terms.items()), constant, raw
 
 
-def _rewrite_sum(node: Node) -> Node | None:
-    terms, constant, raw = _terms(node)
+def _rewrite_sum(node: Node, shared: Callable[[Node], bool]) -> Node | None:
+    terms, constant, raw = _terms(node, shared)
     kept = [(t, c) for t, c in terms if c != 0]
     if len(kept) + (constant != 0) >= raw and all(c in (1.0, -1.0) for _, c in kept) and len(kept) == len(terms):
         return None  # nothing to combine
@@ -137,7 +143,7 @@ def _rewrite_sum(node: Node) -> Node | None:
 
 
 # -- products --------------------------------------------------------------------------
-def _factors(node: Node) -> tuple[dict[Node, list[Fraction]], float, int]:
+def _factors(node: Node, shared: Callable[[Node], bool]) -> tuple[dict[Node, list[Fraction]], float, int]:
     """``node`` as coefficient * prod(base ** exponent); exponents kept apart by sign."""
     bases: dict[Node, list[Fraction]] = {}  # base -> [positive total, negative total]
     coefficient = 1.0
@@ -145,7 +151,11 @@ def _factors(node: Node) -> tuple[dict[Node, list[Fraction]], float, int]:
     stack: list[tuple[Node, Fraction]] = [(node, Fraction(1))]
     while stack:
         n, e = stack.pop()
-        if n.op == "mul":
+        if n is not node and shared(n) and n.op in ("mul", "div", "neg"):
+            totals = bases.setdefault(n, [Fraction(0), Fraction(0)])
+            totals[0 if e > 0 else 1] += e
+            raw += 1
+        elif n.op == "mul":
             stack += [(n.inputs[1], e), (n.inputs[0], e)]
         elif n.op == "div":
             stack += [(n.inputs[1], -e), (n.inputs[0], e)]
@@ -168,14 +178,18 @@ def _exact(value: float) -> bool:
     return Fraction(value).limit_denominator(64) == Fraction(value)
 
 
+def _size(node: Node) -> float:
+    return float("inf") if node.size is None else node.size
+
+
 def _power(base: Node, exponent: Fraction) -> Node:
     if exponent == 1:
         return base
     return ops.power(base, _number(float(exponent)))
 
 
-def _rewrite_product(node: Node) -> Node | None:
-    bases, coefficient, raw = _factors(node)
+def _rewrite_product(node: Node, shared: Callable[[Node], bool]) -> Node | None:
+    bases, coefficient, raw = _factors(node, shared)
     numerator, denominator = [], []
     for base, (up, down) in bases.items():
         if _nonzero(base) or up == 0 or down == 0:
@@ -187,22 +201,19 @@ def _rewrite_product(node: Node) -> Node | None:
         else:  # x/x is nan at 0: keep both sides
             numerator.append(_power(base, up))
             denominator.append(_power(base, -down))
-    pieces = len(numerator) + len(denominator)
-    merged_powers = any(up != 0 and down != 0 for up, down in bases.values()) or any(
-        max(abs(up), abs(down)) > 1 for up, down in bases.values()
-    )
-    if pieces + (coefficient not in (1.0, -1.0)) >= raw and not merged_powers:
-        return None
+    # Smallest factors first, the coefficient on the smallest: small products happen
+    # before anything is broadcast to a large shape (2*(v*M) becomes (2*v)*M). The
+    # canonical form rebuilds to itself, which ends the rewriting.
+    numerator.sort(key=_size)
+    magnitude = abs(coefficient)
     result = None
     for piece in numerator:
-        result = piece if result is None else ops.multiply(result, piece)
-    magnitude = abs(coefficient)
-    if magnitude != 1 or result is None:
-        result = (
-            ops.multiply(_number(magnitude), result)
-            if result is not None
-            else node.graph.constant(np.asarray(magnitude, dtype=node.dtype))
-        )
+        if result is None:
+            result = piece if magnitude == 1 else ops.multiply(_number(magnitude), piece)
+        else:
+            result = ops.multiply(result, piece)
+    if result is None:
+        result = node.graph.constant(np.asarray(magnitude, dtype=node.dtype))
     for piece in denominator:
         result = ops.divide(result, piece)
     if coefficient < 0:
@@ -213,19 +224,19 @@ def _rewrite_product(node: Node) -> Node | None:
 
 
 # -- the rewrite table -----------------------------------------------------------------
-def _exp_log(node: Node) -> Node | None:
+def _exp_log(node: Node, shared: Callable[[Node], bool]) -> Node | None:
     inner = node.inputs[0]
     if inner.op == "log" and _positive(inner.inputs[0]):
         return inner.inputs[0]
     return None
 
 
-def _log_exp(node: Node) -> Node | None:
+def _log_exp(node: Node, shared: Callable[[Node], bool]) -> Node | None:
     inner = node.inputs[0]
     return inner.inputs[0] if inner.op == "exp" else None
 
 
-def _pow_pow(node: Node) -> Node | None:
+def _pow_pow(node: Node, shared: Callable[[Node], bool]) -> Node | None:
     inner, outer = node.inputs
     if inner.op != "pow":
         return None
@@ -235,12 +246,14 @@ def _pow_pow(node: Node) -> Node | None:
     return ops.power(inner.inputs[0], _number(a * b))
 
 
-def _where_same(node: Node) -> Node | None:
+def _where_same(node: Node, shared: Callable[[Node], bool]) -> Node | None:
     _, x, y = node.inputs
     return _same_shape(x, node) if x is y else None
 
 
-RULES: dict[str, list[Callable[[Node], Node | None]]] = {
+# op -> rewrites, each ``rule(node, shared) -> Node | None`` (None: no change);
+# ``shared(n)`` tells whether a node has other consumers in the graph being simplified.
+RULES: dict[str, list[Callable[[Node, Callable[[Node], bool]], Node | None]]] = {
     "add": [_rewrite_sum],
     "sub": [_rewrite_sum],
     "neg": [_rewrite_sum],
@@ -253,13 +266,13 @@ RULES: dict[str, list[Callable[[Node], Node | None]]] = {
 }
 
 
-def _rewrite(node: Node) -> Node:
+def _rewrite(node: Node, shared: Callable[[Node], bool]) -> Node:
     """Apply the rules to ``node`` (whose inputs are already simplified) until none fires."""
     for _ in range(MAX_PASSES):
         if node.dtype.kind != "f":
             return node
         for rule in RULES.get(node.op, ()):
-            new = rule(node)
+            new = rule(node, shared)
             if new is not None and new is not node:
                 node = new
                 break
@@ -276,20 +289,41 @@ def _rebuild(node: Node, inputs: tuple[Node, ...]) -> Node:
     return apply(REGISTRY[node.op], *inputs, **attrs)
 
 
+_SUMS = {"add", "sub", "neg"}
+_PRODUCTS = {"mul", "div", "neg"}
+
+
 def _one_pass(outputs: Sequence[Node]) -> list[Node]:
     graph = outputs[0].graph
+    nodes = ancestors(outputs)
+    uses: dict[Node, int] = dict.fromkeys(outputs, 1)
+    consumer: dict[Node, Node] = {}
+    for n in nodes:
+        for u in n.inputs:
+            uses[u] = uses.get(u, 0) + 1
+            consumer[u] = n
     done: dict[Node, Node] = {}
-    for n in ancestors(outputs):
+    new_uses: dict[Node, int] = {}  # consumers of the rebuilt nodes, carried over from the originals
+
+    def shared(n: Node) -> bool:
+        return new_uses.get(n, 1) > 1
+
+    for n in nodes:
         if not n.inputs:
             done[n] = n
-            continue
-        inputs = tuple(done[u] for u in n.inputs)
-        if n.is_gradient:  # a simplified derivative node is still a derivative node
-            with graph._derivative_pass():
-                done[n] = _rewrite(_rebuild(n, inputs))
         else:
-            with graph._transaction():
-                done[n] = _rewrite(_rebuild(n, inputs))
+            inputs = tuple(done[u] for u in n.inputs)
+            # Only the root of a sum or a product is rewritten: flattening each node of a
+            # long chain again would take quadratic time.
+            parent = consumer.get(n) if uses.get(n) == 1 else None
+            interior = parent is not None and (
+                (n.op in _SUMS and parent.op in _SUMS) or (n.op in _PRODUCTS and parent.op in _PRODUCTS)
+            )
+            context = graph._derivative_pass() if n.is_gradient else graph._transaction()
+            with context:  # a simplified derivative node is still a derivative node
+                rebuilt = _rebuild(n, inputs)
+                done[n] = rebuilt if interior else _rewrite(rebuilt, shared)
+        new_uses[done[n]] = new_uses.get(done[n], 0) + uses.get(n, 0)
     return [done[n] for n in outputs]
 
 
@@ -312,7 +346,8 @@ def simplify(outputs: Node | Sequence[Node]) -> Any:
     if not outs or not all(isinstance(n, Node) for n in outs):
         raise GraphError("simplify: outputs must be a node or a list of nodes")
     for _ in range(MAX_PASSES):
-        new = _one_pass(outs)
+        with gc_paused():
+            new = _one_pass(outs)
         if all(a is b for a, b in zip(new, outs)):
             break
         outs = new

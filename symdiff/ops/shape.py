@@ -355,7 +355,17 @@ class Index:
     def with_batch(self, nb: int) -> Index:
         if nb == 0:
             return self
-        return Index((("s", None, None, None),) * nb + self.key)
+        cache = self.__dict__.setdefault("_batched", {})
+        if nb not in cache:
+            cache[nb] = Index((("s", None, None, None),) * nb + self.key)
+        return cache[nb]
+
+    def result_ndim(self, ndim: int) -> int:
+        """How many axes x[index] has for an x with ``ndim`` axes."""
+        cache = self.__dict__.setdefault("_ndim", {})
+        if ndim not in cache:
+            cache[ndim] = len(_getitem_shape((None,) * ndim, index=self))
+        return cache[ndim]
 
     def __repr__(self) -> str:
         parts = []
@@ -460,7 +470,7 @@ def _getitem_forward(x, index):
 
 
 def _unindex_forward(g, ref, index):
-    nb = np.ndim(g) - len(_getitem_shape(np.shape(ref), index=index))
+    nb = np.ndim(g) - index.result_ndim(np.ndim(ref))
     out = np.zeros(np.shape(g)[:nb] + np.shape(ref), dtype=np.result_type(g))
     full = index.with_batch(nb).numpy
     if index.advanced:
