@@ -203,6 +203,15 @@ class Node:
 
         return to_text(self)
 
+    def _repr_svg_(self) -> str | None:
+        """A drawing for Jupyter, when Graphviz is installed and the graph is small enough."""
+        from symdiff.export.dot import to_svg
+        from symdiff.export.nx import subgraph_nodes
+
+        if len(subgraph_nodes(self.graph, self)) > 200:
+            return None
+        return to_svg(self)
+
     def _repr_latex_(self) -> str | None:
         from symdiff.printing import latex_or_none
 
@@ -512,19 +521,33 @@ class Graph:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        mark, alias_mark = len(self._nodes), len(self._aliases)
+        """Nodes appended inside are removed again if it fails: a failed call changes nothing."""
+        mark = (len(self._nodes), len(self._aliases))
         try:
             yield
         except BaseException:
-            for key in self._aliases[alias_mark:]:
-                self._table.pop(key, None)
-            del self._aliases[alias_mark:]
-            for node in self._nodes[mark:]:
-                self._table.pop(node._key, None)
-                if node.op == "variable":
-                    self._variables.pop(node.name, None)
-            del self._nodes[mark:]
+            self._rollback(mark)
             raise
+
+    @contextlib.contextmanager
+    def _scratch(self) -> Iterator[None]:
+        """Nodes appended inside are always removed afterwards (for a computation on the side)."""
+        mark = (len(self._nodes), len(self._aliases))
+        try:
+            yield
+        finally:
+            self._rollback(mark)
+
+    def _rollback(self, mark: tuple[int, int]) -> None:
+        nodes, aliases = mark
+        for key in self._aliases[aliases:]:
+            self._table.pop(key, None)
+        del self._aliases[aliases:]
+        for node in self._nodes[nodes:]:
+            self._table.pop(node._key, None)
+            if node.op == "variable":
+                self._variables.pop(node.name, None)
+        del self._nodes[nodes:]
 
     # -- export -------------------------------------------------------------------
     def to_networkx(self, outputs: Node | list[Node] | None = None) -> networkx.DiGraph:

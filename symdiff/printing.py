@@ -151,3 +151,108 @@ def latex_or_none(node: Node) -> str | None:
         return f"${latex(node)}$"
     except Exception:
         return None
+
+
+# -- LaTeX in operator form (tensor expressions) -------------------------------------------
+_LATEX_FUNCTIONS = {
+    "sin": r"\sin",
+    "cos": r"\cos",
+    "tan": r"\tan",
+    "tanh": r"\tanh",
+    "exp": r"\exp",
+    "log": r"\log",
+    "sigmoid": r"\sigma",
+}
+
+
+def _latex_name(name: str) -> str:
+    """``W1`` -> ``W_{1}``, ``x_in`` -> ``x_{in}``: the subscripts a reader expects."""
+    import re
+
+    match = re.fullmatch(r"([A-Za-z]+)(\d+)", name)
+    if match:
+        return f"{match.group(1)}_{{{match.group(2)}}}"
+    if "_" in name.strip("_"):
+        base, rest = name.split("_", 1)
+        return f"{base}_{{{rest.replace('_', ',')}}}"
+    return name.replace("_", r"\_")
+
+
+def _latex_leaf(node: Node) -> str:
+    if node.op == "variable":
+        return _latex_name(node.name)
+    value = node.value
+    if value.ndim == 0:
+        return format_number(value.item())
+    if node.uniform is not None:
+        return rf"{format_number(node.uniform)}\mathbf{{1}}"
+    return rf"C_{{{node.index}}}"
+
+
+def _latex_render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
+    def wrap(i: int, need: int) -> str:
+        text, prec = args[i]
+        return rf"\left({text}\right)" if prec < need else text
+
+    op = node.op
+    attrs = dict(node._attrs)
+    if op == "match_shape":
+        return args[0]
+    if op == "neg":
+        return "-" + wrap(0, 20), 30
+    if op == "add":
+        return f"{wrap(0, 10)} + {wrap(1, 10)}", 10
+    if op == "sub":
+        return f"{wrap(0, 10)} - {wrap(1, 11)}", 10
+    if op == "mul":
+        if node.inputs[1].shape == () and node.inputs[0].shape != ():  # a scalar factor goes first
+            return f"{wrap(1, 20)} {wrap(0, 21)}", 20
+        scalar = node.inputs[0].shape == ()
+        return (f"{wrap(0, 20)} {wrap(1, 21)}" if scalar else rf"{wrap(0, 20)} \odot {wrap(1, 21)}"), 20
+    if op == "div":
+        return rf"\frac{{{args[0][0]}}}{{{args[1][0]}}}", 100
+    if op == "pow":
+        return f"{wrap(0, 41)}^{{{args[1][0]}}}", 40
+    if op == "sqrt":
+        return rf"\sqrt{{{args[0][0]}}}", 100
+    if op == "abs":
+        return rf"\left|{args[0][0]}\right|", 100
+    if op == "matmul":
+        return f"{wrap(0, 25)} {wrap(1, 26)}", 25
+    if op == "transpose" and attrs["axes"] == tuple(range(node.ndim - 1, -1, -1)):
+        return rf"{wrap(0, 50)}^{{\top}}", 50
+    if op == "getitem":
+        return f"{wrap(0, 60)}_{{{attrs['index']!r}}}", 60
+    if op in ("sum", "mean") and attrs["axis"] == tuple(range(-node.inputs[0].ndim, 0)):
+        symbol = r"\sum" if op == "sum" else r"\operatorname{mean}"
+        return rf"{symbol} {wrap(0, 100)}", 15
+    if op in _LATEX_FUNCTIONS:
+        return rf"{_LATEX_FUNCTIONS[op]}\left({args[0][0]}\right)", 100
+    extra = [_attr_text(k, v) for k, v in attrs.items() if k != "keepdims" or v]
+    inner = ", ".join([a[0] for a in args] + extra)
+    name = op.replace("_", r"\_")
+    return rf"\operatorname{{{name}}}\left({inner}\right)", 100
+
+
+def to_latex(root: Node) -> str:
+    """LaTeX for ``root`` in operator form (``X^{\\top} w``); shared parts as aligned lines.
+
+    >>> g = sd.Graph(); X = g.variable("X", shape=(None, 3)); w = g.variable("w", shape=(3,))
+    >>> from symdiff.printing import to_latex
+    >>> to_latex(X.T @ sd.tanh(X @ w))
+    'X^{\\\\top} \\\\tanh\\\\left(X w\\\\right)'
+    """
+    nodes, named = _plan(root)
+    texts: dict[Node, tuple[str, int]] = {}
+    rows = []
+    counter = 0
+    for n in nodes:
+        texts[n] = (_latex_leaf(n), 100) if not n.inputs else _latex_render(n, [texts[u] for u in n.inputs])
+        if n in named:
+            counter += 1
+            rows.append(f"t_{{{counter}}} &= {texts[n][0]}")
+            texts[n] = (f"t_{{{counter}}}", 100)
+    if not rows:
+        return texts[root][0]
+    rows.append(f"& {texts[root][0]}")
+    return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"

@@ -1,14 +1,24 @@
-"""Graphviz DOT source for a graph: the book's symbol-to-symbol figure.
+"""Graphviz DOT for a graph: the book's symbol-to-symbol figure, and the classic
+forward/backward figure with values and gradients on every node.
 
-Forward nodes are drawn plain, derivative nodes (``is_gradient``) filled and
+Forward nodes are drawn plain, derivative nodes (``is_gradient``) filled orange and
 grouped in a cluster beside them, with a legend. The same graph always gives the
 same text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import html
+import pathlib
+import shutil
+import subprocess
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
+
+from symdiff.errors import GraphError
 from symdiff.export.nx import subgraph_nodes
 from symdiff.graph import Node, format_shape
 from symdiff.ops import REGISTRY
@@ -18,52 +28,149 @@ FORWARD_FILL = "#ffffff"
 GRADIENT_FILL = "#ffd8a8"
 GRADIENT_EDGE = "#d9480f"
 LEAF_FILL = "#d0ebff"
+VALUE_COLOR = "#2b8a3e"
+GRAD_COLOR = "#c92a2a"
+INSTALL_HINT = (
+    "the Graphviz 'dot' program is not installed, so only the DOT source was written; install "
+    "Graphviz (Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew install graphviz; "
+    "conda: conda install graphviz; Windows: winget install graphviz) and render it with "
+    "dot -Tsvg {dot} -o {out}"
+)
 
 
-def _legend_style(fill: str) -> str:
-    return f'style=filled, fillcolor="{fill}", fontsize=9'
+def _symbol(node: Node) -> str:
+    """The op as a reader knows it: ``+``, ``*``, ``@``, ``sin``, ``T``, ``[1:3]``."""
+    if node.op == "variable":
+        return node.name
+    if node.op == "constant":
+        v = node.value
+        if v.ndim == 0:
+            return format_number(v.item())
+        return format_number(node.uniform) if node.uniform is not None else "const"
+    op = REGISTRY[node.op]
+    if node.op == "transpose":
+        return "T"
+    if node.op == "getitem":
+        return f"[{node.attrs['index']!r}]"
+    if node.op == "neg":
+        return "neg"
+    return op.symbol if op.symbol else node.op
+
+
+def label(node: Node) -> str:
+    """The short label of a node in a drawing: its name, value or op symbol, and its shape."""
+    text = _symbol(node)
+    if node.shape:
+        text += f"\n{format_shape(node.shape)}"
+    return text
+
+
+def _format_value(value: Any) -> str:
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        item = arr.item()
+        return f"{item:.4g}" if isinstance(item, float) else str(item)
+    if arr.size <= 4:
+        return "[" + ", ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in arr.reshape(-1).tolist()) + "]"
+    return f"mean {arr.mean():.3g}, max |.| {np.abs(arr).max():.3g}"
+
+
+def _html_label(node: Node, value: Any, gradient: Any, cost_name: str) -> str:
+    rows = [f"<b>{html.escape(_symbol(node))}</b>"]
+    if node.shape:
+        rows.append(f'<font point-size="9">{html.escape(format_shape(node.shape))}</font>')
+    if value is not None:
+        rows.append(f'<font color="{VALUE_COLOR}">= {html.escape(_format_value(value))}</font>')
+    if gradient is not None:
+        rows.append(
+            f'<font color="{GRAD_COLOR}">∂{html.escape(cost_name)} = {html.escape(_format_value(gradient))}</font>'
+        )
+    return "<" + "<br/>".join(rows) + ">"
 
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def label(node: Node) -> str:
-    """The short label of a node in a drawing: its name, value or op symbol, and its shape."""
-    if node.op == "variable":
-        text = node.name
-    elif node.op == "constant":
-        v = node.value
-        text = (
-            format_number(v.item())
-            if v.ndim == 0
-            else (f"{format_number(node.uniform)}" if node.uniform is not None else "const")
-        )
-    else:
-        op = REGISTRY[node.op]
-        text = op.symbol if op.symbol and op.symbol != ".T" else node.op
-        if node.op == "transpose":
-            text = "T"
-        elif node.op == "getitem":
-            text = f"[{node.attrs['index']!r}]"
-    if node.shape:
-        text += f"\n{format_shape(node.shape)}"
-    return text
+def _legend_style(fill: str) -> str:
+    return f'style=filled, fillcolor="{fill}", fontsize=9'
 
 
-def to_dot(outputs: Node | Sequence[Node], *, rankdir: str = "TB", title: str | None = None) -> str:
+def _annotations(
+    nodes: list[Node], values: Mapping[Any, Any] | None, cost: Node | None
+) -> tuple[dict[Node, Any], dict[Node, Any]]:
+    """Forward values of the drawn nodes and, for a scalar ``cost``, their gradients.
+
+    The gradients are built in a scratch transaction and removed again: drawing never
+    changes the graph.
+    """
+    from symdiff.autodiff import grad
+    from symdiff.evaluate import evaluate
+
+    if values is None:
+        if cost is not None:
+            raise GraphError("to_dot: cost= needs values= (the point at which to show the gradients)")
+        return {}, {}
+    computed = [n for n in nodes if n.op != "constant" or n.value.size <= 16]
+    forward = dict(zip(computed, evaluate(computed, values)))
+    gradients: dict[Node, Any] = {}
+    if cost is not None:
+        if not isinstance(cost, Node) or cost.shape != ():
+            raise GraphError("to_dot: cost must be a scalar node")
+        graph = cost.graph
+        targets = [n for n in nodes if n.dtype.kind == "f" and n.op != "constant" and not n.is_gradient]
+        with graph._scratch():
+            nodes_grads = grad(cost, targets)
+            gradients = dict(zip(targets, evaluate(nodes_grads, values)))
+    return forward, gradients
+
+
+def to_dot(
+    outputs: Node | Sequence[Node],
+    *,
+    values: Mapping[Any, Any] | None = None,
+    cost: Node | None = None,
+    depth: int | None = None,
+    rankdir: str = "TB",
+    title: str | None = None,
+) -> str:
     """Graphviz DOT source (a str) for the nodes ``outputs`` need.
 
-    Derivative nodes are filled orange and grouped in a cluster; variables and
-    constants are blue ellipses and boxes; outputs have a double border.
+    Parameters
+    ----------
+    outputs : Node or list of Node
+        What to draw (with everything it depends on). Outputs have a double border.
+    values : dict, optional
+        Bindings (as for ``evaluate``): each node then shows its value.
+    cost : Node, optional
+        A scalar node: with ``values``, each forward node also shows the gradient of
+        ``cost`` with respect to it, the classic back-propagation figure. The graph
+        is left unchanged.
+    depth : int, optional
+        Draw only nodes at most this many edges above an output; inputs cut off are
+        drawn as a "..." node, to keep large graphs legible.
+    rankdir : "TB" or "LR"
+        Top-to-bottom or left-to-right.
+    title : str, optional
 
-    >>> g = sd.Graph(); x = g.variable("x")
-    >>> src = sd.to_dot(sd.grad(sd.sin(x), x))
-    >>> src.startswith("digraph")
+    Derivative nodes are filled orange and grouped in a cluster, with a legend;
+    variables and constants are blue ellipses and boxes.
+
+    >>> g = sd.Graph(); x, y, z = g.variable("x"), g.variable("y"), g.variable("z")
+    >>> f = (x + y) * z
+    >>> src = sd.to_dot(f, values={x: -2.0, y: 5.0, z: -4.0}, cost=f)
+    >>> "= -12" in src and "∂f = -4" in src
     True
     """
     roots = [outputs] if isinstance(outputs, Node) else list(outputs)
+    if not roots or not all(isinstance(n, Node) for n in roots):
+        raise GraphError("to_dot: outputs must be a node or a list of nodes")
     nodes = subgraph_nodes(roots[0].graph, roots)
+    cut: set[Node] = set()
+    if depth is not None:
+        nodes, cut = _within_depth(roots, nodes, depth)
+    forward, gradients = _annotations(nodes, values, cost)
+    cost_name = (cost.name or "f") if cost is not None else ""
     marked = set(roots)
     lines = [
         "digraph symdiff {",
@@ -75,7 +182,10 @@ def to_dot(outputs: Node | Sequence[Node], *, rankdir: str = "TB", title: str | 
         lines.append(f'  labelloc="t"; label="{_escape(title)}";')
 
     def node_line(n: Node, indent: str) -> str:
-        attrs = [f'label="{_escape(label(n))}"']
+        if n in forward or n in gradients:
+            attrs = [f"label={_html_label(n, forward.get(n), gradients.get(n), cost_name)}"]
+        else:
+            attrs = [f'label="{_escape(label(n))}"']
         if n.op == "variable":
             attrs += ["shape=ellipse", "style=filled", f'fillcolor="{LEAF_FILL}"']
         elif n.op == "constant":
@@ -87,16 +197,24 @@ def to_dot(outputs: Node | Sequence[Node], *, rankdir: str = "TB", title: str | 
             attrs.append("peripheries=2")
         return f"{indent}n{n.index} [{', '.join(attrs)}];"
 
-    forward = [n for n in nodes if not n.is_gradient]
+    drawn = set(nodes)
+    forward_nodes = [n for n in nodes if not n.is_gradient]
     derivative = [n for n in nodes if n.is_gradient]
-    lines += [node_line(n, "  ") for n in forward]
+    lines += [node_line(n, "  ") for n in forward_nodes]
     if derivative:
         lines.append("  subgraph cluster_derivative {")
         lines.append('    label="derivative nodes"; style="dashed"; color="#d9480f"; fontcolor="#d9480f";')
         lines += [node_line(n, "    ") for n in derivative]
         lines.append("  }")
+    for n in sorted(cut, key=lambda n: n.index):
+        lines.append(f'  more{n.index} [label="...", shape=plaintext];')
     for n in nodes:
+        if n in cut:
+            lines.append(f"  more{n.index} -> n{n.index} [style=dashed];")
+            continue
         for position, u in enumerate(n.inputs):
+            if u not in drawn:
+                continue
             extra = [f'color="{GRADIENT_EDGE}"'] if n.is_gradient else []
             if len(n.inputs) > 1 and REGISTRY[n.op].symbol in ("-", "/", "@", "**"):
                 extra.append(f'taillabel="{position}"')
@@ -113,3 +231,56 @@ def to_dot(outputs: Node | Sequence[Node], *, rankdir: str = "TB", title: str | 
         ]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _within_depth(roots: list[Node], nodes: list[Node], depth: int) -> tuple[list[Node], set[Node]]:
+    """The nodes at most ``depth`` edges above a root, and those whose inputs were cut off."""
+    distance = dict.fromkeys(roots, 0)
+    for n in reversed(nodes):  # consumers come after inputs: walk from the roots down
+        if n in distance and distance[n] < depth:
+            for u in n.inputs:
+                distance[u] = min(distance.get(u, depth), distance[n] + 1)
+    kept = [n for n in nodes if n in distance]
+    cut = {n for n in kept if n.inputs and any(u not in distance for u in n.inputs)}
+    return kept, cut
+
+
+def render(outputs: Node | Sequence[Node], path: str | pathlib.Path, **options: Any) -> pathlib.Path:
+    """Draw ``outputs`` to ``path`` (``.svg``, ``.png`` or ``.pdf``) with Graphviz.
+
+    The DOT source is always written beside it (``path`` with suffix ``.dot``). When
+    the Graphviz ``dot`` program is not installed, a warning says how to install it
+    and the ``.dot`` path is returned; otherwise the picture's path. ``options`` go to
+    :func:`to_dot` (``values``, ``cost``, ``depth``, ``rankdir``, ``title``).
+
+    >>> import tempfile, pathlib
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> out = sd.render(sd.grad(sd.sin(x) * x, x), pathlib.Path(tempfile.mkdtemp()) / "d.svg")
+    >>> out.suffix in (".svg", ".dot")
+    True
+    """
+    path = pathlib.Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in ("svg", "png", "pdf", "dot"):
+        raise GraphError(f"render: cannot write {path.name!r}; use a .svg, .png, .pdf or .dot file name")
+    source = to_dot(outputs, **options)
+    dot_path = path.with_suffix(".dot")
+    dot_path.parent.mkdir(parents=True, exist_ok=True)
+    dot_path.write_text(source, encoding="utf-8")
+    if fmt == "dot":
+        return dot_path
+    program = shutil.which("dot")
+    if program is None:
+        warnings.warn(INSTALL_HINT.format(dot=dot_path, out=path), stacklevel=2)
+        return dot_path
+    subprocess.run([program, f"-T{fmt}", str(dot_path), "-o", str(path)], check=True, capture_output=True)
+    return path
+
+
+def to_svg(outputs: Node | Sequence[Node], **options: Any) -> str | None:
+    """SVG text of the drawing, or None when Graphviz is not installed."""
+    program = shutil.which("dot")
+    if program is None:
+        return None
+    result = subprocess.run([program, "-Tsvg"], input=to_dot(outputs, **options), capture_output=True, text=True)
+    return result.stdout if result.returncode == 0 else None

@@ -10,7 +10,7 @@ import sympy
 
 from symdiff import ops
 from symdiff.errors import GraphError, ShapeError
-from symdiff.graph import Graph, Node, format_shape
+from symdiff.graph import Graph, Node, ancestors, format_shape
 from symdiff.ops import REGISTRY, apply
 
 # Tensors up to this many elements convert (each element is a sympy expression).
@@ -65,25 +65,7 @@ def _object_array(node: Node, env: dict[Node, np.ndarray]) -> np.ndarray:
     return np.asarray(value, dtype=object)
 
 
-def to_sympy(node: Node) -> Any:
-    """The sympy form of ``node``: an expression for a scalar, a Matrix for a vector or
-    matrix (a vector is a column), a sympy Array for more dimensions.
-
-    Variables become symbols of the same name; a tensor variable ``w``
-    becomes elements ``w_0, w_1, ...``.
-
-    >>> g = sd.Graph(); x = g.variable("x")
-    >>> sd.to_sympy(sd.grad(x ** 3, x))
-    3*x**2
-    """
-    if not isinstance(node, Node):
-        raise GraphError(f"to_sympy: expected a node, got {type(node).__name__}")
-    from symdiff.export.nx import subgraph_nodes
-
-    env: dict[Node, np.ndarray] = {}
-    for n in subgraph_nodes(node.graph, node):
-        env[n] = _object_array(n, env)
-    value = env[node]
+def _as_sympy(value: np.ndarray) -> Any:
     if value.ndim == 0:
         return value.item()
     if value.ndim == 1:
@@ -93,14 +75,82 @@ def to_sympy(node: Node) -> Any:
     return sympy.Array(value.tolist())
 
 
+def to_sympy(node: Node, cse: bool = False) -> Any:
+    """The sympy form of ``node``: an expression for a scalar, a Matrix for a vector or
+    matrix (a vector is a column), a sympy Array for more dimensions.
+
+    Variables become symbols of the same name; a tensor variable ``w`` becomes
+    elements ``w_0, w_1, ...``.
+
+    With ``cse=True``, returns ``(replacements, expression)`` as ``sympy.cse`` does:
+    every subexpression the graph shares becomes a symbol ``t1, t2, ...`` defined in
+    ``replacements``, so a graph with shared subexpressions never turns into an
+    exponentially large tree.
+
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> sd.to_sympy(sd.grad(x ** 3, x))
+    3*x**2
+    >>> h = sd.sin(x) * x
+    >>> sd.to_sympy(h * sd.sin(h), cse=True)
+    ([(t1, x*sin(x))], t1*sin(t1))
+    """
+    if not isinstance(node, Node):
+        raise GraphError(f"to_sympy: expected a node, got {type(node).__name__}")
+    nodes = ancestors([node])
+    shared: set[Node] = set()
+    if cse:
+        uses: dict[Node, int] = {}
+        for n in nodes:
+            for u in n.inputs:
+                uses[u] = uses.get(u, 0) + 1
+        shared = {n for n in nodes if n.inputs and uses.get(n, 0) > 1 and n is not node}
+    taken = {n.name for n in nodes if n.op == "variable"}
+    counter = 0
+    replacements: list[tuple[sympy.Symbol, Any]] = []
+    env: dict[Node, np.ndarray] = {}
+    for n in nodes:
+        value = _object_array(n, env)
+        if n in shared:
+            named = np.empty(value.shape, dtype=object)
+            for i in np.ndindex(value.shape):
+                element = value[i]
+                if isinstance(element, sympy.Basic) and not element.is_Atom:
+                    counter += 1
+                    while f"t{counter}" in taken:
+                        counter += 1
+                    symbol = sympy.Symbol(f"t{counter}")
+                    replacements.append((symbol, element))
+                    element = symbol
+                named[i] = element
+            value = named
+        env[n] = value
+    result = _as_sympy(env[node])
+    return (replacements, result) if cse else result
+
+
 def latex(node: Node) -> str:
-    """LaTeX for a node, through sympy.
+    """LaTeX for a node.
+
+    A scalar goes through sympy (with shared subexpressions as named lines of an
+    ``aligned`` block when the graph shares any); a tensor expression is written in
+    operator form, ``X^{\\top} \\left(2 \\left(X w - y\\right)\\right)``.
 
     >>> g = sd.Graph(); x = g.variable("x")
     >>> sd.latex(sd.sin(x) ** 2)
     '\\\\sin^{2}{\\\\left(x \\\\right)}'
     """
-    return sympy.latex(to_sympy(node))
+    if not isinstance(node, Node):
+        raise GraphError(f"latex: expected a node, got {type(node).__name__}")
+    if node.shape != ():
+        from symdiff.printing import to_latex
+
+        return to_latex(node)
+    replacements, expr = to_sympy(node, cse=True)
+    if not replacements:
+        return sympy.latex(expr)
+    rows = [f"{sympy.latex(sym)} &= {sympy.latex(value)}" for sym, value in replacements]
+    rows.append(f"& {sympy.latex(expr)}")
+    return "\\begin{aligned}" + " \\\\ ".join(rows) + "\\end{aligned}"
 
 
 # -- from sympy -------------------------------------------------------------------
