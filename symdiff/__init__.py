@@ -24,6 +24,7 @@ from symdiff.errors import (
 )
 from symdiff.evaluate import compile, evaluate
 from symdiff.export.dot import render, to_dot
+from symdiff.export.io import load
 from symdiff.export.sympy import from_sympy, latex, to_sympy
 from symdiff.graph import Graph, Node
 from symdiff.ops import *  # noqa: F403 (the op table's public functions)
@@ -52,6 +53,7 @@ __all__ = [
     "jacobian",
     "jvp",
     "latex",
+    "load",
     "render",
     "simplify",
     "to_dot",

@@ -550,6 +550,16 @@ class Graph:
         del self._nodes[nodes:]
 
     # -- export -------------------------------------------------------------------
+    def save(self, path: Any) -> None:
+        """Write the graph to ``path`` as JSON (read it back with :func:`symdiff.load`).
+
+        The file keeps names, shapes, dtypes, constants and ``is_gradient``; its format
+        is described in ``symdiff/export/io.py`` and ``docs/export.md``.
+        """
+        from symdiff.export.io import save
+
+        save(self, path)
+
     def to_networkx(self, outputs: Node | list[Node] | None = None) -> networkx.DiGraph:
         """The graph (or the part ``outputs`` need) as a ``networkx.DiGraph``.
 

@@ -221,3 +221,15 @@ def test_uniform_constants_become_scalars_only_when_the_shape_is_kept(g):
     assert scaled.inputs[0].shape == () and scaled.shape == (3, 3)  # the same as 2 * x
     v = g.variable("v", shape=(3,))
     assert (twos * v).shape == (3, 3) and (twos * v).inputs[0].shape == (3, 3)  # here it sets the shape
+
+
+def test_apply_checks_arity_and_attributes(g):
+    from symdiff.ops import REGISTRY, apply
+
+    x = g.variable("x", shape=(3,))
+    with pytest.raises(sd.GraphError, match="mul takes 2 input"):
+        apply(REGISTRY["mul"], x, x, x)  # np.multiply's third argument would be its output buffer
+    with pytest.raises(TypeError):
+        apply(REGISTRY["add"], x, x, out=1)
+    with pytest.raises(sd.GraphError, match="greater takes 2 input"):
+        apply(REGISTRY["greater"], x)

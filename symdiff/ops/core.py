@@ -68,6 +68,7 @@ class Op:
     doc: str = ""
     fold: bool = True
     scalar: str | None = None
+    arity: int | None = None
 
     def vjp_rule(self, i: int) -> Rule | None:
         return _rule(self.vjp, i)
@@ -107,6 +108,7 @@ def define_op(
     doc: str = "",
     fold: bool = True,
     scalar: str | None = None,
+    arity: int | None = None,
 ) -> Op:
     """Register a new op and return it; build nodes of it with :func:`apply`.
 
@@ -147,6 +149,9 @@ def define_op(
         for the inputs and ``_math`` for the math module (``"_math.sin({0})"``). Used by
         the evaluator and the compiler for scalar nodes; where it raises (``log(0)``),
         the numpy forward gives the IEEE result instead.
+    arity : int, optional
+        How many inputs the op takes; by default the length of ``vjp`` when it is a
+        sequence (None for ops that take any number).
 
     See ``docs/adding-an-op.md`` for a worked example.
     """
@@ -156,6 +161,8 @@ def define_op(
         raise GraphError(f"an op named {name!r} is already registered")
     if dtype is None:
         dtype = float_dtype
+    if arity is None and isinstance(vjp, (tuple, list)):
+        arity = len(vjp)
     op = Op(
         name,
         forward,
@@ -172,6 +179,7 @@ def define_op(
         doc,
         fold,
         scalar,
+        arity,
     )
     REGISTRY[name] = op
     return op
@@ -256,6 +264,8 @@ def apply(op: Op, *args: Any, **attrs: Any) -> Node:
     >>> apply(REGISTRY["sin"], x) is sd.sin(x)
     True
     """
+    if op.arity is not None and len(args) != op.arity:
+        raise GraphError(f"{op.name} takes {op.arity} input(s), got {len(args)}")
     inputs = as_nodes(op.name, *args)
     graph = inputs[0].graph
     key = attrs_key(attrs)
@@ -307,7 +317,7 @@ def broadcast_shapes(*shapes: Shape) -> Shape:
     return tuple(out)
 
 
-def same_shape(shape: Shape, **_: Any) -> Shape:
+def same_shape(shape: Shape) -> Shape:
     return shape
 
 

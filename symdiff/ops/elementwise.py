@@ -36,7 +36,7 @@ def _vectorize(fn: Callable) -> Callable:
     return lifted
 
 
-def _broadcast_rule(*shapes, **_):
+def _broadcast_rule(*shapes):
     return broadcast_shapes(*shapes)
 
 
@@ -641,6 +641,7 @@ def _comparison(name: str, forward, symbol: str, relation) -> Any:
         _broadcast_rule,
         dtype=bool_dtype,
         elementwise=True,
+        arity=2,
         symbol=symbol,
         precedence=5,
         sympy=_vectorize(relation),

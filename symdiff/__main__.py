@@ -1,0 +1,7 @@
+"""``python -m symdiff``: the command line."""
+
+import sys
+
+from symdiff.cli import main
+
+sys.exit(main())

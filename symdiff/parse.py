@@ -1,0 +1,212 @@
+"""Parse a math expression string into graph nodes, without ``eval``.
+
+The grammar is arithmetic on scalar variables and numbers: ``+ - * / **`` (``^`` is
+also a power), unary minus, parentheses, and calls of a fixed set of functions
+(``sin``, ``exp``, ``max``, ...). Anything else (attribute access, strings,
+subscripts, unknown functions) is rejected with the position of the offence.
+Parsing is iterative (shunting-yard), so deep nesting cannot exhaust the stack.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+from symdiff import ops
+from symdiff.errors import SymdiffError
+from symdiff.graph import Graph, Node
+
+FUNCTIONS: dict[str, tuple[int, Callable[..., Node]]] = {
+    "sin": (1, ops.sin),
+    "cos": (1, ops.cos),
+    "tan": (1, ops.tan),
+    "tanh": (1, ops.tanh),
+    "exp": (1, ops.exp),
+    "log": (1, ops.log),
+    "log1p": (1, ops.log1p),
+    "expm1": (1, ops.expm1),
+    "sqrt": (1, ops.sqrt),
+    "abs": (1, ops.abs),
+    "sigmoid": (1, ops.sigmoid),
+    "relu": (1, ops.relu),
+    "softplus": (1, ops.softplus),
+    "max": (2, ops.maximum),
+    "min": (2, ops.minimum),
+}
+CONSTANTS = {"pi": math.pi, "e": math.e}
+MAX_LENGTH = 100_000
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<op>\*\*|[-+*/^(),]))"
+)
+# binding strength, right-associative?
+_BINARY = {"+": (1, False), "-": (1, False), "*": (2, False), "/": (2, False), "**": (4, True), "^": (4, True)}
+_UNARY_MINUS = (3, True)
+_APPLY = {
+    "+": ops.add,
+    "-": ops.subtract,
+    "*": ops.multiply,
+    "/": ops.divide,
+    "**": ops.power,
+    "^": ops.power,
+}
+
+
+class ParseError(SymdiffError, ValueError):
+    """An expression string that is not arithmetic symdiff understands."""
+
+
+def _tokens(text: str) -> list[tuple[str, str, int]]:
+    if len(text) > MAX_LENGTH:
+        raise ParseError(f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}")
+    out, pos = [], 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        match = _TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            bad = text[pos:].lstrip()[0]
+            where = len(text) - len(text[pos:].lstrip())
+            raise ParseError(f"unexpected character {bad!r} at position {where} in {text!r}")
+        kind = match.lastgroup
+        value = match.group(kind)
+        out.append((kind, value, match.start(kind)))
+        pos = match.end()
+    return out
+
+
+def parse(text: str, graph: Graph) -> Node:
+    """Build the expression ``text`` in ``graph``; names become scalar variables.
+
+    Names that are already variables of the graph are used as they are; new ones
+    are created as scalar float64 variables.
+
+    >>> g = sd.Graph()
+    >>> from symdiff.parse import parse
+    >>> print(parse("x**2*sin(y) - 3", g))
+    x**2*sin(y) - 3
+    """
+    if not isinstance(text, str):
+        raise ParseError(f"expected an expression string, got {type(text).__name__}")
+    with graph._transaction():  # a failed parse leaves no variables behind
+        return _parse(text, graph)
+
+
+def _parse(text: str, graph: Graph) -> Node:
+    tokens = _tokens(text)
+    if not tokens:
+        raise ParseError("empty expression")
+    values: list[Node | float] = []
+    # operator stack entries: ("op", symbol, pos) | ("neg", "-", pos) | ("(", name or None, pos, argcount)
+    stack: list[tuple] = []
+    expect_operand = True
+
+    def reduce_top() -> None:
+        entry = stack.pop()
+        kind, symbol, pos = entry[0], entry[1], entry[2]
+        if kind == "neg":
+            if not values:
+                raise ParseError(f"'-' at position {pos} has no operand")
+            values.append(ops.negative(_node(values.pop(), graph)))
+            return
+        if len(values) < 2:
+            raise ParseError(f"{symbol!r} at position {pos} is missing an operand")
+        right, left = values.pop(), values.pop()
+        values.append(_APPLY[symbol](_node(left, graph), _node(right, graph)))
+
+    def strength(entry: tuple) -> int:
+        return _UNARY_MINUS[0] if entry[0] == "neg" else _BINARY[entry[1]][0]
+
+    for kind, value, pos in tokens:
+        if kind == "number":
+            if not expect_operand:
+                raise ParseError(f"number {value!r} at position {pos} follows an operand (missing operator?)")
+            values.append(float(value))
+            expect_operand = False
+        elif kind == "name":
+            if not expect_operand:
+                raise ParseError(f"name {value!r} at position {pos} follows an operand (missing operator?)")
+            if value.startswith("__"):
+                raise ParseError(f"name {value!r} at position {pos} is not allowed")
+            stack.append(("name", value, pos))  # resolved by what follows: a call or a variable
+            expect_operand = False
+        elif value == "(":
+            if stack and stack[-1][0] == "name" and not expect_operand:
+                _, name, npos = stack.pop()
+                if name not in FUNCTIONS:
+                    known = ", ".join(sorted(FUNCTIONS))
+                    raise ParseError(f"unknown function {name!r} at position {npos} (functions: {known})")
+                stack.append(("(", name, pos, 1))
+            elif expect_operand:
+                stack.append(("(", None, pos, 1))
+            else:
+                raise ParseError(f"'(' at position {pos} follows an operand (missing operator?)")
+            expect_operand = True
+        else:
+            _resolve_name(stack, values, graph)
+            if value in (")", ","):
+                if expect_operand:
+                    raise ParseError(f"{value!r} at position {pos} is missing an operand before it")
+                while stack and stack[-1][0] != "(":
+                    reduce_top()
+                if not stack:
+                    raise ParseError(f"{value!r} at position {pos} has no matching '('")
+                if value == ",":
+                    if stack[-1][1] is None:
+                        raise ParseError(f"',' at position {pos} outside a function call")
+                    stack[-1] = stack[-1][:3] + (stack[-1][3] + 1,)
+                    expect_operand = True
+                    continue
+                _, name, opos, count = stack.pop()
+                if name is not None:
+                    arity, fn = FUNCTIONS[name]
+                    if count != arity:
+                        raise ParseError(f"{name}() at position {opos} takes {arity} argument(s), got {count}")
+                    args = [_node(v, graph) for v in values[-arity:]]
+                    del values[-arity:]
+                    values.append(fn(*args))
+                expect_operand = False
+            elif expect_operand:
+                if value == "-":
+                    stack.append(("neg", "-", pos))
+                elif value != "+":
+                    raise ParseError(f"{value!r} at position {pos} is missing an operand before it")
+            else:
+                prec, right = _BINARY[value]
+                while (
+                    stack
+                    and stack[-1][0] in ("op", "neg")
+                    and (strength(stack[-1]) > prec or (strength(stack[-1]) == prec and not right))
+                ):
+                    reduce_top()
+                stack.append(("op", value, pos))
+                expect_operand = True
+    if expect_operand:
+        raise ParseError(f"expression {text!r} ends without an operand")
+    _resolve_name(stack, values, graph)
+    while stack:
+        if stack[-1][0] == "(":
+            raise ParseError(f"'(' at position {stack[-1][2]} is never closed")
+        reduce_top()
+    if len(values) != 1:
+        raise ParseError(f"could not read {text!r} as one expression")
+    return _node(values[0], graph)
+
+
+def _resolve_name(stack: list[tuple], values: list, graph: Graph) -> None:
+    """A name not followed by '(' is a constant (pi, e) or a variable."""
+    if stack and stack[-1][0] == "name":
+        _, name, pos = stack.pop()
+        if name in FUNCTIONS:
+            raise ParseError(f"function {name!r} at position {pos} is not called")
+        if name in CONSTANTS:
+            values.append(CONSTANTS[name])
+        else:
+            existing = graph._variables.get(name)
+            values.append(existing if existing is not None else graph.variable(name))
+
+
+def _node(value: Node | float, graph: Graph) -> Node:
+    return value if isinstance(value, Node) else graph.constant(value)
