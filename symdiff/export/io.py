@@ -83,13 +83,13 @@ def save(graph: Graph, path: str | pathlib.Path) -> None:
 
 
 # -- loading ------------------------------------------------------------------------------
-class _Bad(SymdiffError):
-    pass
+class _MalformedError(SymdiffError):
+    """A problem with the file's content; reported as a GraphError naming the node."""
 
 
 def _need(condition: bool, problem: str) -> None:
     if not condition:
-        raise _Bad(problem)
+        raise _MalformedError(problem)
 
 
 def _decode_number(v: Any) -> Any:
@@ -109,13 +109,14 @@ def _decode_attr(value: Any) -> Any:
             return tuple(_decode_attr(v) for v in items)
         if kind == "index":
             return Index(tuple(_decode_index_part(part) for part in items))
-        raise _Bad(f"unknown attribute kind {kind!r}")
+        raise _MalformedError(f"unknown attribute kind {kind!r}")
     _need(value is None or isinstance(value, (bool, int, float, str)), f"attribute {value!r} is malformed")
     return value
 
 
 def _decode_index_part(part: Any) -> tuple:
-    _need(isinstance(part, list) and part and part[0] in ("i", "s", "n", "a"), f"index part {part!r} is malformed")
+    malformed = f"index part {part!r} is malformed"
+    _need(isinstance(part, list) and part and part[0] in ("i", "s", "n", "a"), malformed)
     kind, *rest = part
     if kind == "i":
         _need(len(rest) == 1 and isinstance(rest[0], int), f"index part {part!r} is malformed")
@@ -160,7 +161,7 @@ def from_json(data: Any) -> Graph:
         _need(len(entries) <= MAX_NODES, f"{len(entries)} nodes is more than this reader accepts")
         name = data.get("name")
         graph = Graph(name if isinstance(name, str) else None)
-    except _Bad as exc:
+    except _MalformedError as exc:
         raise GraphError(f"load: {exc}") from None
     built: list[Node] = []
     for k, entry in enumerate(entries):
@@ -186,13 +187,13 @@ def from_json(data: Any) -> Graph:
                 decoded = {key: _decode_attr(v) for key, v in attrs.items()}
                 built.append(apply(REGISTRY[op], *(built[i] for i in inputs), **decoded))
         except (SymdiffError, TypeError, ValueError, KeyError, OverflowError) as exc:
-            problem = str(exc) if isinstance(exc, _Bad) else f"{type(exc).__name__}: {exc}"
+            problem = str(exc) if isinstance(exc, _MalformedError) else f"{type(exc).__name__}: {exc}"
             raise GraphError(f"load: node {k}: {problem}") from None
     return graph
 
 
 def _reject_constant(name: str) -> Any:
-    raise _Bad(f"{name} is not JSON (non-finite numbers are written as strings)")
+    raise _MalformedError(f"{name} is not JSON (non-finite numbers are written as strings)")
 
 
 def load(path: str | pathlib.Path) -> Graph:
@@ -214,6 +215,6 @@ def load(path: str | pathlib.Path) -> Graph:
     try:
         text = pathlib.Path(path).read_text(encoding="utf-8")
         data = json.loads(text, parse_constant=_reject_constant)
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError, _Bad) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, _MalformedError) as exc:
         raise GraphError(f"load: cannot read {str(path)!r}: {exc}") from None
     return from_json(data)
