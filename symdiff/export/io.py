@@ -119,17 +119,15 @@ def _decode_index_part(part: Any) -> tuple:
     _need(isinstance(part, list) and part and part[0] in ("i", "s", "n", "a"), malformed)
     kind, *rest = part
     if kind == "i":
-        _need(len(rest) == 1 and isinstance(rest[0], int), f"index part {part!r} is malformed")
+        _need(len(rest) == 1 and isinstance(rest[0], int), malformed)
     elif kind == "s":
-        _need(
-            len(rest) == 3 and all(v is None or isinstance(v, int) for v in rest), f"index part {part!r} is malformed"
-        )
+        _need(len(rest) == 3 and all(v is None or isinstance(v, int) for v in rest), malformed)
     elif kind == "n":
-        _need(not rest, f"index part {part!r} is malformed")
+        _need(not rest, malformed)
     else:
         _need(
             len(rest) == 2 and all(isinstance(v, int) for v in rest[0]) and all(isinstance(v, int) for v in rest[1]),
-            f"index part {part!r} is malformed",
+            malformed,
         )
         return ("a", tuple(rest[0]), tuple(rest[1]))
     return (kind, *rest)
