@@ -36,6 +36,8 @@ def _leaf(node: Node) -> str:
     if value.ndim == 0:
         return format_number(value.item())
     if node.uniform is not None:
+        if value.size == 1:  # (1,)-shaped: reads as the number, broadcasting is implicit
+            return format_number(node.uniform)
         return f"full({format_shape(node.shape)}, {format_number(node.uniform)})"
     if value.size <= 6:
         return str(np.asarray(value).tolist()).replace(" ", "")
@@ -57,7 +59,7 @@ def _render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
         text, prec = args[i]
         return f"({text})" if prec < need else text
 
-    if node.op == "match_shape":  # a runtime check only: print what it checks
+    if node.op in ("match_shape", "broadcast_like"):  # a check, an implicit broadcast: print the value
         return args[0]
     if node.op == "neg":
         return "-" + wrap(0, 20), 30  # -x*y reads (and computes) as -(x*y)
@@ -80,7 +82,9 @@ def _render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
     shown = [
         _attr_text(k, v)
         for k, v in attrs.items()
-        if not (k == "axis" and v == tuple(range(-node.inputs[0].ndim, 0))) and not (k == "keepdims" and not v)
+        if not (k == "axis" and v == tuple(range(-node.inputs[0].ndim, 0)))
+        and not (k == "keepdims" and not v)
+        and k != "dtype_to"
     ]
     return f"{node.op}({', '.join([a[0] for a in args] + shown)})", 100
 

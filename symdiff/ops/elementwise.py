@@ -203,7 +203,7 @@ def add(x: ArrayLike, y: ArrayLike) -> Node:
     >>> print(sd.add(x, 2.0))
     x + 2
     """
-    x, y = as_nodes("add", x, y)
+    x, y = scalar_operands(*as_nodes("add", x, y))
     if _is_const(y, 0) and _keeps(x, y):
         return x
     if _is_const(x, 0) and _keeps(y, x):
@@ -212,7 +212,7 @@ def add(x: ArrayLike, y: ArrayLike) -> Node:
         return subtract(x, y.inputs[0])
     if x.op == "neg" and y.op != "neg":
         return subtract(y, x.inputs[0])
-    return apply(ADD, *scalar_operands(x, y))
+    return apply(ADD, x, y)
 
 
 def subtract(x: ArrayLike, y: ArrayLike) -> Node:
@@ -222,14 +222,14 @@ def subtract(x: ArrayLike, y: ArrayLike) -> Node:
     >>> print(sd.subtract(1.0, x))
     1 - x
     """
-    x, y = as_nodes("sub", x, y)
+    x, y = scalar_operands(*as_nodes("sub", x, y))
     if _is_const(y, 0) and _keeps(x, y):
         return x
     if _is_const(x, 0) and _keeps(y, x):
         return negative(y)
     if y.op == "neg":
         return add(x, y.inputs[0])
-    return apply(SUB, *scalar_operands(x, y))
+    return apply(SUB, x, y)
 
 
 def multiply(x: ArrayLike, y: ArrayLike) -> Node:
@@ -239,7 +239,7 @@ def multiply(x: ArrayLike, y: ArrayLike) -> Node:
     >>> print(sd.multiply(3.0, x))
     3*x
     """
-    x, y = as_nodes("mul", x, y)
+    x, y = scalar_operands(*as_nodes("mul", x, y))
     for a, b in ((x, y), (y, x)):
         if _is_const(a, 1) and _keeps(b, a):
             return b
@@ -250,6 +250,8 @@ def multiply(x: ArrayLike, y: ArrayLike) -> Node:
             if zero is not None:
                 return zero
     for a, b in ((x, y), (y, x)):
+        if _scalar(a) and b.op == "mul" and _scalar(b.inputs[0]) and a.dtype == b.inputs[0].dtype:
+            return multiply(multiply(a, b.inputs[0]), b.inputs[1])  # 2*(3*x) = 6*x
         if b.op == "div" and _is_const(b.inputs[0], 1) and _keeps(b.inputs[1], b.inputs[0]):  # a*(1/c) = a/c
             return divide(a, b.inputs[1])
     if x.op == "neg" or y.op == "neg":  # (-a)*b = -(a*b): negations collect and cancel
@@ -258,7 +260,12 @@ def multiply(x: ArrayLike, y: ArrayLike) -> Node:
             if (x.op == "neg") != (y.op == "neg")
             else multiply(_unneg(x), _unneg(y))
         )
-    return apply(MUL, *scalar_operands(x, y))
+    return apply(MUL, x, y)
+
+
+def _scalar(x: Node) -> bool:
+    """A scalar constant: folding it into another changes no shape."""
+    return x.op == "constant" and x.shape == ()
 
 
 def _unneg(x: Node) -> Node:
@@ -272,13 +279,13 @@ def divide(x: ArrayLike, y: ArrayLike) -> Node:
     >>> print(sd.divide(x, 2.0))
     x/2
     """
-    x, y = as_nodes("div", x, y)
+    x, y = scalar_operands(*as_nodes("div", x, y))
     if _is_const(y, 1) and x.dtype.kind == "f" and _keeps(x, y):
         return x
     if x.op == "neg" or y.op == "neg":
         quotient = divide(_unneg(x), _unneg(y))
         return negative(quotient) if (x.op == "neg") != (y.op == "neg") else quotient
-    return apply(DIV, *scalar_operands(x, y))
+    return apply(DIV, x, y)
 
 
 def negative(x: ArrayLike) -> Node:
@@ -301,12 +308,12 @@ def power(x: ArrayLike, y: ArrayLike) -> Node:
     >>> print(sd.grad(x ** 3, x))
     3*x**2
     """
-    x, y = as_nodes("pow", x, y)
+    x, y = scalar_operands(*as_nodes("pow", x, y))
     if x.dtype.kind != "f" and y.dtype.kind != "f":
         x = astype(x, np.float64)
     if _is_const(y, 1) and _keeps(x, y):
         return x
-    return apply(POW, *scalar_operands(x, y))
+    return apply(POW, x, y)
 
 
 # -- unary functions ------------------------------------------------------------------
@@ -763,13 +770,13 @@ def where(condition: ArrayLike, x: ArrayLike, y: ArrayLike) -> Node:
     >>> print(sd.evaluate(sd.where(x > 0, x, 0.0), {x: [-1.0, 0.0, 2.0]}))
     [0. 0. 2.]
     """
-    c, x, y = as_nodes("where", condition, x, y)
+    c, x, y = scalar_operands(*as_nodes("where", condition, x, y))
     known = fill_value(c)
     if known is not None:
         chosen, other = (x, y) if known else (y, x)
         if _keeps(chosen, other, c, dtype=np.result_type(x.dtype, y.dtype)):
             return chosen
-    return apply(WHERE, *scalar_operands(c, x, y))
+    return apply(WHERE, c, x, y)
 
 
 # -- dtype conversion ---------------------------------------------------------------
