@@ -25,7 +25,7 @@ print(f"d loss/dw = {gw}")
 step = sd.compile([loss, gw, gb], inputs=[X, t, w, b])
 
 wv, bv = np.zeros(d), 0.0
-for epoch in range(200):
+for _ in range(200):
     value, grad_w, grad_b = step(points, labels, wv, bv)
     wv, bv = wv - 0.5 * grad_w, bv - 0.5 * grad_b
 accuracy = np.mean((sd.evaluate(p, {X: points, w: wv, b: bv}) > 0.5) == labels)

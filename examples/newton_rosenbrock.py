@@ -15,14 +15,16 @@ newton = sd.compile([f, sd.grad(f, x), sd.hessian(f, x)], inputs=[x])
 
 xv = np.full(n, -1.0)
 xv[0] = -1.2
-for k in range(100):
+steps = 0
+while True:
     value, gradient, H = newton(xv)
-    if np.linalg.norm(gradient) < 1e-10:
+    if np.linalg.norm(gradient) < 1e-10 or steps == 100:
         break
+    steps += 1
     step = np.linalg.solve(H, -gradient)
     t = 1.0  # backtracking keeps each step a descent
     while newton(xv + t * step)[0] > value + 1e-4 * t * gradient @ step:
         t /= 2
     xv = xv + t * step
-print(f"converged in {k} Newton steps: f = {value:.3e}, |grad| = {np.linalg.norm(gradient):.1e}")
+print(f"converged in {steps} Newton steps: f = {value:.3e}, |grad| = {np.linalg.norm(gradient):.1e}")
 print(f"x = {np.round(xv, 6)}")

@@ -18,7 +18,7 @@ loss = sd.mean((prediction - y) ** 2)
 step = sd.compile([loss, *sd.grad(loss, [w1, w2, b])], inputs=[x, y, w1, w2, b])
 
 params = np.zeros(3)
-for k in range(2000):
+for _ in range(2000):
     value, *gradient = step(xs, ys, *params)
     params -= 0.1 * np.array(gradient)
 print(f"after 2000 steps: loss {value:.2e}, w1 = {params[0]:.4f}, w2 = {params[1]:.4f}, b = {params[2]:.4f}")

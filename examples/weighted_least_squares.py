@@ -32,13 +32,13 @@ beta = sd.solve(L.T, sd.solve(L, X.T @ (w * y)))
 loss = sd.sum((beta - target) ** 2)
 step = sd.compile([loss, *sd.grad(loss, [V, a])], inputs=[V, a])
 
-Vv, av = rng.standard_normal((3, 8)) * 0.5, rng.standard_normal(8) * 0.5
-first = step(Vv, av)[0]
-for k in range(300):
-    value, gV, ga = step(Vv, av)
-    Vv, av = Vv - 0.2 * gV, av - 0.2 * ga
+v_net, a_net = rng.standard_normal((3, 8)) * 0.5, rng.standard_normal(8) * 0.5
+first = step(v_net, a_net)[0]
+for _ in range(300):
+    value, grad_v, grad_a = step(v_net, a_net)
+    v_net, a_net = v_net - 0.2 * grad_v, a_net - 0.2 * grad_a
 print(f"loss on beta: {first:.4f} before training, {value:.6f} after 300 steps")
-print(f"fitted curve: {np.round(sd.evaluate(beta, {V: Vv, a: av}), 3)} (target {target})")
+print(f"fitted curve: {np.round(sd.evaluate(beta, {V: v_net, a: a_net}), 3)} (target {target})")
 unweighted = np.linalg.lstsq(np.stack([np.ones(n), coords, coords**2], axis=1), noisy, rcond=None)[0]
 print(f"ordinary least squares for comparison: {np.round(unweighted, 3)}")
 
