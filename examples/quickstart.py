@@ -67,6 +67,7 @@ print(f"  loss before {value:.4f}, after one Newton step {step(Xv, bv, vv)[0]:.4
 print(f"  matches numpy's lstsq: {np.allclose(vv, np.linalg.lstsq(Xv, bv, rcond=None)[0])}")
 
 print(
-    "\nNext: sd.to_dot(node) draws a graph (derivative nodes in orange), sd.to_sympy(node) gives a "
-    "formula, sd.jacobian / sd.hvp / sd.jvp give more derivatives. See docs/getting-started.md and examples/."
+    "\nNext: sd.render(node, 'graph.svg') draws a graph (derivative nodes in orange), sd.to_sympy(node) "
+    "gives a formula, sd.simplify tidies a derivative, sd.jacobian / sd.hvp / sd.jvp give more derivatives, "
+    "and `symdiff grad \"x**2*sin(y)\" --wrt x y` works from the shell. See docs/getting-started.md and examples/."
 )
