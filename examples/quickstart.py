@@ -69,5 +69,5 @@ print(f"  matches numpy's lstsq: {np.allclose(vv, np.linalg.lstsq(Xv, bv, rcond=
 print(
     "\nNext: sd.render(node, 'graph.svg') draws a graph (derivative nodes in orange), sd.to_sympy(node) "
     "gives a formula, sd.simplify tidies a derivative, sd.jacobian / sd.hvp / sd.jvp give more derivatives, "
-    "and `symdiff grad \"x**2*sin(y)\" --wrt x y` works from the shell. See docs/getting-started.md and examples/."
+    'and `symdiff grad "x**2*sin(y)" --wrt x y` works from the shell. See docs/getting-started.md and examples/.'
 )

@@ -83,14 +83,14 @@ def _same_shape(result: Node, like: Node) -> Node | None:
 
 
 # -- sums ------------------------------------------------------------------------------
-def _terms(node: Node, shared: Callable[[Node], bool]) -> tuple[list[tuple[Node, float]], float, int]:
-    """``node`` as sum(coefficient * term) + constant; also how many raw terms it had.
+def _terms(node: Node, shared: Callable[[Node], bool]) -> tuple[list[tuple[Node, float]], float, int, int]:
+    """``node`` as sum(coefficient * term) + constant; also how many terms and constants it had.
 
     A shared subexpression is a term of its own: expanding it would repeat its work.
     """
     terms: dict[Node, float] = {}
     constant = 0.0
-    raw = 0
+    raw = constants = 0
     stack = [(node, 1.0)]
     while stack:
         n, c = stack.pop()
@@ -109,18 +109,20 @@ def _terms(node: Node, shared: Callable[[Node], bool]) -> tuple[list[tuple[Node,
             stack.append((n.inputs[0], c * _scalar_constant(n.inputs[1])))
         elif _scalar_constant(n) is not None:
             constant += c * _scalar_constant(n)
-            raw += 1
+            constants += 1
         else:
             terms[n] = terms.get(n, 0.0) + c
             raw += 1
-    return list(terms.items()), constant, raw
+    return list(terms.items()), constant, raw, constants
 
 
 def _rewrite_sum(node: Node, shared: Callable[[Node], bool]) -> Node | None:
-    terms, constant, raw = _terms(node, shared)
+    terms, constant, raw, constants = _terms(node, shared)
     kept = [(t, c) for t, c in terms if c != 0]
-    if len(kept) + (constant != 0) >= raw and all(c in (1.0, -1.0) for _, c in kept) and len(kept) == len(terms):
-        return None  # nothing to combine
+    merged = raw > len(terms) or constants > 1 or len(kept) < len(terms) or (constants and constant == 0)
+    leads_negative = bool(kept) and kept[0][1] < 0 and any(c > 0 for _, c in kept)
+    if not merged and not leads_negative:
+        return None  # no term combines: the sum stays as it was built
     # Lead with a positive term so the result reads x - y rather than -y + x.
     kept.sort(key=lambda tc: tc[1] < 0)
     result = None
@@ -201,6 +203,13 @@ def _rewrite_product(node: Node, shared: Callable[[Node], bool]) -> Node | None:
         else:  # x/x is nan at 0: keep both sides
             numerator.append(_power(base, up))
             denominator.append(_power(base, -down))
+    combined = raw > len(bases) + (coefficient not in (1.0, -1.0)) or any(
+        up != 0 and down != 0 or max(abs(up), abs(down)) > 1 for up, down in bases.values()
+    )
+    # a constant factor inside (sin(y)*(2*x)) comes to the front; one on top (h*0.999) can stay
+    buried = coefficient not in (1.0, -1.0) and not any(_scalar_constant(u) is not None for u in node.inputs)
+    if not combined and not buried and len({_size(p) for p in numerator}) <= 1:
+        return None  # nothing merges, and reordering would gain nothing
     # Smallest factors first, the coefficient on the smallest: small products happen
     # before anything is broadcast to a large shape (2*(v*M) becomes (2*v)*M). The
     # canonical form rebuilds to itself, which ends the rewriting.
@@ -308,22 +317,26 @@ def _one_pass(outputs: Sequence[Node]) -> list[Node]:
     def shared(n: Node) -> bool:
         return new_uses.get(n, 1) > 1
 
-    for n in nodes:
-        if not n.inputs:
-            done[n] = n
-        else:
-            inputs = tuple(done[u] for u in n.inputs)
-            # Only the root of a sum or a product is rewritten: flattening each node of a
-            # long chain again would take quadratic time.
-            parent = consumer.get(n) if uses.get(n) == 1 else None
-            interior = parent is not None and (
-                (n.op in _SUMS and parent.op in _SUMS) or (n.op in _PRODUCTS and parent.op in _PRODUCTS)
-            )
-            context = graph._derivative_pass() if n.is_gradient else graph._transaction()
-            with context:  # a simplified derivative node is still a derivative node
-                rebuilt = _rebuild(n, inputs)
-                done[n] = rebuilt if interior else _rewrite(rebuilt, shared)
-        new_uses[done[n]] = new_uses.get(done[n], 0) + uses.get(n, 0)
+    with graph._transaction():
+        for n in nodes:
+            if not n.inputs:
+                done[n] = n
+            else:
+                inputs = tuple(done[u] for u in n.inputs)
+                # Only the root of a sum or a product is rewritten: flattening each node of a
+                # long chain again would take quadratic time.
+                parent = consumer.get(n) if uses.get(n) == 1 else None
+                interior = parent is not None and (
+                    (n.op in _SUMS and parent.op in _SUMS) or (n.op in _PRODUCTS and parent.op in _PRODUCTS)
+                )
+                graph._gradient_depth += n.is_gradient  # a simplified derivative node is still one
+                try:
+                    # a node whose inputs did not change is itself, unless a rule fires
+                    rebuilt = n if inputs == n.inputs else _rebuild(n, inputs)
+                    done[n] = rebuilt if interior or n.op not in RULES else _rewrite(rebuilt, shared)
+                finally:
+                    graph._gradient_depth -= n.is_gradient
+            new_uses[done[n]] = new_uses.get(done[n], 0) + uses.get(n, 0)
     return [done[n] for n in outputs]
 
 
@@ -345,10 +358,8 @@ def simplify(outputs: Node | Sequence[Node]) -> Any:
     outs = [outputs] if single else list(outputs)
     if not outs or not all(isinstance(n, Node) for n in outs):
         raise GraphError("simplify: outputs must be a node or a list of nodes")
-    for _ in range(MAX_PASSES):
-        with gc_paused():
-            new = _one_pass(outs)
-        if all(a is b for a, b in zip(new, outs)):
-            break
-        outs = new
+    # One bottom-up pass suffices: each node is rewritten to a fixed point of the rules
+    # after its inputs were, so no rewrite waits for a later pass.
+    with gc_paused():
+        outs = _one_pass(outs)
     return outs[0] if single else outs

@@ -1,6 +1,6 @@
 """The op table: one module per family, each op declared once (see ``core``)."""
 
-from symdiff.ops.core import REGISTRY, Op, apply, define_op, not_differentiable
+from symdiff.ops.core import REGISTRY, Op, apply, atomic, define_op, not_differentiable
 from symdiff.ops.elementwise import (
     abs,
     add,
@@ -122,3 +122,10 @@ __all__ = [
     "where",
     "zeros_like",
 ]
+
+# What users call (sd.add, and the Node operators) leaves the graph unchanged when it fails;
+# derivative rules call the module functions directly.
+for _name in __all__:
+    if _name not in ("REGISTRY", "Op", "define_op", "not_differentiable"):
+        globals()[_name] = atomic(globals()[_name])
+del _name

@@ -25,6 +25,7 @@ tangent ``t`` to the tangent of ``out``, with the same batch convention.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -246,6 +247,28 @@ def as_nodes(op_name: str, *args: Any) -> tuple[Node, ...]:
         else:
             out.append(graph.constant(a))
     return tuple(out)
+
+
+def atomic(fn: Callable[..., Node]) -> Callable[..., Node]:
+    """The public form of an op function: if it fails, the graph is left as it was.
+
+    A call can wrap numbers as constants before a shape check fails; this removes
+    them again, so no failed call leaves a stray node behind.
+    """
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Node:
+        graph = next((a.graph for a in args if isinstance(a, Node)), None)
+        if graph is None:
+            return fn(*args, **kwargs)
+        mark = (len(graph._nodes), len(graph._aliases))
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            graph._rollback(mark)
+            raise
+
+    return call
 
 
 def attrs_key(attrs: dict[str, Any]) -> tuple:
