@@ -134,15 +134,34 @@ def to_text(root: Node) -> str:
     return "\n".join(lines)
 
 
+def _within(node: Node, limit: int) -> bool:
+    """True if ``node`` depends on at most ``limit`` nodes (a walk that stops early)."""
+    seen = {node}
+    stack = [node]
+    while stack:
+        for u in stack.pop().inputs:
+            if u not in seen:
+                seen.add(u)
+                if len(seen) > limit:
+                    return False
+                stack.append(u)
+    return True
+
+
 def short_text(node: Node, limit: int = 60) -> str:
-    """At most ``limit`` characters of the node's expression (for repr)."""
+    """At most ``limit`` characters of the node's expression (for repr and labels).
+
+    Looks only at a small neighbourhood, so labelling every node of a large graph
+    stays linear.
+    """
     if not node.inputs:
         return _leaf(node)
-    text = to_text(node)
-    if "\n" in text or len(text) > limit:
-        args = ", ".join(_leaf(u) if not u.inputs else f"#{u.index}" for u in node.inputs)
-        return f"{node.op}({args})"
-    return text
+    if _within(node, INLINE_MAX):
+        text = to_text(node)
+        if "\n" not in text and len(text) <= limit:
+            return text
+    args = ", ".join(_leaf(u) if not u.inputs else f"#{u.index}" for u in node.inputs)
+    return f"{node.op}({args})"
 
 
 def latex_or_none(node: Node) -> str | None:
