@@ -90,13 +90,19 @@ def chain_reference(w: float, depth: int) -> tuple[float, float]:
     return h, gw + g
 
 
-def chain(depth: int, budget: float) -> Result:
-    t0 = time.perf_counter()
+def chain_graph(depth: int) -> tuple[sd.Graph, sd.Node, sd.Node]:
+    """z = f(...f(w)), f(h) = h sin h + w: the graph, w and z."""
     g = sd.Graph()
     w = g.variable("w")
     h = w
     for _ in range(depth):
         h = h * sd.sin(h) + w
+    return g, w, h
+
+
+def chain(depth: int, budget: float) -> Result:
+    t0 = time.perf_counter()
+    g, w, h = chain_graph(depth)
     forward = _graph_size([h])
     before = len(g)
     dz = sd.grad(h, w)
@@ -253,11 +259,7 @@ def build_scaling() -> str:
         best = float("inf")
         for _ in range(3):
             t0 = time.perf_counter()
-            g = sd.Graph()
-            w = g.variable("w")
-            h = w
-            for _ in range(depth):
-                h = h * sd.sin(h) + w
+            _, w, h = chain_graph(depth)
             sd.compile([h, sd.grad(h, w)], inputs=[w])
             best = min(best, time.perf_counter() - t0)
         times[depth] = best
