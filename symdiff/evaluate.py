@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -115,8 +116,9 @@ class _Step:
         self.check = None in node.shape or (op.elementwise and any(None in u.shape for u in node.inputs))
 
 
-def _run_checks(step: _Step, value: Any, env: list) -> None:
-    node = step.node
+def check_node(node: Node, value: Any, inputs: Sequence[Any]) -> None:
+    """Raise ShapeError if a computed value breaks its node's static shape, or broadcast a
+    dimension declared None."""
     shape = np.shape(value)
     if not shape_matches(node.shape, shape):
         raise ShapeError(
@@ -124,7 +126,7 @@ def _run_checks(step: _Step, value: Any, env: list) -> None:
         )
     if REGISTRY[node.op].elementwise:
         for k, u in enumerate(node.inputs):
-            ushape = np.shape(env[step.args[k]])
+            ushape = np.shape(inputs[k])
             for axis in range(-len(ushape), 0):
                 if u.shape[axis] is None and ushape[axis] != shape[axis]:
                     raise ShapeError(
@@ -146,16 +148,9 @@ def broadcast_risk(node: Node) -> bool:
     return False
 
 
-def _checker(step: _Step) -> Callable[..., None]:
-    """A run-time shape check for generated code: ``check(value, *input_values)``."""
-
-    def check(value: Any, *inputs: Any) -> None:
-        env = list(inputs)
-        probe = _Step.__new__(_Step)
-        probe.node, probe.args = step.node, tuple(range(len(inputs)))
-        _run_checks(probe, value, env)
-
-    return check
+def _check_call(node: Node, value: Any, *inputs: Any) -> None:
+    """The form generated code calls: ``check(value, *input_values)``."""
+    check_node(node, value, inputs)
 
 
 def _execute(steps: Sequence[_Step], env: list) -> None:
@@ -171,7 +166,7 @@ def _execute(steps: Sequence[_Step], env: list) -> None:
                     raise exc from None
                 raise annotated from exc
             if step.check:
-                _run_checks(step, value, env)
+                check_node(step.node, value, [env[i] for i in step.args])
             env[len(env) - len(steps) + k] = value
 
 
@@ -263,7 +258,9 @@ class Compiled:
                 tuple(n.name for n in plan.unbound),
             )
         # Generated code checks only where numpy could silently broadcast a None dimension.
-        checks = {s.node: _checker(s) for s in plan.steps if s.check and broadcast_risk(s.node)}
+        checks = {
+            s.node: functools.partial(_check_call, s.node) for s in plan.steps if s.check and broadcast_risk(s.node)
+        }
         self.source, namespace = generate(plan.leaves, inputs, plan.computed, outputs, checks)
         exec(compile_source(self.source, "<symdiff compiled>", "exec"), namespace)  # our own generated code
         self._code = namespace["compiled"]
