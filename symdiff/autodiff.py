@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from symdiff.errors import GraphError, NonDifferentiableError, ShapeError
-from symdiff.graph import Node, ancestors, format_shape
+from symdiff.graph import Node, ancestors, check_same_graph, describe, format_shape, node_list
 from symdiff.ops import REGISTRY, add, astype, broadcast_like, match_shape, reshape, transpose
 from symdiff.ops import sum as reduce_sum
 from symdiff.ops.core import not_differentiable
@@ -72,7 +72,7 @@ def _explain_undefined(outputs: Sequence[Node], missing: Sequence[Node], what: s
     for w in missing:
         if w not in linked_set:
             continue  # genuinely disconnected: its derivative is zero
-        name = _describe(w)
+        name = describe(w)
         if w.dtype.kind != "f":
             raise NonDifferentiableError(
                 f"{what}: {name} has dtype {w.dtype}; integer and boolean values have no derivative"
@@ -96,11 +96,8 @@ def _explain_undefined(outputs: Sequence[Node], missing: Sequence[Node], what: s
         )
 
 
-def _describe(node: Node) -> str:
-    return f"variable {node.name!r}" if node.op == "variable" else f"node #{node.index} ({node.op})"
-
-
-def _sum_all(parts: list[Node]) -> Node:
+def add_all(parts: list[Node]) -> Node:
+    """The sum of one or more nodes, left to right."""
     total = parts[0]
     for p in parts[1:]:
         total = add(total, p)
@@ -147,7 +144,7 @@ def _backprop(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node
         parts = pending.pop(n, None)
         if parts is None:
             continue
-        g = _sum_all(parts)
+        g = add_all(parts)
         if n in wanted:
             result[n] = g
         if not n.inputs:
@@ -178,7 +175,7 @@ def _forward(outputs: Sequence[Node], wrt: Sequence[Node], tangents: Sequence[No
                 if op.elementwise:
                     t = lift(t, n.ndim, nb)
                 parts.append(op.jvp_rule(i)(t, n, *n.inputs, **attrs))
-        total = _sum_all(parts)
+        total = add_all(parts)
         if total.ndim < nb + n.ndim or any(a == 1 and b != 1 for a, b in zip(total.shape[nb:], n.shape)):
             total = broadcast_like(lift(total, n.ndim, nb), n)
         tan[n] = total
@@ -186,24 +183,6 @@ def _forward(outputs: Sequence[Node], wrt: Sequence[Node], tangents: Sequence[No
 
 
 # -- public API -------------------------------------------------------------------
-def _as_list(nodes: Any, what: str, arg: str) -> tuple[list[Node], bool]:
-    single = isinstance(nodes, Node)
-    items = [nodes] if single else nodes
-    if not isinstance(items, (list, tuple)):
-        raise GraphError(f"{what}: {arg} must be a node or a list of nodes, got {type(nodes).__name__}")
-    for k, n in enumerate(items):
-        if not isinstance(n, Node):
-            raise GraphError(f"{what}: {arg}[{k}] is a {type(n).__name__}, not a node of the graph")
-    return list(items), single
-
-
-def _same_graph(what: str, *nodes: Node) -> None:
-    graph = nodes[0].graph
-    for n in nodes[1:]:
-        if n.graph is not graph:
-            raise GraphError(f"{what}: {_describe(n)} belongs to a different graph than {_describe(nodes[0])}")
-
-
 def _zeros_for(w: Node, batch: tuple[int, ...] = ()) -> Node:
     from symdiff.ops import zeros_like
 
@@ -218,7 +197,7 @@ def _zeros_for(w: Node, batch: tuple[int, ...] = ()) -> Node:
 
 def _seed(node: Node, value: Any, what: str, arg: str) -> Node:
     if isinstance(value, Node):
-        _same_graph(what, node, value)
+        check_same_graph(what, node, value)
         seed = value
     else:
         seed = node.graph.constant(np.asarray(value, dtype=node.dtype))
@@ -264,10 +243,10 @@ def grad(cost: Node, wrt: Node | Sequence[Node], grad_output: Any = None) -> Nod
     >>> print(sd.evaluate(sd.grad(dy, x), {x: 0.0}))
     2.0
     """
-    wrts, single = _as_list(wrt, "grad", "wrt")
+    wrts, single = node_list(wrt, "grad", "wrt", allow_empty=True)
     if not isinstance(cost, Node):
         raise GraphError(f"grad: cost must be a node, got {type(cost).__name__}")
-    _same_graph("grad", cost, *wrts)
+    check_same_graph("grad", cost, *wrts)
     if grad_output is None:
         if cost.shape != ():
             raise ShapeError(
@@ -297,22 +276,18 @@ def jvp(outputs: Node | Sequence[Node], wrt: Node | Sequence[Node], tangents: An
     >>> print(sd.jvp(x ** 2, x, t))
     t*2*x
     """
-    outs, single = _as_list(outputs, "jvp", "outputs")
-    wrts, wrt_single = _as_list(wrt, "jvp", "wrt")
+    outs, single = node_list(outputs, "jvp", "outputs")
+    wrts, wrt_single = node_list(wrt, "jvp", "wrt")
     tans = [tangents] if wrt_single else list(tangents)
     if len(tans) != len(wrts):
         raise GraphError(f"jvp: {len(wrts)} wrt nodes but {len(tans)} tangents")
-    _same_graph("jvp", *outs, *wrts)
+    check_same_graph("jvp", *outs, *wrts)
     graph = outs[0].graph
     with graph._derivative_pass():
         tans = [_seed(w, t, "jvp", f"tangent {k}") for k, (w, t) in enumerate(zip(wrts, tans))]
         found = _forward(outs, wrts, tans, "jvp")
         result = [found[y] if y in found else _zeros_for(y) for y in outs]
     return result[0] if single else result
-
-
-def _static_size(node: Node) -> int | None:
-    return node.size
 
 
 def jacobian(y: Node, x: Node | Sequence[Node]) -> Node | list[Node]:
@@ -331,13 +306,13 @@ def jacobian(y: Node, x: Node | Sequence[Node]) -> Node | list[Node]:
     [[1. 0.]
      [0. 1.]]
     """
-    xs, single = _as_list(x, "jacobian", "x")
+    xs, single = node_list(x, "jacobian", "x")
     if not isinstance(y, Node):
         raise GraphError(f"jacobian: y must be a node, got {type(y).__name__}")
-    _same_graph("jacobian", y, *xs)
+    check_same_graph("jacobian", y, *xs)
     graph = y.graph
     with graph._derivative_pass():
-        n = _static_size(y)
+        n = y.size
         if n is not None:
             dt = y.dtype if y.dtype.kind == "f" else np.dtype(np.float64)
             seed = graph._keyed_constant(
@@ -360,7 +335,7 @@ def _reshape_jac(batched: Node, y: Node, w: Node) -> Node:
 
 
 def _jacobian_forward(y: Node, w: Node) -> Node:
-    m = _static_size(w)
+    m = w.size
     if m is None:
         raise ShapeError(
             f"jacobian: the sizes of both y {format_shape(y.shape)} and x {format_shape(w.shape)} are known "

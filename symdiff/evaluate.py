@@ -16,7 +16,7 @@ import numpy as np
 
 from symdiff.codegen import generate, scalar_eligible, scalar_function
 from symdiff.errors import DTypeError, GraphError, ShapeError, UnboundVariableError
-from symdiff.graph import Graph, Node, ancestors, format_shape, gc_paused, shape_matches
+from symdiff.graph import Graph, Node, ancestors, check_same_graph, format_shape, gc_paused, node_list, shape_matches
 from symdiff.ops import REGISTRY
 
 Bindings = Mapping[Node | str, Any]
@@ -24,16 +24,9 @@ compile_source = builtins.compile  # this module's compile() is symdiff's
 
 
 def _as_outputs(outputs: Any, what: str) -> tuple[list[Node], bool]:
-    single = isinstance(outputs, Node)
-    outs = [outputs] if single else outputs
-    if not isinstance(outs, (list, tuple)) or not outs:
-        raise GraphError(f"{what}: outputs must be a node or a non-empty list of nodes")
-    for k, n in enumerate(outs):
-        if not isinstance(n, Node):
-            raise GraphError(f"{what}: outputs[{k}] is a {type(n).__name__}, not a node")
-        if n.graph is not outs[0].graph:
-            raise GraphError(f"{what}: outputs[{k}] belongs to a different graph than outputs[0]")
-    return list(outs), single
+    outs, single = node_list(outputs, what, "outputs")
+    check_same_graph(what, *outs)
+    return outs, single
 
 
 def check_value(node: Node, value: Any, what: str) -> np.ndarray:

@@ -95,6 +95,33 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def describe(node: Node) -> str:
+    """How messages name a node: ``variable 'x'`` or ``node #12 (mul)``."""
+    return f"variable {node.name!r}" if node.op == "variable" else f"node #{node.index} ({node.op})"
+
+
+def node_list(value: Any, what: str, arg: str, allow_empty: bool = False) -> tuple[list[Node], bool]:
+    """``value`` (a node, or a list or tuple of nodes) as a list, and whether it was one node.
+
+    Raises GraphError naming ``what`` (the function) and ``arg`` (the argument) otherwise.
+    """
+    single = isinstance(value, Node)
+    items = [value] if single else value
+    if not isinstance(items, (list, tuple)) or not (items or allow_empty):
+        raise GraphError(f"{what}: {arg} must be a node or a non-empty list of nodes, got {type(value).__name__}")
+    for k, n in enumerate(items):
+        if not isinstance(n, Node):
+            raise GraphError(f"{what}: {arg}[{k}] is a {type(n).__name__}, not a node of the graph")
+    return list(items), single
+
+
+def check_same_graph(what: str, *nodes: Node) -> None:
+    """Raise GraphError if the nodes do not all belong to one graph."""
+    for n in nodes[1:]:
+        if n.graph is not nodes[0].graph:
+            raise GraphError(f"{what}: {describe(n)} belongs to a different graph than {describe(nodes[0])}")
+
+
 def ancestors(roots: Iterable[Node], inputs_of: Callable[[Node], Iterable[Node]] | None = None) -> list[Node]:
     """``roots`` and every node they depend on, in topological order (no recursion).
 
@@ -351,8 +378,6 @@ class Graph:
     thread at a time. Evaluating and calling compiled functions is thread-safe.
     """
 
-    _ids = itertools.count()
-
     def __init__(self, name: str | None = None):
         self.name = name
         self._nodes: list[Node] = []
@@ -360,8 +385,6 @@ class Graph:
         self._variables: dict[str, Node] = {}
         self._gradient_depth = 0
         self._aliases: list[tuple] = []  # table keys that name an existing node (folded results)
-        self._id = next(Graph._ids)
-        self._cache: dict[Any, Any] = {}  # derived data keyed by (purpose, len(self), ...)
 
     # -- inspection ---------------------------------------------------------------
     @property

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from symdiff import ops
-from symdiff.errors import GraphError
-from symdiff.graph import Node, ancestors, gc_paused
+from symdiff.graph import Node, ancestors, check_same_graph, gc_paused, node_list
 from symdiff.ops import REGISTRY, apply
 
 # Ops whose public constructor (with its build-time folds) rebuilds a node from new inputs.
@@ -354,10 +353,8 @@ def simplify(outputs: Node | Sequence[Node]) -> Any:
     >>> print(sd.simplify(d2))
     2*cos(t) - t*sin(t)
     """
-    single = isinstance(outputs, Node)
-    outs = [outputs] if single else list(outputs)
-    if not outs or not all(isinstance(n, Node) for n in outs):
-        raise GraphError("simplify: outputs must be a node or a list of nodes")
+    outs, single = node_list(outputs, "simplify", "outputs")
+    check_same_graph("simplify", *outs)
     # One bottom-up pass suffices: each node is rewritten to a fixed point of the rules
     # after its inputs were, so no rewrite waits for a later pass.
     with gc_paused():

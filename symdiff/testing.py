@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from symdiff.autodiff import grad, jvp
+from symdiff.autodiff import add_all, grad, jvp
 from symdiff.evaluate import evaluate
 from symdiff.graph import Graph, Node, ancestors
 from symdiff.ops import multiply, sum
@@ -112,7 +112,7 @@ def _check(f, args, order, modes, eps, rtol, atol, rng, level) -> None:
     if "rev" in modes:
         grads = grad(_vdot(y, v), xs)
         values = [np.asarray(val, dtype=np.float64) for val in evaluate(grads, bindings)]
-        rev = float(sum_products(values, u))
+        rev = _sum_products(values, u)
         if not abs(rev - fd) <= tol:
             detail = _worst_element(y, xs, args, v, values, eps)
             raise AssertionError(
@@ -132,17 +132,10 @@ def _check(f, args, order, modes, eps, rtol, atol, rng, level) -> None:
         def derivative(*vars_: Node) -> Node:
             inner = f(*vars_)
             gs = grad(_vdot(inner, v), list(vars_))
-            return _sum_nodes([_vdot(gk, d) for gk, d in zip(gs, u)])
+            return add_all([_vdot(gk, d) for gk, d in zip(gs, u)])
 
         _check(derivative, args, order - 1, modes, eps, rtol, atol, rng, level + 1)
 
 
-def sum_products(values: list[np.ndarray], directions: list[np.ndarray]) -> float:
+def _sum_products(values: list[np.ndarray], directions: list[np.ndarray]) -> float:
     return float(np.sum([np.sum(a * d) for a, d in zip(values, directions)]))
-
-
-def _sum_nodes(nodes: list[Node]) -> Node:
-    total = nodes[0]
-    for n in nodes[1:]:
-        total = total + n
-    return total

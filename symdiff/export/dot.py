@@ -20,7 +20,7 @@ import numpy as np
 
 from symdiff.errors import GraphError
 from symdiff.export.nx import subgraph_nodes
-from symdiff.graph import Node, format_shape
+from symdiff.graph import Node, check_same_graph, format_shape, node_list
 from symdiff.ops import REGISTRY
 from symdiff.printing import format_number
 
@@ -162,9 +162,8 @@ def to_dot(
     >>> "= -12" in src and "∂f = -4" in src
     True
     """
-    roots = [outputs] if isinstance(outputs, Node) else list(outputs)
-    if not roots or not all(isinstance(n, Node) for n in roots):
-        raise GraphError("to_dot: outputs must be a node or a list of nodes")
+    roots, _ = node_list(outputs, "to_dot", "outputs")
+    check_same_graph("to_dot", *roots)
     nodes = subgraph_nodes(roots[0].graph, roots)
     cut: set[Node] = set()
     if depth is not None:

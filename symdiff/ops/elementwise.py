@@ -36,10 +36,6 @@ def _vectorize(fn: Callable) -> Callable:
     return lifted
 
 
-def _broadcast_rule(*shapes):
-    return broadcast_shapes(*shapes)
-
-
 # -- folding helpers ---------------------------------------------------------------
 def fill_value(node: Node) -> float | int | bool | None:
     """The one value every element of ``node`` has, when that is known at build time."""
@@ -99,7 +95,7 @@ def to_float(x: Node) -> Node:
 ADD = define_op(
     "add",
     np.add,
-    _broadcast_rule,
+    broadcast_shapes,
     dtype=common_dtype,
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g),
     jvp=(lambda t, out, x, y: t, lambda t, out, x, y: t),
@@ -114,7 +110,7 @@ ADD = define_op(
 SUB = define_op(
     "sub",
     np.subtract,
-    _broadcast_rule,
+    broadcast_shapes,
     dtype=common_dtype,
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: negative(g)),
     jvp=(lambda t, out, x, y: t, lambda t, out, x, y: negative(t)),
@@ -128,7 +124,7 @@ SUB = define_op(
 MUL = define_op(
     "mul",
     np.multiply,
-    _broadcast_rule,
+    broadcast_shapes,
     dtype=common_dtype,
     vjp=(lambda g, out, x, y: multiply(g, y), lambda g, out, x, y: multiply(x, g)),
     jvp=(lambda t, out, x, y: multiply(t, y), lambda t, out, x, y: multiply(x, t)),
@@ -143,7 +139,7 @@ MUL = define_op(
 DIV = define_op(
     "div",
     np.true_divide,
-    _broadcast_rule,
+    broadcast_shapes,
     vjp=(lambda g, out, x, y: divide(g, y), lambda g, out, x, y: negative(divide(multiply(g, out), y))),
     jvp=(lambda t, out, x, y: divide(t, y), lambda t, out, x, y: negative(divide(multiply(t, out), y))),
     elementwise=True,
@@ -177,7 +173,7 @@ def _pow_dy(x: Node, y: Node, out: Node) -> Node:
 POW = define_op(
     "pow",
     np.power,
-    _broadcast_rule,
+    broadcast_shapes,
     vjp=(
         lambda g, out, x, y: multiply(g, multiply(y, power(x, subtract(y, 1)))),
         lambda g, out, x, y: multiply(g, _pow_dy(x, y, out)),
@@ -595,7 +591,7 @@ def _extremum(name, forward, wins, sympy_fn, doc):
     return define_op(
         name,
         forward,
-        _broadcast_rule,
+        broadcast_shapes,
         dtype=common_dtype,
         vjp=(
             lambda g, out, x, y: multiply(g, _tie_mask(x, y, wins)),
@@ -645,7 +641,7 @@ def _comparison(name: str, forward, symbol: str, relation) -> Any:
     return define_op(
         name,
         forward,
-        _broadcast_rule,
+        broadcast_shapes,
         dtype=bool_dtype,
         elementwise=True,
         arity=2,
@@ -747,7 +743,7 @@ def _where(condition, x, y):
 WHERE = define_op(
     "where",
     _where,
-    _broadcast_rule,
+    broadcast_shapes,
     dtype=lambda c, x, y: np.result_type(x, y),
     # The condition carries no gradient; the branch not taken gets zero.
     vjp=(None, lambda g, out, c, x, y: where(c, g, 0.0), lambda g, out, c, x, y: where(c, 0.0, g)),

@@ -58,8 +58,7 @@ def _matmul_vjp_x(g, out, x, y):
         if y.ndim == 1:
             return multiply(expand_dims(g, -1), y) if x.ndim > 1 else multiply(g, y)
         return matmul(g, mT(y))
-    xm, ym, gm = _lift_pair(x, y, g)
-    r = matmul(gm, mT(ym))
+    r = matmul(_relift(g, x, y), mT(_as_column(y, y.ndim == 1)))
     return squeeze(r, -2) if x.ndim == 1 else r
 
 
@@ -68,30 +67,26 @@ def _matmul_vjp_y(g, out, x, y):
         if x.ndim == 1:
             return multiply(expand_dims(x, -1), expand_dims(g, -2)) if y.ndim > 1 else multiply(x, g)
         return matmul(mT(x), g)
-    xm, ym, gm = _lift_pair(x, y, g)
-    r = matmul(mT(xm), gm)
+    r = matmul(mT(_as_row(x, x.ndim == 1)), _relift(g, x, y))
     return squeeze(r, -1) if y.ndim == 1 else r
 
 
 def _matmul_jvp_x(t, out, x, y):
-    tm, ym = (expand_dims(t, -2) if x.ndim == 1 else t), (expand_dims(y, -1) if y.ndim == 1 else y)
-    return _unlift(matmul(tm, ym), x, y)
+    return _unlift(matmul(_as_row(t, x.ndim == 1), _as_column(y, y.ndim == 1)), x, y)
 
 
 def _matmul_jvp_y(t, out, x, y):
-    xm, tm = (expand_dims(x, -2) if x.ndim == 1 else x), (expand_dims(t, -1) if y.ndim == 1 else t)
-    return _unlift(matmul(xm, tm), x, y)
+    return _unlift(matmul(_as_row(x, x.ndim == 1), _as_column(t, y.ndim == 1)), x, y)
 
 
-def _lift_pair(x: Node, y: Node, g: Node) -> tuple[Node, Node, Node]:
-    """Matrices for x, y and the cotangent g of x @ y, undoing numpy's 1-D promotion."""
-    xm = expand_dims(x, -2) if x.ndim == 1 else x
-    ym = expand_dims(y, -1) if y.ndim == 1 else y
-    if x.ndim == 1:
-        g = expand_dims(g, -1 if y.ndim == 1 else -2)
-    if y.ndim == 1:
-        g = expand_dims(g, -1)
-    return xm, ym, g
+def _as_row(v: Node, vector: bool) -> Node:
+    """numpy's promotion of a 1-D left operand: (k,) -> (1, k) (with any batch axes in front)."""
+    return expand_dims(v, -2) if vector else v
+
+
+def _as_column(v: Node, vector: bool) -> Node:
+    """numpy's promotion of a 1-D right operand: (k,) -> (k, 1)."""
+    return expand_dims(v, -1) if vector else v
 
 
 def _unlift(r: Node, x: Node, y: Node) -> Node:
@@ -101,6 +96,15 @@ def _unlift(r: Node, x: Node, y: Node) -> Node:
     if x.ndim == 1:
         r = squeeze(r, -1 if y.ndim == 1 else -2)
     return r
+
+
+def _relift(g: Node, x: Node, y: Node) -> Node:
+    """The inverse of _unlift: a cotangent of x @ y with the promoted axes put back."""
+    if x.ndim == 1:
+        g = expand_dims(g, -1 if y.ndim == 1 else -2)
+    if y.ndim == 1:
+        g = expand_dims(g, -1)
+    return g
 
 
 MATMUL = define_op(
