@@ -18,7 +18,7 @@ import numpy as np
 
 from symdiff.errors import GraphError, NonDifferentiableError, ShapeError
 from symdiff.graph import Node, ancestors, check_same_graph, describe, format_shape, node_list
-from symdiff.ops import REGISTRY, add, astype, broadcast_like, match_shape, reshape, transpose
+from symdiff.ops import REGISTRY, add, astype, broadcast_like, match_shape, reshape, transpose, zeros_like
 from symdiff.ops import sum as reduce_sum
 from symdiff.ops.core import not_differentiable
 from symdiff.ops.shape import lift
@@ -85,7 +85,7 @@ def _explain_undefined(outputs: Sequence[Node], missing: Sequence[Node], what: s
                     kind = _edge(n, i)
                     if kind == DIFF:
                         reach.add(n)
-                    elif kind == UNDEFINED and not any(c is n for c in culprits):
+                    elif kind == UNDEFINED and n not in culprits:
                         culprits.append(n)
         ops = ", ".join(f"{c.op} (node #{c.index}, dtype {c.dtype})" for c in culprits[:3])
         raise NonDifferentiableError(
@@ -184,8 +184,6 @@ def _forward(outputs: Sequence[Node], wrt: Sequence[Node], tangents: Sequence[No
 
 # -- public API -------------------------------------------------------------------
 def _zeros_for(w: Node, batch: tuple[int, ...] = ()) -> Node:
-    from symdiff.ops import zeros_like
-
     if not batch:
         return zeros_like(w)
     return (

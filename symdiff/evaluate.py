@@ -95,13 +95,14 @@ def _unbound_error(what: str, missing: Sequence[Node], unknown: Sequence[str], g
 class _Step:
     """One node of a plan: its forward, where its inputs are, and what to check."""
 
-    __slots__ = ("node", "fn", "args", "attrs", "check")
+    __slots__ = ("node", "fn", "args", "attrs", "check", "scalar")
 
     def __init__(self, node: Node, slot: dict[Node, int]):
         op = REGISTRY[node.op]
         self.node = node
         # float64 scalars run on Python floats at math speed, as compiled code does
-        self.fn = scalar_function(op) if scalar_eligible(node) else op.forward
+        self.scalar = scalar_eligible(node)
+        self.fn = scalar_function(op) if self.scalar else op.forward
         self.args = tuple(slot[u] for u in node.inputs)
         self.attrs = dict(node._attrs)
         # Shapes with unknown dimensions are checked at run time; a None dimension
@@ -259,7 +260,7 @@ class Compiled:
         self._code = namespace["compiled"]
         # scalar float64 inputs are passed as Python floats, as the generated code expects
         self._as_float = [n.shape == () and n.dtype == np.float64 for n in inputs]
-        self._arrays = any(not scalar_eligible(s.node) for s in plan.steps)
+        self._arrays = any(not s.scalar for s in plan.steps)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs or len(args) != len(self.inputs):

@@ -44,9 +44,8 @@ def _number(v: Any) -> Any:
     return v
 
 
-def _encode_value(array: np.ndarray) -> Any:
-    flat = [_number(v) for v in np.asarray(array).reshape(-1).tolist()]
-    return flat
+def _encode_value(array: np.ndarray) -> list:
+    return [_number(v) for v in np.asarray(array).reshape(-1).tolist()]
 
 
 def _encode_attr(value: Any) -> Any:
