@@ -24,6 +24,7 @@ import numpy as np
 from symdiff import ops
 from symdiff.graph import Node, ancestors, check_same_graph, gc_paused, node_list
 from symdiff.ops import REGISTRY, apply
+from symdiff.ops.core import representable
 
 # Ops whose public constructor (with its build-time folds) rebuilds a node from new inputs.
 _REBUILD: dict[str, Callable[..., Node]] = {
@@ -48,7 +49,7 @@ MAX_PASSES = 8
 
 def _scalar_constant(node: Node) -> float | None:
     """The value of a constant that cannot change the shape it multiplies (shape ())."""
-    if node.op == "constant" and node.shape == () and node.dtype.kind == "f":
+    if node.op == "constant" and node.shape == () and node.dtype.kind == "f" and np.isfinite(node.value):
         return float(node.value)
     return None
 
@@ -82,19 +83,21 @@ def _same_shape(result: Node, like: Node) -> Node | None:
 
 
 # -- sums ------------------------------------------------------------------------------
-def _terms(node: Node, shared: Callable[[Node], bool]) -> tuple[list[tuple[Node, float]], float, int, int]:
+# Coefficients and constants are merged exactly (as fractions) and rounded once, and only
+# where the merged number is representable (``representable``): a merge never overflows.
+def _terms(node: Node, shared: Callable[[Node], bool]) -> tuple[list[tuple[Node, Fraction]], Fraction, int, int]:
     """``node`` as sum(coefficient * term) + constant; also how many terms and constants it had.
 
     A shared subexpression is a term of its own: expanding it would repeat its work.
     """
-    terms: dict[Node, float] = {}
-    constant = 0.0
+    terms: dict[Node, Fraction] = {}
+    constant = Fraction(0)
     raw = constants = 0
-    stack = [(node, 1.0)]
+    stack = [(node, Fraction(1))]
     while stack:
         n, c = stack.pop()
         if n is not node and shared(n) and _scalar_constant(n) is None:
-            terms[n] = terms.get(n, 0.0) + c
+            terms[n] = terms.get(n, 0) + c
             raw += 1
         elif n.op == "add":
             stack += [(n.inputs[1], c), (n.inputs[0], c)]
@@ -103,14 +106,14 @@ def _terms(node: Node, shared: Callable[[Node], bool]) -> tuple[list[tuple[Node,
         elif n.op == "neg":
             stack.append((n.inputs[0], -c))
         elif n.op == "mul" and _scalar_constant(n.inputs[0]) is not None:
-            stack.append((n.inputs[1], c * _scalar_constant(n.inputs[0])))
+            stack.append((n.inputs[1], c * Fraction(_scalar_constant(n.inputs[0]))))
         elif n.op == "mul" and _scalar_constant(n.inputs[1]) is not None:
-            stack.append((n.inputs[0], c * _scalar_constant(n.inputs[1])))
+            stack.append((n.inputs[0], c * Fraction(_scalar_constant(n.inputs[1]))))
         elif _scalar_constant(n) is not None:
-            constant += c * _scalar_constant(n)
+            constant += c * Fraction(_scalar_constant(n))
             constants += 1
         else:
-            terms[n] = terms.get(n, 0.0) + c
+            terms[n] = terms.get(n, 0) + c
             raw += 1
     return list(terms.items()), constant, raw, constants
 
@@ -119,24 +122,31 @@ def _rewrite_sum(node: Node, shared: Callable[[Node], bool]) -> Node | None:
     terms, constant, raw, constants = _terms(node, shared)
     kept = [(t, c) for t, c in terms if c != 0]
     merged = raw > len(terms) or constants > 1 or len(kept) < len(terms) or (constants and constant == 0)
-    leads_negative = bool(kept) and kept[0][1] < 0 and any(c > 0 for _, c in kept)
+    leads_negative = len(kept) > 1 and kept[0][1] < 0 and kept[1][1] > 0
     if not merged and not leads_negative:
         return None  # no term combines: the sum stays as it was built
-    # Lead with a positive term so the result reads x - y rather than -y + x.
-    kept.sort(key=lambda tc: tc[1] < 0)
+    numbers = [representable(c, node.dtype) for _, c in kept] + [representable(constant, node.dtype)]
+    if None in numbers:
+        return None  # a merged coefficient would overflow (or underflow): keep the sum as built
+    *coefficients, total = numbers
+    pieces = [(t, c) for (t, _), c in zip(kept, coefficients)]
+    # Lead with a positive term (x - y, not -y + x). Only the first two swap: that is exact,
+    # where a longer reordering could overflow an intermediate the original did not.
+    if leads_negative:
+        pieces[0], pieces[1] = pieces[1], pieces[0]
     result = None
-    for term, c in kept:
+    for term, c in pieces:
         magnitude = abs(c)
         piece = term if magnitude == 1 else ops.multiply(_number(magnitude), term)
         if result is None:
             result = piece if c > 0 else ops.negative(piece)
         else:
             result = ops.add(result, piece) if c > 0 else ops.subtract(result, piece)
-    if constant != 0 or result is None:
+    if total != 0 or result is None:
         result = (
-            ops.add(result, _number(constant))
+            ops.add(result, _number(total))
             if result is not None
-            else node.graph.constant(np.asarray(constant, dtype=node.dtype))
+            else node.graph.constant(np.asarray(total, dtype=node.dtype))
         )
     if result is node:
         return None
@@ -144,35 +154,50 @@ def _rewrite_sum(node: Node, shared: Callable[[Node], bool]) -> Node | None:
 
 
 # -- products --------------------------------------------------------------------------
-def _factors(node: Node, shared: Callable[[Node], bool]) -> tuple[dict[Node, list[Fraction]], float, int]:
-    """``node`` as coefficient * prod(base ** exponent); exponents kept apart by sign."""
+def _factors(node: Node, shared: Callable[[Node], bool]) -> tuple[dict[Node, list[Fraction]], Fraction, int]:
+    """``node`` as coefficient * prod(base ** exponent); exponents kept apart by sign.
+
+    Powers combine only where that holds for every real base: ``(x**a)**e`` is
+    ``x**(a*e)`` for an integer e, or an odd integer a, or a positive x (``(x**2)**0.5``
+    is ``|x|``, not x); a negation leaves a power as ``(-1)**e`` only for an integer e.
+    """
     bases: dict[Node, list[Fraction]] = {}  # base -> [positive total, negative total]
-    coefficient = 1.0
+    coefficient = Fraction(1)
     raw = 0
     stack: list[tuple[Node, Fraction]] = [(node, Fraction(1))]
     while stack:
         n, e = stack.pop()
         if n is not node and shared(n) and n.op in ("mul", "div", "neg"):
-            totals = bases.setdefault(n, [Fraction(0), Fraction(0)])
-            totals[0 if e > 0 else 1] += e
-            raw += 1
+            atomic = True
         elif n.op == "mul":
             stack += [(n.inputs[1], e), (n.inputs[0], e)]
+            continue
         elif n.op == "div":
             stack += [(n.inputs[1], -e), (n.inputs[0], e)]
-        elif n.op == "neg":
-            coefficient = -coefficient
+            continue
+        elif n.op == "neg" and e.denominator == 1:
+            if e.numerator % 2:
+                coefficient = -coefficient
             stack.append((n.inputs[0], e))
-        elif n.op == "pow" and _scalar_constant(n.inputs[1]) is not None and _exact(_scalar_constant(n.inputs[1])):
+            continue
+        elif n.op == "pow" and _combinable_power(n, e):
             stack.append((n.inputs[0], e * Fraction(_scalar_constant(n.inputs[1]))))
-        elif _scalar_constant(n) is not None and e.denominator == 1:
-            coefficient *= _scalar_constant(n) ** int(e)
+            continue
+        elif _scalar_constant(n) is not None and e.denominator == 1 and abs(e) <= 64:
+            coefficient *= Fraction(_scalar_constant(n)) ** int(e)
             raw += 1
-        else:
-            totals = bases.setdefault(n, [Fraction(0), Fraction(0)])
-            totals[0 if e > 0 else 1] += e
-            raw += 1
+            continue
+        totals = bases.setdefault(n, [Fraction(0), Fraction(0)])
+        totals[0 if e > 0 else 1] += e
+        raw += 1
     return bases, coefficient, raw
+
+
+def _combinable_power(n: Node, e: Fraction) -> bool:
+    a = _scalar_constant(n.inputs[1])
+    if a is None or not _exact(a):
+        return False
+    return e.denominator == 1 or (float(a).is_integer() and int(a) % 2 == 1) or _positive(n.inputs[0])
 
 
 def _exact(value: float) -> bool:
@@ -190,40 +215,45 @@ def _power(base: Node, exponent: Fraction) -> Node:
 
 
 def _rewrite_product(node: Node, shared: Callable[[Node], bool]) -> Node | None:
-    bases, coefficient, raw = _factors(node, shared)
+    bases, exact_coefficient, raw = _factors(node, shared)
+    coefficient = representable(exact_coefficient, node.dtype)
+    if coefficient is None:
+        return None  # the merged constant would overflow (or underflow): keep the product as built
     numerator, denominator = [], []
     for base, (up, down) in bases.items():
         if _nonzero(base) or up == 0 or down == 0:
             net = up + down
             if net > 0:
-                numerator.append(_power(base, net))
+                numerator.append((base, net))
             elif net < 0:
-                denominator.append(_power(base, -net))
+                denominator.append((base, -net))
         else:  # x/x is nan at 0: keep both sides
-            numerator.append(_power(base, up))
-            denominator.append(_power(base, -down))
+            numerator.append((base, up))
+            denominator.append((base, -down))
     combined = raw > len(bases) + (coefficient not in (1.0, -1.0)) or any(
         up != 0 and down != 0 or max(abs(up), abs(down)) > 1 for up, down in bases.values()
     )
     # a constant factor inside (sin(y)*(2*x)) comes to the front; one on top (h*0.999) can stay
     buried = coefficient not in (1.0, -1.0) and not any(_scalar_constant(u) is not None for u in node.inputs)
-    if not combined and not buried and len({_size(p) for p in numerator}) <= 1:
-        return None  # nothing merges, and reordering would gain nothing
     # Smallest factors first, the coefficient on the smallest: small products happen
-    # before anything is broadcast to a large shape (2*(v*M) becomes (2*v)*M). The
+    # before anything is broadcast to a large shape (2*(v*M) becomes (2*v)*M). Equal sizes
+    # go in creation order, so y*x and x*y are one node and cancel (x*y - y*x is 0). The
     # canonical form rebuilds to itself, which ends the rewriting.
-    numerator.sort(key=_size)
+    ordered = sorted(numerator, key=lambda be: (_size(be[0]), be[0].index))
+    if not combined and not buried and ordered == numerator:
+        return None  # nothing merges, and the order is already canonical
     magnitude = abs(coefficient)
     result = None
-    for piece in numerator:
+    for base, exponent in ordered:
+        piece = _power(base, exponent)
         if result is None:
             result = piece if magnitude == 1 else ops.multiply(_number(magnitude), piece)
         else:
             result = ops.multiply(result, piece)
     if result is None:
         result = node.graph.constant(np.asarray(magnitude, dtype=node.dtype))
-    for piece in denominator:
-        result = ops.divide(result, piece)
+    for base, exponent in denominator:
+        result = ops.divide(result, _power(base, exponent))
     if coefficient < 0:
         result = ops.negative(result)
     if result is node:

@@ -26,6 +26,7 @@ tangent ``t`` to the tangent of ``out``, with the same batch convention.
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -206,6 +207,19 @@ def bool_dtype(*_: np.dtype, **__: Any) -> np.dtype:
     return np.dtype(bool)
 
 
+def representable(value: Fraction, dtype: np.dtype) -> float | None:
+    """An exactly computed constant as a float of ``dtype``, or None where that would not be
+    the same number up to rounding: it overflows, or a non-zero value falls below the normal
+    range. Merging constants (``2*(3*x)``) goes through here, so a merge never turns a finite
+    result into inf or 0 (``x*1e308*10/10`` stays finite where x is small)."""
+    if value == 0:
+        return 0.0
+    info = np.finfo(dtype)
+    if not Fraction(float(info.tiny)) <= abs(value) <= Fraction(float(info.max)):
+        return None
+    return float(np.asarray(float(value), dtype=dtype))
+
+
 def is_float(node: Node) -> bool:
     return node.dtype.kind == "f"
 
@@ -233,17 +247,25 @@ def graph_of(op_name: str, args: Sequence[Any]):
 def as_nodes(op_name: str, *args: Any) -> tuple[Node, ...]:
     """The arguments as nodes of one graph; numbers are wrapped as constants.
 
-    A Python scalar takes the dtype of the first float node among the arguments
-    (so ``x32 * 2.0`` stays float32), as numpy 2 does for Python scalars.
+    As in numpy 2 (NEP 50), a Python ``int`` or ``float`` is "weak": it takes the dtype of
+    the nodes it meets (``x32 * 2.0`` stays float32, ``i32 + 1`` stays int32), while a
+    numpy scalar keeps its own (``x32 * np.float64(1e300)`` is float64).
     """
     graph = graph_of(op_name, args)
-    hint = next((a.dtype for a in args if isinstance(a, Node) and a.dtype.kind == "f"), None)
+    dtypes = [a.dtype for a in args if isinstance(a, Node)]
+    floats = [d for d in dtypes if d.kind == "f"]
+    ints = [d for d in dtypes if d.kind in "iu"]
     out = []
     for a in args:
         if isinstance(a, Node):
             out.append(a)
-        elif hint is not None and isinstance(a, (int, float)) and not isinstance(a, bool):
-            out.append(graph.constant(np.asarray(a, dtype=hint)))
+        elif type(a) is float and floats:
+            with np.errstate(over="ignore"):  # 1e300 in a float32 graph is inf, as in numpy
+                out.append(graph.constant(np.asarray(a, dtype=np.result_type(*floats))))
+        elif type(a) is int and (floats or ints):
+            dt = np.result_type(*floats) if floats else np.result_type(*ints)
+            fits = dt.kind == "f" or np.iinfo(dt).min <= a <= np.iinfo(dt).max
+            out.append(graph.constant(np.asarray(a, dtype=dt) if fits else a))
         else:
             out.append(graph.constant(a))
     return tuple(out)

@@ -7,6 +7,7 @@ is ``g * d`` and the forward rule ``t * d``, so one line serves both modes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from symdiff.ops.core import (
     broadcast_shapes,
     common_dtype,
     define_op,
+    representable,
     same_shape,
 )
 
@@ -246,7 +248,7 @@ def multiply(x: ArrayLike, y: ArrayLike) -> Node:
             if zero is not None:
                 return zero
     for a, b in ((x, y), (y, x)):
-        if _scalar(a) and b.op == "mul" and _scalar(b.inputs[0]) and a.dtype == b.inputs[0].dtype:
+        if _scalar(a) and b.op == "mul" and _scalar(b.inputs[0]) and _merges(a, b.inputs[0]):
             return multiply(multiply(a, b.inputs[0]), b.inputs[1])  # 2*(3*x) = 6*x
         if b.op == "div" and _is_const(b.inputs[0], 1) and _keeps(b.inputs[1], b.inputs[0]):  # a*(1/c) = a/c
             return divide(a, b.inputs[1])
@@ -262,6 +264,13 @@ def multiply(x: ArrayLike, y: ArrayLike) -> Node:
 def _scalar(x: Node) -> bool:
     """A scalar constant: folding it into another changes no shape."""
     return x.op == "constant" and x.shape == ()
+
+
+def _merges(a: Node, b: Node) -> bool:
+    """Whether two scalar constant factors multiply into a representable number (1e308*10 does not)."""
+    if a.dtype != b.dtype or a.dtype.kind != "f" or not (np.isfinite(a.value) and np.isfinite(b.value)):
+        return False
+    return representable(Fraction(float(a.value)) * Fraction(float(b.value)), a.dtype) is not None
 
 
 def _unneg(x: Node) -> Node:
@@ -582,9 +591,19 @@ def square(x: ArrayLike) -> Node:
 
 
 # -- maximum, minimum ------------------------------------------------------------------
+def share_mask(condition: Node, like: np.dtype, tie: Node | None = None, share: float = 0.5) -> Node:
+    """1 where ``condition``, ``share`` where ``tie``, else 0, in the float dtype ``like`` (so a
+    float32 graph's derivatives stay float32)."""
+
+    def c(v: float) -> Node:
+        return condition.graph.constant(np.asarray(v, dtype=like))
+
+    return where(condition, c(1.0), c(0.0) if tie is None else where(tie, c(share), c(0.0)))
+
+
 def _tie_mask(x: Node, y: Node, first_wins) -> Node:
     # The share of the gradient input x gets: 1 where it wins, 0.5 at a tie, 0 where it loses.
-    return where(first_wins(x, y), 1.0, where(equal(x, y), 0.5, 0.0))
+    return share_mask(first_wins(x, y), np.result_type(x.dtype, y.dtype), tie=equal(x, y))
 
 
 def _extremum(name, forward, wins, sympy_fn, doc):

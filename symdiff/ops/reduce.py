@@ -14,7 +14,7 @@ import sympy
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape
 from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, first_dtype, normalize_axes
-from symdiff.ops.elementwise import divide, equal, exp, multiply, subtract, to_float, where
+from symdiff.ops.elementwise import divide, equal, exp, multiply, share_mask, subtract, to_float
 from symdiff.ops.shape import broadcast_like, expand_dims
 
 ArrayLike = Any
@@ -133,7 +133,7 @@ def mean(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:
 def _extremum_share(x: Node, out: Node, axis, keepdims) -> Node:
     # Ties share the gradient equally: mask / (number of maximal elements). The mask is
     # built with where, whose condition carries no gradient: its derivative is 0.
-    mask = where(equal(x, _keep(out, axis, keepdims)), 1.0, 0.0)
+    mask = share_mask(equal(x, _keep(out, axis, keepdims)), x.dtype)
     return divide(mask, sum(mask, axis, keepdims=True))
 
 

@@ -427,16 +427,43 @@ def _make_index(index: Any, shape: Shape) -> Index:
             key.append(("a", tuple(int(v) for v in arr.reshape(-1)), arr.shape))
     n_axes = sum(1 for k in key if k[0] != "n")
     key.extend([("s", None, None, None)] * (len(shape) - n_axes))
-    advanced = [i for i, k in enumerate(key) if k[0] == "a"]
-    if advanced and advanced != list(range(advanced[0], advanced[-1] + 1)):
-        raise ShapeError(
-            "integer-array indices separated by a slice are not supported (numpy moves their axes "
-            "to the front); index in two steps"
-        )
     return Index(tuple(key))
 
 
+def _advanced_entries(key: tuple) -> list[int]:
+    """Positions of the advanced entries: integer arrays, and integers when arrays are present
+    (numpy then treats an integer as a 0-d array index)."""
+    if not any(k[0] == "a" for k in key):
+        return []
+    return [i for i, k in enumerate(key) if k[0] in ("a", "i")]
+
+
+def _separated(key: tuple) -> bool:
+    advanced = _advanced_entries(key)
+    return bool(advanced) and advanced != list(range(advanced[0], advanced[-1] + 1))
+
+
+def _front_advanced(key: tuple) -> tuple[tuple[int, ...], Index]:
+    """For advanced entries separated by a slice or None, numpy puts their axes first.
+
+    Returns the permutation that moves the advanced-indexed axes of x to the front and the
+    index that, applied to x transposed by it, gives numpy's result: the advanced entries
+    first (now adjacent), then the others in order.
+    """
+    advanced = set(_advanced_entries(key))
+    axis_of: dict[int, int] = {}
+    for i, k in enumerate(key):
+        if k[0] != "n":
+            axis_of[i] = len(axis_of)
+    first = [i for i in range(len(key)) if i in advanced]
+    rest = [i for i in range(len(key)) if i not in advanced]
+    perm = tuple(axis_of[i] for i in first) + tuple(axis_of[i] for i in rest if i in axis_of)
+    return perm, Index(tuple(key[i] for i in first + rest))
+
+
 def _getitem_shape(shape: Shape, *, index: Index) -> Shape:
+    if _separated(index.key):  # getitem moves such axes first (_front_advanced); a loaded file may not
+        raise ShapeError(f"index [{index!r}] has advanced indices separated by a slice; build it with x[...]")
     out: list[int | None] = []
     axis = 0
     adv_shapes = []
@@ -450,6 +477,8 @@ def _getitem_shape(shape: Shape, *, index: Index) -> Shape:
             k = rest[0]
             if size is not None and not -size <= k < size:
                 raise ShapeError(f"index {k} is out of bounds for axis {axis} with size {size}")
+            if adv_at is None and any(k[0] == "a" for k in index.key):
+                adv_at = len(out)  # with arrays present, an integer is an advanced (0-d) index
         elif kind == "s":
             out.append(None if size is None else len(range(*slice(*rest).indices(size))))
         else:
@@ -524,6 +553,9 @@ def getitem(x: ArrayLike, index: Any) -> Node:
         idx = _make_index(index, x.shape)
     except ShapeError as exc:
         raise ShapeError(f"getitem: {exc} (shape {format_shape(x.shape)})") from None
+    if _separated(idx.key):
+        perm, idx = _front_advanced(idx.key)
+        x = transpose(x, perm)
     return _getitem(x, idx)
 
 
