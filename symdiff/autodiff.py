@@ -18,7 +18,7 @@ import numpy as np
 
 from symdiff.errors import GraphError, NonDifferentiableError, ShapeError
 from symdiff.graph import Node, ancestors, check_same_graph, describe, format_shape, node_list
-from symdiff.ops import REGISTRY, add, astype, broadcast_like, match_shape, reshape, transpose, zeros_like
+from symdiff.ops import REGISTRY, add, astype, broadcast_like, expand_dims, eye_like, match_shape, transpose, zeros_like
 from symdiff.ops import sum as reduce_sum
 from symdiff.ops.core import not_differentiable
 from symdiff.ops.shape import lift
@@ -183,17 +183,18 @@ def _forward(outputs: Sequence[Node], wrt: Sequence[Node], tangents: Sequence[No
 
 
 # -- public API -------------------------------------------------------------------
-def _zeros_for(w: Node, batch: tuple[int, ...] = ()) -> Node:
-    if not batch:
+def _zeros_for(w: Node, lead: Node | None = None) -> Node:
+    """Zeros shaped like ``w``, or like ``lead.shape + w.shape`` (a Jacobian's)."""
+    if lead is None:
         return zeros_like(w)
-    return (
-        w.graph.uniform_constant(0, batch + w.shape, w.dtype)
-        if None not in w.shape
-        else broadcast_like(w.graph.uniform_constant(0, batch + (1,) * w.ndim, w.dtype), w)
-    )
+    shape = lead.shape + w.shape
+    if None not in shape:
+        return w.graph.uniform_constant(0, shape, w.dtype)
+    leading = expand_dims(astype(zeros_like(lead), w.dtype), tuple(range(-w.ndim, 0))) if w.ndim else zeros_like(lead)
+    return broadcast_like(astype(leading, w.dtype), w)
 
 
-def _seed(node: Node, value: Any, what: str, arg: str) -> Node:
+def _seed(node: Node, value: Any, what: str, arg: str, like: str = "the output") -> Node:
     if isinstance(value, Node):
         check_same_graph(what, node, value)
         seed = value
@@ -203,9 +204,26 @@ def _seed(node: Node, value: Any, what: str, arg: str) -> Node:
         a is not None and b is not None and a != b for a, b in zip(seed.shape, node.shape)
     ):
         raise ShapeError(
-            f"{what}: {arg} has shape {format_shape(seed.shape)} but the output has shape {format_shape(node.shape)}"
+            f"{what}: {arg} has shape {format_shape(seed.shape)} but {like} has shape {format_shape(node.shape)}"
         )
     return seed
+
+
+def _grad(cost: Node, wrts: list[Node], grad_output: Any, what: str) -> list[Node]:
+    """The gradients of ``cost`` (inside a derivative pass); errors name ``what``."""
+    if grad_output is None:
+        if cost.shape != ():
+            raise ShapeError(
+                f"{what}: cost has shape {format_shape(cost.shape)}, not a scalar; reduce it (sd.sum) or "
+                "pass grad_output= (the incoming gradient, shaped like cost), or use sd.jacobian"
+            )
+        seed = cost.graph.uniform_constant(1, (), cost.dtype if cost.dtype.kind == "f" else np.float64)
+    else:
+        seed = _seed(cost, grad_output, what, "grad_output", "cost")
+    found = _backprop([cost], [seed], wrts, what)
+    # With unknown dimensions, a binding that broadcasts one would give a gradient of
+    # the wrong shape: check it at evaluation rather than let it pass.
+    return [match_shape(found[w], w) if w in found else _zeros_for(w) for w in wrts]
 
 
 def grad(cost: Node, wrt: Node | Sequence[Node], grad_output: Any = None) -> Node | list[Node]:
@@ -245,23 +263,20 @@ def grad(cost: Node, wrt: Node | Sequence[Node], grad_output: Any = None) -> Nod
     if not isinstance(cost, Node):
         raise GraphError(f"grad: cost must be a node, got {type(cost).__name__}")
     check_same_graph("grad", cost, *wrts)
-    if grad_output is None:
-        if cost.shape != ():
-            raise ShapeError(
-                f"grad: cost has shape {format_shape(cost.shape)}, not a scalar; reduce it (sd.sum) or "
-                "pass grad_output= (the incoming gradient, shaped like cost), or use sd.jacobian"
-            )
-    graph = cost.graph
-    with graph._derivative_pass():
-        if grad_output is None:
-            seed = graph.uniform_constant(1, (), cost.dtype if cost.dtype.kind == "f" else np.float64)
-        else:
-            seed = _seed(cost, grad_output, "grad", "grad_output")
-        found = _backprop([cost], [seed], wrts, "grad")
-        # With unknown dimensions, a binding that broadcasts one would give a gradient of
-        # the wrong shape: check it at evaluation rather than let it pass.
-        out = [match_shape(found[w], w) if w in found else _zeros_for(w) for w in wrts]
+    with cost.graph._derivative_pass():
+        out = _grad(cost, wrts, grad_output, "grad")
     return out[0] if single else out
+
+
+def _jvp(outs: list[Node], wrts: list[Node], tans: list[Any], what: str, arg: str = "tangent") -> list[Node]:
+    """The tangents of ``outs`` (inside a derivative pass); errors name ``what`` and ``arg``."""
+    if len(tans) != len(wrts):
+        raise GraphError(f"{what}: {len(wrts)} wrt nodes but {len(tans)} tangents")
+    seeds = [
+        _seed(w, t, what, arg if len(wrts) == 1 else f"{arg} {k}", describe(w)) for k, (w, t) in enumerate(zip(wrts, tans))
+    ]
+    found = _forward(outs, wrts, seeds, what)
+    return [found[y] if y in found else _zeros_for(y) for y in outs]
 
 
 def jvp(outputs: Node | Sequence[Node], wrt: Node | Sequence[Node], tangents: Any) -> Node | list[Node]:
@@ -277,24 +292,42 @@ def jvp(outputs: Node | Sequence[Node], wrt: Node | Sequence[Node], tangents: An
     outs, single = node_list(outputs, "jvp", "outputs")
     wrts, wrt_single = node_list(wrt, "jvp", "wrt")
     tans = [tangents] if wrt_single else list(tangents)
-    if len(tans) != len(wrts):
-        raise GraphError(f"jvp: {len(wrts)} wrt nodes but {len(tans)} tangents")
     check_same_graph("jvp", *outs, *wrts)
-    graph = outs[0].graph
-    with graph._derivative_pass():
-        tans = [_seed(w, t, "jvp", f"tangent {k}") for k, (w, t) in enumerate(zip(wrts, tans))]
-        found = _forward(outs, wrts, tans, "jvp")
-        result = [found[y] if y in found else _zeros_for(y) for y in outs]
+    with outs[0].graph._derivative_pass():
+        result = _jvp(outs, wrts, tans, "jvp")
     return result[0] if single else result
+
+
+def _jacobian(y: Node, xs: list[Node], what: str) -> list[Node]:
+    """One Jacobian per x, each shaped ``y.shape + x.shape`` (inside a derivative pass).
+
+    The seed is the identity shaped ``y.shape + y.shape``: its leading y.ndim axes are the
+    batch axes every rule carries, so the result needs no reshape, whatever is unknown.
+    Reverse mode when y's size is static (or nothing is); forward mode when only x's is.
+    """
+    if y.size is not None or any(w.size is None for w in xs):
+        found = _backprop([y], [eye_like(y)], xs, what)
+        return [found[w] if w in found else _zeros_for(w, y) for w in xs]
+    out = []
+    for w in xs:
+        found = _forward([y], [w], [eye_like(w, y.dtype if y.dtype.kind == "f" else None)], what)
+        if y not in found:
+            out.append(_zeros_for(w, y))
+            continue
+        batched = found[y]  # w.shape + y.shape: move the seed axes to the end
+        axes = tuple(range(w.ndim, batched.ndim)) + tuple(range(w.ndim))
+        out.append(transpose(batched, axes))
+    return out
 
 
 def jacobian(y: Node, x: Node | Sequence[Node]) -> Node | list[Node]:
     """The Jacobian of ``y`` with respect to ``x``, shaped ``y.shape + x.shape``.
 
-    Built as one vectorised reverse pass: a batch of identity seeds (one per element
-    of y) is carried through each rule, so the graph is that of a single gradient,
-    not one per element. When y's size is known only at evaluation and x's is
-    static, one vectorised forward pass is used instead.
+    Built as one vectorised pass: a batch of identity seeds (one per element of y) is
+    carried through each rule, so the graph is that of a single gradient, not one per
+    element. When y's size is known only at evaluation and x's is static, one vectorised
+    forward pass is used instead; when neither is known, the identity seed is sized at
+    evaluation.
 
     >>> g = sd.Graph(); w = g.variable("w", shape=(2,))
     >>> J = sd.jacobian(sd.tanh(w), w)
@@ -308,45 +341,9 @@ def jacobian(y: Node, x: Node | Sequence[Node]) -> Node | list[Node]:
     if not isinstance(y, Node):
         raise GraphError(f"jacobian: y must be a node, got {type(y).__name__}")
     check_same_graph("jacobian", y, *xs)
-    graph = y.graph
-    with graph._derivative_pass():
-        n = y.size
-        if n is not None:
-            dt = y.dtype if y.dtype.kind == "f" else np.dtype(np.float64)
-            seed = graph._keyed_constant(
-                ("eye", n, y.shape, dt.str), lambda: np.eye(n, dtype=dt).reshape((n,) + y.shape)
-            )
-            found = _backprop([y], [seed], xs, "jacobian")
-            out = [_reshape_jac(found[w], y, w) if w in found else _zeros_for(w, y.shape) for w in xs]
-        else:
-            out = [_jacobian_forward(y, w) for w in xs]
+    with y.graph._derivative_pass():
+        out = _jacobian(y, xs, "jacobian")
     return out[0] if single else out
-
-
-def _reshape_jac(batched: Node, y: Node, w: Node) -> Node:
-    target = y.shape + w.shape
-    if batched.shape == target:
-        return batched
-    if sum(1 for d in target if d is None) > 1:
-        raise ShapeError(f"jacobian: cannot shape the result to {format_shape(target)} (two unknown dimensions)")
-    return reshape(batched, tuple(-1 if d is None else d for d in target))
-
-
-def _jacobian_forward(y: Node, w: Node) -> Node:
-    m = w.size
-    if m is None:
-        raise ShapeError(
-            f"jacobian: the sizes of both y {format_shape(y.shape)} and x {format_shape(w.shape)} are known "
-            "only at evaluation; give one of them a static shape"
-        )
-    dt = w.dtype
-    seed = w.graph._keyed_constant(("eye", m, w.shape, dt.str), lambda: np.eye(m, dtype=dt).reshape((m,) + w.shape))
-    found = _forward([y], [w], [seed], "jacobian")
-    if y not in found:
-        return _zeros_for(y, (m,)) if None not in y.shape else _reshape_jac(_zeros_for(y, (m,)), y, w)
-    batched = found[y]  # (m,) + y.shape: move the seed axis to the end
-    moved = transpose(batched, tuple(range(1, batched.ndim)) + (0,))
-    return _reshape_jac(moved, y, w)
 
 
 def hessian(f: Node, x: Node) -> Node:
@@ -361,9 +358,14 @@ def hessian(f: Node, x: Node) -> Node:
     [[ 6.  0.]
      [ 0. 12.]]
     """
-    if not isinstance(x, Node):
-        raise GraphError(f"hessian: x must be a node, got {type(x).__name__}")
-    return jacobian(grad(f, x), x)
+    if not isinstance(f, Node) or not isinstance(x, Node):
+        bad = "f" if not isinstance(f, Node) else "x"
+        raise GraphError(f"hessian: {bad} must be a node, got {type(f if bad == 'f' else x).__name__}")
+    check_same_graph("hessian", f, x)
+    with f.graph._derivative_pass():
+        (gradient,) = _grad(f, [x], None, "hessian")
+        (H,) = _jacobian(gradient, [x], "hessian")
+    return H
 
 
 def hvp(f: Node, x: Node, v: Any) -> Node:
@@ -376,6 +378,12 @@ def hvp(f: Node, x: Node, v: Any) -> Node:
     >>> print(sd.evaluate(Hv, {w: [1.0, 2.0], v: [1.0, 1.0]}))
     [ 6. 12.]
     """
-    if not isinstance(x, Node):
-        raise GraphError(f"hvp: x must be a node, got {type(x).__name__}")
-    return jvp(grad(f, x), x, v)
+    if not isinstance(f, Node) or not isinstance(x, Node):
+        bad = "f" if not isinstance(f, Node) else "x"
+        raise GraphError(f"hvp: {bad} must be a node, got {type(f if bad == 'f' else x).__name__}")
+    check_same_graph("hvp", f, x)
+    with f.graph._derivative_pass():
+        _seed(x, v, "hvp", "v", describe(x))  # checked before anything is built
+        (gradient,) = _grad(f, [x], None, "hvp")
+        (Hv,) = _jvp([gradient], [x], [v], "hvp", "v")
+    return Hv

@@ -248,9 +248,13 @@ class Node:
     __hash__ = object.__hash__
 
     def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Node):
+            _refuse_comparison("==", "sd.equal", other)
         return self is other
 
     def __ne__(self, other: object) -> bool:
+        if not isinstance(other, Node):
+            _refuse_comparison("!=", "sd.not_equal", other)
         return self is not other
 
     def __bool__(self) -> bool:
@@ -356,6 +360,17 @@ class Node:
         if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
             axes = axes[0]
         return _ops().transpose(self, axes or None)
+
+
+def _refuse_comparison(symbol: str, instead: str, other: object) -> None:
+    """``node == 0`` would be identity (False), so ``sd.where(x == 0, ...)`` would silently pick
+    a branch: comparing a node with a number or an array is refused. ``node == node`` stays
+    identity, as nodes are dict keys; anything else (None, a string) is simply not equal."""
+    if isinstance(other, (int, float, complex, np.number, np.bool_, np.ndarray, list, tuple)):
+        raise TypeError(
+            f"a symdiff node compared with {type(other).__name__} by {symbol}: on nodes, {symbol} is identity, "
+            f"not elementwise; use {instead}(node, value) for the elementwise comparison"
+        )
 
 
 def _ops():

@@ -326,6 +326,14 @@ CASES: list[Case] = [
         [normal(3)],
         shapes=[(None,)],
     ),
+    Case(
+        "eye_like",
+        "unknown",
+        lambda x: sd.sum((sd.eye_like(x) @ sd.tanh(x)) ** 2),
+        lambda x: np.sum(np.tanh(x) ** 2),
+        [normal(3)],
+        shapes=[(None,)],
+    ),
     Case("count", "mean-by-hand", lambda x: sd.sum(x) / sd.count(x), np.mean, [normal(2, 3)], shapes=[(None, 3)]),
     Case(
         "mean",
@@ -346,4 +354,4 @@ CASES: list[Case] = [
 ]
 
 # Ops whose derivative is zero by definition, checked by the tests that say so.
-ZERO_DERIVATIVE = {"sign", "stop_gradient", "zeros_like", "ones_like", "count"}
+ZERO_DERIVATIVE = {"sign", "stop_gradient", "zeros_like", "ones_like", "eye_like", "count"}

@@ -154,10 +154,10 @@ CASES = {
         "grad_output has shape",
         lambda g, x, A, i, y, fail: (lambda t: fail(lambda: sd.grad(t, x, grad_output=np.ones(2))))(sd.tanh(x)),
     ),
-    "jacobian-unknown": (
+    "hvp-tangent-shape": (
         sd.ShapeError,
-        "known only at evaluation",
-        lambda g, x, A, i, y, fail: (lambda c: fail(lambda: sd.jacobian(c, A)))(sd.tanh(A[:, 0])),
+        r"hvp: v has shape \(4,\) but variable 'x' has shape \(3,\)",
+        lambda g, x, A, i, y, fail: fail(lambda: sd.hvp(y, x, np.ones(4))),
     ),
     # strings that try to run code
     "parse-code": (

@@ -169,6 +169,7 @@ def test_zero_derivative_ops_pass_no_gradient(op):
         "stop_gradient": sd.stop_gradient,
         "zeros_like": sd.zeros_like,
         "ones_like": sd.ones_like,
+        "eye_like": sd.eye_like,
         "count": sd.count,
     }[op]
     y = build(x)

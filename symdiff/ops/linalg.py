@@ -16,7 +16,7 @@ from symdiff.graph import Node, Shape, format_shape
 from symdiff.ops.core import apply, as_nodes, broadcast_shapes, define_op
 from symdiff.ops.elementwise import add, multiply, negative, to_float
 from symdiff.ops.reduce import sum
-from symdiff.ops.shape import expand_dims, matrix_transpose, squeeze, tril
+from symdiff.ops.shape import expand_dims, lift, matrix_transpose, squeeze, tril
 
 ArrayLike = Any
 mT = matrix_transpose  # noqa: N816 (numpy's spelling, x.mT)
@@ -72,11 +72,25 @@ def _matmul_vjp_y(g, out, x, y):
 
 
 def _matmul_jvp_x(t, out, x, y):
+    t = _lift_stack(t, x, _stack_ndim(out, x, y) + min(x.ndim, 2))
     return _unlift(matmul(_as_row(t, x.ndim == 1), _as_column(y, y.ndim == 1)), x, y)
 
 
 def _matmul_jvp_y(t, out, x, y):
+    t = _lift_stack(t, y, _stack_ndim(out, x, y) + min(y.ndim, 2))
     return _unlift(matmul(_as_row(x, x.ndim == 1), _as_column(t, y.ndim == 1)), x, y)
+
+
+def _stack_ndim(out: Node, x: Node, y: Node) -> int:
+    """How many stack (broadcast) axes ``x @ y`` has in front of its matrix axes."""
+    return out.ndim - (x.ndim > 1) - (y.ndim > 1)
+
+
+def _lift_stack(t: Node, x: Node, ndim: int) -> Node:
+    """A batched tangent of x with axes of length 1 inserted after its batch axes, so that it
+    has ``ndim`` axes beyond them: its batch axes then stay in front of the product's stack
+    axes instead of broadcasting against the other operand's (seed count != stack size)."""
+    return lift(t, ndim, t.ndim - x.ndim)
 
 
 def _as_row(v: Node, vector: bool) -> Node:
@@ -157,6 +171,11 @@ def _from_columns(v: Node, b: Node) -> Node:
     return squeeze(v, -1) if b.ndim == 1 else v
 
 
+def _solve_stack(out: Node, b: Node) -> int:
+    """How many stack axes ``solve(a, b)`` has in front of its vector or matrix axes."""
+    return out.ndim - (1 if b.ndim == 1 else 2)
+
+
 def _solve_vjp_b(g, out, a, b):
     return _from_columns(solve(mT(a), _as_columns(g, b)), b)
 
@@ -172,8 +191,12 @@ SOLVE = define_op(
     _solve_shape,
     vjp=(_solve_vjp_a, _solve_vjp_b),
     jvp=(
-        lambda t, out, a, b: negative(_from_columns(solve(a, matmul(t, _as_columns(out, b))), b)),
-        lambda t, out, a, b: _from_columns(solve(a, _as_columns(t, b)), b),
+        lambda t, out, a, b: negative(
+            _from_columns(solve(a, matmul(_lift_stack(t, a, _solve_stack(out, b) + 2), _as_columns(out, b))), b)
+        ),
+        lambda t, out, a, b: _from_columns(
+            solve(a, _as_columns(_lift_stack(t, b, _solve_stack(out, b) + min(b.ndim, 2)), b)), b
+        ),
     ),
     sympy=_sympy_linalg(lambda m, r: m.LUsolve(r)),
     doc="x = a⁻¹ b; gb = solve(a.T, g), ga = -gb x.T",

@@ -781,3 +781,40 @@ def ones_like(x: ArrayLike) -> Node:
     if x.size is not None:
         return x.graph.uniform_constant(1, x.shape, x.dtype)
     return apply(ONES_LIKE, x)
+
+
+def _eye_like_forward(ref, dtype_to):
+    shape = np.shape(ref)
+    return np.eye(int(np.prod(shape, dtype=np.int64)), dtype=dtype_to).reshape(shape + shape)
+
+
+EYE_LIKE = define_op(
+    "eye_like",
+    _eye_like_forward,
+    lambda shape, dtype_to: tuple(shape) + tuple(shape),
+    dtype=lambda ref, dtype_to: np.dtype(dtype_to),
+    vjp=(None,),
+    jvp=(None,),
+    sympy=_eye_like_forward,
+    doc="the identity on ref's elements, shaped ref.shape + ref.shape (the seed of a Jacobian)",
+)
+
+
+def eye_like(ref: Node, dtype: Any = None) -> Node:
+    """The identity map on ``ref``'s elements, shaped ``ref.shape + ref.shape``.
+
+    A constant when ref's shape is static; otherwise computed at evaluation (the seed
+    of a Jacobian whose sizes are known only then).
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(None,))
+    >>> print(sd.evaluate(sd.eye_like(w), {w: [5.0, 6.0]}))
+    [[1. 0.]
+     [0. 1.]]
+    """
+    (ref,) = as_nodes("eye_like", ref)
+    dt = np.dtype(dtype) if dtype is not None else (ref.dtype if ref.dtype.kind == "f" else np.dtype(np.float64))
+    n = ref.size
+    if n is not None:
+        shape = ref.shape + ref.shape
+        return ref.graph._keyed_constant(("eye", n, shape, dt.str), lambda: np.eye(n, dtype=dt).reshape(shape))
+    return apply(EYE_LIKE, ref, dtype_to=dt.str)
