@@ -400,6 +400,7 @@ class Graph:
         self._variables: dict[str, Node] = {}
         self._gradient_depth = 0
         self._aliases: list[tuple] = []  # table keys that name an existing node (folded results)
+        self._outputs: dict[str, Node] = {}  # named at saving; set by sd.load
 
     # -- inspection ---------------------------------------------------------------
     @property
@@ -415,6 +416,14 @@ class Graph:
 
     def __contains__(self, node: object) -> bool:
         return isinstance(node, Node) and node.graph is self
+
+    @property
+    def outputs(self) -> MappingProxyType:
+        """The nodes named when the graph was saved (``g.save(path, outputs={...})``), read-only.
+
+        Empty for a graph that was not loaded by :func:`symdiff.load`.
+        """
+        return MappingProxyType(self._outputs)
 
     @property
     def variables(self) -> MappingProxyType:
@@ -489,18 +498,31 @@ class Graph:
             arr = arr.astype(DEFAULT_DTYPE)
         check_dtype(arr.dtype, "constant")
         arr.setflags(write=False)
-        uniform = None
-        if arr.size <= INTERN_MAX_SIZE:
-            flat = arr.reshape(-1)
-            if flat.size and (flat == flat[0]).all():
-                uniform = flat[0].item()
-            key = ("constant", arr.dtype.str, arr.shape, arr.tobytes())
-        else:
-            key = ("constant", "id", next(_constant_ids))
+        key, uniform = _value_key(arr)
         found = self._table.get(key)
         if found is not None:
             return found
         return self._add(Node(self, "constant", (), (), arr.shape, arr.dtype, None, arr, uniform, key))
+
+    def _restore_constant(self, value: np.ndarray, key: tuple | None = None) -> Node:
+        """Append a constant as it was saved, merged with nothing (see ``export/io.py``).
+
+        ``key`` is the interning key it had (an identity seed, a broadcast fill); by default
+        its value's. A node already under that key keeps it: the loaded node is still appended.
+        """
+        arr = np.asarray(value)
+        arr.setflags(write=False)
+        own_key, uniform = _value_key(arr)
+        if key is not None and key[2] == "uniform":
+            uniform = arr.dtype.type(key[-1]).item()
+        node = Node(self, "constant", (), (), arr.shape, arr.dtype, None, arr, uniform, key or own_key)
+        return self._append(node)
+
+    def _append(self, node: Node) -> Node:
+        """Append without merging: a node equal to one already there stays a node of its own."""
+        self._table.setdefault(node._key, node)
+        self._nodes.append(node)
+        return node
 
     def uniform_constant(self, fill: float, shape: Shape, dtype: Any = DEFAULT_DTYPE) -> Node:
         """A constant of ``shape`` whose elements all equal ``fill`` (stored as a broadcast view)."""
@@ -582,21 +604,31 @@ class Graph:
             self._table.pop(key, None)
         del self._aliases[aliases:]
         for node in self._nodes[nodes:]:
-            self._table.pop(node._key, None)
+            if self._table.get(node._key) is node:
+                del self._table[node._key]
             if node.op == "variable":
                 self._variables.pop(node.name, None)
         del self._nodes[nodes:]
 
     # -- export -------------------------------------------------------------------
-    def save(self, path: Any) -> None:
+    def save(self, path: Any, outputs: dict[str, Node] | None = None) -> None:
         """Write the graph to ``path`` as JSON (read it back with :func:`symdiff.load`).
 
-        The file keeps names, shapes, dtypes, constants and ``is_gradient``; its format
-        is described in ``symdiff/export/io.py`` and ``docs/export.md``.
+        The file keeps every node in order with its names, shapes, dtypes, constants and
+        ``is_gradient``, and the ``outputs`` named here (``{"loss": loss, "grad": gw}``),
+        which the loaded graph gives back as ``h.outputs["loss"]``. Its format is described
+        in ``symdiff/export/io.py`` and ``docs/export.md``.
+
+        >>> import tempfile, pathlib
+        >>> g = sd.Graph(); w = g.variable("w", shape=(2,)); loss = sd.sum(w ** 2)
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.json"
+        >>> g.save(path, outputs={"loss": loss, "grad": sd.grad(loss, w)})
+        >>> print(sd.load(path).outputs["grad"])
+        2*w
         """
         from symdiff.export.io import save
 
-        save(self, path)
+        save(self, path, outputs)
 
     def to_networkx(self, outputs: Node | list[Node] | None = None) -> networkx.DiGraph:
         """The graph (or the part ``outputs`` need) as a ``networkx.DiGraph``.
@@ -616,3 +648,13 @@ class Graph:
 
 
 _constant_ids = itertools.count()
+
+
+def _value_key(arr: np.ndarray) -> tuple[tuple, Any]:
+    """How a constant is interned (by value when small, else by identity), and its one
+    element value if all its elements are equal (None otherwise, or when large)."""
+    if arr.size > INTERN_MAX_SIZE:
+        return ("constant", "id", next(_constant_ids)), None
+    flat = arr.reshape(-1)
+    uniform = flat[0].item() if flat.size and (flat == flat[0]).all() else None
+    return ("constant", arr.dtype.str, arr.shape, arr.tobytes()), uniform

@@ -330,6 +330,24 @@ def apply(op: Op, *args: Any, **attrs: Any) -> Node:
     return graph._make(op.name, inputs, key, shape, dtype)
 
 
+def restore(op: Op, inputs: Sequence[Node], attrs: dict[str, Any]) -> Node:
+    """Append ``op(inputs, attrs)`` exactly as given: checked by the op's arity, shape and
+    dtype rules, but neither folded nor merged with an equal node (loading a saved graph)."""
+    if op.arity is not None and len(inputs) != op.arity:
+        raise GraphError(f"{op.name} takes {op.arity} input(s), got {len(inputs)}")
+    if not inputs:
+        raise GraphError(f"{op.name} has no inputs")
+    graph = graph_of(op.name, inputs)
+    try:
+        shape = tuple(op.shape(*(i.shape for i in inputs), **attrs))
+    except ShapeError as exc:
+        shapes = ", ".join(format_shape(i.shape) for i in inputs)
+        raise ShapeError(f"{op.name}: {exc} (input shapes: {shapes})") from None
+    dtype = np.dtype(op.dtype(*(i.dtype for i in inputs), **attrs))
+    key = (op.name, tuple(inputs), attrs_key(attrs))
+    return graph._append(Node(graph, op.name, tuple(inputs), key[2], shape, dtype, None, None, None, key))
+
+
 # Constant inputs are folded at build time when the result has at most this many elements.
 FOLD_MAX_SIZE = 1 << 20
 
