@@ -153,15 +153,37 @@ def _execute(steps: Sequence[_Step], env: list) -> None:
             try:
                 value = step.fn(*(env[i] for i in step.args), **step.attrs)
             except Exception as exc:
-                node = step.node
-                try:
-                    annotated = type(exc)(f"while evaluating {node.op} (node #{node.index}): {exc}")
-                except Exception:
-                    raise exc from None
-                raise annotated from exc
+                error = _evaluation_error(step, [env[i] for i in step.args], exc)
+                if error is exc:
+                    raise
+                raise error from exc
             if step.check:
                 check_node(step.node, value, [env[i] for i in step.args])
             env[len(env) - len(steps) + k] = value
+
+
+def _evaluation_error(step: _Step, values: Sequence[Any], exc: Exception) -> Exception:
+    """The error to raise when a step's forward failed: a ShapeError naming the op and the
+    sizes if the bound sizes do not fit together (two None dimensions that disagree), else
+    the original error, annotated with the op and the node."""
+    node = step.node
+    shapes = [np.shape(v) for v in values]
+    try:
+        REGISTRY[node.op].shape(*shapes, **step.attrs)
+    except ShapeError as shape_exc:
+        listed = ", ".join(str(s) for s in shapes)
+        return ShapeError(
+            f"{node.op} (node #{node.index}): the values reaching it have shapes {listed}, which do not fit "
+            f"together ({shape_exc}); check the sizes bound to dimensions declared None"
+        )
+    except Exception:
+        pass
+    if isinstance(exc, ShapeError):
+        return exc
+    try:
+        return type(exc)(f"while evaluating {node.op} (node #{node.index}): {exc}")
+    except Exception:
+        return exc
 
 
 def _finish(value: Any) -> Any:

@@ -181,6 +181,18 @@ class Node:
     # Let numpy arrays on the left of an operator defer to our reflected methods.
     __array_ufunc__ = None
 
+    def __array_function__(self, func, types, args, kwargs):
+        """``np.sum(node)``, ``np.transpose(node)``...: numpy functions that symdiff has as ops
+        (same name, same semantics) build that op; any other raises a TypeError saying so."""
+        ops = _ops()
+        name = func.__name__
+        fn = getattr(ops, name) if name in ops.__all__ else None
+        if fn is None or kwargs.get("out") is not None:
+            hint = f"use sd.{name}(...), which builds a node" if fn else "docs/ops.md lists symdiff's ops"
+            raise TypeError(f"numpy.{name} cannot compute on symdiff nodes, which are symbolic; {hint}")
+        kwargs = {k: v for k, v in kwargs.items() if k != "out"}
+        return fn(*args, **kwargs)
+
     def __init__(self, graph, op, inputs, attrs, shape, dtype, name, value, uniform, key):
         self.graph = graph
         self.op = op

@@ -216,7 +216,18 @@ def reshape(x: ArrayLike, shape: Any) -> Node:
     (x,) = as_nodes("reshape", x)
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
-    shape_to = tuple(int(d) for d in shape)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ShapeError(f"reshape: the target shape {shape!r} is not a tuple of ints") from None
+    if any(d is None for d in dims):
+        raise ShapeError(
+            f"reshape: the target shape {dims!r} has None; write -1 for the one dimension to infer "
+            "(sd.reshape_like(x, ref) takes a shape known only at evaluation from another node)"
+        )
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+        raise ShapeError(f"reshape: the target shape {dims!r} is not a tuple of ints")
+    shape_to = tuple(int(d) for d in dims)
     if any(d < -1 for d in shape_to):
         raise ShapeError(f"reshape: invalid target shape {shape_to}")
     if shape_to == x.shape:
@@ -615,6 +626,8 @@ def take(x: ArrayLike, indices: ArrayLike, axis: int = 0) -> Node:
     >>> print(sd.evaluate(sd.take(w, i), {w: [1.0, 2.0, 3.0, 4.0], i: [3, 0]}))
     [4. 1.]
     """
+    if not isinstance(indices, Node):  # a Python int or list is an index, not a value of x's dtype
+        indices = np.asarray(indices)
     x, indices = as_nodes("take", x, indices)
     if x.ndim == 0:
         raise ShapeError("take: cannot take from a scalar node")
