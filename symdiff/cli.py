@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import pathlib
+import re
 import sys
 from collections.abc import Sequence
 
+from symdiff import __version__
 from symdiff.autodiff import grad
 from symdiff.errors import SymdiffError
 from symdiff.evaluate import evaluate
@@ -27,12 +30,17 @@ from symdiff.parse import parse
 from symdiff.simplify import simplify
 
 
-def _bindings(pairs: Sequence[str]) -> dict[str, float]:
+def _bindings(pairs: Sequence[str], graph: Graph) -> dict[str, float]:
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
             raise SymdiffError(f"--at takes name=value pairs, got {pair!r}")
+        if name in out:
+            raise SymdiffError(f"--at gives {name} twice ({name}={out[name]:g} and {pair})")
+        if name not in graph.variables:
+            known = ", ".join(graph.variables) or "none"
+            raise SymdiffError(f"--at {pair}: the expression has no variable {name!r} (its variables: {known})")
         try:
             out[name] = float(value)
         except ValueError:
@@ -40,9 +48,29 @@ def _bindings(pairs: Sequence[str]) -> dict[str, float]:
     return out
 
 
+_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # what argparse itself reads as a negative number
+
+
+def _protect_expression(argv: Sequence[str]) -> list[str]:
+    """Let an expression start with a minus sign (``symdiff grad "-x^2" --wrt x``).
+
+    argparse reads ``-x^2`` as an unknown option; a leading space makes it a value, and
+    the expression parser skips it. ``--`` still works, and long options stay options.
+    """
+    out = []
+    for arg in argv:
+        if arg.startswith("-") and not arg.startswith("--") and arg != "-h" and not _NUMBER.match(arg):
+            arg = " " + arg
+        out.append(arg)
+    return out
+
+
 def _show(label: str, node: Node, args: argparse.Namespace, at: dict[str, float] | None) -> str:
     text = latex(node) if args.latex else str(node)
-    line = f"{label} = {text}"
+    if "\n" in text:  # named subexpressions: on lines of their own, below the label
+        line = f"{label} =\n" + "\n".join("    " + part for part in text.splitlines())
+    else:
+        line = f"{label} = {text}"
     if at is not None:
         line += f"\n{' ' * len(label)} = {float(evaluate(node, at)):.12g}"
     return line
@@ -55,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"symdiff {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser(
         "grad",
@@ -80,11 +109,13 @@ def _grad(args: argparse.Namespace) -> list[str]:
         raise SymdiffError(f"--order must be 1 or more, got {args.order}")
     graph = Graph()
     f = parse(args.expr, graph)
-    for name in args.wrt:
-        if name not in graph._variables:
+    for k, name in enumerate(args.wrt):
+        if name not in graph.variables:
             raise SymdiffError(f"--wrt {name}: the expression has no variable {name!r}")
+        if name in args.wrt[:k]:
+            raise SymdiffError(f"--wrt lists {name} twice")
     wrt = [graph[name] for name in args.wrt]
-    at = _bindings(args.at) if args.at is not None else None
+    at = _bindings(args.at, graph) if args.at is not None else None
     lines = [_show("f", f, args, at)]
     drawn = [f]
     level = {(): f}
@@ -101,21 +132,24 @@ def _grad(args: argparse.Namespace) -> list[str]:
             drawn.append(shown)
         level = nxt
     if args.dot:
-        out = render(drawn, args.dot, title=f"f = {args.expr}")
+        folder = pathlib.Path(args.dot).parent
+        if not folder.is_dir():
+            raise SymdiffError(f"--dot {args.dot}: the folder {str(folder)!r} does not exist")
+        out = render(drawn, args.dot, title=f"f = {args.expr.strip()}")
         lines.append(f"graph written to {out}")
     return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_protect_expression(sys.argv[1:] if argv is None else argv))
     try:
         if args.command == "grad":
             lines = _grad(args)
         else:
             graph = Graph()
             f = parse(args.expr, graph)
-            value = evaluate(f, _bindings(args.at))
+            value = evaluate(f, _bindings(args.at, graph))
             lines = [f"{float(value):.12g}"]
     except SymdiffError as exc:
         print(f"symdiff: error: {exc}", file=sys.stderr)
