@@ -175,6 +175,7 @@ class Node:
         "index",
         "value",
         "uniform",
+        "origin",
         "_key",
         "__weakref__",
     )
@@ -203,6 +204,7 @@ class Node:
         self.name = name
         self.value = value
         self.uniform = uniform  # the one element value if a constant's elements are all equal
+        self.origin: tuple | None = None  # (op, inputs) a constant was first folded from: prints log(2)
         self._key = key
         self.is_gradient = graph._gradient_depth > 0
         self.index = len(graph._nodes)

@@ -34,7 +34,7 @@ def _leaf(node: Node) -> str:
         return node.name
     value = node.value
     if value.ndim == 0:
-        return format_number(value.item())
+        return _folded_from(node) or format_number(value.item())
     if node.uniform is not None:
         if value.size == 1:  # (1,)-shaped: reads as the number, broadcasting is implicit
             return format_number(node.uniform)
@@ -42,6 +42,18 @@ def _leaf(node: Node) -> str:
     if value.size <= 6:
         return str(np.asarray(value).tolist()).replace(" ", "")
     return f"const{format_shape(node.shape)}"
+
+
+def _folded_from(node: Node) -> str | None:
+    """``log(2)`` for the constant 0.6931471805599453 that folding log(2) made: a number
+    whose digits say less than the function of a short number it came from."""
+    if node.origin is None or len(format_number(node.value.item())) <= 8:
+        return None
+    op, inputs = node.origin
+    if len(inputs) != 1 or REGISTRY[op].symbol or inputs[0].shape != () or inputs[0].dtype.kind != "f":
+        return None
+    argument = format_number(inputs[0].value.item())
+    return f"{op}({argument})" if len(argument) <= 8 else None
 
 
 def _attr_text(key: str, value) -> str:
@@ -76,17 +88,22 @@ def _render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
         # Left-associative: the right operand of - / needs parentheses at equal strength.
         right_need = p + 1 if node.op in ("sub", "div", "matmul") else p
         right = wrap(1, right_need)
-        if right.startswith("-"):  # x*(-y), not x*-y
+        symbol = op.symbol
+        if node.op in ("add", "sub") and right.startswith("-") and node.inputs[1].op == "constant":
+            right, symbol = right[1:], "-" if node.op == "add" else "+"  # x - 2, not x + (-2)
+        elif right.startswith("-"):  # x*(-y), not x*-y
             right = f"({right})"
-        return f"{wrap(0, p)}{_spaced(op.symbol)}{right}", p
-    shown = [
-        _attr_text(k, v)
-        for k, v in attrs.items()
-        if not (k == "axis" and v == tuple(range(-node.inputs[0].ndim, 0)))
-        and not (k == "keepdims" and not v)
-        and k != "dtype_to"
-    ]
+        return f"{wrap(0, p)}{_spaced(symbol)}{right}", p
+    shown = [_attr_text(k, v) for k, v in attrs.items() if _shows_attr(node, k, v)]
     return f"{node.op}({', '.join([a[0] for a in args] + shown)})", 100
+
+
+def _shows_attr(node: Node, key: str, value) -> bool:
+    """Attributes at their defaults are not printed: a reduction over every axis, keepdims=False."""
+    reduction = "keepdims" in dict(node._attrs)
+    if reduction and key == "axis" and value == tuple(range(-node.inputs[0].ndim, 0)):
+        return False
+    return not (key == "keepdims" and not value) and key != "dtype_to"
 
 
 def _spaced(symbol: str) -> str:
@@ -209,7 +226,12 @@ def _latex_leaf(node: Node) -> str:
         return format_number(value.item())
     if node.uniform is not None:
         return rf"{format_number(node.uniform)}\mathbf{{1}}"
-    return rf"C_{{{node.index}}}"
+    if value.ndim <= 2 and value.size <= 12:  # small constants are written out
+        rows = np.atleast_2d(value).tolist()
+        body = r" \\ ".join(" & ".join(format_number(v) for v in row) for row in rows)
+        return rf"\begin{{pmatrix}}{body}\end{{pmatrix}}"
+    size = r" \times ".join(map(str, node.shape))
+    return rf"\operatorname{{const}}_{{{size}}}"
 
 
 def _latex_render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
@@ -251,10 +273,15 @@ def _latex_render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
         return rf"{symbol} {wrap(0, 100)}", 15
     if op in _LATEX_FUNCTIONS:
         return rf"{_LATEX_FUNCTIONS[op]}\left({args[0][0]}\right)", 100
-    extra = [_attr_text(k, v) for k, v in attrs.items() if k != "keepdims" or v]
+    extra = [_latex_attr(k, v) for k, v in attrs.items() if _shows_attr(node, k, v)]
     inner = ", ".join([a[0] for a in args] + extra)
     name = op.replace("_", r"\_")
     return rf"\operatorname{{{name}}}\left({inner}\right)", 100
+
+
+def _latex_attr(key: str, value) -> str:
+    name, _, text = _attr_text(key, value).partition("=")
+    return rf"\mathrm{{{name}}}={text}".replace("_", r"\_")
 
 
 def to_latex(root: Node) -> str:

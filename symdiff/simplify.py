@@ -142,12 +142,10 @@ def _rewrite_sum(node: Node, shared: Callable[[Node], bool]) -> Node | None:
             result = piece if c > 0 else ops.negative(piece)
         else:
             result = ops.add(result, piece) if c > 0 else ops.subtract(result, piece)
-    if total != 0 or result is None:
-        result = (
-            ops.add(result, _number(total))
-            if result is not None
-            else node.graph.constant(np.asarray(total, dtype=node.dtype))
-        )
+    if result is None:
+        result = node.graph.constant(np.asarray(total, dtype=node.dtype))
+    elif total != 0:  # x - 2 rather than x + (-2): the same number
+        result = ops.add(result, _number(total)) if total > 0 else ops.subtract(result, _number(-total))
     if result is node:
         return None
     return _same_shape(result, node)

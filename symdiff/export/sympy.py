@@ -44,10 +44,26 @@ def _symbols(node: Node) -> np.ndarray:
     return out
 
 
+def _origin(node: Node) -> np.ndarray | None:
+    """``log(2)`` rather than 0.693147180559945 for a scalar constant folded from it."""
+    if node.origin is None or node.shape != () or _number(node.value.item()).is_Rational:
+        return None
+    op, inputs = node.origin
+    if len(inputs) != 1 or inputs[0].shape != () or REGISTRY[op].sympy is None or REGISTRY[op].symbol:
+        return None
+    argument = _number(inputs[0].value.item())
+    if not argument.is_Rational:
+        return None
+    return np.asarray(REGISTRY[op].sympy(np.array(argument, dtype=object)), dtype=object)
+
+
 def _object_array(node: Node, env: dict[Node, np.ndarray]) -> np.ndarray:
     if node.op == "variable":
         return _symbols(node)
     if node.op == "constant":
+        origin = _origin(node)
+        if origin is not None:
+            return origin
         return (
             np.vectorize(_number, otypes=[object])(node.value)
             if node.value.ndim

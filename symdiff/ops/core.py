@@ -326,7 +326,11 @@ def apply(op: Op, *args: Any, **attrs: Any) -> Node:
     if op.fold and all(i.op == "constant" for i in inputs) and _small(shape):
         with np.errstate(all="ignore"):
             value = op.forward(*(i.value for i in inputs), **attrs)
-        return graph._alias(op.name, inputs, key, graph.constant(np.asarray(value, dtype=dtype)))
+        count = len(graph._nodes)
+        folded = graph.constant(np.asarray(value, dtype=dtype))
+        if len(graph._nodes) > count:
+            folded.origin = (op.name, inputs)
+        return graph._alias(op.name, inputs, key, folded)
     return graph._make(op.name, inputs, key, shape, dtype)
 
 
