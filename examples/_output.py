@@ -1,10 +1,7 @@
-"""Where the examples write their pictures: examples/output/ (created on demand)."""
+"""Where the examples write their pictures: the current directory, where you ran them."""
 
 import pathlib
 
-OUTPUT = pathlib.Path(__file__).resolve().parent / "output"
-
 
 def picture(name: str) -> pathlib.Path:
-    OUTPUT.mkdir(exist_ok=True)
-    return OUTPUT / name
+    return pathlib.Path.cwd() / name

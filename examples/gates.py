@@ -3,7 +3,7 @@
 Every node shows its forward value (green) and the gradient of f with respect to it (red):
 the add gate passes the gradient through unchanged, the multiply gate swaps its inputs.
 
-Run:  python examples/gates.py      (writes examples/output/gates.svg)
+Run:  python examples/gates.py      (writes gates.svg in the current directory)
 """
 
 from _output import picture

@@ -1,6 +1,6 @@
 """Logistic regression y = sigmoid(x . w + b), trained by gradient descent with symdiff gradients.
 
-Run:  python examples/logistic_regression.py      (writes examples/output/logistic_regression.svg)
+Run:  python examples/logistic_regression.py      (writes logistic_regression.svg in the current directory)
 """
 
 import numpy as np

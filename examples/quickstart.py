@@ -11,8 +11,10 @@ import symdiff as sd
 def show(label, node, bindings):
     """Print a derivative as a formula, then its value."""
     value = sd.evaluate(node, bindings)
-    text = str(node).replace("\n", "\n" + " " * 15)  # large graphs print as numbered lines
-    print(f"  {label:<10} = {text}")
+    text = " " + str(node)
+    if "\n" in text:  # large graphs print as numbered lines, below the label
+        text = "\n" + "\n".join(" " * 15 + line for line in text[1:].splitlines())
+    print(f"  {label:<10} ={text}")
     print(f"  {'':<10}   -> {np.round(value, 6)}")
 
 
@@ -48,7 +50,8 @@ d1 = sd.grad(yt, t)
 d2 = sd.grad(d1, t)
 d3 = sd.grad(d2, t)
 for label, node in (("dy/dt", d1), ("d2y/dt2", d2), ("d3y/dt3", d3)):
-    show(label, node, {t: 1.5})
+    show(label, sd.simplify(node), {t: 1.5})  # simplify collects like terms: same values
+print(f"  (d3y/dt3 as backprop built it: {d3})")
 
 # 4. Vectors: a gradient, a Hessian, a compiled function.
 print("\nleast squares: loss = sum((X @ v - b)**2)")

@@ -3,7 +3,7 @@
 The derivative is built as nodes appended to the forward graph. It reuses the stored
 x = f(w) and y = f(x) instead of recomputing them: dz/dw = f'(y) f'(x) f'(w).
 
-Run:  python examples/symbol_to_symbol.py      (writes examples/output/symbol_to_symbol.svg)
+Run:  python examples/symbol_to_symbol.py      (writes symbol_to_symbol.svg in the current directory)
 """
 
 from _output import picture

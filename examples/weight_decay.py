@@ -1,7 +1,7 @@
 """Linear regression with weight decay: w feeds both the prediction and the penalty, so its
 gradient is the sum of two paths, 2 X^T (X w - y) + 2 lambda w.
 
-Run:  python examples/weight_decay.py      (writes examples/output/weight_decay.svg)
+Run:  python examples/weight_decay.py      (writes weight_decay.svg in the current directory)
 """
 
 import numpy as np

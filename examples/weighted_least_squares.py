@@ -5,7 +5,7 @@ weighted least squares, beta = (X^T W X)^-1 X^T W y with W = diag(w), solved by 
 factorisation; the loss is on beta, and its gradient flows back through the solve to the
 network's parameters.
 
-Run:  python examples/weighted_least_squares.py      (writes examples/output/weighted_least_squares.svg)
+Run:  python examples/weighted_least_squares.py      (writes weighted_least_squares.svg in the current directory)
 """
 
 import numpy as np

@@ -273,7 +273,8 @@ def _jvp(outs: list[Node], wrts: list[Node], tans: list[Any], what: str, arg: st
     if len(tans) != len(wrts):
         raise GraphError(f"{what}: {len(wrts)} wrt nodes but {len(tans)} tangents")
     seeds = [
-        _seed(w, t, what, arg if len(wrts) == 1 else f"{arg} {k}", describe(w)) for k, (w, t) in enumerate(zip(wrts, tans))
+        _seed(w, t, what, arg if len(wrts) == 1 else f"{arg} {k}", describe(w))
+        for k, (w, t) in enumerate(zip(wrts, tans))
     ]
     found = _forward(outs, wrts, seeds, what)
     return [found[y] if y in found else _zeros_for(y) for y in outs]

@@ -165,8 +165,9 @@ def _factors(node: Node, shared: Callable[[Node], bool]) -> tuple[dict[Node, lis
     stack: list[tuple[Node, Fraction]] = [(node, Fraction(1))]
     while stack:
         n, e = stack.pop()
-        if n is not node and shared(n) and n.op in ("mul", "div", "neg"):
-            atomic = True
+        expand = n is node or not shared(n)  # a shared product is a factor of its own
+        if not expand and n.op in ("mul", "div", "neg"):
+            pass
         elif n.op == "mul":
             stack += [(n.inputs[1], e), (n.inputs[0], e)]
             continue

@@ -13,7 +13,12 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 EXPECTED = {
-    "quickstart.py": ["df/dz      = x + y", "-12.0", "matches numpy's lstsq: True"],
+    "quickstart.py": [
+        "df/dz      = x + y",
+        "-12.0",
+        "d3y/dt3    = -3*sin(t) - t*cos(t)",
+        "matches numpy's lstsq: True",
+    ],
     "gates.py": ["df/dx = z = -4.0", "df/dz = x + y = 3.0"],
     "symbol_to_symbol.py": ["derivative nodes appended: 3"],
     "logistic_regression.py": ["accuracy 9"],
@@ -44,6 +49,7 @@ def test_example_runs(name, tmp_path):
         for line in result.stdout.splitlines():
             if line.startswith("figure: "):
                 picture = pathlib.Path(line.removeprefix("figure: "))
+                assert picture.parent == tmp_path, f"{name} wrote {picture}, not into the current directory"
                 dot = picture.with_suffix(".dot")
                 rendered = subprocess.run(["dot", "-Tsvg", str(dot)], capture_output=True, text=True)
                 assert rendered.returncode == 0 and "<svg" in rendered.stdout, rendered.stderr

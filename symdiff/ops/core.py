@@ -26,9 +26,9 @@ tangent ``t`` to the tangent of ``out``, with the same batch convention.
 from __future__ import annotations
 
 import functools
-from fractions import Fraction
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
