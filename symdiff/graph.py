@@ -557,7 +557,8 @@ class Graph:
             return found
         arr = np.asarray(make())
         arr.setflags(write=False)
-        return self._add(Node(self, "constant", (), (), arr.shape, arr.dtype, None, arr, None, full))
+        uniform = _value_key(arr)[1]
+        return self._add(Node(self, "constant", (), (), arr.shape, arr.dtype, None, arr, uniform, full))
 
     # -- building (used by the op table) -----------------------------------------
     def _make(self, op: str, inputs: tuple, attrs: tuple, shape: Shape, dtype: np.dtype) -> Node:

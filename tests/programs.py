@@ -1,9 +1,16 @@
 """Random programs over the op registry, for property-based tests.
 
-A program is data: variable shapes and a list of steps, each naming an op and the
-earlier values it uses. Hypothesis draws and shrinks programs; ``build`` turns one
-into nodes of any graph. Every op here is smooth (no kinks, ties or comparisons) and
-keeps values moderate, so finite differences are a fair oracle.
+A program is data: variable shapes, a list of steps, each naming an op and the earlier
+values it uses, and a mode. Hypothesis draws and shrinks programs; ``build`` turns one
+into nodes of any graph. The ops of ``SMOOTH`` have no kinks, ties or comparisons and
+keep values moderate, so finite differences are a fair oracle; ``ALGEBRA`` adds what
+only a value-preserving rewrite must get right (powers of negations, fractional and
+negative powers, raw division, extreme constants).
+
+Modes (``MODES``): "float64"; "float32" (variables and values in float32); "unknown"
+(every dimension above 1 declared None, known only at evaluation); "integer" (inputs
+are small integers, so ties and exact zeros happen); "deep" (long chains, each step on
+the most recent values).
 """
 
 from __future__ import annotations
@@ -39,6 +46,32 @@ UNARY = {
     "reshape": lambda a: sd.reshape(a, (-1,)),
     "expand": lambda a: sd.expand_dims(a, 0),
 }
+# Scalar constants the steps "cmul" and "cadd" draw from (by their second operand).
+MODERATE = (2.0, -0.5, 3.0, 0.1, -1.0)
+EXTREME = MODERATE + (1e300, 1e-300, 1e200, -1e-200, 1e308, 1e-308, 10.0, 1e150)
+
+# Smooth additions: powers of negations (where a wrong sign shows), cubes, constant factors.
+UNARY.update(
+    {
+        "negsq": lambda a: (-a) ** 2,
+        "cube": lambda a: a**3,
+        "negcube": lambda a: (-a) ** 3,
+        "sqsq": lambda a: (a**2) ** 2,
+    }
+)
+# Value-preserving rewrites only: not smooth, or not finite everywhere.
+ALGEBRA_UNARY = {
+    "inv_sq": lambda a: a**-2,
+    "sqrt_sq": lambda a: (a * a) ** 0.5,
+    "sq_sqrt": lambda a: (a**0.5) ** 2,
+    "pow_frac": lambda a: a**1.5,
+    "neg_half": lambda a: (-a) ** 0.5,
+    "abs": sd.abs,
+    "exp_raw": sd.exp,
+    "log_raw": sd.log,
+}
+MODES = ("float64", "float32", "unknown", "integer", "deep")
+
 BINARY = {
     "add": lambda a, b: a + b,
     "sub": lambda a, b: a - b,
@@ -47,7 +80,9 @@ BINARY = {
     "pow": lambda a, b: (1.0 + a * a) ** (0.5 * sd.tanh(b)),
     "matmul": None,  # see _matmul
     "where": lambda a, b: sd.where(np.array(True), a, b),
+    "negmul": lambda a, b: (-a) * b,
 }
+ALGEBRA_BINARY = {"div_raw": lambda a, b: a / b, "mul_neg_sq": lambda a, b: a * (-b) ** 2}
 
 
 def _matmul(a: sd.Node, b: sd.Node) -> sd.Node:
@@ -65,42 +100,102 @@ def _matmul(a: sd.Node, b: sd.Node) -> sd.Node:
 class Program:
     shapes: tuple[tuple[int, ...], ...]
     steps: tuple[tuple[str, int, int], ...]  # (op, first operand, second operand), indices into the pool
+    mode: str = "float64"
+    constants: tuple[float, ...] = MODERATE
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32 if self.mode == "float32" else np.float64)
+
+    def _operand(self, pool: list, i: int):
+        # deep programs chain: each step uses one of the two newest values
+        return pool[-1 - i % min(2, len(pool))] if self.mode == "deep" else pool[i % len(pool)]
 
     def build(self, *variables: sd.Node) -> sd.Node:
         pool = list(variables)
         for op, i, j in self.steps:
-            a, b = pool[i % len(pool)], pool[j % len(pool)]
-            if op in UNARY:
-                pool.append(UNARY[op](a))
+            a, b = self._operand(pool, i), self._operand(pool, j)
+            c = self.constants[j % len(self.constants)]
+            if op == "cmul":
+                pool.append(a * c)
+            elif op == "cadd":
+                pool.append(a + c)
+            elif op in UNARY or op in ALGEBRA_UNARY:
+                pool.append({**UNARY, **ALGEBRA_UNARY}[op](a))
             elif op == "matmul":
                 pool.append(_matmul(a, b))
             else:
+                fn = {**BINARY, **ALGEBRA_BINARY}[op]
                 try:
-                    pool.append(BINARY[op](a, b))
+                    pool.append(fn(a, b))
                 except sd.ShapeError:  # shapes that do not broadcast: combine with b's total
-                    pool.append(BINARY[op](a, sd.sum(b)))
+                    pool.append(fn(a, sd.sum(b)))
         return pool[-1]
 
     def inputs(self, seed: int) -> list[np.ndarray]:
         rng = np.random.default_rng(seed)
-        return [rng.uniform(-1.5, 1.5, shape) for shape in self.shapes]
+        if self.mode == "integer":
+            return [rng.integers(-3, 4, shape).astype(self.dtype) for shape in self.shapes]
+        return [rng.uniform(-1.5, 1.5, shape).astype(self.dtype) for shape in self.shapes]
 
     def graph(self, seed: int):
+        """A graph of the program: its variables, output and input values.
+
+        In "unknown" mode the program is built with static shapes (which decide how its
+        steps combine) and then rebuilt, op for op, on variables whose dimensions above 1
+        are None: the same graph, with sizes known only at evaluation.
+        """
         g = sd.Graph()
-        xs = [g.variable(f"x{k}", shape=shape) for k, shape in enumerate(self.shapes)]
-        return g, xs, self.build(*xs), self.inputs(seed)
+        xs = [g.variable(f"x{k}", shape=shape, dtype=self.dtype) for k, shape in enumerate(self.shapes)]
+        y = self.build(*xs)
+        if self.mode == "unknown":
+            g, xs, y = with_unknown_dims(xs, y)
+        return g, xs, y, self.inputs(seed)
 
 
-def programs(max_steps: int = 6, scalar_only: bool = False) -> st.SearchStrategy[Program]:
+def with_unknown_dims(xs: list[sd.Node], y: sd.Node):
+    """``y`` rebuilt in a new graph on variables whose dimensions above 1 are None."""
+    from symdiff.graph import ancestors
+    from symdiff.ops import REGISTRY, apply
+
+    g = sd.Graph()
+    new = {}
+    for x in xs:
+        shape = tuple(None if d > 1 else d for d in x.shape)
+        new[x] = g.variable(x.name, shape=shape, dtype=x.dtype)
+    for n in ancestors([y]):
+        if n in new:
+            continue
+        if n.op == "constant":
+            new[n] = g.constant(n.value)
+        elif n.op == "variable":
+            new[n] = g.variable(n.name, shape=n.shape, dtype=n.dtype)
+        else:
+            new[n] = apply(REGISTRY[n.op], *(new[u] for u in n.inputs), **dict(n._attrs))
+    return g, [new[x] for x in xs], new[y]
+
+
+def programs(
+    max_steps: int = 6,
+    scalar_only: bool = False,
+    mode: str = "float64",
+    algebra: bool = False,
+    constants: tuple[float, ...] = MODERATE,
+) -> st.SearchStrategy[Program]:
     shapes = st.just(()) if scalar_only else st.sampled_from(SHAPES)
-    ops = sorted(UNARY) + sorted(BINARY)
+    ops = sorted(UNARY) + sorted(BINARY) + ["cmul", "cadd"]
+    if algebra:
+        ops += sorted(ALGEBRA_UNARY) + sorted(ALGEBRA_BINARY)
     if scalar_only:
         ops = [
             op for op in ops if op not in ("softmax", "transpose", "slice", "reshape", "expand", "matmul", "sum_axis0")
         ]
-    step = st.tuples(st.sampled_from(ops), st.integers(0, 10), st.integers(0, 10))
+    step = st.tuples(st.sampled_from(ops), st.integers(0, 10), st.integers(0, 20))
+    min_steps, max_steps = (15, max(max_steps, 30)) if mode == "deep" else (1, max_steps)
     return st.builds(
         Program,
         st.lists(shapes, min_size=1, max_size=3).map(tuple),
-        st.lists(step, min_size=1, max_size=max_steps).map(tuple),
+        st.lists(step, min_size=min_steps, max_size=max_steps).map(tuple),
+        st.just(mode),
+        st.just(constants),
     )
