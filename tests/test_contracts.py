@@ -60,6 +60,8 @@ def test_static_shape_equals_numpys_shape(mode, data):
     g, xs, y, args = _graph(program, seed)
     extra = sd.grad(_scalar_cost(y, seed), xs) + [sd.jacobian(y, xs[0])]
     nodes = [n for n in ancestors([y, *extra]) if n.inputs]
+    if not nodes:
+        return  # everything folded to constants (x * 1e-300 in float32 is 0)
     values = sd.evaluate(nodes, dict(zip(xs, args)))
     for n, v in zip(nodes, values):
         actual = np.shape(v)
