@@ -23,7 +23,8 @@ Format::
      "outputs": {"loss": 4}}
 
 Nodes are listed in the graph's order; ``inputs`` are indices of earlier nodes, and so are
-the named ``outputs``. Non-finite numbers are the strings "nan", "inf" and "-inf".
+the named ``outputs``. Non-finite numbers are the strings "nan", "-nan" (a NaN whose sign
+bit is set, as ``0 * inf`` gives), "inf" and "-inf".
 Attributes are JSON values, with tuples as {"tuple": [...]} and indices as {"index": [...]}.
 A constant holds its values, or says it is an identity (``"eye"``: ``shape`` is
 ``s + s``) or one value broadcast (``"fill"``).
@@ -53,7 +54,9 @@ MAX_NODES = 10_000_000
 
 def _number(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+        if math.isnan(v):
+            return "-nan" if math.copysign(1.0, v) < 0 else "nan"
+        return "inf" if v > 0 else "-inf"
     return v
 
 
@@ -137,7 +140,7 @@ def _need(condition: bool, problem: str) -> None:
 
 def _decode_number(v: Any) -> Any:
     if isinstance(v, str):
-        _need(v in ("nan", "inf", "-inf"), f"value {v!r} is not a number")
+        _need(v in ("nan", "-nan", "inf", "-inf"), f"value {v!r} is not a number")
         return float(v)
     _need(isinstance(v, (int, float, bool)) and not isinstance(v, dict), f"value {v!r} is not a number")
     return v
