@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from symdiff.codegen import generate, scalar_eligible, scalar_function
+from symdiff.backends.numpy import generate
 from symdiff.errors import DTypeError, GraphError, ShapeError, UnboundVariableError
-from symdiff.graph import Graph, Node, ancestors, check_same_graph, format_shape, gc_paused, node_list, shape_matches
-from symdiff.ops import REGISTRY
+from symdiff.graph import Graph, Node, check_same_graph, format_shape, gc_paused, node_list, shape_matches
+from symdiff.plan import Plan, check_call, finish, needed, unbound
 
 Bindings = Mapping[Node | str, Any]
 compile_source = builtins.compile  # this module's compile() is symdiff's
@@ -72,15 +72,6 @@ def _resolve(graph: Graph, bindings: Bindings | None, what: str) -> tuple[dict[N
     return bound, unknown
 
 
-def _needed(outputs: Sequence[Node], stop: Mapping[Node, Any] | set) -> list[Node]:
-    """The nodes the outputs need, in topological order; the walk stops at ``stop`` nodes."""
-    return ancestors(outputs, lambda n: () if n in stop else n.inputs)
-
-
-def _unbound(order: Sequence[Node], bound: Mapping[Node, Any] | set) -> list[Node]:
-    return [n for n in order if n.op == "variable" and n not in bound]
-
-
 def _unbound_error(what: str, missing: Sequence[Node], unknown: Sequence[str], graph: Graph) -> UnboundVariableError:
     names = [n.name for n in missing]
     msg = f"{what}: no value bound for variable{'s' if len(names) > 1 else ''} " + ", ".join(
@@ -90,130 +81,6 @@ def _unbound_error(what: str, missing: Sequence[Node], unknown: Sequence[str], g
         close = difflib.get_close_matches(key, list(graph._variables), n=1)
         msg += f"; the binding {key!r} names no variable" + (f" (did you mean {close[0]!r}?)" if close else "")
     return UnboundVariableError(msg, tuple(names))
-
-
-class _Step:
-    """One node of a plan: its forward, where its inputs are, and what to check."""
-
-    __slots__ = ("node", "fn", "args", "attrs", "check", "scalar")
-
-    def __init__(self, node: Node, slot: dict[Node, int]):
-        op = REGISTRY[node.op]
-        self.node = node
-        # float64 scalars run on Python floats at math speed, as compiled code does
-        self.scalar = scalar_eligible(node)
-        self.fn = scalar_function(op) if self.scalar else op.forward
-        self.args = tuple(slot[u] for u in node.inputs)
-        self.attrs = dict(node._attrs)
-        # Shapes with unknown dimensions are checked at run time; a None dimension
-        # must not be broadcast (see ops.core.broadcast_shapes).
-        self.check = None in node.shape or (op.elementwise and any(None in u.shape for u in node.inputs))
-
-
-def check_node(node: Node, value: Any, inputs: Sequence[Any]) -> None:
-    """Raise ShapeError if a computed value breaks its node's static shape, or broadcast a
-    dimension declared None."""
-    shape = np.shape(value)
-    if not shape_matches(node.shape, shape):
-        raise ShapeError(
-            f"{node.op} (node #{node.index}) produced shape {shape}, but its static shape is {format_shape(node.shape)}"
-        )
-    if REGISTRY[node.op].elementwise:
-        for k, u in enumerate(node.inputs):
-            ushape = np.shape(inputs[k])
-            for axis in range(-len(ushape), 0):
-                if u.shape[axis] is None and ushape[axis] != shape[axis]:
-                    raise ShapeError(
-                        f"{node.op} (node #{node.index}): input {k} has shape {ushape} and was broadcast to "
-                        f"{shape}, but its declared dimension {axis} is None; a None dimension never "
-                        "broadcasts: declare it as 1 to broadcast it"
-                    )
-
-
-def broadcast_risk(node: Node) -> bool:
-    """True if numpy could broadcast one of the node's unknown (None) dimensions at run time."""
-    if not REGISTRY[node.op].elementwise:
-        return False
-    ndim = max(len(u.shape) for u in node.inputs)
-    for axis in range(-ndim, 0):
-        dims = [u.shape[axis] for u in node.inputs if len(u.shape) >= -axis and u.shape[axis] != 1]
-        if len(dims) > 1 and None in dims:
-            return True
-    return False
-
-
-def _check_call(node: Node, value: Any, *inputs: Any) -> None:
-    """The form generated code calls: ``check(value, *input_values)``."""
-    check_node(node, value, inputs)
-
-
-def _execute(steps: Sequence[_Step], env: list) -> None:
-    with np.errstate(all="ignore"):
-        for k, step in enumerate(steps):
-            try:
-                value = step.fn(*(env[i] for i in step.args), **step.attrs)
-            except Exception as exc:
-                error = _evaluation_error(step, [env[i] for i in step.args], exc)
-                if error is exc:
-                    raise
-                raise error from exc
-            if step.check:
-                check_node(step.node, value, [env[i] for i in step.args])
-            env[len(env) - len(steps) + k] = value
-
-
-def _evaluation_error(step: _Step, values: Sequence[Any], exc: Exception) -> Exception:
-    """The error to raise when a step's forward failed: a ShapeError naming the op and the
-    sizes if the bound sizes do not fit together (two None dimensions that disagree), else
-    the original error, annotated with the op and the node."""
-    node = step.node
-    shapes = [np.shape(v) for v in values]
-    try:
-        REGISTRY[node.op].shape(*shapes, **step.attrs)
-    except ShapeError as shape_exc:
-        listed = ", ".join(str(s) for s in shapes)
-        return ShapeError(
-            f"{node.op} (node #{node.index}): the values reaching it have shapes {listed}, which do not fit "
-            f"together ({shape_exc}); check the sizes bound to dimensions declared None"
-        )
-    except Exception:
-        pass
-    if isinstance(exc, ShapeError):
-        return exc
-    try:
-        return type(exc)(f"while evaluating {node.op} (node #{node.index}): {exc}")
-    except Exception:
-        return exc
-
-
-def _finish(value: Any) -> Any:
-    arr = np.asarray(value)
-    if arr.ndim == 0:
-        return arr[()]
-    return arr if arr.flags.writeable else arr.copy()
-
-
-class _Plan:
-    """The needed nodes of some outputs, in order, with their inputs' slots."""
-
-    def __init__(self, outputs: Sequence[Node], inputs: Sequence[Node]):
-        order = _needed(outputs, set(inputs))
-        self.inputs = list(inputs)
-        self.leaves = [n for n in order if not n.inputs or n in self.inputs]
-        computed = [n for n in order if n.inputs and n not in self.inputs]
-        slot = {n: i for i, n in enumerate(self.leaves)}
-        for n in computed:
-            slot[n] = len(slot)
-        self.computed = computed
-        self.steps = [_Step(n, slot) for n in computed]
-        self.out_slots = [slot[n] for n in outputs]
-        self.unbound = _unbound(order, set(inputs))
-
-    def run(self, values: Mapping[Node, Any]) -> list[Any]:
-        env: list[Any] = [values[n] if n in values else n.value for n in self.leaves]
-        env.extend([None] * len(self.steps))
-        _execute(self.steps, env)
-        return [_finish(env[i]) for i in self.out_slots]
 
 
 def evaluate(outputs: Node | Sequence[Node], bindings: Bindings | None = None) -> Any:
@@ -246,12 +113,12 @@ def evaluate(outputs: Node | Sequence[Node], bindings: Bindings | None = None) -
     outs, single = _as_outputs(outputs, "evaluate")
     graph = outs[0].graph
     raw, unknown = _resolve(graph, bindings, "evaluate")
-    order = _needed(outs, raw)
-    missing = _unbound(order, raw)
+    order = needed(outs, raw)
+    missing = unbound(order, raw)
     if missing:
         raise _unbound_error("evaluate", missing, unknown, graph)
     values = {n: check_value(n, raw[n], "evaluate") for n in order if n in raw}
-    results = _Plan(outs, list(values)).run(values)
+    results = Plan(outs, list(values)).run(values)
     return results[0] if single else results
 
 
@@ -266,18 +133,15 @@ class Compiled:
             self._build(outputs, inputs)
 
     def _build(self, outputs: list[Node], inputs: list[Node]) -> None:
-        self._plan = plan = _Plan(outputs, inputs)
+        self._plan = plan = Plan(outputs, inputs)
         if plan.unbound:
             names = ", ".join(repr(n.name) for n in plan.unbound)
             raise UnboundVariableError(
                 f"compile: the outputs need variable(s) {names}, which are not among the inputs",
                 tuple(n.name for n in plan.unbound),
             )
-        # Generated code checks only where numpy could silently broadcast a None dimension.
-        checks = {
-            s.node: functools.partial(_check_call, s.node) for s in plan.steps if s.check and broadcast_risk(s.node)
-        }
-        self.source, namespace = generate(plan.leaves, inputs, plan.computed, outputs, checks)
+        checks = {s.node: functools.partial(check_call, s.node) for s in plan.compiled_checks()}
+        self.source, namespace = generate(plan, checks)
         exec(compile_source(self.source, "<symdiff compiled>", "exec"), namespace)  # our own generated code
         self._code = namespace["compiled"]
         # scalar float64 inputs are passed as Python floats, as the generated code expects
@@ -300,7 +164,7 @@ class Compiled:
                     raw = self._code(*values)
             else:  # Python floats never warn
                 raw = self._code(*values)
-            results = [np.float64(v) if type(v) is float else _finish(v) for v in raw]
+            results = [np.float64(v) if type(v) is float else finish(v) for v in raw]
         except Exception:
             # A scalar expression hit an IEEE edge (log(0), 1/0, overflow) or an op failed:
             # the interpreter gives numpy's result node by node, or the annotated error.
@@ -365,7 +229,7 @@ def compile(  # noqa: A001
 
         outs = run_simplify(outs)
     if inputs is None:
-        ins = _unbound(_needed(outs, set()), set())
+        ins = unbound(needed(outs, set()), set())
     else:
         ins = []
         for k, item in enumerate(inputs):

@@ -138,6 +138,19 @@ def ancestors(roots: Iterable[Node], inputs_of: Callable[[Node], Iterable[Node]]
     return sorted(seen, key=lambda n: n.index)
 
 
+def consumers(nodes: Iterable[Node], outputs: Iterable[Node] = ()) -> tuple[dict[Node, int], dict[Node, Node]]:
+    """How many times each node is used as an input among ``nodes`` (an output counts as one
+    use), and the last of ``nodes`` that uses it. One count for the evaluation plan,
+    simplification, printing and the sympy export."""
+    uses: dict[Node, int] = dict.fromkeys(outputs, 1)
+    consumer: dict[Node, Node] = {}
+    for n in nodes:
+        for u in n.inputs:
+            uses[u] = uses.get(u, 0) + 1
+            consumer[u] = n
+    return uses, consumer
+
+
 class Node:
     """One value in a :class:`Graph`: an op applied to input nodes.
 

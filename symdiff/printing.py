@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from symdiff.graph import Node, ancestors, format_shape
+from symdiff.graph import Node, ancestors, consumers, format_shape
 from symdiff.ops import REGISTRY
 
 # Past this many ops a subexpression gets its own line.
@@ -113,10 +113,7 @@ def _spaced(symbol: str) -> str:
 def _plan(root: Node) -> tuple[list[Node], set[Node]]:
     """The subgraph in order, and which of its nodes get a line of their own."""
     nodes = ancestors([root])
-    uses: dict[Node, int] = {}
-    for n in nodes:
-        for u in n.inputs:
-            uses[u] = uses.get(u, 0) + 1
+    uses, _ = consumers(nodes)
     size: dict[Node, int] = {}  # ops on the node's line, with named inputs counting one
     tree: dict[Node, int] = {}  # ops of the fully expanded tree, capped (it grows exponentially)
     named: set[Node] = set()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from symdiff import ops
-from symdiff.graph import Node, ancestors, check_same_graph, gc_paused, node_list
+from symdiff.graph import Node, ancestors, check_same_graph, consumers, gc_paused, node_list
 from symdiff.ops import REGISTRY, apply
 from symdiff.ops.core import representable
 
@@ -333,12 +333,7 @@ _PRODUCTS = {"mul", "div", "neg"}
 def _one_pass(outputs: Sequence[Node]) -> list[Node]:
     graph = outputs[0].graph
     nodes = ancestors(outputs)
-    uses: dict[Node, int] = dict.fromkeys(outputs, 1)
-    consumer: dict[Node, Node] = {}
-    for n in nodes:
-        for u in n.inputs:
-            uses[u] = uses.get(u, 0) + 1
-            consumer[u] = n
+    uses, consumer = consumers(nodes, outputs)
     done: dict[Node, Node] = {}
     new_uses: dict[Node, int] = {}  # consumers of the rebuilt nodes, carried over from the originals
 

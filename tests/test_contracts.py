@@ -140,6 +140,7 @@ def test_gradients_jacobians_and_hessians_match_independent_references(mode, dat
     twin = _static_twin(program)
     tg, txs, ty, _ = twin.graph(seed)
     tcost = _scalar_cost(ty, seed)
+
     def cost_at(point):
         return float(sd.evaluate(tcost, dict(zip(txs, point))))
 

@@ -10,7 +10,7 @@ import sympy
 
 from symdiff import ops
 from symdiff.errors import GraphError, ShapeError
-from symdiff.graph import Graph, Node, ancestors, format_shape
+from symdiff.graph import Graph, Node, ancestors, consumers, format_shape
 from symdiff.ops import REGISTRY, apply
 
 # Tensors up to this many elements convert (each element is a sympy expression).
@@ -115,10 +115,7 @@ def to_sympy(node: Node, cse: bool = False) -> Any:
     nodes = ancestors([node])
     shared: set[Node] = set()
     if cse:
-        uses: dict[Node, int] = {}
-        for n in nodes:
-            for u in n.inputs:
-                uses[u] = uses.get(u, 0) + 1
+        uses, _ = consumers(nodes)
         shared = {n for n in nodes if n.inputs and uses.get(n, 0) > 1 and n is not node}
     taken = {n.name for n in nodes if n.op == "variable"}
     counter = 0

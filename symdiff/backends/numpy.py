@@ -1,4 +1,4 @@
-"""Generated straight-line Python for a plan: one line per node, no interpreter loop.
+"""The numpy backend: a plan printed as straight-line Python, one line per node, no interpreter loop.
 
 Scalar float64 nodes are inlined as Python expressions on floats (``math`` speed);
 array nodes call the op's numpy forward, the very function the interpreter calls.
@@ -14,7 +14,7 @@ import functools
 import keyword
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,42 +22,12 @@ import numpy as np
 from symdiff.graph import Node
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import Op
+from symdiff.plan import SCALAR_DTYPES, Plan
 
-SCALAR_DTYPES = (np.dtype(np.float64), np.dtype(bool))
 _RESERVED = {"np", "max", "abs", "float", "bool"}
 _LITERAL_TYPES = (int, float, bool, str, type(None))
-SCALAR_ERRORS = (ValueError, ZeroDivisionError, OverflowError)
 # A single-use scalar is written into its consumer's expression, to this nesting depth.
 INLINE_DEPTH = 12
-
-
-def scalar_eligible(node: Node) -> bool:
-    """True if ``node`` is computed with its op's scalar template (float64 scalars)."""
-    op = REGISTRY[node.op]
-    return (
-        op.scalar is not None
-        and node.shape == ()
-        and node.dtype in SCALAR_DTYPES
-        and all(u.shape == () and u.dtype in SCALAR_DTYPES for u in node.inputs)
-    )
-
-
-@functools.cache
-def scalar_function(op: Op) -> Callable[..., Any]:
-    """The op's scalar template as a function, falling back to numpy where it raises."""
-    arity = max((int(k) for k in re.findall(r"\{(\d+)\}", op.scalar)), default=-1) + 1
-    names = [f"a{k}" for k in range(arity)]
-    fast = eval(f"lambda {', '.join(names)}: {op.scalar.format(*names)}", {"_math": math})  # our own template
-    forward = op.forward
-
-    def run(*args):
-        try:
-            return fast(*args)
-        except SCALAR_ERRORS:
-            with np.errstate(all="ignore"):
-                return forward(*(np.float64(a) for a in args))[()]
-
-    return run
 
 
 def _identifier(name: str, taken: set[str]) -> str:
@@ -138,24 +108,20 @@ def _literal(value: Any) -> str | None:
     return None
 
 
-def generate(
-    leaves: Sequence[Node],
-    inputs: Sequence[Node],
-    computed: Sequence[Node],
-    outputs: Sequence[Node],
-    checks: dict[Node, Callable[..., None]],
-) -> tuple[str, dict[str, Any]]:
+def generate(plan: Plan, checks: dict[Node, Callable[..., None]]) -> tuple[str, dict[str, Any]]:
     """Python source for ``def compiled(<inputs>)`` and the namespace it runs in.
 
-    ``leaves`` are the plan's constants and inputs; ``computed`` the nodes to compute
-    in order; ``checks`` maps nodes to run-time shape checks ``check(value, *inputs)``.
+    Everything comes from the plan: its leaves (constants and inputs), the steps in order
+    with their scalar decisions, and the lifetimes that say when an array can be released.
+    ``checks`` maps nodes to run-time shape checks ``check(value, *inputs)``.
     """
+    inputs, outputs, computed = plan.inputs, plan.outputs, plan.computed
     taken: set[str] = set()
     namespace: dict[str, Any] = {"_math": math, "np": np}
     names: dict[Node, str] = {}
     for n in inputs:
         names[n] = _identifier(n.name or f"input{n.index}", taken)
-    for n in leaves:
+    for n in plan.leaves:
         if n in names:
             continue
         text = _literal(n.value)
@@ -163,23 +129,12 @@ def generate(
             text = f"_c{n.index}"
             namespace[text] = n.value
         names[n] = text
-    last_use: dict[Node, int] = {}
-    for k, n in enumerate(computed):
-        for u in n.inputs:
-            last_use[u] = k
-    for n in outputs:
-        last_use[n] = len(computed)
+    last_use, uses, consumer_of = plan.last_use, plan.uses, plan.consumer
     temporaries = set(computed)
-    uses: dict[Node, int] = {}
-    consumer_of: dict[Node, Node] = {}
-    for n in computed:
-        for u in n.inputs:
-            uses[u] = uses.get(u, 0) + 1
-            consumer_of[u] = n
     returned = set(outputs)
     depth: dict[Node, int] = {}
     lines = []
-    scalar = {n: scalar_eligible(n) for n in computed}
+    scalar = {s.node: s.scalar for s in plan.steps}
     for k, n in enumerate(computed):
         target = f"t{n.index}"
         args = [names[u] for u in n.inputs]

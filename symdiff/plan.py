@@ -1,0 +1,218 @@
+"""One evaluation plan: the steps that compute some outputs, built once from the graph.
+
+A plan orders the nodes the outputs need, gives each value a slot, decides per step
+how it runs (a float64 scalar on Python floats at math speed, anything else by the op's
+numpy forward) and which results need a run-time shape check, and records lifetimes:
+how often each value is used and at which step it is read for the last time. The
+interpreter (``Plan.run``) and every backend (``symdiff.backends``) read the same plan;
+none of them walks the graph or counts uses on its own.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from symdiff.errors import ShapeError
+from symdiff.graph import Node, ancestors, consumers, format_shape, shape_matches
+from symdiff.ops import REGISTRY
+from symdiff.ops.core import Op
+
+SCALAR_DTYPES = (np.dtype(np.float64), np.dtype(bool))
+SCALAR_ERRORS = (ValueError, ZeroDivisionError, OverflowError)
+
+
+def scalar_eligible(node: Node) -> bool:
+    """True if ``node`` is computed with its op's scalar template (float64 scalars)."""
+    op = REGISTRY[node.op]
+    return (
+        op.scalar is not None
+        and node.shape == ()
+        and node.dtype in SCALAR_DTYPES
+        and all(u.shape == () and u.dtype in SCALAR_DTYPES for u in node.inputs)
+    )
+
+
+@functools.cache
+def scalar_function(op: Op) -> Callable[..., Any]:
+    """The op's scalar template as a function, falling back to numpy where it raises."""
+    arity = max((int(k) for k in re.findall(r"\{(\d+)\}", op.scalar)), default=-1) + 1
+    names = [f"a{k}" for k in range(arity)]
+    fast = eval(f"lambda {', '.join(names)}: {op.scalar.format(*names)}", {"_math": math})  # our own template
+    forward = op.forward
+
+    def run(*args):
+        try:
+            return fast(*args)
+        except SCALAR_ERRORS:
+            with np.errstate(all="ignore"):
+                return forward(*(np.float64(a) for a in args))[()]
+
+    return run
+
+
+def needed(outputs: Sequence[Node], stop: Mapping[Node, Any] | set) -> list[Node]:
+    """The nodes the outputs need, in topological order; the walk stops at ``stop`` nodes."""
+    return ancestors(outputs, lambda n: () if n in stop else n.inputs)
+
+
+def unbound(order: Sequence[Node], bound: Mapping[Node, Any] | set) -> list[Node]:
+    """The variables among ``order`` that have no value in ``bound``."""
+    return [n for n in order if n.op == "variable" and n not in bound]
+
+
+class Step:
+    """One node of a plan: its forward, where its inputs are, and what to check."""
+
+    __slots__ = ("node", "fn", "args", "attrs", "check", "scalar")
+
+    def __init__(self, node: Node, slot: dict[Node, int]):
+        op = REGISTRY[node.op]
+        self.node = node
+        # float64 scalars run on Python floats at math speed, as compiled code does
+        self.scalar = scalar_eligible(node)
+        self.fn = scalar_function(op) if self.scalar else op.forward
+        self.args = tuple(slot[u] for u in node.inputs)
+        self.attrs = dict(node._attrs)
+        # Shapes with unknown dimensions are checked at run time; a None dimension
+        # must not be broadcast (see ops.core.broadcast_shapes).
+        self.check = None in node.shape or (op.elementwise and any(None in u.shape for u in node.inputs))
+
+
+def check_node(node: Node, value: Any, inputs: Sequence[Any]) -> None:
+    """Raise ShapeError if a computed value breaks its node's static shape, or broadcast a
+    dimension declared None."""
+    shape = np.shape(value)
+    if not shape_matches(node.shape, shape):
+        raise ShapeError(
+            f"{node.op} (node #{node.index}) produced shape {shape}, but its static shape is {format_shape(node.shape)}"
+        )
+    if REGISTRY[node.op].elementwise:
+        for k, u in enumerate(node.inputs):
+            ushape = np.shape(inputs[k])
+            for axis in range(-len(ushape), 0):
+                if u.shape[axis] is None and ushape[axis] != shape[axis]:
+                    raise ShapeError(
+                        f"{node.op} (node #{node.index}): input {k} has shape {ushape} and was broadcast to "
+                        f"{shape}, but its declared dimension {axis} is None; a None dimension never "
+                        "broadcasts: declare it as 1 to broadcast it"
+                    )
+
+
+def broadcast_risk(node: Node) -> bool:
+    """True if numpy could broadcast one of the node's unknown (None) dimensions at run time."""
+    if not REGISTRY[node.op].elementwise:
+        return False
+    ndim = max(len(u.shape) for u in node.inputs)
+    for axis in range(-ndim, 0):
+        dims = [u.shape[axis] for u in node.inputs if len(u.shape) >= -axis and u.shape[axis] != 1]
+        if len(dims) > 1 and None in dims:
+            return True
+    return False
+
+
+def check_call(node: Node, value: Any, *inputs: Any) -> None:
+    """The form generated code calls: ``check(value, *input_values)``."""
+    check_node(node, value, inputs)
+
+
+def _execute(steps: Sequence[Step], env: list) -> None:
+    with np.errstate(all="ignore"):
+        for k, step in enumerate(steps):
+            try:
+                value = step.fn(*(env[i] for i in step.args), **step.attrs)
+            except Exception as exc:
+                error = _evaluation_error(step, [env[i] for i in step.args], exc)
+                if error is exc:
+                    raise
+                raise error from exc
+            if step.check:
+                check_node(step.node, value, [env[i] for i in step.args])
+            env[len(env) - len(steps) + k] = value
+
+
+def _evaluation_error(step: Step, values: Sequence[Any], exc: Exception) -> Exception:
+    """The error to raise when a step's forward failed: a ShapeError naming the op and the
+    sizes if the bound sizes do not fit together (two None dimensions that disagree), else
+    the original error, annotated with the op and the node."""
+    node = step.node
+    shapes = [np.shape(v) for v in values]
+    try:
+        REGISTRY[node.op].shape(*shapes, **step.attrs)
+    except ShapeError as shape_exc:
+        listed = ", ".join(str(s) for s in shapes)
+        return ShapeError(
+            f"{node.op} (node #{node.index}): the values reaching it have shapes {listed}, which do not fit "
+            f"together ({shape_exc}); check the sizes bound to dimensions declared None"
+        )
+    except Exception:
+        pass
+    if isinstance(exc, ShapeError):
+        return exc
+    try:
+        return type(exc)(f"while evaluating {node.op} (node #{node.index}): {exc}")
+    except Exception:
+        return exc
+
+
+def finish(value: Any) -> Any:
+    """A computed value as evaluate returns it: a numpy scalar for 0-d, a writable array otherwise."""
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return arr[()]
+    return arr if arr.flags.writeable else arr.copy()
+
+
+class Plan:
+    """The needed nodes of some outputs, in order, with their slots and lifetimes.
+
+    Attributes
+    ----------
+    inputs, outputs : list of Node
+    leaves : the constants and inputs, whose values the caller supplies (slots first)
+    computed, steps : the nodes to compute, in order, and how each runs
+    uses : how many steps (and outputs) read each value
+    consumer : the last step's node reading each value
+    last_use : the index (in ``steps``) of the step that reads a value last;
+        ``len(steps)`` for an output, which lives to the end
+    unbound : needed variables that are neither inputs nor constants
+    """
+
+    def __init__(self, outputs: Sequence[Node], inputs: Sequence[Node]):
+        order = needed(outputs, set(inputs))
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.leaves = [n for n in order if not n.inputs or n in self.inputs]
+        computed = [n for n in order if n.inputs and n not in self.inputs]
+        slot = {n: i for i, n in enumerate(self.leaves)}
+        for n in computed:
+            slot[n] = len(slot)
+        self.computed = computed
+        self.steps = [Step(n, slot) for n in computed]
+        self.out_slots = [slot[n] for n in outputs]
+        self.unbound = unbound(order, set(inputs))
+        self.uses, self.consumer = consumers(computed)
+        self.last_use: dict[Node, int] = {}
+        for k, n in enumerate(computed):
+            for u in n.inputs:
+                self.last_use[u] = k
+        for n in outputs:
+            self.last_use[n] = len(computed)
+
+    def compiled_checks(self) -> list[Step]:
+        """The steps whose result generated code must check: only where numpy could silently
+        broadcast a None dimension (a wrong size elsewhere fails in numpy itself, and the
+        interpreter, rerunning the call, names it)."""
+        return [s for s in self.steps if s.check and broadcast_risk(s.node)]
+
+    def run(self, values: Mapping[Node, Any]) -> list[Any]:
+        """Interpret the plan: ``values`` for the inputs (and any leaf to override)."""
+        env: list[Any] = [values[n] if n in values else n.value for n in self.leaves]
+        env.extend([None] * len(self.steps))
+        _execute(self.steps, env)
+        return [finish(env[i]) for i in self.out_slots]
