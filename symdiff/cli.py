@@ -6,8 +6,8 @@
     symdiff eval "x**2*sin(y)" --at x=1 y=2
 
 Expressions are read by symdiff's own parser (never Python's eval): scalar
-variables, numbers, + - * / ** (or ^), parentheses and the functions
-sin cos tan tanh exp log log1p expm1 sqrt abs sigmoid relu softplus max min.
+variables, numbers, + - * / ** (or ^), parentheses and the elementwise functions
+of the op table:
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from symdiff.evaluate import evaluate
 from symdiff.export.dot import render
 from symdiff.export.sympy import latex
 from symdiff.graph import Graph, Node
-from symdiff.parse import parse
+from symdiff.parse import FUNCTIONS, parse
 from symdiff.simplify import simplify
 
 
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="symdiff",
         description="Symbol-to-symbol derivatives of an expression, printed as formulas.",
-        epilog=__doc__.split("\n\n")[1],
+        epilog=__doc__.split("\n\n")[1] + "\n\n" + __doc__.split("\n\n")[2] + "\n    " + " ".join(sorted(FUNCTIONS)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"symdiff {__version__}")

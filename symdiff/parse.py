@@ -1,14 +1,15 @@
 """Parse a math expression string into graph nodes, without ``eval``.
 
 The grammar is arithmetic on scalar variables and numbers: ``+ - * / **`` (``^`` is
-also a power), unary minus, parentheses, and calls of a fixed set of functions
-(``sin``, ``exp``, ``max``, ...). Anything else (attribute access, strings,
+also a power), unary minus, parentheses, and calls of the op table's elementwise
+functions (``sin``, ``exp``, ``maximum`` or ``max``, ...: ``FUNCTIONS``). Anything else (attribute access, strings,
 subscripts, unknown functions) is rejected with the position of the offence.
 Parsing is iterative (shunting-yard), so deep nesting cannot exhaust the stack.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Callable
@@ -16,24 +17,34 @@ from collections.abc import Callable
 from symdiff import ops
 from symdiff.errors import SymdiffError
 from symdiff.graph import Graph, Node
+from symdiff.ops import REGISTRY
 
-FUNCTIONS: dict[str, tuple[int, Callable[..., Node]]] = {
-    "sin": (1, ops.sin),
-    "cos": (1, ops.cos),
-    "tan": (1, ops.tan),
-    "tanh": (1, ops.tanh),
-    "exp": (1, ops.exp),
-    "log": (1, ops.log),
-    "log1p": (1, ops.log1p),
-    "expm1": (1, ops.expm1),
-    "sqrt": (1, ops.sqrt),
-    "abs": (1, ops.abs),
-    "sigmoid": (1, ops.sigmoid),
-    "relu": (1, ops.relu),
-    "softplus": (1, ops.softplus),
-    "max": (2, ops.maximum),
-    "min": (2, ops.minimum),
-}
+
+def _scalar_functions() -> dict[str, tuple[int, Callable[..., Node]]]:
+    """Every elementwise function of the op table that takes values only, by its name.
+
+    Taken from the registry, so a new elementwise op is parsed as soon as it is declared:
+    an op qualifies when it has no infix symbol, its public function takes exactly its
+    inputs, and none of its inputs is a condition or a shape reference (an input with no
+    derivative rule beside one that has one, as in ``where`` and ``broadcast_like``).
+    """
+    out: dict[str, tuple[int, Callable[..., Node]]] = {}
+    for name, op in REGISTRY.items():
+        fn = getattr(ops, name, None) if name in ops.__all__ else None
+        if fn is None or not op.elementwise or op.symbol or op.arity is None:
+            continue
+        params = inspect.signature(fn).parameters.values()
+        if sum(p.default is inspect.Parameter.empty for p in params) != op.arity or len(params) != op.arity:
+            continue
+        rules = [op.vjp_rule(i) for i in range(op.arity)]
+        if any(r is None for r in rules) and any(r is not None for r in rules):
+            continue
+        out[name] = (op.arity, fn)
+    out["max"], out["min"] = out["maximum"], out["minimum"]  # the names people write
+    return out
+
+
+FUNCTIONS = _scalar_functions()
 CONSTANTS = {"pi": math.pi, "e": math.e}
 MAX_LENGTH = 100_000
 

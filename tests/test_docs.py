@@ -40,3 +40,11 @@ def test_api_reference_names_every_public_name():
     text = (ROOT / "docs" / "api.md").read_text()
     missing = [name for name in sd.__all__ if not re.search(rf"\b{re.escape(name)}\b", text)]
     assert not missing, f"docs/api.md does not mention {missing}"
+
+
+def test_command_line_page_lists_every_function_the_parser_takes():
+    from symdiff.parse import FUNCTIONS
+
+    text = (ROOT / "docs" / "command-line.md").read_text()
+    missing = [name for name in FUNCTIONS if not re.search(rf"\b{name}\b", text)]
+    assert not missing, f"docs/command-line.md does not list {missing}"
