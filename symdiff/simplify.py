@@ -182,7 +182,7 @@ def _factors(node: Node, shared: Callable[[Node], bool]) -> tuple[dict[Node, lis
         elif n.op == "pow" and _combinable_power(n, e):
             stack.append((n.inputs[0], e * Fraction(_scalar_constant(n.inputs[1]))))
             continue
-        elif _scalar_constant(n) is not None and e.denominator == 1 and abs(e) <= 64:
+        elif _scalar_constant(n) is not None and e.denominator == 1 and abs(e) <= 64 and (e > 0 or _scalar_constant(n)):
             coefficient *= Fraction(_scalar_constant(n)) ** int(e)
             raw += 1
             continue

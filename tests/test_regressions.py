@@ -50,6 +50,14 @@ def test_simplify_combines_powers_only_where_that_holds_for_every_real_base(g):
 
 
 # -- 2. constants merged into an overflow ------------------------------------------------------
+def test_simplify_keeps_a_division_by_a_zero_constant(g):
+    x, y = g.variable("x"), g.variable("y")
+    node = x / (y - y)  # simplify makes y - y the constant 0: the division must stay (inf, nan)
+    with np.errstate(all="ignore"):
+        for value in (2.0, 0.0):
+            np.testing.assert_equal(sd.evaluate(sd.simplify(node), {x: value, y: 1.0}), value / np.float64(0.0))
+
+
 def test_simplify_never_merges_constants_into_an_overflow(g):
     x = g.variable("x")
     a = x * 1e308 * 10 / 10
