@@ -190,8 +190,8 @@ def _zeros_for(w: Node, lead: Node | None = None) -> Node:
     shape = lead.shape + w.shape
     if None not in shape:
         return w.graph.uniform_constant(0, shape, w.dtype)
-    leading = expand_dims(astype(zeros_like(lead), w.dtype), tuple(range(-w.ndim, 0))) if w.ndim else zeros_like(lead)
-    return broadcast_like(astype(leading, w.dtype), w)
+    zeros = astype(zeros_like(lead), w.dtype)
+    return broadcast_like(expand_dims(zeros, tuple(range(-w.ndim, 0))) if w.ndim else zeros, w)
 
 
 def _seed(node: Node, value: Any, what: str, arg: str, like: str = "the output") -> Node:

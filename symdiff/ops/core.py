@@ -317,12 +317,7 @@ def apply(op: Op, *args: Any, **attrs: Any) -> Node:
     found = graph._lookup(op.name, inputs, key)
     if found is not None:
         return found
-    try:
-        shape = tuple(op.shape(*(i.shape for i in inputs), **attrs))
-    except ShapeError as exc:
-        shapes = ", ".join(format_shape(i.shape) for i in inputs)
-        raise ShapeError(f"{op.name}: {exc} (input shapes: {shapes})") from None
-    dtype = np.dtype(op.dtype(*(i.dtype for i in inputs), **attrs))
+    shape, dtype = _output_type(op, inputs, attrs)
     if op.fold and all(i.op == "constant" for i in inputs) and _small(shape):
         with np.errstate(all="ignore"):
             value = op.forward(*(i.value for i in inputs), **attrs)
@@ -334,6 +329,16 @@ def apply(op: Op, *args: Any, **attrs: Any) -> Node:
     return graph._make(op.name, inputs, key, shape, dtype)
 
 
+def _output_type(op: Op, inputs: Sequence[Node], attrs: dict[str, Any]) -> tuple[Shape, np.dtype]:
+    """The op's shape and dtype rules on its inputs; a ShapeError names the op and the shapes."""
+    try:
+        shape = tuple(op.shape(*(i.shape for i in inputs), **attrs))
+    except ShapeError as exc:
+        shapes = ", ".join(format_shape(i.shape) for i in inputs)
+        raise ShapeError(f"{op.name}: {exc} (input shapes: {shapes})") from None
+    return shape, np.dtype(op.dtype(*(i.dtype for i in inputs), **attrs))
+
+
 def restore(op: Op, inputs: Sequence[Node], attrs: dict[str, Any]) -> Node:
     """Append ``op(inputs, attrs)`` exactly as given: checked by the op's arity, shape and
     dtype rules, but neither folded nor merged with an equal node (loading a saved graph)."""
@@ -342,12 +347,7 @@ def restore(op: Op, inputs: Sequence[Node], attrs: dict[str, Any]) -> Node:
     if not inputs:
         raise GraphError(f"{op.name} has no inputs")
     graph = graph_of(op.name, inputs)
-    try:
-        shape = tuple(op.shape(*(i.shape for i in inputs), **attrs))
-    except ShapeError as exc:
-        shapes = ", ".join(format_shape(i.shape) for i in inputs)
-        raise ShapeError(f"{op.name}: {exc} (input shapes: {shapes})") from None
-    dtype = np.dtype(op.dtype(*(i.dtype for i in inputs), **attrs))
+    shape, dtype = _output_type(op, inputs, attrs)
     key = (op.name, tuple(inputs), attrs_key(attrs))
     return graph._append(Node(graph, op.name, tuple(inputs), key[2], shape, dtype, None, None, None, key))
 
