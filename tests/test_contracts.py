@@ -47,6 +47,22 @@ def _static_twin(program: Program) -> Program:
     return Program(program.shapes, program.steps, "float64" if program.mode != "deep" else "deep", program.constants)
 
 
+def _rounding_spread(outputs: list[sd.Node], xs: list[sd.Node], args: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """How far the outputs move when the inputs move by a few units in the last place.
+
+    A rewrite that changes rounding is such a perturbation of some intermediate value;
+    in an ill-conditioned graph (``cos(x**2187)``) that moves the result far more than
+    the magnitudes alone suggest, so comparisons of differently rounded graphs allow it.
+    """
+    rng = np.random.default_rng(seed)
+    eps = np.finfo(args[0].dtype).eps if args else np.finfo(np.float64).eps
+    moved = [(a * (1 + 4 * eps * rng.choice([-1, 1], np.shape(a)))).astype(a.dtype) for a in args]
+    with np.errstate(all="ignore"):
+        before = sd.evaluate(outputs, dict(zip(xs, args)))
+        after = sd.evaluate(outputs, dict(zip(xs, moved)))
+    return [np.abs(np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)) for a, b in zip(before, after)]
+
+
 def _tolerance(dtype: np.dtype) -> tuple[float, float]:
     return (2e-3, 1e-3) if dtype == np.float32 else (1e-8, 1e-10)
 
@@ -175,10 +191,13 @@ def test_reverse_and_forward_mode_agree(mode, data):
     u = [rng.standard_normal(a.shape).astype(program.dtype) for a in args]
     cost = _scalar_cost(y, seed)
     bind = dict(zip(xs, args))
-    *grads, tangent = sd.evaluate([*sd.grad(cost, xs), sd.jvp(cost, xs, u)], bind)
+    outputs = [*sd.grad(cost, xs), sd.jvp(cost, xs, u)]
+    *grads, tangent = sd.evaluate(outputs, bind)
     reverse = sum(float(np.sum(gk.astype(float) * uk)) for gk, uk in zip(grads, u))
+    spread = float(np.max(_rounding_spread(outputs, xs, args, seed)[-1], initial=0.0))
     rtol, atol = _tolerance(program.dtype)
-    assert reverse == pytest.approx(float(tangent), rel=rtol * 10, abs=atol * 10 * max(1.0, abs(reverse)))
+    allowed = atol * 10 * max(1.0, abs(reverse)) + 100 * spread
+    assert reverse == pytest.approx(float(tangent), rel=rtol * 10, abs=allowed)
 
 
 @given(programs(mode="float32"), seeds)
@@ -229,11 +248,15 @@ def test_simplify_never_changes_a_finite_value(mode, data):
     if scale > HUGE[program.dtype]:
         return  # reassociating sums this close to the overflow threshold may overflow
     eps = float(np.finfo(program.dtype).eps)
-    for node, original, got in zip(simpler, outputs, sd.evaluate(simpler, bind)):
+    spreads = _rounding_spread(outputs, xs, args, seed)
+    for node, original, got, spread in zip(simpler, outputs, sd.evaluate(simpler, bind), spreads):
         assert node.shape == original.shape and node.dtype == original.dtype
         want = values[everything.index(original)]
         assert np.all(np.isfinite(got)), f"simplify turned a finite value into {got}: {original} -> {node}"
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e4 * eps * max(scale, TINY[program.dtype]))
+        allowed = 1e4 * eps * max(scale, TINY[program.dtype]) + 100 * spread
+        assert np.all(np.abs(np.asarray(got, dtype=float) - np.asarray(want, dtype=float)) <= allowed), (
+            f"simplify changed a value: {want} -> {got} (allowed {allowed}): {original} -> {node}"
+        )
 
 
 def _same_node(a: sd.Node, b: sd.Node) -> None:
