@@ -194,6 +194,14 @@ def _zeros_for(w: Node, lead: Node | None = None) -> Node:
     return broadcast_like(expand_dims(zeros, tuple(range(-w.ndim, 0))) if w.ndim else zeros, w)
 
 
+def _require_nodes(what: str, **arguments: Any) -> None:
+    """Raise GraphError naming the first argument that is not a node, or nodes of two graphs."""
+    for arg, value in arguments.items():
+        if not isinstance(value, Node):
+            raise GraphError(f"{what}: {arg} must be a node, got {type(value).__name__}")
+    check_same_graph(what, *arguments.values())
+
+
 def _seed(node: Node, value: Any, what: str, arg: str, like: str = "the output") -> Node:
     if isinstance(value, Node):
         check_same_graph(what, node, value)
@@ -260,8 +268,7 @@ def grad(cost: Node, wrt: Node | Sequence[Node], grad_output: Any = None) -> Nod
     2.0
     """
     wrts, single = node_list(wrt, "grad", "wrt", allow_empty=True)
-    if not isinstance(cost, Node):
-        raise GraphError(f"grad: cost must be a node, got {type(cost).__name__}")
+    _require_nodes("grad", cost=cost)
     check_same_graph("grad", cost, *wrts)
     with cost.graph._derivative_pass():
         out = _grad(cost, wrts, grad_output, "grad")
@@ -339,8 +346,7 @@ def jacobian(y: Node, x: Node | Sequence[Node]) -> Node | list[Node]:
      [0. 1.]]
     """
     xs, single = node_list(x, "jacobian", "x")
-    if not isinstance(y, Node):
-        raise GraphError(f"jacobian: y must be a node, got {type(y).__name__}")
+    _require_nodes("jacobian", y=y)
     check_same_graph("jacobian", y, *xs)
     with y.graph._derivative_pass():
         out = _jacobian(y, xs, "jacobian")
@@ -359,10 +365,7 @@ def hessian(f: Node, x: Node) -> Node:
     [[ 6.  0.]
      [ 0. 12.]]
     """
-    if not isinstance(f, Node) or not isinstance(x, Node):
-        bad = "f" if not isinstance(f, Node) else "x"
-        raise GraphError(f"hessian: {bad} must be a node, got {type(f if bad == 'f' else x).__name__}")
-    check_same_graph("hessian", f, x)
+    _require_nodes("hessian", f=f, x=x)
     with f.graph._derivative_pass():
         (gradient,) = _grad(f, [x], None, "hessian")
         (H,) = _jacobian(gradient, [x], "hessian")
@@ -379,10 +382,7 @@ def hvp(f: Node, x: Node, v: Any) -> Node:
     >>> print(sd.evaluate(Hv, {w: [1.0, 2.0], v: [1.0, 1.0]}))
     [ 6. 12.]
     """
-    if not isinstance(f, Node) or not isinstance(x, Node):
-        bad = "f" if not isinstance(f, Node) else "x"
-        raise GraphError(f"hvp: {bad} must be a node, got {type(f if bad == 'f' else x).__name__}")
-    check_same_graph("hvp", f, x)
+    _require_nodes("hvp", f=f, x=x)
     with f.graph._derivative_pass():
         _seed(x, v, "hvp", "v", describe(x))  # checked before anything is built
         (gradient,) = _grad(f, [x], None, "hvp")

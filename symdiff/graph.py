@@ -570,7 +570,7 @@ class Graph:
             return found
         arr = np.asarray(make())
         arr.setflags(write=False)
-        uniform = _value_key(arr)[1]
+        uniform = _uniform(arr)
         return self._add(Node(self, "constant", (), (), arr.shape, arr.dtype, None, arr, uniform, full))
 
     # -- building (used by the op table) -----------------------------------------
@@ -679,10 +679,15 @@ _constant_ids = itertools.count()
 
 
 def _value_key(arr: np.ndarray) -> tuple[tuple, Any]:
-    """How a constant is interned (by value when small, else by identity), and its one
-    element value if all its elements are equal (None otherwise, or when large)."""
+    """How a constant is interned (by value when small, else by identity), and its ``_uniform``."""
     if arr.size > INTERN_MAX_SIZE:
         return ("constant", "id", next(_constant_ids)), None
+    return ("constant", arr.dtype.str, arr.shape, arr.tobytes()), _uniform(arr)
+
+
+def _uniform(arr: np.ndarray) -> Any:
+    """The one element value of a small array whose elements are all equal, else None."""
+    if arr.size > INTERN_MAX_SIZE:
+        return None
     flat = arr.reshape(-1)
-    uniform = flat[0].item() if flat.size and (flat == flat[0]).all() else None
-    return ("constant", arr.dtype.str, arr.shape, arr.tobytes()), uniform
+    return flat[0].item() if flat.size and (flat == flat[0]).all() else None
