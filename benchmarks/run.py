@@ -7,8 +7,9 @@
 Each figure is a ratio: symdiff's seconds per call / the same computation written
 by hand (plain Python with math for the scalar chains, numpy for the MLP, scipy's
 ``rosen_hess`` for Rosenbrock), median of several runs. Lower is better; 1.0 is
-parity. Peers (JAX, PyTorch, PyTensor, CasADi, SymPy) are timed the same way when
-they are installed; none is required.
+parity. Peers are timed the same way when installed, where this file has their version
+of a workload: JAX (chain12, chain300), PyTorch (mlp) and SymPy (chain12); PyTensor and
+CasADi are not timed here yet. None is required.
 """
 
 from __future__ import annotations
