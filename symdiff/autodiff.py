@@ -21,7 +21,7 @@ from symdiff.graph import Node, ancestors, check_same_graph, describe, format_sh
 from symdiff.ops import REGISTRY, add, astype, broadcast_like, expand_dims, eye_like, match_shape, transpose, zeros_like
 from symdiff.ops import sum as reduce_sum
 from symdiff.ops.core import not_differentiable
-from symdiff.ops.shape import lift
+from symdiff.ops.structure import lift
 
 DIFF, NONE, UNDEFINED = "diff", "none", "undefined"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from symdiff.backends.numpy import generate
+from symdiff.backends.numpy import function, generate
 from symdiff.errors import DTypeError, GraphError, ShapeError, UnboundVariableError
 from symdiff.graph import Graph, Node, check_same_graph, format_shape, gc_paused, node_list, shape_matches
 from symdiff.plan import Plan, check_call, finish, needed, unbound
@@ -118,7 +118,7 @@ def evaluate(outputs: Node | Sequence[Node], bindings: Bindings | None = None) -
     if missing:
         raise _unbound_error("evaluate", missing, unknown, graph)
     values = {n: check_value(n, raw[n], "evaluate") for n in order if n in raw}
-    results = Plan(outs, list(values)).run(values)
+    results = Plan(outs, list(values), function).run(values)
     return results[0] if single else results
 
 
@@ -133,7 +133,7 @@ class Compiled:
             self._build(outputs, inputs)
 
     def _build(self, outputs: list[Node], inputs: list[Node]) -> None:
-        self._plan = plan = Plan(outputs, inputs)
+        self._plan = plan = Plan(outputs, inputs, function)
         if plan.unbound:
             names = ", ".join(repr(n.name) for n in plan.unbound)
             raise UnboundVariableError(
@@ -168,7 +168,7 @@ class Compiled:
         except Exception:
             # A scalar expression hit an IEEE edge (log(0), 1/0, overflow) or an op failed:
             # the interpreter gives numpy's result node by node, or the annotated error.
-            results = self._plan.run(dict(zip(self.inputs, (np.asarray(v) for v in values))))
+            results = self._plan.run(dict(zip(self.inputs, values)))
         return results[0] if self._single else results
 
     def _positional(self, args: tuple, kwargs: dict[str, Any]) -> list[Any]:

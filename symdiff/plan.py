@@ -44,7 +44,7 @@ def scalar_function(op: Op) -> Callable[..., Any]:
     arity = max((int(k) for k in re.findall(r"\{(\d+)\}", op.scalar)), default=-1) + 1
     names = [f"a{k}" for k in range(arity)]
     fast = eval(f"lambda {', '.join(names)}: {op.scalar.format(*names)}", {"_math": math})  # our own template
-    forward = op.forward
+    forward = functools.partial(op.forward, np)
 
     def run(*args):
         try:
@@ -71,12 +71,12 @@ class Step:
 
     __slots__ = ("node", "fn", "args", "attrs", "check", "scalar")
 
-    def __init__(self, node: Node, slot: dict[Node, int]):
+    def __init__(self, node: Node, slot: dict[Node, int], function: Callable[[Op], Callable[..., Any]]):
         op = REGISTRY[node.op]
         self.node = node
         # float64 scalars run on Python floats at math speed, as compiled code does
         self.scalar = scalar_eligible(node)
-        self.fn = scalar_function(op) if self.scalar else op.forward
+        self.fn = scalar_function(op) if self.scalar else function(op)
         self.args = tuple(slot[u] for u in node.inputs)
         self.attrs = dict(node._attrs)
         # Shapes with unknown dimensions are checked at run time; a None dimension
@@ -171,6 +171,9 @@ def finish(value: Any) -> Any:
 class Plan:
     """The needed nodes of some outputs, in order, with their slots and lifetimes.
 
+    ``function(op)`` gives the callable a step runs (``fn(*arrays, **attrs)``): the numpy
+    backend's by default.
+
     Attributes
     ----------
     inputs, outputs : list of Node
@@ -183,7 +186,14 @@ class Plan:
     unbound : needed variables that are neither inputs nor constants
     """
 
-    def __init__(self, outputs: Sequence[Node], inputs: Sequence[Node]):
+    def __init__(
+        self,
+        outputs: Sequence[Node],
+        inputs: Sequence[Node],
+        function: Callable[[Op], Callable[..., Any]] | None = None,
+    ):
+        if function is None:  # the numpy backend's functions; a backend passes its own
+            from symdiff.backends.numpy import function
         order = needed(outputs, set(inputs))
         self.inputs = list(inputs)
         self.outputs = list(outputs)
@@ -193,7 +203,7 @@ class Plan:
         for n in computed:
             slot[n] = len(slot)
         self.computed = computed
-        self.steps = [Step(n, slot) for n in computed]
+        self.steps = [Step(n, slot, function) for n in computed]
         self.out_slots = [slot[n] for n in outputs]
         self.unbound = unbound(order, set(inputs))
         self.uses, self.consumer = consumers(computed)

@@ -16,7 +16,7 @@ import scipy.special
 
 import symdiff as sd
 from symdiff.ops.core import REGISTRY, apply
-from symdiff.ops.shape import _make_index, unindex
+from symdiff.ops.indexing import _make_index, unindex
 
 _rng = np.random.default_rng(20261122)
 

@@ -44,7 +44,7 @@ from symdiff.errors import GraphError, SymdiffError
 from symdiff.graph import Graph, Node, check_dtype, normalize_shape
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import restore
-from symdiff.ops.shape import Index
+from symdiff.ops.indexing import Index
 
 FORMAT = "symdiff-graph"
 VERSION = 2

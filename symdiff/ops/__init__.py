@@ -1,59 +1,48 @@
-"""The op table: one module per family, each op declared once (see ``core``)."""
+"""The op table: one module per family, each op declared once (see ``core``).
 
+arithmetic (add ... pow, astype), functions (exp, sin, ..., maximum), logic (comparisons,
+where), structure (axes, broadcasting, reshape, transpose, triangles), indexing (getitem,
+take), creation (zeros_like, eye_like, stop_gradient), reduce (sum ... softmax), linalg
+(matmul, solve, inv, det, cholesky). The rewrite rules that apply while building are in
+``symdiff.rules``, the one rule table.
+"""
+
+from symdiff.ops.arithmetic import add, astype, divide, multiply, negative, power, square, subtract
 from symdiff.ops.core import REGISTRY, Op, apply, atomic, define_op, not_differentiable
-from symdiff.ops.elementwise import (
+from symdiff.ops.creation import eye_like, match_shape, ones_like, stop_gradient, zeros_like
+from symdiff.ops.functions import (
     abs,
-    add,
-    astype,
     cos,
-    divide,
-    equal,
     exp,
     expm1,
-    greater,
-    greater_equal,
-    less,
-    less_equal,
     log,
     log1p,
     maximum,
     minimum,
-    multiply,
-    negative,
-    not_equal,
-    power,
     relu,
     sigmoid,
     sign,
     sin,
     softplus,
     sqrt,
-    square,
-    subtract,
     tan,
     tanh,
-    where,
 )
+from symdiff.ops.indexing import getitem, take
 from symdiff.ops.linalg import cholesky, det, inv, matmul, solve
+from symdiff.ops.logic import equal, greater, greater_equal, less, less_equal, not_equal, where
 from symdiff.ops.reduce import count, log_softmax, logsumexp, max, mean, min, softmax, sum
-from symdiff.ops.shape import (
+from symdiff.ops.structure import (
     broadcast_like,
     broadcast_to,
     expand_dims,
-    eye_like,
-    getitem,
-    match_shape,
     matrix_transpose,
-    ones_like,
     reshape,
     reshape_like,
     squeeze,
-    stop_gradient,
-    take,
     transpose,
     tril,
     triu,
-    zeros_like,
 )
 
 __all__ = [
@@ -131,3 +120,6 @@ for _name in __all__:
     if _name not in ("REGISTRY", "Op", "define_op", "not_differentiable"):
         globals()[_name] = atomic(globals()[_name])
 del _name
+
+# The build-time rewrites (x + 0 -> x) are part of apply from here on.
+from symdiff import rules as _rules  # noqa: E402, F401

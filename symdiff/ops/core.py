@@ -26,6 +26,7 @@ tangent ``t`` to the tangent of ``out``, with the same batch convention.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -50,27 +51,81 @@ class _NotDifferentiable:
 not_differentiable: Any = _NotDifferentiable()
 RuleTable = Sequence[Rule | None] | Callable[[int], Rule | None]
 
+# What an op is decides what symdiff can derive for it (the jvp rule, the public function,
+# the sparsity pattern): an op writes out only what its kind cannot derive.
+KINDS = {
+    "elementwise": "broadcasting, one output element per input element: the Jacobian is diagonal, "
+    "so the forward-mode rule is the reverse-mode rule with the tangent in place of the cotangent",
+    "structural": "moves, selects or broadcasts elements without computing on them",
+    "reduction": "combines elements along axes",
+    "linalg": "dense linear algebra on the last two axes (stacks of matrices)",
+    "other": "none of the above; every rule written out",
+}
+# Properties an op's nodes have, read by the rewrite rules and the derivation of rules:
+# linear (in every input that carries a gradient: the jvp is the op on the tangents),
+# commutative (two inputs that may swap), positive / nonzero (every value, up to underflow).
+PROPERTIES = frozenset({"linear", "commutative", "positive", "nonzero"})
+
+
+@dataclass(frozen=True, eq=False)
+class Notation:
+    """How an op is written: infix symbol and binding strength, LaTeX, sympy."""
+
+    symbol: str | None = None
+    precedence: int = 100
+    latex: str | None = None
+    sympy: Callable[..., Any] | None = None
+    sympy_name: str | None = None
+
 
 @dataclass(frozen=True, eq=False)
 class Op:
-    """One entry of the op table. Build ops with :func:`define_op`."""
+    """One entry of the op table. Build ops with :func:`define_op`.
+
+    ``forward(xp, *arrays, **attrs)`` computes the op with the array module ``xp``
+    (numpy, or another with numpy's names); ``generic`` is False for a forward written
+    for numpy arrays only. ``numpy`` is the numpy function the op is (``"sin"``,
+    ``"linalg.solve"``), by which other backends find their own. ``derived`` names the
+    aspects the op's kind supplied rather than the declaration (``"jvp"``).
+    """
 
     name: str
+    kind: str
     forward: Callable[..., Any]
     shape: Callable[..., Shape]
     dtype: Callable[..., np.dtype]
     vjp: RuleTable | None = None
     jvp: RuleTable | None = None
     differentiable: bool = True
-    elementwise: bool = False
-    symbol: str | None = None
-    precedence: int = 100
-    sympy: Callable[..., Any] | None = None
-    sympy_name: str | None = None
+    numpy: str | None = None
+    generic: bool = True
+    properties: frozenset[str] = frozenset()
+    notation: Notation = Notation()
+    scalar: str | None = None
     doc: str = ""
     fold: bool = True
-    scalar: str | None = None
     arity: int | None = None
+    derived: frozenset[str] = frozenset()
+
+    @property
+    def elementwise(self) -> bool:
+        return self.kind == "elementwise"
+
+    @property
+    def symbol(self) -> str | None:
+        return self.notation.symbol
+
+    @property
+    def precedence(self) -> int:
+        return self.notation.precedence
+
+    @property
+    def sympy(self) -> Callable[..., Any] | None:
+        return self.notation.sympy
+
+    @property
+    def sympy_name(self) -> str | None:
+        return self.notation.sympy_name
 
     def vjp_rule(self, i: int) -> Rule | None:
         return _rule(self.vjp, i)
@@ -93,18 +148,61 @@ def _rule(table: RuleTable | None, i: int) -> Rule | None:
 REGISTRY: dict[str, Op] = {}
 
 
+def numpy_function(xp: Any, name: str) -> Callable[..., Any]:
+    """``xp.linalg.solve`` for the name ``"linalg.solve"``."""
+    fn = xp
+    for part in name.split("."):
+        fn = getattr(fn, part)
+    return fn
+
+
+def _forward_of(name: str, forward: Callable[..., Any] | None, numpy: str | None) -> tuple[Callable[..., Any], bool]:
+    """The op's forward as ``fn(xp, *arrays, **attrs)``, and whether it works for any ``xp``.
+
+    A forward whose first parameter is named ``xp`` is written against the array module
+    it is given; one without it is a numpy function of arrays (as user ops declare it).
+    """
+    if forward is None:
+        if numpy is None:
+            raise GraphError(f"define_op {name!r}: give a forward, or the numpy function it is (numpy='sin')")
+        return (lambda xp, *arrays, **attrs: numpy_function(xp, numpy)(*arrays, **attrs)), True
+    try:
+        params = list(inspect.signature(forward).parameters)
+    except (TypeError, ValueError):  # numpy ufuncs have no signature in some versions
+        params = []
+    if params[:1] == ["xp"]:
+        return forward, True
+    return (lambda xp, *arrays, **attrs: forward(*arrays, **attrs)), False
+
+
+def _linear_jvp(op_name: str, i: int) -> Rule:
+    """A linear op's forward-mode rule: the op itself, applied with the tangent in input i's place."""
+
+    def rule(t: Node, out: Node, *inputs: Node, **attrs: Any) -> Node:
+        args = list(inputs)
+        args[i] = t
+        return apply(REGISTRY[op_name], *args, **attrs)
+
+    return rule
+
+
 def define_op(
     name: str,
-    forward: Callable[..., Any],
-    shape: Callable[..., Shape],
+    forward: Callable[..., Any] | None = None,
+    shape: Callable[..., Shape] | None = None,
     *,
+    numpy: str | None = None,
+    kind: str | None = None,
     dtype: Callable[..., np.dtype] | None = None,
     vjp: RuleTable | None = None,
     jvp: RuleTable | None = None,
+    partials: Sequence[Callable[..., Node] | None] | None = None,
     differentiable: bool = True,
     elementwise: bool = False,
+    properties: Sequence[str] = (),
     symbol: str | None = None,
     precedence: int = 100,
+    latex: str | None = None,
     sympy: Callable[..., Any] | None = None,
     sympy_name: str | None = None,
     doc: str = "",
@@ -118,25 +216,38 @@ def define_op(
     ----------
     name : str
         Unique op name (``node.op``).
-    forward : callable
-        ``forward(*arrays, **attrs) -> array``: the numpy computation.
+    forward : callable, optional
+        ``forward(*arrays, **attrs) -> array``: the numpy computation; or
+        ``forward(xp, *arrays, **attrs)`` (first parameter named ``xp``), written against
+        the array module it is given, so every backend with numpy's names can run it.
     shape : callable
         ``shape(*input_shapes, **attrs) -> tuple``: the static output shape; raise
         :class:`~symdiff.ShapeError` for inputs that do not fit.
+    numpy : str, optional
+        The numpy function the op is (``"tanh"``, ``"linalg.solve"``): the forward when
+        none is given, and the name backends look up.
+    kind : str, optional
+        ``"elementwise"``, ``"structural"``, ``"reduction"``, ``"linalg"`` or ``"other"``
+        (see ``KINDS``); ``elementwise=True`` is the same as ``kind="elementwise"``.
     dtype : callable, optional
         ``dtype(*input_dtypes, **attrs) -> numpy.dtype``; by default the inputs'
         common dtype promoted to at least float64.
     vjp, jvp : sequence of callables, optional
         One derivative rule per input (see the module docstring); ``None`` for an
-        input through which no gradient flows. Leave both out for an op that has
-        no derivative (``differentiable=False`` then).
+        input through which no gradient flows. The kind derives ``jvp`` where it can:
+        for an elementwise op it is ``vjp`` with the tangent in place of the cotangent,
+        for a ``"linear"`` op the op itself applied to the tangent.
+    partials : sequence of callables, optional
+        For an elementwise op, instead of ``vjp``: ``partials[i](out, *inputs)``, the
+        derivative of the output by input i, element by element (``vjp[i]`` is ``g * it``).
     differentiable : bool
         False for ops whose derivative is undefined (comparisons): ``grad`` then
         raises :class:`~symdiff.NonDifferentiableError` when it needs them.
-    elementwise : bool
-        True for broadcasting elementwise ops.
-    symbol, precedence : optional
-        Infix symbol and binding strength for printing (``"+"``, 10).
+    properties : sequence of str
+        Any of ``"linear"``, ``"commutative"``, ``"positive"``, ``"nonzero"`` (see ``PROPERTIES``).
+    symbol, precedence, latex : optional
+        Infix symbol and binding strength for printing (``"+"``, 10); the LaTeX
+        function name (``"\\sin"``).
     sympy : callable, optional
         ``sympy(*object_arrays, **attrs)``: the op on numpy arrays of sympy
         expressions, used by :func:`symdiff.to_sympy`.
@@ -152,8 +263,8 @@ def define_op(
         the evaluator and the compiler for scalar nodes; where it raises (``log(0)``),
         the numpy forward gives the IEEE result instead.
     arity : int, optional
-        How many inputs the op takes; by default the length of ``vjp`` when it is a
-        sequence (None for ops that take any number).
+        How many inputs the op takes; by default the length of ``vjp`` (or ``partials``)
+        when it is a sequence (None for ops that take any number).
 
     See ``docs/adding-an-op.md`` for a worked example.
     """
@@ -161,30 +272,68 @@ def define_op(
         raise GraphError(f"op name must be a non-empty string, got {name!r}")
     if name in REGISTRY or name in ("variable", "constant"):
         raise GraphError(f"an op named {name!r} is already registered")
+    if shape is None:
+        raise GraphError(f"define_op {name!r}: a shape rule is required")
+    kind = kind or ("elementwise" if elementwise else "other")
+    if kind not in KINDS:
+        raise GraphError(f"define_op {name!r}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    unknown = set(properties) - PROPERTIES
+    if unknown:
+        raise GraphError(f"define_op {name!r}: unknown properties {sorted(unknown)}; known: {sorted(PROPERTIES)}")
+    fn, generic = _forward_of(name, forward, numpy)
+    derived = {"forward"} if forward is None else set()
+    if partials is not None:
+        if kind != "elementwise" or vjp is not None:
+            raise GraphError(f"define_op {name!r}: partials are for elementwise ops that give no vjp")
+        vjp = tuple(None if d is None else _partial_rule(d) for d in partials)
+        derived.add("vjp")
+    if jvp is None and vjp is not None and differentiable:
+        if kind == "elementwise":
+            jvp = vjp
+            derived.add("jvp")
+        elif "linear" in properties and isinstance(vjp, (tuple, list)):
+            jvp = tuple(None if r is None else _linear_jvp(name, i) for i, r in enumerate(vjp))
+            derived.add("jvp")
+    if sympy is None and kind == "structural" and generic:
+        # moving elements is the same on arrays of sympy expressions: the forward itself
+        sympy = functools.partial(fn, np)
+        derived.add("sympy")
     if dtype is None:
         dtype = float_dtype
     if arity is None and isinstance(vjp, (tuple, list)):
         arity = len(vjp)
     op = Op(
-        name,
-        forward,
-        shape,
-        dtype,
-        vjp,
-        jvp,
-        differentiable and (vjp is not None),
-        elementwise,
-        symbol,
-        precedence,
-        sympy,
-        sympy_name,
-        doc,
-        fold,
-        scalar,
-        arity,
+        name=name,
+        kind=kind,
+        forward=fn,
+        shape=shape,
+        dtype=dtype,
+        vjp=vjp,
+        jvp=jvp,
+        differentiable=differentiable and (vjp is not None),
+        numpy=numpy,
+        generic=generic,
+        properties=frozenset(properties),
+        notation=Notation(symbol, precedence, latex, sympy, sympy_name),
+        scalar=scalar,
+        doc=doc,
+        fold=fold,
+        arity=arity,
+        derived=frozenset(derived),
     )
     REGISTRY[name] = op
     return op
+
+
+def _partial_rule(partial: Callable[..., Node]) -> Rule:
+    """``g * partial(out, *inputs)``: an elementwise op's reverse rule from its partial derivative."""
+
+    def rule(g: Node, out: Node, *inputs: Node, **attrs: Any) -> Node:
+        from symdiff.ops.arithmetic import multiply
+
+        return multiply(g, partial(out, *inputs, **attrs))
+
+    return rule
 
 
 # -- dtype rules ------------------------------------------------------------------
@@ -293,15 +442,73 @@ def atomic(fn: Callable[..., Node]) -> Callable[..., Node]:
     return call
 
 
+def to_float(x: Node) -> Node:
+    """``x`` itself if it is a float node, else ``x`` cast to float64 (what a float function of
+    an integer computes on)."""
+    if x.dtype.kind == "f":
+        return x
+    return apply(REGISTRY["astype"], x, dtype_to=np.dtype(np.float64).str)
+
+
+def derive_function(
+    op: Op, summary: str, example: str, *, floats: bool = False, name: str | None = None
+) -> Callable[..., Node]:
+    """The public function of a value-only op (``sd.sin``, ``sd.greater``), derived from its entry:
+    its inputs as nodes (cast to float first for a float function, ``floats``), then ``apply``.
+
+    ``name`` is the public name where it differs from the op's (``subtract`` for ``sub``).
+    The docstring is the summary, the op's one-line math and the runnable example; the defining
+    module lists the function in its ``__test__`` so the example runs as a doctest.
+    """
+    params = ("x",) if op.arity == 1 else ("x", "y") if op.arity == 2 else tuple(f"x{i}" for i in range(op.arity))
+    label, name = op.name, name or op.name
+
+    def function(*args: Any) -> Node:
+        if len(args) != len(params):
+            raise TypeError(f"{name}() takes {len(params)} argument(s) ({', '.join(params)}), got {len(args)}")
+        inputs = as_nodes(label, *args)
+        if floats:
+            inputs = tuple(to_float(x) for x in inputs)
+        return apply(op, *inputs)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"{summary} ``{op.doc}``.\n\n{example}\n"
+    function.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(p, inspect.Parameter.POSITIONAL_ONLY, annotation="ArrayLike") for p in params],
+        return_annotation="Node",
+    )
+    return function
+
+
 def attrs_key(attrs: dict[str, Any]) -> tuple:
     return tuple(sorted(attrs.items()))
+
+
+class Candidate:
+    """A node about to be built (``op(inputs, attrs)`` with its shape and dtype): what the
+    build-time rewrite rules match, before anything is appended to the graph."""
+
+    __slots__ = ("op", "inputs", "attrs", "shape", "dtype", "graph")
+
+    def __init__(self, op: str, inputs: tuple[Node, ...], attrs: dict[str, Any], shape: Shape, dtype: np.dtype, graph):
+        self.op, self.inputs, self.attrs, self.shape, self.dtype, self.graph = op, inputs, attrs, shape, dtype, graph
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+# Filled by symdiff.ops.rules: op name or kind -> ``rewrite(candidate) -> Node | None``, the
+# build-time subset of the one rule table (``x + 0 -> x``), applied to every node built.
+BUILD_REWRITES: dict[str, Callable[[Candidate], Node | None]] = {}
 
 
 def apply(op: Op, *args: Any, **attrs: Any) -> Node:
     """Build (or find, if it exists) the node ``op(*args, **attrs)``.
 
     Arguments that are not nodes are wrapped as constants. Shapes are checked by
-    the op's shape rule; when every input is a small constant the result is
+    the op's shape rule; the build-time rewrite rules may return an equal, simpler
+    node (``x + 0`` is ``x``); when every input is a small constant the result is
     computed now and returned as a constant (constant folding).
 
     >>> g = sd.Graph(); x = g.variable("x")
@@ -318,9 +525,14 @@ def apply(op: Op, *args: Any, **attrs: Any) -> Node:
     if found is not None:
         return found
     shape, dtype = _output_type(op, inputs, attrs)
+    rewrite = BUILD_REWRITES.get(op.name) or BUILD_REWRITES.get(op.kind)
+    if rewrite is not None:
+        found = rewrite(Candidate(op.name, inputs, attrs, shape, dtype, graph))
+        if found is not None:
+            return found
     if op.fold and all(i.op == "constant" for i in inputs) and _small(shape):
         with np.errstate(all="ignore"):
-            value = op.forward(*(i.value for i in inputs), **attrs)
+            value = op.forward(np, *(i.value for i in inputs), **attrs)
         count = len(graph._nodes)
         folded = graph.constant(np.asarray(value, dtype=dtype))
         if len(graph._nodes) > count:

@@ -13,10 +13,10 @@ import sympy
 
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape, format_shape
-from symdiff.ops.core import apply, as_nodes, broadcast_shapes, define_op
-from symdiff.ops.elementwise import add, multiply, negative, to_float
+from symdiff.ops.arithmetic import add, multiply, negative
+from symdiff.ops.core import apply, as_nodes, broadcast_shapes, define_op, to_float
 from symdiff.ops.reduce import sum
-from symdiff.ops.shape import expand_dims, lift, matrix_transpose, squeeze, tril
+from symdiff.ops.structure import expand_dims, lift, matrix_transpose, squeeze, tril
 
 ArrayLike = Any
 mT = matrix_transpose  # noqa: N816 (numpy's spelling, x.mT)
@@ -123,8 +123,9 @@ def _relift(g: Node, x: Node, y: Node) -> Node:
 
 MATMUL = define_op(
     "matmul",
-    np.matmul,
-    _matmul_shape,
+    numpy="matmul",
+    shape=_matmul_shape,
+    kind="linalg",
     dtype=lambda x, y: np.result_type(x, y),
     vjp=(_matmul_vjp_x, _matmul_vjp_y),
     jvp=(_matmul_jvp_x, _matmul_jvp_y),
@@ -187,8 +188,9 @@ def _solve_vjp_a(g, out, a, b):
 
 SOLVE = define_op(
     "solve",
-    np.linalg.solve,
-    _solve_shape,
+    numpy="linalg.solve",
+    shape=_solve_shape,
+    kind="linalg",
     vjp=(_solve_vjp_a, _solve_vjp_b),
     jvp=(
         lambda t, out, a, b: negative(
@@ -223,8 +225,9 @@ def _square_shape(shape: Shape, op: str) -> Shape:
 
 INV = define_op(
     "inv",
-    np.linalg.inv,
-    lambda a: _square_shape(a, "inv"),
+    numpy="linalg.inv",
+    shape=lambda a: _square_shape(a, "inv"),
+    kind="linalg",
     vjp=(lambda g, out, a: negative(matmul(mT(out), matmul(g, mT(out)))),),
     jvp=(lambda t, out, a: negative(matmul(out, matmul(t, out))),),
     sympy=_sympy_linalg(lambda m: m.inv()),
@@ -232,8 +235,9 @@ INV = define_op(
 )
 DET = define_op(
     "det",
-    np.linalg.det,
-    lambda a: tuple(_square_shape(a, "det")[:-2]),
+    numpy="linalg.det",
+    shape=lambda a: tuple(_square_shape(a, "det")[:-2]),
+    kind="linalg",
     vjp=(lambda g, out, a: multiply(expand_dims(multiply(g, out), (-2, -1)), mT(inv(a))),),
     jvp=(lambda t, out, a: multiply(out, sum(multiply(mT(inv(a)), t), (-2, -1))),),
     sympy=_sympy_linalg(lambda m: m.det(), keep_matrix=False),
@@ -264,10 +268,10 @@ def det(a: ArrayLike) -> Node:
 
 
 # -- cholesky --------------------------------------------------------------------------
-def _cholesky_forward(a):
+def _cholesky_forward(xp, a):
     # Factor the symmetric part, as JAX does: a function of every entry of a, so the
     # gradient (symmetric) is the true derivative and finite differences agree.
-    return np.linalg.cholesky(0.5 * (a + np.swapaxes(a, -1, -2)))
+    return xp.linalg.cholesky(0.5 * (a + xp.swapaxes(a, -1, -2)))
 
 
 def _phi(x: Node) -> Node:
@@ -294,6 +298,7 @@ CHOLESKY = define_op(
     "cholesky",
     _cholesky_forward,
     lambda a: _square_shape(a, "cholesky"),
+    kind="linalg",
     vjp=(_cholesky_vjp,),
     jvp=(_cholesky_jvp,),
     sympy=_sympy_linalg(lambda m: ((m + m.T) / 2).cholesky(hermitian=False)),

@@ -13,9 +13,11 @@ import sympy
 
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape
-from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, first_dtype, normalize_axes
-from symdiff.ops.elementwise import divide, equal, exp, multiply, share_mask, subtract, to_float
-from symdiff.ops.shape import broadcast_like, expand_dims
+from symdiff.ops.arithmetic import divide, multiply, subtract
+from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, first_dtype, normalize_axes, to_float
+from symdiff.ops.functions import exp, share_mask
+from symdiff.ops.logic import equal
+from symdiff.ops.structure import broadcast_like, expand_dims
 
 ArrayLike = Any
 
@@ -45,11 +47,12 @@ def _sympy_sum(x, axis, keepdims):
 
 SUM = define_op(
     "sum",
-    lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
-    _reduced_shape,
+    numpy="sum",
+    shape=_reduced_shape,
+    kind="reduction",
     dtype=common_dtype,
     vjp=(lambda g, out, x, axis, keepdims: broadcast_like(_keep(g, axis, keepdims), x),),
-    jvp=(lambda t, out, x, axis, keepdims: sum(t, axis, keepdims),),
+    properties=("linear",),
     sympy=_sympy_sum,
     doc="d sum x = sum dx; the gradient is broadcast back over the summed axes",
 )
@@ -66,18 +69,14 @@ def sum(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa
     axes = _axes("sum", x, axis)
     if not axes:
         return x
-    if x.op == "constant" and x.uniform is not None and None not in x.shape:
-        # the sum of a broadcast constant is a constant, whatever its size
-        n = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
-        shape = _reduced_shape(x.shape, axis=axes, keepdims=keepdims)
-        return x.graph.uniform_constant(x.uniform * n, shape, np.result_type(x.dtype))
     return apply(SUM, x, axis=axes, keepdims=bool(keepdims))
 
 
 COUNT = define_op(
     "count",
-    lambda x, axis, dtype_to: np.asarray(np.prod([np.shape(x)[a] for a in axis]), dtype=dtype_to),
+    lambda xp, x, axis, dtype_to: xp.asarray(np.prod([np.shape(x)[a] for a in axis]), dtype=dtype_to),
     lambda shape, axis, dtype_to: (),
+    kind="reduction",
     dtype=lambda x, axis, dtype_to: np.dtype(dtype_to),
     vjp=(None,),
     jvp=(None,),
@@ -94,20 +93,17 @@ def count(x: Node, axis: Any = None) -> Node:
     12.0
     """
     (x,) = as_nodes("count", x)
-    axes = _axes("count", x, axis)
-    dims = [x.shape[a] for a in axes]
     dt = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
-    if None not in dims:
-        return x.graph.constant(np.asarray(np.prod(dims), dtype=dt))
-    return apply(COUNT, x, axis=axes, dtype_to=dt.str)
+    return apply(COUNT, x, axis=_axes("count", x, axis), dtype_to=dt.str)
 
 
 MEAN = define_op(
     "mean",
-    lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
-    _reduced_shape,
+    numpy="mean",
+    shape=_reduced_shape,
+    kind="reduction",
     vjp=(lambda g, out, x, axis, keepdims: broadcast_like(divide(_keep(g, axis, keepdims), count(x, axis)), x),),
-    jvp=(lambda t, out, x, axis, keepdims: mean(t, axis, keepdims),),
+    properties=("linear",),
     sympy=lambda x, axis, keepdims: (
         np.sum(x, axis=axis, keepdims=keepdims) / sympy.Integer(int(np.prod([np.shape(x)[a] for a in axis])))
     ),
@@ -149,11 +145,12 @@ def _sympy_extremum(fn):
     return reduce
 
 
-def _extremum(name, forward, sympy_fn, doc):
+def _extremum(name, sympy_fn, doc):
     return define_op(
         name,
-        lambda x, axis, keepdims: forward(x, axis=axis, keepdims=keepdims),
-        _reduced_shape,
+        numpy=name,
+        shape=_reduced_shape,
+        kind="reduction",
         dtype=first_dtype,
         vjp=(
             lambda g, out, x, axis, keepdims: multiply(
@@ -168,8 +165,8 @@ def _extremum(name, forward, sympy_fn, doc):
     )
 
 
-MAX = _extremum("max", np.max, sympy.Max, "the largest element; the gradient goes to it (shared equally among ties)")
-MIN = _extremum("min", np.min, sympy.Min, "the smallest element; the gradient goes to it (shared equally among ties)")
+MAX = _extremum("max", sympy.Max, "the largest element; the gradient goes to it (shared equally among ties)")
+MIN = _extremum("min", sympy.Min, "the smallest element; the gradient goes to it (shared equally among ties)")
 
 
 def max(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa: A001 (numpy's name)
@@ -201,21 +198,21 @@ def min(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa
 
 
 # -- logsumexp and the softmax family -------------------------------------------------
-def _logsumexp(x, axis, keepdims):
-    m = np.max(x, axis=axis, keepdims=True)
+def _logsumexp(xp, x, axis, keepdims):
+    m = xp.max(x, axis=axis, keepdims=True)
     # A slice of all -inf (or an inf) would give inf - inf = nan: shift by 0 there instead.
-    m = np.where(np.isfinite(m), m, 0)
-    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
-    return out if keepdims else np.squeeze(out, axis=axis)
+    m = xp.where(xp.isfinite(m), m, 0)
+    out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else xp.squeeze(out, axis=axis)
 
 
-def _softmax(x, axis):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+def _softmax(xp, x, axis):
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    return e / xp.sum(e, axis=axis, keepdims=True)
 
 
-def _log_softmax(x, axis):
-    return x - _logsumexp(x, axis, True)
+def _log_softmax(xp, x, axis):
+    return x - _logsumexp(xp, x, axis, True)
 
 
 def _sympy_reduce_exp(x, axis, keepdims):
@@ -233,6 +230,7 @@ LOGSUMEXP = define_op(
     "logsumexp",
     _logsumexp,
     _reduced_shape,
+    kind="reduction",
     vjp=(
         lambda g, out, x, axis, keepdims: multiply(
             _keep(g, axis, keepdims), exp(subtract(x, _keep(out, axis, keepdims)))

@@ -1,0 +1,222 @@
+"""Arithmetic with numpy broadcasting: add, sub, mul, div, neg, pow, and dtype conversion.
+
+What can be simpler while building (``x + 0``, ``2*(3*x)``, ``--x``) is in the rule
+table (``symdiff.rules``), not here: these functions only turn their arguments into
+nodes and apply the op.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from symdiff.graph import Node
+from symdiff.ops.core import (
+    apply,
+    as_nodes,
+    broadcast_shapes,
+    common_dtype,
+    define_op,
+    derive_function,
+    same_shape,
+)
+
+ArrayLike = Any
+
+
+ADD = define_op(
+    "add",
+    numpy="add",
+    shape=broadcast_shapes,
+    kind="elementwise",
+    dtype=common_dtype,
+    vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g),
+    properties=("linear", "commutative"),
+    symbol="+",
+    precedence=10,
+    sympy=lambda x, y: x + y,
+    sympy_name="Add",
+    doc="d(x + y) = dx + dy",
+    scalar="({0} + {1})",
+)
+SUB = define_op(
+    "sub",
+    numpy="subtract",
+    shape=broadcast_shapes,
+    kind="elementwise",
+    dtype=common_dtype,
+    vjp=(lambda g, out, x, y: g, lambda g, out, x, y: negative(g)),
+    properties=("linear",),
+    symbol="-",
+    precedence=10,
+    sympy=lambda x, y: x - y,
+    doc="d(x - y) = dx - dy",
+    scalar="({0} - {1})",
+)
+MUL = define_op(
+    "mul",
+    numpy="multiply",
+    shape=broadcast_shapes,
+    kind="elementwise",
+    dtype=common_dtype,
+    # x*g, not g*x, for the second input: derivatives print in the order a reader writes them
+    vjp=(lambda g, out, x, y: multiply(g, y), lambda g, out, x, y: multiply(x, g)),
+    properties=("commutative",),
+    symbol="*",
+    precedence=20,
+    sympy=lambda x, y: x * y,
+    sympy_name="Mul",
+    doc="d(x y) = y dx + x dy",
+    scalar="({0} * {1})",
+)
+DIV = define_op(
+    "div",
+    numpy="true_divide",
+    shape=broadcast_shapes,
+    kind="elementwise",
+    vjp=(lambda g, out, x, y: divide(g, y), lambda g, out, x, y: negative(divide(multiply(g, out), y))),
+    symbol="/",
+    precedence=20,
+    sympy=lambda x, y: x / y,
+    doc="d(x / y) = dx / y - (x / y) dy / y",
+    scalar="({0} / {1})",
+)
+NEG = define_op(
+    "neg",
+    numpy="negative",
+    shape=same_shape,
+    kind="elementwise",
+    dtype=common_dtype,
+    vjp=(lambda g, out, x: negative(g),),
+    properties=("linear",),
+    symbol="-",
+    precedence=30,
+    sympy=lambda x: -x,
+    doc="d(-x) = -dx",
+    scalar="(-{0})",
+)
+
+
+def _pow_dy(out: Node, x: Node, y: Node) -> Node:
+    # log(x) is -inf at x = 0 where out is 0 (for y > 0): take 0, not 0 * -inf = nan.
+    return multiply(where(equal(x, 0), 0.0, log(x)), out)
+
+
+POW = define_op(
+    "pow",
+    numpy="power",
+    shape=broadcast_shapes,
+    kind="elementwise",
+    partials=(lambda out, x, y: multiply(y, power(x, subtract(y, 1))), _pow_dy),
+    symbol="**",
+    precedence=40,
+    sympy=lambda x, y: x**y,
+    sympy_name="Pow",
+    doc="d(x**y) = y x**(y-1) dx + log(x) x**y dy",
+    scalar="_math.pow({0}, {1})",
+)
+
+add = derive_function(
+    ADD,
+    "Elementwise ``x + y`` with broadcasting.",
+    """    >>> g = sd.Graph(); x = g.variable("x")
+    >>> print(sd.add(x, 2.0))
+    x + 2""",
+)
+subtract = derive_function(
+    SUB,
+    "Elementwise ``x - y`` with broadcasting.",
+    """    >>> g = sd.Graph(); x = g.variable("x")
+    >>> print(sd.subtract(1.0, x))
+    1 - x""",
+    name="subtract",
+)
+multiply = derive_function(
+    MUL,
+    "Elementwise ``x * y`` with broadcasting. ``0 * x`` folds to 0, even where x is inf.",
+    """    >>> g = sd.Graph(); x = g.variable("x")
+    >>> print(sd.multiply(3.0, x))
+    3*x""",
+    name="multiply",
+)
+divide = derive_function(
+    DIV,
+    "Elementwise true division ``x / y`` with broadcasting (x / 0 gives numpy's inf or nan).",
+    """    >>> g = sd.Graph(); x = g.variable("x")
+    >>> print(sd.divide(x, 2.0))
+    x/2""",
+    name="divide",
+)
+negative = derive_function(
+    NEG,
+    "Elementwise ``-x``; ``-(-x)`` is ``x``.",
+    """    >>> g = sd.Graph(); x = g.variable("x")
+    >>> sd.negative(sd.negative(x)) is x
+    True""",
+    name="negative",
+)
+
+
+def power(x: ArrayLike, y: ArrayLike) -> Node:
+    """Elementwise ``x ** y``; integer bases are computed in float64.
+
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> print(sd.grad(x ** 3, x))
+    3*x**2
+    """
+    x, y = as_nodes("pow", x, y)
+    if x.dtype.kind != "f" and y.dtype.kind != "f":
+        x = astype(x, np.float64)
+    return apply(POW, x, y)
+
+
+def square(x: ArrayLike) -> Node:
+    """``x ** 2``.
+
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> print(sd.square(x))
+    x**2
+    """
+    return power(x, 2)
+
+
+# -- dtype conversion ---------------------------------------------------------------
+def _astype_dtype(dtype: np.dtype, *, dtype_to: str) -> np.dtype:
+    return np.dtype(dtype_to)
+
+
+ASTYPE = define_op(
+    "astype",
+    lambda xp, x, dtype_to: xp.asarray(x).astype(dtype_to),
+    lambda shape, **_: shape,
+    kind="elementwise",
+    dtype=_astype_dtype,
+    # Gradients flow between float dtypes; an integer or boolean source gets none (the driver knows).
+    vjp=(lambda g, out, x, dtype_to: astype(g, x.dtype) if g.dtype.kind == "f" else g,),
+    jvp=(lambda t, out, x, dtype_to: astype(t, dtype_to),),
+    sympy=lambda x, dtype_to: x,
+    doc="x as another dtype; d = the cast of dx",
+)
+
+
+def astype(x: ArrayLike, dtype: Any) -> Node:
+    """``x`` converted to ``dtype`` (numpy's ``astype``); a no-op if it already has it.
+
+    >>> g = sd.Graph(); i = g.variable("i", dtype="int64")
+    >>> sd.astype(i, "float64").dtype
+    dtype('float64')
+    """
+    from symdiff.graph import check_dtype
+
+    (x,) = as_nodes("astype", x)
+    dt = check_dtype(dtype, "astype")
+    if x.dtype == dt:
+        return x
+    return apply(ASTYPE, x, dtype_to=dt.str)
+
+
+__test__ = {f.__name__: f for f in (add, subtract, multiply, divide, negative)}
+
+from symdiff.ops.functions import log  # noqa: E402 (the derivative of pow needs them; they need multiply)
+from symdiff.ops.logic import equal, where  # noqa: E402

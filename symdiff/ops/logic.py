@@ -1,0 +1,104 @@
+"""Comparisons (boolean, not differentiable) and ``where``, the elementwise selection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sympy
+
+from symdiff.graph import Node
+from symdiff.ops.core import apply, as_nodes, bool_dtype, broadcast_shapes, define_op, derive_function
+
+ArrayLike = Any
+
+
+def _comparison(name: str, symbol: str, relation, *, commutative: bool = False) -> Any:
+    return define_op(
+        name,
+        numpy=name,
+        shape=broadcast_shapes,
+        kind="elementwise",
+        dtype=bool_dtype,
+        arity=2,
+        properties=("commutative",) if commutative else (),
+        symbol=symbol,
+        precedence=5,
+        sympy=lambda x, y: np.vectorize(relation, otypes=[object])(x, y),
+        doc=f"x {symbol} y; not differentiable",
+        scalar=f"({{0}} {symbol} {{1}})",
+    )
+
+
+GREATER = _comparison("greater", ">", sympy.Gt)
+GREATER_EQUAL = _comparison("greater_equal", ">=", sympy.Ge)
+LESS = _comparison("less", "<", sympy.Lt)
+LESS_EQUAL = _comparison("less_equal", "<=", sympy.Le)
+EQUAL = _comparison("equal", "==", sympy.Eq, commutative=True)
+NOT_EQUAL = _comparison("not_equal", "!=", sympy.Ne, commutative=True)
+
+_EXAMPLE = """    >>> g = sd.Graph(); x = g.variable("x")
+    >>> print(sd.evaluate({expr}, {{x: 2.0}}))
+    {result}"""
+
+greater = derive_function(
+    GREATER,
+    "Elementwise ``x > y`` (boolean; not differentiable). Also ``x > y`` on nodes.",
+    _EXAMPLE.format(expr="x > 0", result="True"),
+)
+greater_equal = derive_function(
+    GREATER_EQUAL,
+    "Elementwise ``x >= y`` (boolean; not differentiable).",
+    _EXAMPLE.format(expr="x >= 2", result="True"),
+)
+less = derive_function(
+    LESS, "Elementwise ``x < y`` (boolean; not differentiable).", _EXAMPLE.format(expr="x < 0", result="False")
+)
+less_equal = derive_function(
+    LESS_EQUAL, "Elementwise ``x <= y`` (boolean; not differentiable).", _EXAMPLE.format(expr="x <= 2", result="True")
+)
+equal = derive_function(
+    EQUAL,
+    "Elementwise ``x == y`` (boolean; not differentiable). ``==`` on nodes stays identity.",
+    _EXAMPLE.format(expr="sd.equal(x, 2)", result="True"),
+)
+not_equal = derive_function(
+    NOT_EQUAL,
+    "Elementwise ``x != y`` (boolean; not differentiable).",
+    _EXAMPLE.format(expr="sd.not_equal(x, 2)", result="False"),
+)
+
+
+def _sympy_where(c, x, y):
+    return np.vectorize(lambda c, x, y: sympy.Piecewise((x, c), (y, True)), otypes=[object])(c, x, y)
+
+
+WHERE = define_op(
+    "where",
+    numpy="where",
+    shape=broadcast_shapes,
+    kind="elementwise",
+    dtype=lambda c, x, y: np.result_type(x, y),
+    # The condition carries no gradient; the branch not taken gets zero.
+    vjp=(None, lambda g, out, c, x, y: where(c, g, 0.0), lambda g, out, c, x, y: where(c, 0.0, g)),
+    sympy=_sympy_where,
+    sympy_name="Piecewise",
+    doc="where(c, x, y): x where c else y; d = where(c, dx, dy)",
+    scalar="({1} if {0} else {2})",
+)
+
+
+def where(condition: ArrayLike, x: ArrayLike, y: ArrayLike) -> Node:
+    """Elementwise ``x`` where ``condition`` holds, else ``y`` (numpy's ``where``).
+
+    The condition carries no gradient; each branch's gradient is zero where it
+    is not chosen, so ``grad(sum(where(x > 0, x, 0)), x)`` is ``x > 0`` as 0/1.
+
+    >>> g = sd.Graph(); x = g.variable("x", shape=(3,))
+    >>> print(sd.evaluate(sd.where(x > 0, x, 0.0), {x: [-1.0, 0.0, 2.0]}))
+    [0. 0. 2.]
+    """
+    return apply(WHERE, *as_nodes("where", condition, x, y))
+
+
+__test__ = {f.__name__: f for f in (greater, greater_equal, less, less_equal, equal, not_equal)}

@@ -1,0 +1,358 @@
+"""Ops that move elements without computing on them: axes inserted and removed, broadcasting,
+reshape, transpose, triangles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from symdiff.errors import ShapeError
+from symdiff.graph import Node, Shape, format_shape
+from symdiff.ops.core import (
+    apply,
+    as_nodes,
+    broadcast_shapes,
+    define_op,
+    first_dtype,
+    normalize_axes,
+)
+
+ArrayLike = Any
+
+
+# -- expand_dims, squeeze, lift ---------------------------------------------------------
+def _expand_shape(shape: Shape, *, axis: tuple[int, ...]) -> Shape:
+    ndim = len(shape) + len(axis)
+    out = list(shape)
+    for a in sorted(a + ndim for a in axis):
+        out.insert(a, 1)
+    return tuple(out)
+
+
+EXPAND_DIMS = define_op(
+    "expand_dims",
+    numpy="expand_dims",
+    shape=_expand_shape,
+    kind="structural",
+    dtype=first_dtype,
+    vjp=(lambda g, out, x, axis: squeeze(g, axis),),
+    properties=("linear",),
+    doc="insert axes of length 1",
+)
+
+
+def expand_dims(x: ArrayLike, axis: int | tuple[int, ...]) -> Node:
+    """Insert length-1 axes at ``axis`` (positions in the result), as numpy does.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(3,))
+    >>> sd.expand_dims(w, 0).shape
+    (1, 3)
+    """
+    (x,) = as_nodes("expand_dims", x)
+    n = 1 if isinstance(axis, (int, np.integer)) else len(axis)
+    try:
+        axes = normalize_axes(axis, x.ndim + n)
+    except ShapeError as exc:
+        raise ShapeError(f"expand_dims: {exc}") from None
+    if not axes:
+        return x
+    return apply(EXPAND_DIMS, x, axis=axes)
+
+
+def _squeeze_shape(shape: Shape, *, axis: tuple[int, ...]) -> Shape:
+    for a in axis:
+        if shape[a] not in (1, None):
+            raise ShapeError(f"cannot squeeze axis {a} of size {shape[a]}")
+    return tuple(d for i, d in enumerate(shape) if i - len(shape) not in axis)
+
+
+SQUEEZE = define_op(
+    "squeeze",
+    numpy="squeeze",
+    shape=_squeeze_shape,
+    kind="structural",
+    dtype=first_dtype,
+    vjp=(lambda g, out, x, axis: expand_dims(g, axis),),
+    properties=("linear",),
+    doc="remove axes of length 1",
+)
+
+
+def squeeze(x: ArrayLike, axis: int | tuple[int, ...] | None = None) -> Node:
+    """Remove length-1 axes (all statically known ones when ``axis`` is None).
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(1, 3))
+    >>> sd.squeeze(w).shape
+    (3,)
+    """
+    (x,) = as_nodes("squeeze", x)
+    if axis is None:
+        axes = tuple(i - x.ndim for i, d in enumerate(x.shape) if d == 1)
+    else:
+        try:
+            axes = normalize_axes(axis, x.ndim)
+        except ShapeError as exc:
+            raise ShapeError(f"squeeze: {exc}") from None
+    if not axes:
+        return x
+    return apply(SQUEEZE, x, axis=axes)
+
+
+def lift(t: Node, ndim: int, batch: int) -> Node:
+    """Insert axes after ``batch`` leading axes so ``t`` has ``batch + ndim`` axes.
+
+    A batched tangent of a broadcast input must line up with the output's axes,
+    not just from the right: (B, 3) for an output of (2, 3) becomes (B, 1, 3).
+    """
+    missing = batch + ndim - t.ndim
+    if missing <= 0 or batch == 0:
+        return t
+    return expand_dims(t, tuple(range(-ndim, -ndim + missing)))
+
+
+# -- broadcasting -----------------------------------------------------------------------
+def _broadcast_to_shape(shape: Shape, *, shape_to: Shape) -> Shape:
+    out = broadcast_shapes(shape, shape_to)
+    if out != tuple(shape_to):
+        raise ShapeError(f"cannot broadcast {format_shape(shape)} to {format_shape(shape_to)}")
+    return out
+
+
+BROADCAST_TO = define_op(
+    "broadcast_to",
+    lambda xp, x, shape_to: xp.broadcast_to(x, shape_to),
+    _broadcast_to_shape,
+    numpy="broadcast_to",
+    kind="elementwise",
+    dtype=first_dtype,
+    vjp=(lambda g, out, x, shape_to: g,),
+    jvp=(lambda t, out, x, shape_to: broadcast_like(t, out),),
+    doc="repeat along broadcast axes; the gradient sums them back",
+)
+
+
+def broadcast_to(x: ArrayLike, shape: tuple[int, ...]) -> Node:
+    """``x`` broadcast to a static ``shape`` (numpy's ``broadcast_to``).
+
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> sd.broadcast_to(x, (2, 3)).shape
+    (2, 3)
+    """
+    (x,) = as_nodes("broadcast_to", x)
+    shape = tuple(int(d) for d in shape)
+    if x.shape == shape:
+        return x
+    return apply(BROADCAST_TO, x, shape_to=shape)
+
+
+def _broadcast_like_forward(xp, x, ref):
+    return xp.broadcast_to(x, np.broadcast_shapes(np.shape(x), np.shape(ref)))
+
+
+BROADCAST_LIKE = define_op(
+    "broadcast_like",
+    _broadcast_like_forward,
+    lambda x, ref: broadcast_shapes(x, ref),
+    kind="elementwise",
+    dtype=first_dtype,
+    vjp=(lambda g, out, x, ref: g, None),
+    jvp=(lambda t, out, x, ref: broadcast_like(t, out), None),
+    doc="x broadcast against the shape of ref (ref's values are not used)",
+)
+
+
+def broadcast_like(x: ArrayLike, ref: Node) -> Node:
+    """``x`` broadcast against ``ref``'s shape, known at evaluation if not before.
+
+    >>> g = sd.Graph(); X = g.variable("X", shape=(None, 3)); b = g.variable("b", shape=(3,))
+    >>> sd.broadcast_like(b, X).shape
+    (None, 3)
+    """
+    return apply(BROADCAST_LIKE, *as_nodes("broadcast_like", x, ref))
+
+
+# -- reshape, transpose ------------------------------------------------------------------
+def _reshape_shape(shape: Shape, *, shape_to: tuple[int, ...]) -> Shape:
+    if sum(1 for d in shape_to if d == -1) > 1:
+        raise ShapeError(f"can only specify one unknown dimension (-1) in {shape_to}")
+    known_in = None if any(d is None for d in shape) else int(np.prod(shape, dtype=np.int64))
+    known_out = int(np.prod([d for d in shape_to if d != -1], dtype=np.int64))
+    if -1 not in shape_to:
+        if known_in is not None and known_in != known_out:
+            raise ShapeError(f"cannot reshape {format_shape(shape)} ({known_in} elements) to {shape_to}")
+        return tuple(shape_to)
+    if known_in is None:
+        return tuple(None if d == -1 else d for d in shape_to)
+    if known_out == 0 or known_in % known_out:
+        raise ShapeError(f"cannot reshape {format_shape(shape)} ({known_in} elements) to {shape_to}")
+    return tuple(known_in // known_out if d == -1 else d for d in shape_to)
+
+
+RESHAPE = define_op(
+    "reshape",
+    lambda xp, x, shape_to: xp.reshape(x, shape_to),
+    _reshape_shape,
+    numpy="reshape",
+    kind="structural",
+    dtype=first_dtype,
+    vjp=(lambda g, out, x, shape_to: reshape_like(g, x, g.ndim - out.ndim),),
+    jvp=(lambda t, out, x, shape_to: reshape_like(t, out, t.ndim - x.ndim),),
+    doc="the same elements in another shape",
+)
+
+
+def reshape(x: ArrayLike, shape: Any) -> Node:
+    """``x`` with a new shape (numpy's ``reshape``; one dimension may be -1).
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(6,))
+    >>> sd.reshape(w, (2, -1)).shape
+    (2, 3)
+    """
+    (x,) = as_nodes("reshape", x)
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise ShapeError(f"reshape: the target shape {shape!r} is not a tuple of ints") from None
+    if any(d is None for d in dims):
+        raise ShapeError(
+            f"reshape: the target shape {dims!r} has None; write -1 for the one dimension to infer "
+            "(sd.reshape_like(x, ref) takes a shape known only at evaluation from another node)"
+        )
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+        raise ShapeError(f"reshape: the target shape {dims!r} is not a tuple of ints")
+    shape_to = tuple(int(d) for d in dims)
+    if any(d < -1 for d in shape_to):
+        raise ShapeError(f"reshape: invalid target shape {shape_to}")
+    if shape_to == x.shape:
+        return x
+    return apply(RESHAPE, x, shape_to=shape_to)
+
+
+def _reshape_like_forward(xp, x, ref, nb):
+    return xp.reshape(x, np.shape(x)[:nb] + np.shape(ref))
+
+
+RESHAPE_LIKE = define_op(
+    "reshape_like",
+    _reshape_like_forward,
+    lambda x, ref, nb: tuple(x[:nb]) + tuple(ref),
+    kind="structural",
+    dtype=first_dtype,
+    vjp=(lambda g, out, x, ref, nb: reshape_like(g, x, g.ndim - out.ndim), None),
+    jvp=(lambda t, out, x, ref, nb: reshape_like(t, out, t.ndim - x.ndim), None),
+    doc="x reshaped to its first nb axes followed by ref's shape",
+)
+
+
+def reshape_like(x: Node, ref: Node, nb: int = 0) -> Node:
+    """``x`` reshaped to ``x.shape[:nb] + ref.shape`` (ref's shape may be known only at evaluation).
+
+    >>> g = sd.Graph(); a = g.variable("a", shape=(6,)); b = g.variable("b", shape=(2, 3))
+    >>> sd.reshape_like(a, b).shape
+    (2, 3)
+    """
+    return apply(RESHAPE_LIKE, *as_nodes("reshape_like", x, ref), nb=nb)
+
+
+def _batched_axes(axes: tuple[int, ...], nb: int) -> tuple[int, ...]:
+    return tuple(range(nb)) + tuple(nb + a for a in axes)
+
+
+TRANSPOSE = define_op(
+    "transpose",
+    numpy="transpose",
+    shape=lambda shape, axes: tuple(shape[a] for a in axes),
+    kind="structural",
+    dtype=first_dtype,
+    vjp=(lambda g, out, x, axes: transpose(g, _batched_axes(tuple(np.argsort(axes)), g.ndim - out.ndim)),),
+    jvp=(lambda t, out, x, axes: transpose(t, _batched_axes(axes, t.ndim - x.ndim)),),
+    symbol=".T",
+    precedence=50,
+    doc="permute axes; the gradient permutes back",
+)
+
+
+def transpose(x: ArrayLike, axes: Any = None) -> Node:
+    """Permute axes (reverse them when ``axes`` is None), as ``numpy.transpose``; also ``x.T``.
+
+    >>> g = sd.Graph(); X = g.variable("X", shape=(2, 3))
+    >>> X.T.shape
+    (3, 2)
+    """
+    (x,) = as_nodes("transpose", x)
+    if axes is None:
+        axes = tuple(range(x.ndim - 1, -1, -1))
+    axes = tuple(int(a) % x.ndim if x.ndim else int(a) for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise ShapeError(f"transpose: axes {axes} are not a permutation of {x.ndim} axes")
+    if axes == tuple(range(x.ndim)):
+        return x
+    return apply(TRANSPOSE, x, axes=axes)
+
+
+def matrix_transpose(x: ArrayLike) -> Node:
+    """Swap the last two axes (numpy's ``matrix_transpose``, ``x.mT``).
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(5, 2, 3))
+    >>> sd.matrix_transpose(A).shape
+    (5, 3, 2)
+    """
+    (x,) = as_nodes("matrix_transpose", x)
+    if x.ndim < 2:
+        raise ShapeError(f"matrix_transpose: needs at least 2 dimensions, got shape {format_shape(x.shape)}")
+    axes = tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2)
+    return transpose(x, axes)
+
+
+# -- triangles -----------------------------------------------------------------------
+def _matrix_shape(shape: Shape, **_: Any) -> Shape:
+    if len(shape) < 2:
+        raise ShapeError(f"needs at least 2 dimensions, got shape {format_shape(shape)}")
+    return shape
+
+
+TRIL = define_op(
+    "tril",
+    numpy="tril",
+    shape=_matrix_shape,
+    kind="structural",
+    dtype=first_dtype,
+    vjp=(lambda g, out, x, k: tril(g, k),),
+    properties=("linear",),
+    doc="lower triangle (k-th diagonal and below); linear",
+)
+TRIU = define_op(
+    "triu",
+    numpy="triu",
+    shape=_matrix_shape,
+    kind="structural",
+    dtype=first_dtype,
+    vjp=(lambda g, out, x, k: triu(g, k),),
+    properties=("linear",),
+    doc="upper triangle (k-th diagonal and above); linear",
+)
+
+
+def tril(x: ArrayLike, k: int = 0) -> Node:
+    """Lower triangle of (a stack of) matrices, as ``numpy.tril``.
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 2))
+    >>> print(sd.evaluate(sd.tril(A), {A: [[1.0, 2.0], [3.0, 4.0]]}))
+    [[1. 0.]
+     [3. 4.]]
+    """
+    return apply(TRIL, *as_nodes("tril", x), k=int(k))
+
+
+def triu(x: ArrayLike, k: int = 0) -> Node:
+    """Upper triangle of (a stack of) matrices, as ``numpy.triu``.
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 2))
+    >>> print(sd.evaluate(sd.triu(A), {A: [[1.0, 2.0], [3.0, 4.0]]}))
+    [[1. 2.]
+     [0. 4.]]
+    """
+    return apply(TRIU, *as_nodes("triu", x), k=int(k))

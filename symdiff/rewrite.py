@@ -1,0 +1,215 @@
+"""A small pattern-matching rewrite engine: patterns over nodes, rules, one table.
+
+Patterns read like the expressions they match (tinygrad's ``UPat`` is the model)::
+
+    x = Pat.var("x")
+    Rule(x * 1, lambda root, x: x if same_type(x, root) else None)
+
+``Pat.var(name)`` matches any node and binds it; a number matches a constant whose every
+element is that number (seen through broadcasts); ``Pat(op, *inputs)`` matches a node of
+that op (or of any op in a set) whose inputs match, trying both orders for an op with the
+``commutative`` property. A rule's function gets the matched root and the bindings as
+keywords and returns the replacement or None (the rule does not apply after all: a check
+the pattern cannot express, such as "same shape").
+
+A rule is either applied while building (``build=True``: to every node as it is made,
+before it is appended, so ``x + 0`` never exists) or only by :func:`symdiff.simplify`.
+Both phases read the same :class:`RuleTable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from symdiff.graph import Node
+from symdiff.ops.core import REGISTRY
+
+_NUMBER = (int, float)
+
+
+def fill_value(node: Any) -> float | int | bool | None:
+    """The one value every element of ``node`` has, when that is known at build time."""
+    while node.op in ("broadcast_like", "broadcast_to"):
+        node = node.inputs[0]
+    return node.uniform if node.op == "constant" else None
+
+
+class Pat:
+    """A pattern: an op (a name, a set of names, or any), input patterns, a binding name
+    and a test on the node."""
+
+    __slots__ = ("ops", "src", "name", "test", "ordered")
+
+    def __init__(
+        self,
+        ops: str | Iterable[str] | None = None,
+        *src: Any,
+        name: str | None = None,
+        test: Callable[[Any], bool] | None = None,
+        ordered: bool = False,
+    ):
+        self.ops = None if ops is None else frozenset([ops] if isinstance(ops, str) else ops)
+        self.src = tuple(_pattern(s) for s in src) if src else None
+        self.name = name
+        self.test = test
+        self.ordered = ordered  # match the inputs in this order only, even for a commutative op
+
+    @classmethod
+    def var(cls, name: str, test: Callable[[Any], bool] | None = None) -> Pat:
+        """Any node (passing ``test``), bound to ``name``."""
+        return cls(name=name, test=test)
+
+    @classmethod
+    def const(cls, value: float, name: str | None = None) -> Pat:
+        """A constant every element of which equals ``value`` (a broadcast constant too)."""
+
+        def test(node: Any) -> bool:
+            v = fill_value(node)
+            return v is not None and v == value
+
+        return cls(name=name, test=test)
+
+    def _root_matches(self, node: Any) -> bool:
+        if self.ops is None or node.op in self.ops:
+            return True
+        entry = REGISTRY.get(node.op)
+        return entry is not None and f"kind:{entry.kind}" in self.ops
+
+    def matches(self, node: Any, env: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every way ``node`` matches, as the bindings (``env`` extended); none if it does not."""
+        if not self._root_matches(node) or (self.test is not None and not self.test(node)):
+            return
+        if self.name is not None:
+            if self.name in env and env[self.name] is not node:
+                return
+            env = {**env, self.name: node}
+        if self.src is None:
+            yield env
+            return
+        inputs = node.inputs
+        if len(inputs) != len(self.src):
+            return
+        yield from self._inputs_match(inputs, env)
+        if len(inputs) == 2 and not self.ordered and "commutative" in REGISTRY[node.op].properties:
+            yield from self._inputs_match((inputs[1], inputs[0]), env)
+
+    def _inputs_match(self, inputs: tuple, env: dict[str, Any], k: int = 0) -> Iterator[dict[str, Any]]:
+        if k == len(inputs):
+            yield env
+            return
+        for found in self.src[k].matches(inputs[k], env):
+            yield from self._inputs_match(inputs, found, k + 1)
+
+    # expressions of patterns are patterns of expressions
+    def __add__(self, other: Any) -> Pat:
+        return Pat("add", self, other)
+
+    def __radd__(self, other: Any) -> Pat:
+        return Pat("add", other, self)
+
+    def __sub__(self, other: Any) -> Pat:
+        return Pat("sub", self, other)
+
+    def __rsub__(self, other: Any) -> Pat:
+        return Pat("sub", other, self)
+
+    def __mul__(self, other: Any) -> Pat:
+        return Pat("mul", self, other)
+
+    def __rmul__(self, other: Any) -> Pat:
+        return Pat("mul", other, self)
+
+    def __truediv__(self, other: Any) -> Pat:
+        return Pat("div", self, other)
+
+    def __rtruediv__(self, other: Any) -> Pat:
+        return Pat("div", other, self)
+
+    def __pow__(self, other: Any) -> Pat:
+        return Pat("pow", self, other)
+
+    def __neg__(self) -> Pat:
+        return Pat("neg", self)
+
+    def __repr__(self) -> str:
+        head = "|".join(sorted(self.ops)) if self.ops else "_"
+        args = "" if self.src is None else "(" + ", ".join(map(repr, self.src)) + ")"
+        return f"{head}{args}" + (f":{self.name}" if self.name else "")
+
+
+def _pattern(p: Any) -> Pat:
+    if isinstance(p, Pat):
+        return p
+    if isinstance(p, _NUMBER) and not isinstance(p, bool):
+        return Pat.const(p)
+    raise TypeError(f"not a pattern: {p!r}")
+
+
+class Rule:
+    """``pattern -> fn(root, **bindings)``; ``build`` rules also run while building.
+
+    ``context=True`` passes the simplifier's context as the keyword ``ctx`` (which nodes
+    are shared); build rules have none.
+    """
+
+    __slots__ = ("pattern", "fn", "build", "context", "name")
+
+    def __init__(
+        self,
+        pattern: Pat,
+        fn: Callable[..., Node | None],
+        *,
+        build: bool = True,
+        context: bool = False,
+        name: str | None = None,
+    ):
+        if pattern.ops is None and not name:
+            raise TypeError("a rule's root pattern names its op(s)")
+        self.pattern, self.fn, self.build, self.context = pattern, fn, build, context
+        self.name = name or getattr(fn, "__name__", "rule")
+
+    def apply(self, root: Any, ctx: Any = None) -> Node | None:
+        """The replacement for ``root`` from the first way it matches that the function accepts."""
+        for env in self.pattern.matches(root, {}):
+            if self.context:
+                env["ctx"] = ctx
+            new = self.fn(root, **env)
+            if new is not None:
+                return new
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Rule {self.name}: {self.pattern!r}{'' if self.build else ' (simplify)'}>"
+
+
+class RuleTable:
+    """Rules indexed by the op (or the kind) their root pattern names, in table order."""
+
+    def __init__(self, rules: Iterable[Rule]):
+        self.rules = list(rules)
+        self.by_op: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            for op in rule.pattern.ops:
+                self.by_op.setdefault(op, []).append(rule)
+
+    def for_op(self, op: str, *, build: bool) -> list[Rule]:  # build: the build rules, else simplify's
+        """The rules whose root is ``op``'s kind (``"kind:elementwise"``), then those for ``op``."""
+        found = self.by_op.get(op, [])
+        entry = REGISTRY.get(op)
+        if entry is not None:
+            found = self.by_op.get(f"kind:{entry.kind}", []) + found
+        return [r for r in found if r.build == build]
+
+    def rewrite(self, root: Any, rules: Iterable[Rule], ctx: Any = None) -> Node | None:
+        """The first rule's replacement for ``root`` that is not root itself, or None."""
+        for rule in rules:
+            new = rule.apply(root, ctx)
+            if new is not None and new is not root:
+                return new
+        return None
+
+
+def of_kind(kind: str, *src: Any, name: str | None = None) -> Pat:
+    """A pattern for the root of every op of a kind (``of_kind("elementwise")``)."""
+    return Pat(f"kind:{kind}", *src, name=name)
