@@ -55,14 +55,19 @@ _TOKEN = re.compile(
 # binding strength, right-associative?
 _BINARY = {"+": (1, False), "-": (1, False), "*": (2, False), "/": (2, False), "**": (4, True), "^": (4, True)}
 _UNARY_MINUS = (3, True)
-_APPLY = {
-    "+": ops.add,
-    "-": ops.subtract,
-    "*": ops.multiply,
-    "/": ops.divide,
-    "**": ops.power,
-    "^": ops.power,
-}
+
+
+def _infix() -> dict[str, Callable[..., Node]]:
+    """The public function of each infix symbol the grammar has, from the op table."""
+    out = {}
+    for op in REGISTRY.values():
+        if op.symbol in _BINARY and op.arity == 2:
+            out[op.symbol] = getattr(ops, op.notation.function or op.name)
+    out["^"] = out["**"]
+    return out
+
+
+_APPLY = _infix()
 
 
 class ParseError(SymdiffError, ValueError):

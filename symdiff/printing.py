@@ -50,7 +50,7 @@ def _folded_from(node: Node) -> str | None:
     if node.origin is None or len(format_number(node.value.item())) <= 8:
         return None
     op, inputs = node.origin
-    if len(inputs) != 1 or REGISTRY[op].symbol or inputs[0].shape != () or inputs[0].dtype.kind != "f":
+    if len(inputs) != 1 or not written_as_call(REGISTRY[op]) or inputs[0].shape != () or inputs[0].dtype.kind != "f":
         return None
     argument = format_number(inputs[0].value.item())
     return f"{op}({argument})" if len(argument) <= 8 else None
@@ -62,39 +62,44 @@ def _attr_text(key: str, value) -> str:
     return f"{key}={value!r}"
 
 
-def _render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
-    """Text and binding strength of ``node`` given its inputs' texts and strengths."""
-    op = REGISTRY[node.op]
-    attrs = dict(node._attrs)
+def written_as_call(op) -> bool:
+    """True for an op printed as ``name(args)``: no infix symbol and no form of its own."""
+    return not (op.notation.symbol or op.notation.text or op.notation.transparent)
 
+
+def _wrapper(args: list[tuple[str, int]], left: str = "(", right: str = ")"):
     def wrap(i: int, need: int) -> str:
         text, prec = args[i]
-        return f"({text})" if prec < need else text
+        return f"{left}{text}{right}" if prec < need else text
 
-    if node.op in ("match_shape", "broadcast_like"):  # a check, an implicit broadcast: print the value
+    return wrap
+
+
+_OPPOSITE = {"+": "-", "-": "+"}
+
+
+def _render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
+    """Text and binding strength of ``node`` given its inputs' texts and strengths; the op's
+    notation (its entry in the op table) says how it is written."""
+    notation = REGISTRY[node.op].notation
+    wrap = _wrapper(args)
+    if notation.transparent:
         return args[0]
-    if node.op == "neg":
-        return "-" + wrap(0, 20), 30  # -x*y reads (and computes) as -(x*y)
-    if node.op == "pow":
-        return wrap(0, 41) + "**" + wrap(1, 40), 40
-    if node.op == "getitem":
-        return wrap(0, 60) + f"[{attrs['index']!r}]", 60
-    if node.op == "unindex":  # the gradient of x[i]: zeros shaped like x with g added at [i]
-        return f"zeros_like({args[1][0]}).at[{attrs['index']!r}].add({args[0][0]})", 60
-    if node.op == "transpose" and attrs["axes"] == tuple(range(node.ndim - 1, -1, -1)):
-        return wrap(0, 50) + ".T", 50
-    if op.symbol and len(args) == 2 and op.symbol != ".T":
-        p = op.precedence
-        # Left-associative: the right operand of - / needs parentheses at equal strength.
-        right_need = p + 1 if node.op in ("sub", "div", "matmul") else p
-        right = wrap(1, right_need)
-        symbol = op.symbol
-        if node.op in ("add", "sub") and right.startswith("-") and node.inputs[1].op == "constant":
-            right, symbol = right[1:], "-" if node.op == "add" else "+"  # x - 2, not x + (-2)
+    if notation.text is not None:
+        found = notation.text(node, args, wrap)
+        if found is not None:
+            return found
+    if notation.symbol and len(args) == 2:
+        p = notation.precedence
+        # Left-associative: the right operand of - / @ needs parentheses at equal strength.
+        right = wrap(1, p + 1 if notation.strict_right else p)
+        symbol = notation.symbol
+        if symbol in _OPPOSITE and right.startswith("-") and node.inputs[1].op == "constant":
+            right, symbol = right[1:], _OPPOSITE[symbol]  # x - 2, not x + (-2)
         elif right.startswith("-"):  # x*(-y), not x*-y
             right = f"({right})"
         return f"{wrap(0, p)}{_spaced(symbol)}{right}", p
-    shown = [_attr_text(k, v) for k, v in attrs.items() if _shows_attr(node, k, v)]
+    shown = [_attr_text(k, v) for k, v in node._attrs if _shows_attr(node, k, v)]
     return f"{node.op}({', '.join([a[0] for a in args] + shown)})", 100
 
 
@@ -191,17 +196,6 @@ def latex_or_none(node: Node) -> str | None:
 
 
 # -- LaTeX in operator form (tensor expressions) -------------------------------------------
-_LATEX_FUNCTIONS = {
-    "sin": r"\sin",
-    "cos": r"\cos",
-    "tan": r"\tan",
-    "tanh": r"\tanh",
-    "exp": r"\exp",
-    "log": r"\log",
-    "sigmoid": r"\sigma",
-}
-
-
 def _latex_name(name: str) -> str:
     """``W1`` -> ``W_{1}``, ``x_in`` -> ``x_{in}``: the subscripts a reader expects."""
     import re
@@ -232,47 +226,19 @@ def _latex_leaf(node: Node) -> str:
 
 
 def _latex_render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
-    def wrap(i: int, need: int) -> str:
-        text, prec = args[i]
-        return rf"\left({text}\right)" if prec < need else text
-
-    op = node.op
-    attrs = dict(node._attrs)
-    if op == "match_shape":
+    notation = REGISTRY[node.op].notation
+    if notation.transparent:
         return args[0]
-    if op == "neg":
-        return "-" + wrap(0, 20), 30
-    if op == "add":
-        return f"{wrap(0, 10)} + {wrap(1, 10)}", 10
-    if op == "sub":
-        return f"{wrap(0, 10)} - {wrap(1, 11)}", 10
-    if op == "mul":
-        if node.inputs[1].shape == () and node.inputs[0].shape != ():  # a scalar factor goes first
-            return f"{wrap(1, 20)} {wrap(0, 21)}", 20
-        scalar = node.inputs[0].shape == ()
-        return (f"{wrap(0, 20)} {wrap(1, 21)}" if scalar else rf"{wrap(0, 20)} \odot {wrap(1, 21)}"), 20
-    if op == "div":
-        return rf"\frac{{{args[0][0]}}}{{{args[1][0]}}}", 100
-    if op == "pow":
-        return f"{wrap(0, 41)}^{{{args[1][0]}}}", 40
-    if op == "sqrt":
-        return rf"\sqrt{{{args[0][0]}}}", 100
-    if op == "abs":
-        return rf"\left|{args[0][0]}\right|", 100
-    if op == "matmul":
-        return f"{wrap(0, 25)} {wrap(1, 26)}", 25
-    if op == "transpose" and attrs["axes"] == tuple(range(node.ndim - 1, -1, -1)):
-        return rf"{wrap(0, 50)}^{{\top}}", 50
-    if op == "getitem":
-        return f"{wrap(0, 60)}_{{{attrs['index']!r}}}", 60
-    if op in ("sum", "mean") and attrs["axis"] == tuple(range(-node.inputs[0].ndim, 0)):
-        symbol = r"\sum" if op == "sum" else r"\operatorname{mean}"
-        return rf"{symbol} {wrap(0, 100)}", 15
-    if op in _LATEX_FUNCTIONS:
-        return rf"{_LATEX_FUNCTIONS[op]}\left({args[0][0]}\right)", 100
-    extra = [_latex_attr(k, v) for k, v in attrs.items() if _shows_attr(node, k, v)]
+    latex = notation.latex
+    if callable(latex):
+        found = latex(node, args, _wrapper(args, r"\left(", r"\right)"))
+        if found is not None:
+            return found
+    elif latex is not None:  # a function name: \sin\left(x\right)
+        return rf"{latex}\left({args[0][0]}\right)", 100
+    extra = [_latex_attr(k, v) for k, v in node._attrs if _shows_attr(node, k, v)]
     inner = ", ".join([a[0] for a in args] + extra)
-    name = op.replace("_", r"\_")
+    name = node.op.replace("_", r"\_")
     return rf"\operatorname{{{name}}}\left({inner}\right)", 100
 
 

@@ -47,14 +47,16 @@ def _symbol(node: Node) -> str:
         if v.ndim == 0:
             return format_number(v.item())
         return format_number(node.uniform) if node.uniform is not None else "const"
+    notation = REGISTRY[node.op].notation
+    if notation.label is not None:
+        return notation.label(node) if callable(notation.label) else notation.label
+    return notation.symbol or node.op
+
+
+def _ordered(node: Node) -> bool:
+    """An infix op whose operands' order matters (``-``, ``/``, ``@``, ``**``, ``<``)."""
     op = REGISTRY[node.op]
-    if node.op == "transpose":
-        return "T"
-    if node.op == "getitem":
-        return f"[{node.attrs['index']!r}]"
-    if node.op == "neg":
-        return "neg"
-    return op.symbol if op.symbol else node.op
+    return len(node.inputs) > 1 and op.symbol is not None and "commutative" not in op.properties
 
 
 def label(node: Node) -> str:
@@ -215,7 +217,7 @@ def to_dot(
             if u not in drawn:
                 continue
             extra = [f'color="{GRADIENT_EDGE}"'] if n.is_gradient else []
-            if len(n.inputs) > 1 and REGISTRY[n.op].symbol in ("-", "/", "@", "**"):
+            if _ordered(n):  # which operand is which: x - y is not y - x
                 extra.append(f'taillabel="{position}"')
             lines.append(f"  n{u.index} -> n{n.index}" + (f" [{', '.join(extra)}]" if extra else "") + ";")
     if derivative:

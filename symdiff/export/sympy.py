@@ -12,6 +12,7 @@ from symdiff import ops
 from symdiff.errors import GraphError, ShapeError
 from symdiff.graph import Graph, Node, ancestors, consumers, format_shape
 from symdiff.ops import REGISTRY, apply
+from symdiff.printing import written_as_call
 
 # Tensors up to this many elements convert (each element is a sympy expression).
 MAX_ELEMENTS = 10_000
@@ -49,7 +50,7 @@ def _origin(node: Node) -> np.ndarray | None:
     if node.origin is None or node.shape != () or _number(node.value.item()).is_Rational:
         return None
     op, inputs = node.origin
-    if len(inputs) != 1 or inputs[0].shape != () or REGISTRY[op].sympy is None or REGISTRY[op].symbol:
+    if len(inputs) != 1 or inputs[0].shape != () or REGISTRY[op].sympy is None or not written_as_call(REGISTRY[op]):
         return None
     argument = _number(inputs[0].value.item())
     if not argument.is_Rational:
@@ -167,16 +168,6 @@ def latex(node: Node) -> str:
 
 
 # -- from sympy -------------------------------------------------------------------
-_RELATIONS = {
-    sympy.StrictGreaterThan: ops.greater,
-    sympy.GreaterThan: ops.greater_equal,
-    sympy.StrictLessThan: ops.less,
-    sympy.LessThan: ops.less_equal,
-    sympy.Equality: ops.equal,
-    sympy.Unequality: ops.not_equal,
-}
-
-
 def _fold(fn, items: list[Node]) -> Node:
     total = items[0]
     for item in items[1:]:
@@ -222,8 +213,6 @@ def _build(expr: sympy.Basic, args: list[Node], graph: Graph) -> Node:
         return ops.power(base, exponent)
     if isinstance(expr, sympy.log):
         return ops.log(args[0]) if len(args) == 1 else ops.divide(ops.log(args[0]), ops.log(args[1]))
-    if isinstance(expr, (sympy.Max, sympy.Min)):
-        return _fold(ops.maximum if isinstance(expr, sympy.Max) else ops.minimum, args)
     if isinstance(expr, sympy.Piecewise):
         # args alternate value, condition; the last condition is usually True
         pairs = list(zip(args[0::2], args[1::2]))
@@ -231,12 +220,11 @@ def _build(expr: sympy.Basic, args: list[Node], graph: Graph) -> Node:
         for value, cond in reversed(pairs[:-1]):
             result = ops.where(cond, value, result)
         return result
-    for kind, fn in _RELATIONS.items():
-        if isinstance(expr, kind):
-            return fn(*args)
     name = type(expr).__name__
     op = next((op for op in REGISTRY.values() if op.sympy_name == name), None)
     if op is not None:  # the op table names the sympy function each op corresponds to
+        if op.arity is not None and len(args) > op.arity == 2:  # Max(a, b, c): max(max(a, b), c)
+            return _fold(lambda u, v: apply(op, u, v), args)
         return apply(op, *args)
     raise GraphError(f"from_sympy: no symdiff op for sympy {name} (in {expr})")
 

@@ -35,6 +35,7 @@ ADD = define_op(
     properties=("linear", "commutative"),
     symbol="+",
     precedence=10,
+    latex=lambda node, args, wrap: (f"{wrap(0, 10)} + {wrap(1, 10)}", 10),
     sympy=lambda x, y: x + y,
     sympy_name="Add",
     doc="d(x + y) = dx + dy",
@@ -50,6 +51,9 @@ SUB = define_op(
     properties=("linear",),
     symbol="-",
     precedence=10,
+    strict_right=True,
+    latex=lambda node, args, wrap: (f"{wrap(0, 10)} - {wrap(1, 11)}", 10),
+    function="subtract",
     sympy=lambda x, y: x - y,
     doc="d(x - y) = dx - dy",
     scalar="({0} - {1})",
@@ -65,6 +69,8 @@ MUL = define_op(
     properties=("commutative",),
     symbol="*",
     precedence=20,
+    latex=lambda node, args, wrap: _product_latex(node, wrap),
+    function="multiply",
     sympy=lambda x, y: x * y,
     sympy_name="Mul",
     doc="d(x y) = y dx + x dy",
@@ -78,6 +84,9 @@ DIV = define_op(
     vjp=(lambda g, out, x, y: divide(g, y), lambda g, out, x, y: negative(divide(multiply(g, out), y))),
     symbol="/",
     precedence=20,
+    strict_right=True,
+    latex=lambda node, args, wrap: (rf"\frac{{{args[0][0]}}}{{{args[1][0]}}}", 100),
+    function="divide",
     sympy=lambda x, y: x / y,
     doc="d(x / y) = dx / y - (x / y) dy / y",
     scalar="({0} / {1})",
@@ -90,12 +99,23 @@ NEG = define_op(
     dtype=common_dtype,
     vjp=(lambda g, out, x: negative(g),),
     properties=("linear",),
-    symbol="-",
     precedence=30,
+    text=lambda node, args, wrap: ("-" + wrap(0, 20), 30),  # -x*y reads (and computes) as -(x*y)
+    latex=lambda node, args, wrap: ("-" + wrap(0, 20), 30),
+    label="neg",
+    function="negative",
     sympy=lambda x: -x,
     doc="d(-x) = -dx",
     scalar="(-{0})",
 )
+
+
+def _product_latex(node: Node, wrap) -> tuple[str, int]:
+    if node.inputs[1].shape == () and node.inputs[0].shape != ():  # a scalar factor goes first
+        return f"{wrap(1, 20)} {wrap(0, 21)}", 20
+    if node.inputs[0].shape == ():
+        return f"{wrap(0, 20)} {wrap(1, 21)}", 20
+    return rf"{wrap(0, 20)} \odot {wrap(1, 21)}", 20
 
 
 def _pow_dy(out: Node, x: Node, y: Node) -> Node:
@@ -111,6 +131,9 @@ POW = define_op(
     partials=(lambda out, x, y: multiply(y, power(x, subtract(y, 1))), _pow_dy),
     symbol="**",
     precedence=40,
+    text=lambda node, args, wrap: (wrap(0, 41) + "**" + wrap(1, 40), 40),  # right-associative
+    latex=lambda node, args, wrap: (f"{wrap(0, 41)}^{{{args[1][0]}}}", 40),
+    function="power",
     sympy=lambda x, y: x**y,
     sympy_name="Pow",
     doc="d(x**y) = y x**(y-1) dx + log(x) x**y dy",

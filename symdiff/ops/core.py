@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -69,13 +69,29 @@ PROPERTIES = frozenset({"linear", "commutative", "positive", "nonzero"})
 
 @dataclass(frozen=True, eq=False)
 class Notation:
-    """How an op is written: infix symbol and binding strength, LaTeX, sympy."""
+    """How an op is written, for every printer (text, LaTeX, DOT, sympy, the parser).
+
+    ``symbol``/``precedence``: infix form and binding strength (``"+"``, 10); with
+    ``strict_right`` the right operand is parenthesised at equal strength (``x - (y - z)``).
+    ``text``/``latex``: ``fn(node, args, wrap) -> (text, strength)`` for a form of its own
+    (``x**2``, ``\\frac{a}{b}``) or None for the usual one; ``args`` are the inputs' texts and
+    strengths, ``wrap(i, need)`` input i's text in parentheses if it binds weaker than
+    ``need``. ``latex`` may instead be a function name (``"\\sin"``). ``label``: the short
+    name in a drawing (``"T"``), or a function of the node. ``transparent``: printed as its
+    first input (a check, an implicit broadcast). ``function``: the public function's name
+    where it differs from the op's (``subtract`` for ``sub``).
+    """
 
     symbol: str | None = None
     precedence: int = 100
-    latex: str | None = None
+    latex: str | Callable[..., Any] | None = None
     sympy: Callable[..., Any] | None = None
     sympy_name: str | None = None
+    text: Callable[..., Any] | None = None
+    label: str | Callable[..., str] | None = None
+    transparent: bool = False
+    strict_right: bool = False
+    function: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,6 +122,7 @@ class Op:
     fold: bool = True
     arity: int | None = None
     derived: frozenset[str] = frozenset()
+    unsupported: dict[str, str] = field(default_factory=dict)
 
     @property
     def elementwise(self) -> bool:
@@ -202,9 +219,15 @@ def define_op(
     properties: Sequence[str] = (),
     symbol: str | None = None,
     precedence: int = 100,
-    latex: str | None = None,
+    latex: str | Callable[..., Any] | None = None,
     sympy: Callable[..., Any] | None = None,
     sympy_name: str | None = None,
+    text: Callable[..., Any] | None = None,
+    label: str | Callable[..., str] | None = None,
+    transparent: bool = False,
+    strict_right: bool = False,
+    function: str | None = None,
+    unsupported: dict[str, str] | None = None,
     doc: str = "",
     fold: bool = True,
     scalar: str | None = None,
@@ -245,9 +268,12 @@ def define_op(
         raises :class:`~symdiff.NonDifferentiableError` when it needs them.
     properties : sequence of str
         Any of ``"linear"``, ``"commutative"``, ``"positive"``, ``"nonzero"`` (see ``PROPERTIES``).
-    symbol, precedence, latex : optional
-        Infix symbol and binding strength for printing (``"+"``, 10); the LaTeX
-        function name (``"\\sin"``).
+    symbol, precedence, latex, text, label, transparent, strict_right, function : optional
+        How the op is written (see :class:`Notation`): infix symbol and binding strength
+        (``"+"``, 10), the LaTeX function name (``"\\sin"``) or form, and so on.
+    unsupported : dict, optional
+        Aspects the op does not have, with the reason shown to users
+        (``{"sympy": "a count of elements is not an expression"}``).
     sympy : callable, optional
         ``sympy(*object_arrays, **attrs)``: the op on numpy arrays of sympy
         expressions, used by :func:`symdiff.to_sympy`.
@@ -314,7 +340,10 @@ def define_op(
         numpy=numpy,
         generic=generic,
         properties=frozenset(properties),
-        notation=Notation(symbol, precedence, latex, sympy, sympy_name),
+        notation=Notation(
+            symbol, precedence, latex, sympy, sympy_name, text, label, transparent, strict_right, function
+        ),
+        unsupported=dict(unsupported or {}),
         scalar=scalar,
         doc=doc,
         fold=fold,

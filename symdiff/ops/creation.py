@@ -37,6 +37,7 @@ MATCH_SHAPE = define_op(
     dtype=first_dtype,
     vjp=(lambda g, out, x, ref: g, None),
     jvp=(lambda t, out, x, ref: t, None),
+    transparent=True,  # a check: printed as the value
     doc="x, checked at evaluation to have ref's shape (prints as x)",
 )
 

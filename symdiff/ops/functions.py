@@ -85,7 +85,13 @@ SIGMOID = _function(
     latex=r"\sigma",
     properties=("positive",),
 )
-SQRT = _function("sqrt", lambda out, x: divide(0.5, out), sympy.sqrt, "d sqrt x = dx / (2 sqrt x); inf at 0")
+SQRT = _function(
+    "sqrt",
+    lambda out, x: divide(0.5, out),
+    sympy.sqrt,
+    "d sqrt x = dx / (2 sqrt x); inf at 0",
+    latex=lambda node, args, wrap: (rf"\sqrt{{{args[0][0]}}}", 100),
+)
 LOG1P = _function("log1p", lambda out, x: divide(1.0, add(1.0, x)), lambda x: sympy.log(1 + x), "d log(1+x) = dx/(1+x)")
 EXPM1 = _function("expm1", lambda out, x: exp(x), lambda x: sympy.exp(x) - 1, "d (exp x - 1) = exp x dx")
 SOFTPLUS = _function(
@@ -119,6 +125,7 @@ ABS = define_op(
     partials=(lambda out, x: sign(x),),
     sympy=vectorize(sympy.Abs),
     sympy_name="Abs",
+    latex=lambda node, args, wrap: (rf"\left|{args[0][0]}\right|", 100),
     doc="d |x| = sign(x) dx; 0 at x = 0",
     scalar="abs({0})",
 )

@@ -228,6 +228,9 @@ GETITEM = define_op(
     vjp=(lambda g, out, x, index: unindex(g, x, index),),
     jvp=(lambda t, out, x, index: _getitem(t, index.with_batch(t.ndim - x.ndim)),),
     precedence=60,
+    text=lambda node, args, wrap: (wrap(0, 60) + f"[{node.attrs['index']!r}]", 60),
+    latex=lambda node, args, wrap: (f"{wrap(0, 60)}_{{{node.attrs['index']!r}}}", 60),
+    label=lambda node: f"[{node.attrs['index']!r}]",
     doc="x[index]; the gradient is scattered back into zeros shaped like x",
 )
 UNINDEX = define_op(
@@ -238,6 +241,8 @@ UNINDEX = define_op(
     kind="structural",
     vjp=(lambda g, out, h, ref, index: _getitem(g, index.with_batch(g.ndim - ref.ndim)), None),
     properties=("linear",),
+    # the gradient of x[i]: zeros shaped like x with g added at [i]
+    text=lambda node, args, wrap: (f"zeros_like({args[1][0]}).at[{node.attrs['index']!r}].add({args[0][0]})", 60),
     doc="zeros shaped like ref with g added at [index] (the adjoint of getitem)",
 )
 

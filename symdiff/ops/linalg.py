@@ -131,6 +131,8 @@ MATMUL = define_op(
     jvp=(_matmul_jvp_x, _matmul_jvp_y),
     symbol="@",
     precedence=25,
+    strict_right=True,
+    latex=lambda node, args, wrap: (f"{wrap(0, 25)} {wrap(1, 26)}", 25),
     sympy=np.matmul,
     doc="d(X @ Y) = dX @ Y + X @ dY; gradients G @ Y.T and X.T @ G",
 )

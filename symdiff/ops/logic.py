@@ -25,6 +25,7 @@ def _comparison(name: str, symbol: str, relation, *, commutative: bool = False) 
         symbol=symbol,
         precedence=5,
         sympy=lambda x, y: np.vectorize(relation, otypes=[object])(x, y),
+        sympy_name=relation.__name__,  # StrictGreaterThan: what sympy.Gt builds
         doc=f"x {symbol} y; not differentiable",
         scalar=f"({{0}} {symbol} {{1}})",
     )

@@ -45,6 +45,13 @@ def _sympy_sum(x, axis, keepdims):
     return np.sum(x, axis=axis, keepdims=keepdims)
 
 
+def _whole(node: Node, symbol: str, wrap) -> tuple[str, int] | None:
+    """``\\sum x`` for a reduction over every axis (LaTeX); None for the usual form otherwise."""
+    if node.attrs["axis"] != tuple(range(-node.inputs[0].ndim, 0)):
+        return None
+    return rf"{symbol} {wrap(0, 100)}", 15
+
+
 SUM = define_op(
     "sum",
     numpy="sum",
@@ -53,6 +60,7 @@ SUM = define_op(
     dtype=common_dtype,
     vjp=(lambda g, out, x, axis, keepdims: broadcast_like(_keep(g, axis, keepdims), x),),
     properties=("linear",),
+    latex=lambda node, args, wrap: _whole(node, r"\sum", wrap),
     sympy=_sympy_sum,
     doc="d sum x = sum dx; the gradient is broadcast back over the summed axes",
 )
@@ -104,6 +112,7 @@ MEAN = define_op(
     kind="reduction",
     vjp=(lambda g, out, x, axis, keepdims: broadcast_like(divide(_keep(g, axis, keepdims), count(x, axis)), x),),
     properties=("linear",),
+    latex=lambda node, args, wrap: _whole(node, r"\operatorname{mean}", wrap),
     sympy=lambda x, axis, keepdims: (
         np.sum(x, axis=axis, keepdims=keepdims) / sympy.Integer(int(np.prod([np.shape(x)[a] for a in axis])))
     ),

@@ -158,6 +158,7 @@ BROADCAST_LIKE = define_op(
     dtype=first_dtype,
     vjp=(lambda g, out, x, ref: g, None),
     jvp=(lambda t, out, x, ref: broadcast_like(t, out), None),
+    transparent=True,  # an implicit broadcast: printed as the value
     doc="x broadcast against the shape of ref (ref's values are not used)",
 )
 
@@ -269,10 +270,17 @@ TRANSPOSE = define_op(
     dtype=first_dtype,
     vjp=(lambda g, out, x, axes: transpose(g, _batched_axes(tuple(np.argsort(axes)), g.ndim - out.ndim)),),
     jvp=(lambda t, out, x, axes: transpose(t, _batched_axes(axes, t.ndim - x.ndim)),),
-    symbol=".T",
     precedence=50,
+    text=lambda node, args, wrap: (wrap(0, 50) + ".T", 50) if _reverses(node) else None,
+    latex=lambda node, args, wrap: (rf"{wrap(0, 50)}^{{\top}}", 50) if _reverses(node) else None,
+    label="T",
     doc="permute axes; the gradient permutes back",
 )
+
+
+def _reverses(node: Node) -> bool:
+    """A transpose that reverses every axis: written ``x.T``."""
+    return node.attrs["axes"] == tuple(range(node.ndim - 1, -1, -1))
 
 
 def transpose(x: ArrayLike, axes: Any = None) -> Node:
