@@ -29,13 +29,29 @@ def _as_outputs(outputs: Any, what: str) -> tuple[list[Node], bool]:
     return outs, single
 
 
-def check_value(node: Node, value: Any, what: str) -> np.ndarray:
-    """``value`` as an array of ``node``'s dtype, or a clear error if it does not fit."""
+def _duck_array(value: Any) -> bool:
+    """An array of another library with numpy's shape, dtype and astype (dask, cupy, jax)."""
+    return (
+        not isinstance(value, (np.ndarray, np.generic))
+        and all(hasattr(value, a) for a in ("shape", "dtype", "astype"))
+        and isinstance(getattr(value, "dtype", None), np.dtype)
+    )
+
+
+def check_value(node: Node, value: Any, what: str) -> Any:
+    """``value`` as an array of ``node``'s dtype, or a clear error if it does not fit.
+
+    Lists and numbers become numpy arrays; an array of another library (``_duck_array``)
+    is checked by its shape and dtype and passed on as it is, so evaluating never reads it.
+    """
     label = f"variable {node.name!r}" if node.name else f"node #{node.index} ({node.op})"
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise DTypeError(f"{what}: the value bound to {label} is not an array: {exc}") from exc
+    if _duck_array(value):
+        arr = value  # a dask or other array-API array stays what it is: never computed here
+    else:
+        try:
+            arr = np.asarray(value)
+        except Exception as exc:  # ragged lists and the like
+            raise DTypeError(f"{what}: the value bound to {label} is not an array: {exc}") from exc
     if arr.dtype.kind not in "biuf":
         raise DTypeError(
             f"{what}: {label} was bound to a value of dtype {arr.dtype}; symdiff evaluates float, integer "

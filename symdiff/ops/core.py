@@ -220,7 +220,7 @@ def define_op(
     symbol: str | None = None,
     precedence: int = 100,
     latex: str | Callable[..., Any] | None = None,
-    sympy: Callable[..., Any] | None = None,
+    sympy: Callable[..., Any] | str | None = None,
     sympy_name: str | None = None,
     text: Callable[..., Any] | None = None,
     label: str | Callable[..., str] | None = None,
@@ -274,9 +274,10 @@ def define_op(
     unsupported : dict, optional
         Aspects the op does not have, with the reason shown to users
         (``{"sympy": "a count of elements is not an expression"}``).
-    sympy : callable, optional
+    sympy : callable or "forward", optional
         ``sympy(*object_arrays, **attrs)``: the op on numpy arrays of sympy
-        expressions, used by :func:`symdiff.to_sympy`.
+        expressions, used by :func:`symdiff.to_sympy`; ``"forward"`` when the forward
+        itself does that (it only moves elements). Structural ops get it by default.
     sympy_name : str, optional
         The sympy function this op corresponds to, for :func:`symdiff.from_sympy`.
     doc : str
@@ -320,7 +321,7 @@ def define_op(
         elif "linear" in properties and isinstance(vjp, (tuple, list)):
             jvp = tuple(None if r is None else _linear_jvp(name, i) for i, r in enumerate(vjp))
             derived.add("jvp")
-    if sympy is None and kind == "structural" and generic:
+    if sympy == "forward" or (sympy is None and kind == "structural" and generic):
         # moving elements is the same on arrays of sympy expressions: the forward itself
         sympy = functools.partial(fn, np)
         derived.add("sympy")
@@ -352,6 +353,45 @@ def define_op(
     )
     REGISTRY[name] = op
     return op
+
+
+# What every op must have, each written, derived by its kind, or marked unsupported with a
+# reason: derivatives in both modes, each way of writing it, and each way of computing it.
+ASPECTS = ("vjp", "jvp", "text", "latex", "dot", "sympy", "forward", "array_module")
+
+
+def aspects(op: Op) -> dict[str, str]:
+    """How ``op`` has each of ``ASPECTS``: ``"written"``, ``"derived"`` (from its kind or its
+    numpy name), ``"none: <reason>"`` (marked unsupported, or not differentiable by definition)
+    or ``"missing"`` (a gap: tests/test_op_aspects.py fails on it)."""
+    notation = op.notation
+    out: dict[str, str] = {}
+    for rule in ("vjp", "jvp"):
+        if rule in op.unsupported:
+            out[rule] = f"none: {op.unsupported[rule]}"
+        elif not op.differentiable and getattr(op, rule) is None:
+            out[rule] = "none: not differentiable (a comparison or an index has no derivative)"
+        elif getattr(op, rule) is None:
+            out[rule] = "missing"
+        else:
+            out[rule] = "derived" if rule in op.derived else "written"
+    written = {
+        "text": notation.text is not None or notation.symbol is not None or notation.transparent,
+        "latex": notation.latex is not None or notation.transparent,
+        "dot": notation.label is not None or notation.symbol is not None,
+    }
+    for aspect, own in written.items():  # the usual form, name(args), serves every other op
+        out[aspect] = "written" if own else "derived"
+    if "sympy" in op.unsupported:
+        out["sympy"] = f"none: {op.unsupported['sympy']}"
+    else:
+        out["sympy"] = "missing" if op.sympy is None else "derived" if "sympy" in op.derived else "written"
+    out["forward"] = "derived" if "forward" in op.derived else "written"
+    if op.generic:
+        out["array_module"] = out["forward"]
+    else:
+        out["array_module"] = "none: " + op.unsupported.get("array_module", "a forward for numpy arrays only")
+    return out
 
 
 def _partial_rule(partial: Callable[..., Node]) -> Rule:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from symdiff.errors import ShapeError
+from symdiff.errors import GraphError, ShapeError
 from symdiff.graph import Node, Shape, format_shape
 from symdiff.ops.core import (
     apply,
@@ -292,6 +292,23 @@ def _untake_forward(xp, g, ref, indices, axis):
     return out
 
 
+def _sympy_gather(forward):
+    """take/untake on arrays of sympy expressions: the forward itself, once the indices are numbers."""
+
+    def run(*arrays, axis):
+        *values, indices = arrays
+        try:
+            indices = np.asarray(indices, dtype=np.intp)
+        except TypeError:
+            raise GraphError(
+                "to_sympy: take by indices that are a variable has no sympy form (an expression cannot "
+                "select an element); use constant indices"
+            ) from None
+        return forward(np, *values, indices, axis=axis)
+
+    return run
+
+
 TAKE = define_op(
     "take",
     numpy="take",
@@ -300,6 +317,7 @@ TAKE = define_op(
     dtype=lambda x, i, axis: x,
     vjp=(lambda g, out, x, indices, axis: apply(UNTAKE, g, x, indices, axis=axis), not_differentiable),
     jvp=(lambda t, out, x, indices, axis: take(t, indices, axis=axis), None),
+    sympy=_sympy_gather(lambda xp, x, indices, axis: xp.take(x, indices, axis=axis)),
     doc="gather along an axis by integer indices; the indices have no gradient",
 )
 UNTAKE = define_op(
@@ -310,6 +328,7 @@ UNTAKE = define_op(
     vjp=(lambda g, out, h, ref, indices, axis: take(g, indices, axis=axis), None, not_differentiable),
     kind="structural",
     jvp=(lambda t, out, h, ref, indices, axis: apply(UNTAKE, t, ref, indices, axis=axis), None, None),
+    sympy=_sympy_gather(_untake_forward),
     doc="the adjoint of take: g added into zeros shaped like ref",
 )
 

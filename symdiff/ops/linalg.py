@@ -26,8 +26,19 @@ def _sympy_linalg(fn, keep_matrix: bool = True):
     """An op on 2-D numpy object arrays of sympy expressions, through sympy.Matrix."""
 
     def run(a, *rest):
-        if np.ndim(a) != 2:
-            raise NotImplementedError("to_sympy supports linear algebra on single matrices, not stacks")
+        if np.ndim(a) > 2:  # a stack: one matrix at a time, stacks broadcast as numpy does
+            vector = rest and np.ndim(rest[0]) == 1
+            stack = np.broadcast_shapes(a.shape[:-2], *(r.shape[:-2] for r in rest if not vector))
+            parts = {}
+            for i in np.ndindex(stack):
+                pick = [np.broadcast_to(a, stack + a.shape[-2:])[i]]
+                pick += [r if vector else np.broadcast_to(r, stack + r.shape[-2:])[i] for r in rest]
+                parts[i] = np.asarray(run(*pick), dtype=object)
+            first = next(iter(parts.values()))
+            out = np.empty(stack + first.shape, dtype=object)
+            for i, part in parts.items():
+                out[i + (Ellipsis,)] = part  # element-wise: a 0-d part is not stored as an array
+            return out
         res = fn(sympy.Matrix(a), *(sympy.Matrix(r) for r in rest))
         if not keep_matrix:
             return np.array(res, dtype=object)

@@ -85,6 +85,7 @@ COUNT = define_op(
     lambda xp, x, axis, dtype_to: xp.asarray(np.prod([np.shape(x)[a] for a in axis]), dtype=dtype_to),
     lambda shape, axis, dtype_to: (),
     kind="reduction",
+    sympy="forward",
     dtype=lambda x, axis, dtype_to: np.dtype(dtype_to),
     vjp=(None,),
     jvp=(None,),

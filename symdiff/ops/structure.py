@@ -128,6 +128,7 @@ BROADCAST_TO = define_op(
     dtype=first_dtype,
     vjp=(lambda g, out, x, shape_to: g,),
     jvp=(lambda t, out, x, shape_to: broadcast_like(t, out),),
+    sympy="forward",
     doc="repeat along broadcast axes; the gradient sums them back",
 )
 
@@ -158,6 +159,7 @@ BROADCAST_LIKE = define_op(
     dtype=first_dtype,
     vjp=(lambda g, out, x, ref: g, None),
     jvp=(lambda t, out, x, ref: broadcast_like(t, out), None),
+    sympy="forward",
     transparent=True,  # an implicit broadcast: printed as the value
     doc="x broadcast against the shape of ref (ref's values are not used)",
 )
