@@ -48,3 +48,27 @@ def test_command_line_page_lists_every_function_the_parser_takes():
     text = (ROOT / "docs" / "command-line.md").read_text()
     missing = [name for name in FUNCTIONS if not re.search(rf"\b{name}\b", text)]
     assert not missing, f"docs/command-line.md does not list {missing}"
+
+
+def support_table() -> str:
+    """docs/ops.md's table of how each op has each aspect, made from the op table."""
+    from symdiff.backends.numpy import OVERRIDES
+    from symdiff.ops.core import aspects
+
+    rows = [
+        "| op | kind | vjp | jvp | sympy | numpy backend | any array module |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in sorted(REGISTRY):
+        op = REGISTRY[name]
+        a = aspects(op)
+        numpy = "override" if name in OVERRIDES else (f"`np.{op.numpy}`" if "forward" in op.derived else "forward")
+        cells = [a["vjp"], a["jvp"], a["sympy"], numpy, a["array_module"]]
+        rows.append(f"| `{name}` | {op.kind} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def test_op_support_table_is_the_op_tables():
+    text = (ROOT / "docs" / "ops.md").read_text()
+    table = support_table()
+    assert table in text, "docs/ops.md's support table is out of date; it should read:\n" + table
