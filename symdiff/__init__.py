@@ -23,8 +23,9 @@ from symdiff.errors import (
     UnboundVariableError,
 )
 from symdiff.evaluate import compile, evaluate
-from symdiff.export.dot import render, to_dot
+from symdiff.export.dot import to_dot
 from symdiff.export.io import load
+from symdiff.export.render import render
 from symdiff.export.sympy import from_sympy, latex, to_sympy
 from symdiff.graph import Graph, Node
 from symdiff.ops import *  # noqa: F403 (the op table's public functions)

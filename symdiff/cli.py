@@ -23,7 +23,7 @@ from symdiff import __version__
 from symdiff.autodiff import grad
 from symdiff.errors import SymdiffError
 from symdiff.evaluate import evaluate
-from symdiff.export.dot import render
+from symdiff.export.render import render
 from symdiff.export.sympy import latex
 from symdiff.graph import Graph, Node
 from symdiff.parse import FUNCTIONS, parse

@@ -259,8 +259,8 @@ class Node:
 
     def _repr_svg_(self) -> str | None:
         """A drawing for Jupyter, when Graphviz is installed and the graph is small enough."""
-        from symdiff.export.dot import to_svg
         from symdiff.export.nx import subgraph_nodes
+        from symdiff.export.render import to_svg
 
         if len(subgraph_nodes(self.graph, self)) > 200:
             return None

@@ -26,6 +26,7 @@ from symdiff.graph import Node
 from symdiff.ops.core import REGISTRY
 
 _NUMBER = (int, float)
+_CONSTANT_OPS = frozenset({"constant", "broadcast_like", "broadcast_to"})  # where fill_value looks
 
 
 def fill_value(node: Any) -> float | int | bool | None:
@@ -39,7 +40,7 @@ class Pat:
     """A pattern: an op (a name, a set of names, or any), input patterns, a binding name
     and a test on the node."""
 
-    __slots__ = ("ops", "src", "name", "test", "ordered")
+    __slots__ = ("ops", "src", "name", "test", "ordered", "hint")
 
     def __init__(
         self,
@@ -54,11 +55,14 @@ class Pat:
         self.name = name
         self.test = test
         self.ordered = ordered  # match the inputs in this order only, even for a commutative op
+        self.hint = self.ops  # the ops a node it matches can have (None: any), for a quick rejection
 
     @classmethod
-    def var(cls, name: str, test: Callable[[Any], bool] | None = None) -> Pat:
-        """Any node (passing ``test``), bound to ``name``."""
-        return cls(name=name, test=test)
+    def var(cls, name: str, test: Callable[[Any], bool] | None = None, ops: Iterable[str] | None = None) -> Pat:
+        """Any node (passing ``test``), bound to ``name``; ``ops``: the ops such a node can have."""
+        pattern = cls(name=name, test=test)
+        pattern.hint = None if ops is None else frozenset(ops)
+        return pattern
 
     @classmethod
     def const(cls, value: float, name: str | None = None) -> Pat:
@@ -68,7 +72,9 @@ class Pat:
             v = fill_value(node)
             return v is not None and v == value
 
-        return cls(name=name, test=test)
+        pattern = cls(name=name, test=test)
+        pattern.hint = _CONSTANT_OPS
+        return pattern
 
     def _root_matches(self, node: Any) -> bool:
         if self.ops is None or node.op in self.ops:
@@ -153,7 +159,7 @@ class Rule:
     are shared); build rules have none.
     """
 
-    __slots__ = ("pattern", "fn", "build", "context", "name")
+    __slots__ = ("pattern", "fn", "build", "context", "name", "_hints")
 
     def __init__(
         self,
@@ -168,9 +174,29 @@ class Rule:
             raise TypeError("a rule's root pattern names its op(s)")
         self.pattern, self.fn, self.build, self.context = pattern, fn, build, context
         self.name = name or getattr(fn, "__name__", "rule")
+        # what each input's op can be; a rule whose inputs cannot match is skipped without a search
+        hints = tuple(p.hint for p in pattern.src or ())
+        self._hints = hints if any(h is not None for h in hints) else None
+
+    def _may_match(self, root: Any) -> bool:
+        inputs = root.inputs
+        hints = self._hints
+        if len(inputs) != len(hints):
+            return False
+        for h, u in zip(hints, inputs):
+            if h is not None and u.op not in h:
+                break
+        else:
+            return True
+        if len(inputs) == 2 and not self.pattern.ordered and "commutative" in REGISTRY[root.op].properties:
+            h0, h1 = hints
+            return (h0 is None or inputs[1].op in h0) and (h1 is None or inputs[0].op in h1)
+        return False
 
     def apply(self, root: Any, ctx: Any = None) -> Node | None:
         """The replacement for ``root`` from the first way it matches that the function accepts."""
+        if self._hints is not None and not self._may_match(root):
+            return None
         for env in self.pattern.matches(root, {}):
             if self.context:
                 env["ctx"] = ctx

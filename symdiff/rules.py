@@ -122,19 +122,15 @@ def _times_reciprocal(root: Any, a: Node, one: Node, c: Node) -> Node | None:
     return None
 
 
-def _negated_product(root: Any) -> Node | None:
+def _negated_product(root: Any) -> Node:
     # (-a)*b = -(a*b): negations collect at the top, where they cancel
     p, q = root.inputs
-    if p.op != "neg" and q.op != "neg":
-        return None
     product = multiply(p.inputs[0] if p.op == "neg" else p, q.inputs[0] if q.op == "neg" else q)
     return negative(product) if (p.op == "neg") != (q.op == "neg") else product
 
 
-def _negated_quotient(root: Any) -> Node | None:
+def _negated_quotient(root: Any) -> Node:
     p, q = root.inputs
-    if p.op != "neg" and q.op != "neg":
-        return None
     quotient = divide(p.inputs[0] if p.op == "neg" else p, q.inputs[0] if q.op == "neg" else q)
     return negative(quotient) if (p.op == "neg") != (q.op == "neg") else quotient
 
@@ -207,6 +203,10 @@ def _static_eye(root: Any, ref: Node) -> Node | None:
         return None
     shape, dt = root.shape, root.dtype
     return root.graph._keyed_constant(("eye", n, shape, dt.str), lambda: eye_value(ref.shape, dt))
+
+
+def _scalar(name: str) -> Pat:
+    return Pat.var(name, _is_scalar, ops=("constant",))
 
 
 def _pat(op: str) -> Pat:
@@ -435,11 +435,12 @@ RULES = RuleTable(
         Rule(x * 1, _keep),
         Rule(x * -1, lambda root, x: negative(x) if same_type(x, root) else None),
         Rule(Pat.const(0, "zero") * x, _zero_product),
-        Rule(Pat.var("a", _is_scalar) * Pat("mul", Pat.var("b", _is_scalar), x, ordered=True), _merge_factors),
+        Rule(_scalar("a") * Pat("mul", _scalar("b"), x, ordered=True), _merge_factors),
         Rule(a * Pat("div", Pat.const(1, "one"), c, ordered=True), _times_reciprocal),
-        Rule(Pat("mul"), _negated_product, name="negated_product"),
+        Rule(Pat("neg", name="n") * b, lambda root, n, b: _negated_product(root)),
         Rule(x / 1, lambda root, x: x if x.dtype.kind == "f" and same_type(x, root) else None),
-        Rule(Pat("div"), _negated_quotient, name="negated_quotient"),
+        Rule(Pat("neg", name="n") / b, lambda root, n, b: _negated_quotient(root)),
+        Rule(a / Pat("neg", name="n"), lambda root, a, n: _negated_quotient(root)),
         Rule(-_neg(x), lambda root, x: x),
         Rule(x**1, _keep),
         Rule(Pat("where", c, x, y), _known_condition),

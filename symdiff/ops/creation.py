@@ -75,26 +75,22 @@ def stop_gradient(x: ArrayLike) -> Node:
     return apply(STOP_GRADIENT, *as_nodes("stop_gradient", x))
 
 
-ZEROS_LIKE = define_op(
-    "zeros_like",
-    numpy="zeros_like",
-    shape=lambda shape: shape,
-    kind="structural",
-    dtype=first_dtype,
-    vjp=(None,),
-    jvp=(None,),
-    doc="zeros shaped like x",
-)
-ONES_LIKE = define_op(
-    "ones_like",
-    numpy="ones_like",
-    shape=lambda shape: shape,
-    kind="structural",
-    dtype=first_dtype,
-    vjp=(None,),
-    jvp=(None,),
-    doc="ones shaped like x",
-)
+def _filled_like(name: str, what: str):
+    # no gradient flows: the value depends on x's shape, not on its elements
+    return define_op(
+        name,
+        numpy=name,
+        shape=lambda shape: shape,
+        kind="structural",
+        dtype=first_dtype,
+        vjp=(None,),
+        jvp=(None,),
+        doc=f"{what} shaped like x",
+    )
+
+
+ZEROS_LIKE = _filled_like("zeros_like", "zeros")
+ONES_LIKE = _filled_like("ones_like", "ones")
 
 
 def zeros_like(x: ArrayLike) -> Node:
