@@ -518,7 +518,9 @@ class Graph:
         if isinstance(value, Node):
             raise GraphError("constant() takes a numeric value, not a node")
         try:
-            arr = np.array(value, dtype=dtype)
+            # C order: a folded transpose is stored as a loaded copy is, so both compute alike (a
+            # reduction over a strided view can round differently)
+            arr = np.array(value, dtype=dtype, order="C")
         except (TypeError, ValueError) as exc:
             raise DTypeError(f"constant: cannot convert {type(value).__name__} to an array: {exc}") from exc
         if dtype is None and arr.dtype.kind in "iu" and isinstance(value, float):
