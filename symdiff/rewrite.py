@@ -178,6 +178,13 @@ class Rule:
         hints = tuple(p.hint for p in pattern.src or ())
         self._hints = hints if any(h is not None for h in hints) else None
 
+    @property
+    def guard(self) -> frozenset[str] | None:
+        """The ops one of the root's inputs must have for the rule to match (None: no such need)."""
+        if self._hints is None:
+            return None
+        return frozenset().union(*(h for h in self._hints if h is not None))
+
     def _may_match(self, root: Any) -> bool:
         inputs = root.inputs
         hints = self._hints

@@ -468,9 +468,16 @@ RULES = RuleTable(
 
 def _build_rewrite(op: str) -> Callable[[Candidate], Node | None]:
     rules = RULES.for_op(op, build=True)
+    # A node none of whose inputs has an op that some rule's pattern names (a constant, a
+    # negation, ...) can only meet the rules that name none: the usual case, decided at once.
+    unguarded = [r for r in rules if r.guard is None]
+    named = frozenset().union(*(r.guard for r in rules if r.guard is not None))
 
     def rewrite(root: Candidate) -> Node | None:
-        return RULES.rewrite(root, rules)
+        for u in root.inputs:
+            if u.op in named:
+                return RULES.rewrite(root, rules)
+        return RULES.rewrite(root, unguarded) if unguarded else None
 
     return rewrite
 

@@ -469,6 +469,8 @@ def as_nodes(op_name: str, *args: Any) -> tuple[Node, ...]:
     the nodes it meets (``x32 * 2.0`` stays float32, ``i32 + 1`` stays int32), while a
     numpy scalar keeps its own (``x32 * np.float64(1e300)`` is float64).
     """
+    if all(type(a) is Node for a in args) and args and all(a.graph is args[0].graph for a in args):
+        return tuple(args)  # already nodes of one graph (every call from a derivative rule)
     graph = graph_of(op_name, args)
     dtypes = [a.dtype for a in args if isinstance(a, Node)]
     floats = [d for d in dtypes if d.kind == "f"]
