@@ -45,6 +45,12 @@ UNARY = {
     "slice": lambda a: a[..., :2] if a.ndim and a.shape[-1] >= 2 else a,
     "reshape": lambda a: sd.reshape(a, (-1,)),
     "expand": lambda a: sd.expand_dims(a, 0),
+    "arctan": sd.arctan,
+    "arcsinh": sd.arcsinh,
+    "sinh": lambda a: sd.sinh(sd.tanh(a)),  # bounded argument
+    "cosh": lambda a: sd.cosh(sd.tanh(a)),
+    "arcsin": lambda a: sd.arcsin(0.5 * sd.tanh(a)),  # inside (-1, 1)
+    "log_sigmoid": sd.log_sigmoid,
 }
 # Scalar constants the steps "cmul" and "cadd" draw from (by their second operand).
 MODERATE = (2.0, -0.5, 3.0, 0.1, -1.0)
@@ -81,6 +87,9 @@ BINARY = {
     "matmul": None,  # see _matmul
     "where": lambda a, b: sd.where(np.array(True), a, b),
     "negmul": lambda a, b: (-a) * b,
+    "logaddexp": sd.logaddexp,
+    "hypot": lambda a, b: sd.hypot(1.0 + a * a, b),  # away from the origin
+    "arctan2": lambda a, b: sd.arctan2(a, 1.0 + b * b),
 }
 ALGEBRA_BINARY = {"div_raw": lambda a, b: a / b, "mul_neg_sq": lambda a, b: a * (-b) ** 2}
 

@@ -323,3 +323,28 @@ def test_a_folded_transpose_constant_is_stored_as_a_loaded_one_and_computes_alik
             assert a.value.strides == b.value.strides
     value = np.random.default_rng(0).standard_normal((2, 3))
     np.testing.assert_array_equal(sd.evaluate(hess, {"x0": value}), sd.evaluate(h.outputs["hess"], {"x0": value}))
+
+
+def test_the_documented_edges_of_the_new_elementwise_functions():
+    g = sd.Graph()
+    x, y = g.variable("x", shape=(3,)), g.variable("y", shape=(3,))
+    at = {x: np.array([-1.0, 1.0, 0.5]), y: np.zeros(3)}
+    # clip at its bounds: the gradient goes to x, bounds included; to a bound outside them
+    lo, hi = g.variable("lo"), g.variable("hi")
+    c = sd.sum(sd.clip(x, lo, hi))
+    gx, glo, ghi = sd.evaluate(sd.grad(c, [x, lo, hi]), {**at, lo: -1.0, hi: 0.5})
+    np.testing.assert_array_equal(gx, [1.0, 0.0, 1.0])
+    assert (glo, ghi) == (0.0, 1.0)
+    # an empty interval (lo > hi) is hi everywhere, as numpy's clip
+    assert sd.evaluate(sd.grad(c, hi), {**at, lo: 2.0, hi: 0.0}) == 3.0
+    # hypot at the origin: 0, no nan
+    np.testing.assert_array_equal(sd.evaluate(sd.grad(sd.sum(sd.hypot(y, y)), y), at), [0.0, 0.0, 0.0])
+    # arcsin at ±1: inf, as numpy's 1/sqrt(0)
+    np.testing.assert_array_equal(sd.evaluate(sd.grad(sd.sum(sd.arcsin(x)), x), at)[:2], [np.inf, np.inf])
+    # floor, ceil, round pass no gradient, at their jumps too
+    for f in (sd.floor, sd.ceil, sd.round):
+        np.testing.assert_array_equal(sd.evaluate(sd.grad(sd.sum(f(x) * 1.0), x), at), [0.0, 0.0, 0.0])
+    # log_sigmoid stays finite where log(sigmoid(x)) is -inf
+    z = g.variable("z")
+    assert sd.evaluate(sd.log_sigmoid(z), {z: -1000.0}) == -1000.0
+    assert sd.evaluate(sd.grad(sd.log_sigmoid(z), z), {z: -1000.0}) == 1.0

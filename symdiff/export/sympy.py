@@ -72,7 +72,8 @@ def _object_array(node: Node, env: dict[Node, np.ndarray]) -> np.ndarray:
         )
     op = REGISTRY[node.op]
     if op.sympy is None:
-        raise GraphError(f"to_sympy: op {node.op!r} has no sympy translation")
+        reason = op.unsupported.get("sympy")
+        raise GraphError(f"to_sympy: op {node.op!r} has no sympy translation" + (f" ({reason})" if reason else ""))
     if node.size is None or node.size > MAX_ELEMENTS:
         raise ShapeError(
             f"to_sympy: {node.op} (node #{node.index}) has shape {format_shape(node.shape)}; "

@@ -1,5 +1,6 @@
-"""Elementwise functions: exp, log, the trigonometric and hyperbolic functions, sigmoid,
-softplus, sqrt, abs, sign, relu, maximum and minimum.
+"""Elementwise functions: exp, log, the trigonometric and hyperbolic functions and their
+inverses, sigmoid, softplus, log_sigmoid, sqrt, abs, sign, relu, rounding, maximum, minimum,
+clip, arctan2, logaddexp and hypot.
 
 Each is declared by its partial derivative ``d(out, x)``: the elementwise kind derives
 the reverse rule (``g * d``), the forward rule (``t * d``) and the public function.
@@ -15,7 +16,7 @@ import sympy
 
 from symdiff.graph import Node
 from symdiff.ops.arithmetic import add, divide, multiply, negative, square, subtract
-from symdiff.ops.core import broadcast_shapes, common_dtype, define_op, derive_function, same_shape
+from symdiff.ops.core import apply, as_nodes, broadcast_shapes, common_dtype, define_op, derive_function, same_shape
 
 ArrayLike = Any
 
@@ -142,6 +143,151 @@ RELU = define_op(
     scalar="max({0}, 0.0)",
 )
 
+# inverse trigonometric and hyperbolic functions; at the ends of their domains the
+# derivative is numpy's IEEE result (arcsin'(1) = 1/sqrt(0) = inf), never an exception
+ARCSIN = _function(
+    "arcsin",
+    lambda out, x: divide(1.0, sqrt(subtract(1.0, square(x)))),
+    sympy.asin,
+    "d arcsin x = dx / sqrt(1 - x²); inf at ±1",
+    scalar="_math.asin({0})",
+    latex=r"\arcsin",
+)
+ARCCOS = _function(
+    "arccos",
+    lambda out, x: negative(divide(1.0, sqrt(subtract(1.0, square(x))))),
+    sympy.acos,
+    "d arccos x = -dx / sqrt(1 - x²); -inf at ±1",
+    scalar="_math.acos({0})",
+    latex=r"\arccos",
+)
+ARCTAN = _function(
+    "arctan",
+    lambda out, x: divide(1.0, add(1.0, square(x))),
+    sympy.atan,
+    "d arctan x = dx / (1 + x²)",
+    scalar="_math.atan({0})",
+    latex=r"\arctan",
+)
+SINH = _function("sinh", lambda out, x: cosh(x), sympy.sinh, "d sinh x = cosh x dx", latex=r"\sinh")
+COSH = _function("cosh", lambda out, x: sinh(x), sympy.cosh, "d cosh x = sinh x dx", latex=r"\cosh")
+ARCSINH = _function(
+    "arcsinh",
+    lambda out, x: divide(1.0, sqrt(add(square(x), 1.0))),
+    sympy.asinh,
+    "d arcsinh x = dx / sqrt(x² + 1)",
+    scalar="_math.asinh({0})",
+)
+ARCCOSH = _function(
+    "arccosh",
+    lambda out, x: divide(1.0, sqrt(subtract(square(x), 1.0))),
+    sympy.acosh,
+    "d arccosh x = dx / sqrt(x² - 1); inf at 1",
+    scalar="_math.acosh({0})",
+)
+ARCTANH = _function(
+    "arctanh",
+    lambda out, x: divide(1.0, subtract(1.0, square(x))),
+    sympy.atanh,
+    "d arctanh x = dx / (1 - x²); inf at ±1",
+    scalar="_math.atanh({0})",
+)
+
+
+def _log_sigmoid(xp, x):
+    return -xp.logaddexp(0.0, -x)
+
+
+LOG_SIGMOID = _function(
+    "log_sigmoid",
+    lambda out, x: sigmoid(negative(x)),
+    lambda x: -sympy.log(1 + sympy.exp(-x)),
+    "d log σ(x) = σ(-x) dx",
+    forward=_log_sigmoid,
+    scalar="(-(max(-{0}, 0.0) + _math.log1p(_math.exp(-abs({0})))))",
+)
+
+
+def _rounding(name: str, sympy_fn, doc: str, scalar: str):
+    # the derivative is 0 wherever it exists, and taken as 0 at the jumps too
+    return define_op(
+        name,
+        numpy=name,
+        shape=same_shape,
+        kind="elementwise",
+        dtype=common_dtype,
+        vjp=(None,),
+        sympy=vectorize(sympy_fn),
+        sympy_name=sympy_fn.__name__,
+        doc=doc,
+        scalar=scalar,
+    )
+
+
+FLOOR = _rounding("floor", sympy.floor, "d floor x = 0 (the jumps at integers included)", "float(_math.floor({0}))")
+CEIL = _rounding("ceil", sympy.ceiling, "d ceil x = 0 (the jumps at integers included)", "float(_math.ceil({0}))")
+ROUND = define_op(
+    "round",
+    numpy="round",
+    shape=lambda shape, decimals: shape,
+    kind="elementwise",
+    dtype=common_dtype,
+    vjp=(None,),
+    unsupported={"sympy": "sympy has no rounding to nearest with ties to even"},
+    doc="d round x = 0 (to nearest, ties to even, as numpy; the jumps included)",
+)
+
+
+# -- binary functions -------------------------------------------------------------------
+def _sum_of_squares(x: Node, y: Node) -> Node:
+    return add(square(x), square(y))
+
+
+ARCTAN2 = define_op(
+    "arctan2",
+    numpy="arctan2",
+    shape=broadcast_shapes,
+    kind="elementwise",
+    # the origin is a branch point: both partials are 0/0 = nan there, as the angle has no derivative
+    partials=(
+        lambda out, y, x: divide(x, _sum_of_squares(x, y)),
+        lambda out, y, x: negative(divide(y, _sum_of_squares(x, y))),
+    ),
+    sympy=vectorize(sympy.atan2),
+    sympy_name="atan2",
+    doc="d atan2(y, x) = (x dy - y dx) / (x² + y²); nan at the origin",
+    scalar="_math.atan2({0}, {1})",
+)
+LOGADDEXP = define_op(
+    "logaddexp",
+    numpy="logaddexp",
+    shape=broadcast_shapes,
+    kind="elementwise",
+    partials=(lambda out, x, y: exp(subtract(x, out)), lambda out, x, y: exp(subtract(y, out))),
+    properties=("commutative",),
+    sympy=vectorize(lambda x, y: sympy.log(sympy.exp(x) + sympy.exp(y))),
+    doc="d log(exp x + exp y) = exp(x - out) dx + exp(y - out) dy, without overflow",
+)
+
+
+def _hypot_share(out: Node, x: Node) -> Node:
+    # x / out, and 0 at the origin (where hypot has no derivative: the subgradient of |(x, y)|)
+    return divide(x, where(equal(out, 0), 1.0, out))
+
+
+HYPOT = define_op(
+    "hypot",
+    numpy="hypot",
+    shape=broadcast_shapes,
+    kind="elementwise",
+    partials=(lambda out, x, y: _hypot_share(out, x), lambda out, x, y: _hypot_share(out, y)),
+    properties=("commutative",),
+    sympy=vectorize(lambda x, y: sympy.sqrt(x**2 + y**2)),
+    doc="d sqrt(x² + y²) = (x dx + y dy) / out; 0 at the origin",
+    scalar="_math.hypot({0}, {1})",
+)
+
+
 _EXAMPLE = """    >>> g = sd.Graph(); x = g.variable("x")
     >>> print(sd.{call})
     {result}"""
@@ -188,6 +334,104 @@ softplus = derive_function(
     _example("evaluate(sd.softplus(x), {x: 1000.0})", "1000.0"),
     floats=True,
 )
+arcsin = derive_function(
+    ARCSIN,
+    "Elementwise inverse sine (nan outside [-1, 1]).",
+    _example("grad(sd.arcsin(x), x)", "1/sqrt(1 - x**2)"),
+    floats=True,
+)
+arccos = derive_function(
+    ARCCOS,
+    "Elementwise inverse cosine (nan outside [-1, 1]).",
+    _example("evaluate(sd.arccos(x), {x: 1.0})", "0.0"),
+    floats=True,
+)
+arctan = derive_function(
+    ARCTAN, "Elementwise inverse tangent.", _example("grad(sd.arctan(x), x)", "1/(1 + x**2)"), floats=True
+)
+sinh = derive_function(SINH, "Elementwise hyperbolic sine.", _example("grad(sd.sinh(x), x)", "cosh(x)"), floats=True)
+cosh = derive_function(COSH, "Elementwise hyperbolic cosine.", _example("grad(sd.cosh(x), x)", "sinh(x)"), floats=True)
+arcsinh = derive_function(
+    ARCSINH, "Elementwise inverse hyperbolic sine.", _example("evaluate(sd.arcsinh(x), {x: 0.0})", "0.0"), floats=True
+)
+arccosh = derive_function(
+    ARCCOSH,
+    "Elementwise inverse hyperbolic cosine (nan below 1).",
+    _example("evaluate(sd.arccosh(x), {x: 1.0})", "0.0"),
+    floats=True,
+)
+arctanh = derive_function(
+    ARCTANH,
+    "Elementwise inverse hyperbolic tangent (nan outside [-1, 1]).",
+    _example("grad(sd.arctanh(x), x)", "1/(1 - x**2)"),
+    floats=True,
+)
+log_sigmoid = derive_function(
+    LOG_SIGMOID,
+    "``log(sigmoid(x)) = -softplus(-x)``, finite for large negative x.",
+    _example("evaluate(sd.log_sigmoid(x), {x: -1000.0})", "-1000.0"),
+    floats=True,
+)
+floor = derive_function(
+    FLOOR, "Elementwise floor, as ``numpy.floor``.", _example("evaluate(sd.floor(x), {x: -1.5})", "-2.0")
+)
+ceil = derive_function(
+    CEIL, "Elementwise ceiling, as ``numpy.ceil``.", _example("evaluate(sd.ceil(x), {x: -1.5})", "-1.0")
+)
+arctan2 = derive_function(
+    ARCTAN2,
+    "The angle of the point ``(x, y)``, as ``numpy.arctan2(y, x)`` (the first argument is y).",
+    """    >>> g = sd.Graph(); y, x = g.variable("y"), g.variable("x")
+    >>> print(sd.evaluate(sd.arctan2(y, x), {y: 1.0, x: 1.0}))
+    0.7853981633974483""",
+    floats=True,
+)
+logaddexp = derive_function(
+    LOGADDEXP,
+    "``log(exp(x) + exp(y))`` without overflow.",
+    _example("evaluate(sd.logaddexp(x, x), {x: 1000.0})", "1000.6931471805599"),
+    floats=True,
+)
+hypot = derive_function(
+    HYPOT,
+    "``sqrt(x**2 + y**2)`` without overflow.",
+    _example("evaluate(sd.grad(sd.hypot(x, 0.0), x), {x: 0.0})", "0.0"),
+    floats=True,
+)
+
+
+def round(x: ArrayLike, decimals: int = 0) -> Node:  # noqa: A001 (numpy's name)
+    """Round to ``decimals`` places, ties to even, as ``numpy.round``. Its derivative is 0.
+
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> print(sd.evaluate(sd.round(x), {x: 2.5}))
+    2.0
+    """
+    if not isinstance(decimals, (int, np.integer)) or isinstance(decimals, bool):
+        raise TypeError(f"round: decimals must be an int, got {decimals!r}")
+    return apply(ROUND, *as_nodes("round", x), decimals=int(decimals))
+
+
+def clip(x: ArrayLike, a_min: ArrayLike | None, a_max: ArrayLike | None) -> Node:
+    """``x`` limited to ``[a_min, a_max]``, as ``numpy.clip`` (either bound may be None).
+
+    It is ``minimum(maximum(x, a_min), a_max)``, and differentiates as that without
+    the halving at ties: the gradient goes to x where ``a_min <= x <= a_max`` (bounds
+    included), to ``a_min`` where x is below it, to ``a_max`` where x is above it.
+
+    >>> g = sd.Graph(); x = g.variable("x", shape=(3,))
+    >>> print(sd.evaluate(sd.grad(sd.sum(sd.clip(x, 0.0, 1.0)), x), {x: [-1.0, 1.0, 2.0]}))
+    [0. 1. 0.]
+    """
+    if a_min is None and a_max is None:
+        raise ValueError("clip: a_min and a_max cannot both be None (as numpy)")
+    if a_max is None:
+        return apply(CLIP_BELOW, *as_nodes("clip", x, a_min))
+    if a_min is None:
+        return apply(CLIP_ABOVE, *as_nodes("clip", x, a_max))
+    return apply(CLIP, *as_nodes("clip", x, a_min, a_max))
+
+
 sign = derive_function(
     SIGN,
     "Elementwise sign (-1, 0 or 1). No gradient flows through it.",
@@ -240,6 +484,50 @@ MAXIMUM = _extremum("maximum", lambda x, y: greater(x, y), sympy.Max, "d max(x, 
 MINIMUM = _extremum("minimum", lambda x, y: less(x, y), sympy.Min, "d min(x, y): to the smaller; halves at a tie")
 
 
+def _mask(condition: Node, like: Node) -> Node:
+    return share_mask(condition, np.result_type(like.dtype))
+
+
+def _inside(x: Node, lo: Node, hi: Node) -> Node:
+    return where(greater_equal(x, lo), less_equal(x, hi), False)
+
+
+CLIP = define_op(
+    "clip",
+    numpy="clip",
+    shape=broadcast_shapes,
+    kind="elementwise",
+    dtype=common_dtype,
+    partials=(
+        lambda out, x, lo, hi: _mask(_inside(x, lo, hi), out),
+        lambda out, x, lo, hi: _mask(where(less(x, lo), less_equal(lo, hi), False), out),
+        lambda out, x, lo, hi: _mask(greater(maximum(x, lo), hi), out),
+    ),
+    sympy=vectorize(lambda x, lo, hi: sympy.Min(sympy.Max(x, lo), hi)),
+    doc="min(max(x, lo), hi); d = dx where lo <= x <= hi, dlo below, dhi above",
+)
+CLIP_BELOW = define_op(
+    "clip_below",
+    lambda xp, x, lo: xp.clip(x, lo, None),
+    broadcast_shapes,
+    kind="elementwise",
+    dtype=common_dtype,
+    partials=(lambda out, x, lo: _mask(greater_equal(x, lo), out), lambda out, x, lo: _mask(less(x, lo), out)),
+    sympy=vectorize(sympy.Max),
+    doc="clip(x, lo, None): max(x, lo); d = dx where x >= lo, else dlo",
+)
+CLIP_ABOVE = define_op(
+    "clip_above",
+    lambda xp, x, hi: xp.clip(x, None, hi),
+    broadcast_shapes,
+    kind="elementwise",
+    dtype=common_dtype,
+    partials=(lambda out, x, hi: _mask(less_equal(x, hi), out), lambda out, x, hi: _mask(greater(x, hi), out)),
+    sympy=vectorize(sympy.Min),
+    doc="clip(x, None, hi): min(x, hi); d = dx where x <= hi, else dhi",
+)
+
+
 maximum = derive_function(
     MAXIMUM,
     "Elementwise maximum. The gradient goes to the larger input; at a tie each gets half.",
@@ -254,7 +542,9 @@ minimum = derive_function(
 __test__ = {
     f.__name__: f
     for f in (exp, log, sin, cos, tan, tanh, sigmoid, sqrt, log1p, expm1, softplus, sign, abs, relu, maximum, minimum)
+    + (arcsin, arccos, arctan, sinh, cosh, arcsinh, arccosh, arctanh, log_sigmoid, floor, ceil)
+    + (arctan2, logaddexp, hypot)
 }
 
 
-from symdiff.ops.logic import equal, greater, less, where  # noqa: E402 (rules need them; they need these)
+from symdiff.ops.logic import equal, greater, greater_equal, less, less_equal, where  # noqa: E402 (rules need them; they need these)
