@@ -165,6 +165,13 @@ CASES: list[Case] = [
         lambda x, hi: np.clip(x, None, hi),
         [np.array([-1.3, -0.2, 1.6]), np.array(0.9)],
     ),
+    Case("flip", "axis0", lambda x: sd.flip(x, 0), lambda x: np.flip(x, 0), [normal(3, 2)]),
+    Case("flip", "all", sd.flip, np.flip, [normal(2, 3)]),
+    Case("roll", "axes", lambda x: sd.roll(x, (1, -2), (0, 1)), lambda x: np.roll(x, (1, -2), (0, 1)), [normal(3, 4)]),
+    Case("roll", "flat", lambda x: sd.roll(x, 5), lambda x: np.roll(x, 5), [normal(2, 3)]),
+    Case("cumsum", "axis1", lambda x: sd.cumsum(x, 1), lambda x: np.cumsum(x, 1), [normal(2, 3)]),
+    Case("cumsum", "flat", sd.cumsum, np.cumsum, [normal(2, 2)]),
+    Case("cumsum", "unknown", lambda x: sd.cumsum(x, -1), lambda x: np.cumsum(x, -1), [normal(3)], shapes=[(None,)]),
     Case("relu", "vector", sd.relu, lambda x: np.maximum(x, 0), [away_from_zero(5)]),
     Case("sign", "times-x", lambda x: sd.sign(x) * x, lambda x: np.sign(x) * x, [away_from_zero(4)]),
     Case(

@@ -51,6 +51,9 @@ UNARY = {
     "cosh": lambda a: sd.cosh(sd.tanh(a)),
     "arcsin": lambda a: sd.arcsin(0.5 * sd.tanh(a)),  # inside (-1, 1)
     "log_sigmoid": sd.log_sigmoid,
+    "flip": sd.flip,
+    "roll": lambda a: sd.roll(a, 1),
+    "cumsum": lambda a: sd.cumsum(a, -1) if a.ndim else a,
 }
 # Scalar constants the steps "cmul" and "cadd" draw from (by their second operand).
 MODERATE = (2.0, -0.5, 3.0, 0.1, -1.0)

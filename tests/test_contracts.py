@@ -48,19 +48,36 @@ def _static_twin(program: Program) -> Program:
 
 
 def _rounding_spread(outputs: list[sd.Node], xs: list[sd.Node], args: list[np.ndarray], seed: int) -> list[np.ndarray]:
-    """How far the outputs move when the inputs move by a few units in the last place.
+    """How far the outputs move when the inputs, or any one intermediate value, move by a few
+    units in the last place.
 
-    A rewrite that changes rounding is such a perturbation of some intermediate value;
-    in an ill-conditioned graph (``cos(x**2187)``) that moves the result far more than
-    the magnitudes alone suggest, so comparisons of differently rounded graphs allow it.
+    A rewrite that changes rounding is such a perturbation of some intermediate value; in an
+    ill-conditioned graph (``cos(x**2187)``) that moves the result far more than the
+    magnitudes alone suggest, so comparisons of differently rounded graphs allow it. Moving
+    the inputs alone underestimates it after a compressing step (``arcsinh``: an input ulp
+    barely moves its output, a rounding of that output does), hence each intermediate too.
+    An output that a few ulps turn into nan or inf (``log`` of a value rounding can make
+    negative) gets an infinite spread: it is at the edge of its domain.
     """
     rng = np.random.default_rng(seed)
     eps = np.finfo(args[0].dtype).eps if args else np.finfo(np.float64).eps
-    moved = [(a * (1 + 4 * eps * rng.choice([-1, 1], np.shape(a)))).astype(a.dtype) for a in args]
+    bind = dict(zip(xs, args))
+
+    def moved(a):
+        return (np.asarray(a) * (1 + 4 * eps * rng.choice([-1, 1], np.shape(a)))).astype(np.asarray(a).dtype)
+
+    inner = [n for n in ancestors(outputs) if n.inputs and n.dtype.kind == "f"][:80]
     with np.errstate(all="ignore"):
-        before = sd.evaluate(outputs, dict(zip(xs, args)))
-        after = sd.evaluate(outputs, dict(zip(xs, moved)))
-    return [np.abs(np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)) for a, b in zip(before, after)]
+        before = sd.evaluate(outputs, bind)
+        values = sd.evaluate(inner, bind) if inner else []
+        trials = [sd.evaluate(outputs, dict(zip(xs, [moved(a) for a in args])))]
+        trials += [sd.evaluate(outputs, {**bind, n: moved(v)}) for n, v in zip(inner, values)]
+    spread = [np.zeros(np.shape(b)) for b in before]
+    for after in trials:
+        for k, (b, a) in enumerate(zip(before, after)):
+            diff = np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))
+            spread[k] = np.maximum(spread[k], np.where(np.isnan(diff), np.inf, diff))  # nan: at a domain edge
+    return spread
 
 
 def _tolerance(dtype: np.dtype) -> tuple[float, float]:
@@ -252,7 +269,9 @@ def test_simplify_never_changes_a_finite_value(mode, data):
     for node, original, got, spread in zip(simpler, outputs, sd.evaluate(simpler, bind), spreads):
         assert node.shape == original.shape and node.dtype == original.dtype
         want = values[everything.index(original)]
-        assert np.all(np.isfinite(got)), f"simplify turned a finite value into {got}: {original} -> {node}"
+        robust = np.isfinite(spread)  # where a few ulps anywhere leave the value finite
+        assert np.all(np.isfinite(got) | ~robust), f"simplify turned a finite value into {got}: {original} -> {node}"
+        got, want, spread = (np.where(robust, v, 0.0) for v in (got, want, spread))
         allowed = 1e4 * eps * max(scale, TINY[program.dtype]) + 100 * spread
         assert np.all(np.abs(np.asarray(got, dtype=float) - np.asarray(want, dtype=float)) <= allowed), (
             f"simplify changed a value: {want} -> {got} (allowed {allowed}): {original} -> {node}"

@@ -47,14 +47,16 @@ from symdiff.ops.functions import (
 from symdiff.ops.indexing import getitem, take
 from symdiff.ops.linalg import cholesky, det, inv, matmul, solve
 from symdiff.ops.logic import equal, greater, greater_equal, less, less_equal, not_equal, where
-from symdiff.ops.reduce import count, log_softmax, logsumexp, max, mean, min, softmax, sum
+from symdiff.ops.reduce import count, cumsum, log_softmax, logsumexp, max, mean, min, softmax, sum
 from symdiff.ops.structure import (
     broadcast_like,
     broadcast_to,
     expand_dims,
+    flip,
     matrix_transpose,
     reshape,
     reshape_like,
+    roll,
     squeeze,
     transpose,
     tril,
@@ -83,6 +85,7 @@ __all__ = [
     "cos",
     "cosh",
     "count",
+    "cumsum",
     "define_op",
     "det",
     "divide",
@@ -91,6 +94,7 @@ __all__ = [
     "expand_dims",
     "expm1",
     "eye_like",
+    "flip",
     "floor",
     "getitem",
     "greater",
@@ -122,6 +126,7 @@ __all__ = [
     "relu",
     "reshape",
     "reshape_like",
+    "roll",
     "round",
     "sigmoid",
     "sign",

@@ -319,6 +319,14 @@ def define_op(
             jvp = vjp
             derived.add("jvp")
         elif "linear" in properties and isinstance(vjp, (tuple, list)):
+            # The op applied to the tangent is the tangent only when the op is linear in its one
+            # differentiable input (the others: shapes, indices). With two (concatenate), input
+            # i's contribution is the op with the *others zero*: write that out.
+            if sum(r is not None for r in vjp) != 1:
+                raise GraphError(
+                    f"define_op {name!r}: a linear op's jvp is derived only for one differentiable input; "
+                    "write jvp for this one"
+                )
             jvp = tuple(None if r is None else _linear_jvp(name, i) for i, r in enumerate(vjp))
             derived.add("jvp")
     if sympy == "forward" or (sympy is None and kind == "structural" and generic):

@@ -17,7 +17,7 @@ from symdiff.ops.arithmetic import divide, multiply, subtract
 from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, first_dtype, normalize_axes, to_float
 from symdiff.ops.functions import exp, share_mask
 from symdiff.ops.logic import equal
-from symdiff.ops.structure import broadcast_like, expand_dims
+from symdiff.ops.structure import broadcast_like, expand_dims, flip, reshape
 
 ArrayLike = Any
 
@@ -205,6 +205,37 @@ def min(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa
     if not axes:
         return x
     return apply(MIN, x, axis=axes, keepdims=bool(keepdims))
+
+
+# -- cumulative sums ----------------------------------------------------------------------
+CUMSUM = define_op(
+    "cumsum",
+    numpy="cumsum",
+    shape=lambda shape, axis: shape,
+    kind="reduction",
+    dtype=common_dtype,
+    # the adjoint of a running sum is the running sum from the other end
+    vjp=(lambda g, out, x, axis: flip(cumsum(flip(g, axis), axis), axis),),
+    properties=("linear",),
+    sympy="forward",
+    doc="running sum along axis; d = cumsum dx; the gradient is the reversed running sum of g",
+)
+
+
+def cumsum(x: ArrayLike, axis: int | None = None) -> Node:
+    """Running sum along ``axis`` (over the flattened array when None), as ``numpy.cumsum``.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(3,))
+    >>> print(sd.evaluate(sd.cumsum(w), {w: [1.0, 2.0, 3.0]}))
+    [1. 3. 6.]
+    """
+    (x,) = as_nodes("cumsum", x)
+    if axis is None:
+        x, axis = (reshape(x, (-1,)) if x.ndim != 1 else x), 0
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise ShapeError(f"cumsum: axis must be an int or None, got {axis!r}")
+    (a,) = _axes("cumsum", x, axis)
+    return apply(CUMSUM, x, axis=a)
 
 
 # -- logsumexp and the softmax family -------------------------------------------------

@@ -317,6 +317,78 @@ def matrix_transpose(x: ArrayLike) -> Node:
     return transpose(x, axes)
 
 
+# -- flip, roll --------------------------------------------------------------------------
+def _axes_of(op: str, x: Node, axis: Any) -> tuple[int, ...]:
+    try:
+        return normalize_axes(axis, x.ndim)
+    except ShapeError as exc:
+        raise ShapeError(f"{op}: {exc} (input shape {format_shape(x.shape)})") from None
+
+
+FLIP = define_op(
+    "flip",
+    numpy="flip",
+    shape=lambda shape, axis: shape,
+    kind="structural",
+    dtype=first_dtype,
+    vjp=(lambda g, out, x, axis: flip(g, axis),),  # negative axes: batch axes stay in front
+    properties=("linear",),
+    doc="reverse the order of elements along axis; the gradient flips back",
+)
+
+
+def flip(x: ArrayLike, axis: Any = None) -> Node:
+    """``x`` with the order of its elements reversed along ``axis`` (all axes when None), as ``numpy.flip``.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(3,))
+    >>> print(sd.evaluate(sd.flip(w), {w: [1.0, 2.0, 3.0]}))
+    [3. 2. 1.]
+    """
+    (x,) = as_nodes("flip", x)
+    axes = _axes_of("flip", x, axis)
+    if not axes:
+        return x
+    return apply(FLIP, x, axis=axes)
+
+
+ROLL = define_op(
+    "roll",
+    numpy="roll",
+    shape=lambda shape, shift, axis: shape,
+    kind="structural",
+    dtype=first_dtype,
+    vjp=(lambda g, out, x, shift, axis: apply(ROLL, g, shift=tuple(-k for k in shift), axis=axis),),
+    properties=("linear",),
+    doc="shift elements cyclically along axes; the gradient shifts back",
+)
+
+
+def roll(x: ArrayLike, shift: int | tuple[int, ...], axis: int | tuple[int, ...] | None = None) -> Node:
+    """Elements shifted cyclically by ``shift`` along ``axis``, as ``numpy.roll`` (with axis None,
+    over the flattened array, in its shape).
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(4,))
+    >>> print(sd.evaluate(sd.roll(w, 1), {w: [1.0, 2.0, 3.0, 4.0]}))
+    [4. 1. 2. 3.]
+    """
+    (x,) = as_nodes("roll", x)
+    if axis is None:
+        if x.ndim == 1:
+            return roll(x, shift, 0)
+        flat = reshape(x, (-1,))
+        return reshape_like(roll(flat, shift, 0), x)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    shifts = (shift,) * len(axes) if isinstance(shift, (int, np.integer)) else tuple(shift)
+    if len(shifts) != len(axes) or not all(isinstance(k, (int, np.integer)) for k in shifts):
+        raise ShapeError(f"roll: shift {shift!r} does not give one int per axis of {axis!r}")
+    for a in axes:  # normalize_axes would merge a repeated axis; numpy adds its shifts
+        _axes_of("roll", x, a)
+    neg = tuple(int(a) % x.ndim - x.ndim for a in axes)
+    if all(k == 0 for k in shifts):
+        return x
+    return apply(ROLL, x, shift=tuple(int(k) for k in shifts), axis=neg)
+
+
 # -- triangles -----------------------------------------------------------------------
 def _matrix_shape(shape: Shape, **_: Any) -> Shape:
     if len(shape) < 2:
