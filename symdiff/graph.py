@@ -388,6 +388,32 @@ class Node:
             axes = axes[0]
         return _ops().transpose(self, axes or None)
 
+    def astype(self, dtype: Any) -> Node:
+        """This node converted to ``dtype``, as ``ndarray.astype`` (``sd.astype``).
+
+        >>> g = sd.Graph(); i = g.variable("i", dtype="int32")
+        >>> i.astype("float32").dtype
+        dtype('float32')
+        """
+        return _ops().astype(self, dtype)
+
+    def dot(self, other: Any) -> Node:
+        """The matrix product ``self @ other``, as ``ndarray.dot`` for vectors and matrices.
+
+        >>> g = sd.Graph(); A = g.variable("A", shape=(2, 3)); v = g.variable("v", shape=(3,))
+        >>> A.dot(v).shape
+        (2,)
+        """
+        other_shape = other.shape if isinstance(other, Node) else np.shape(other)
+        if self.ndim > 2 or len(other_shape) > 2:
+            raise ShapeError(
+                "dot: for arrays of more than 2 dimensions numpy's dot is not matmul; use sd.matmul "
+                f"(shapes {format_shape(self.shape)} and {format_shape(other_shape)})"
+            )
+        if self.ndim == 0 or len(other_shape) == 0:
+            return _ops().multiply(self, other)  # numpy's dot of a scalar is the product
+        return _ops().matmul(self, other)
+
 
 def _refuse_comparison(symbol: str, instead: str, other: object) -> None:
     """``node == 0`` would be identity (False), so ``sd.where(x == 0, ...)`` would silently pick

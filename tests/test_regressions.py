@@ -348,3 +348,31 @@ def test_the_documented_edges_of_the_new_elementwise_functions():
     z = g.variable("z")
     assert sd.evaluate(sd.log_sigmoid(z), {z: -1000.0}) == -1000.0
     assert sd.evaluate(sd.grad(sd.log_sigmoid(z), z), {z: -1000.0}) == 1.0
+
+
+@pytest.mark.parametrize("shapes", [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 2)), ((2, 3), (3, 4)), ((), (3,))])
+def test_node_dot_is_numpys_dot(shapes):
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal(s) for s in shapes)
+    g = sd.Graph()
+    x, y = g.variable("x", shape=shapes[0]), g.variable("y", shape=shapes[1])
+    d = x.dot(y)
+    np.testing.assert_allclose(sd.evaluate(d, {x: a, y: b}), np.dot(a, b))
+    cost = sd.sum(d * d)
+    gx = sd.evaluate(sd.grad(cost, x), {x: a, y: b})
+    h = 1e-6
+    fd = np.zeros(np.shape(a))
+    for i in np.ndindex(np.shape(a)):
+        e = np.zeros(np.shape(a))
+        e[i] = h
+        fd[i] = (np.sum(np.dot(a + e, b) ** 2) - np.sum(np.dot(a - e, b) ** 2)) / (2 * h)
+    np.testing.assert_allclose(gx, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_node_dot_refuses_what_numpy_computes_differently_and_astype_is_sd_astype():
+    g = sd.Graph()
+    x = g.variable("x", shape=(2, 3, 4))
+    with pytest.raises(sd.ShapeError, match="sd.matmul"):
+        x.dot(x)
+    i = g.variable("i", shape=(3,), dtype="int64")
+    assert i.astype("float32") is sd.astype(i, "float32")
