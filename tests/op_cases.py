@@ -172,6 +172,15 @@ CASES: list[Case] = [
     Case("cumsum", "axis1", lambda x: sd.cumsum(x, 1), lambda x: np.cumsum(x, 1), [normal(2, 3)]),
     Case("cumsum", "flat", sd.cumsum, np.cumsum, [normal(2, 2)]),
     Case("cumsum", "unknown", lambda x: sd.cumsum(x, -1), lambda x: np.cumsum(x, -1), [normal(3)], shapes=[(None,)]),
+    Case("var", "axis0-ddof1", lambda x: sd.var(x, 0, ddof=1), lambda x: np.var(x, 0, ddof=1), [normal(4, 3)]),
+    Case("var", "all-unknown", sd.var, np.var, [normal(3, 2)], shapes=[(None, 2)]),
+    Case(
+        "std",
+        "keepdims",
+        lambda x: sd.std(x, -1, keepdims=True),
+        lambda x: np.std(x, -1, keepdims=True),
+        [normal(2, 4)],
+    ),
     Case("relu", "vector", sd.relu, lambda x: np.maximum(x, 0), [away_from_zero(5)]),
     Case("sign", "times-x", lambda x: sd.sign(x) * x, lambda x: np.sign(x) * x, [away_from_zero(4)]),
     Case(

@@ -54,6 +54,8 @@ UNARY = {
     "flip": sd.flip,
     "roll": lambda a: sd.roll(a, 1),
     "cumsum": lambda a: sd.cumsum(a, -1) if a.ndim else a,
+    "var": lambda a: sd.var(a) if a.ndim else a,
+    "std": lambda a: sd.std(1.0 + a) if a.ndim and (a.size or 0) > 1 else a,
 }
 # Scalar constants the steps "cmul" and "cadd" draw from (by their second operand).
 MODERATE = (2.0, -0.5, 3.0, 0.1, -1.0)

@@ -47,7 +47,7 @@ from symdiff.ops.functions import (
 from symdiff.ops.indexing import getitem, take
 from symdiff.ops.linalg import cholesky, det, inv, matmul, solve
 from symdiff.ops.logic import equal, greater, greater_equal, less, less_equal, not_equal, where
-from symdiff.ops.reduce import count, cumsum, log_softmax, logsumexp, max, mean, min, softmax, sum
+from symdiff.ops.reduce import count, cumsum, log_softmax, logsumexp, max, mean, min, softmax, std, sum, var
 from symdiff.ops.structure import (
     broadcast_like,
     broadcast_to,
@@ -138,6 +138,7 @@ __all__ = [
     "sqrt",
     "square",
     "squeeze",
+    "std",
     "stop_gradient",
     "subtract",
     "sum",
@@ -147,6 +148,7 @@ __all__ = [
     "transpose",
     "tril",
     "triu",
+    "var",
     "where",
     "zeros_like",
 ]

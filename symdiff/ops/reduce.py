@@ -16,7 +16,7 @@ from symdiff.graph import Node, Shape
 from symdiff.ops.arithmetic import divide, multiply, subtract
 from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, first_dtype, normalize_axes, to_float
 from symdiff.ops.functions import exp, share_mask
-from symdiff.ops.logic import equal
+from symdiff.ops.logic import equal, where
 from symdiff.ops.structure import broadcast_like, expand_dims, flip, reshape
 
 ArrayLike = Any
@@ -32,6 +32,20 @@ def _reduced_shape(shape: Shape, *, axis: tuple[int, ...], keepdims: bool) -> Sh
 def _keep(g: Node, axis: tuple[int, ...], keepdims: bool) -> Node:
     """A reduced value with its reduced axes restored as length 1 (broadcasts against x)."""
     return g if keepdims else expand_dims(g, axis)
+
+
+def _reduction_rules(partial) -> dict[str, tuple]:
+    """The rules of a reduction whose output moves by sum(partial * dx) along its axes, with
+    ``partial(out, x, axis, keepdims, **attrs)`` shaped like x: the cotangent broadcast back
+    times it, and the tangent times it summed."""
+
+    def vjp(g, out, x, axis, keepdims, **attrs):
+        return multiply(_keep(g, axis, keepdims), partial(out, x, axis, keepdims, **attrs))
+
+    def jvp(t, out, x, axis, keepdims, **attrs):
+        return sum(multiply(t, partial(out, x, axis, keepdims, **attrs)), axis, keepdims)
+
+    return {"vjp": (vjp,), "jvp": (jvp,)}
 
 
 def _axes(op: str, x: Node, axis: Any) -> tuple[int, ...]:
@@ -162,14 +176,7 @@ def _extremum(name, sympy_fn, doc):
         shape=_reduced_shape,
         kind="reduction",
         dtype=first_dtype,
-        vjp=(
-            lambda g, out, x, axis, keepdims: multiply(
-                _keep(g, axis, keepdims), _extremum_share(x, out, axis, keepdims)
-            ),
-        ),
-        jvp=(
-            lambda t, out, x, axis, keepdims: sum(multiply(t, _extremum_share(x, out, axis, keepdims)), axis, keepdims),
-        ),
+        **_reduction_rules(lambda out, x, axis, keepdims: _extremum_share(x, out, axis, keepdims)),
         sympy=_sympy_extremum(sympy_fn),
         doc=doc,
     )
@@ -205,6 +212,82 @@ def min(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa
     if not axes:
         return x
     return apply(MIN, x, axis=axes, keepdims=bool(keepdims))
+
+
+# -- variance, standard deviation --------------------------------------------------------
+def _centered_share(x: Node, axis, ddof: int) -> Node:
+    """(x - mean x) / (n - ddof): half the derivative of the variance by each element."""
+    centered = subtract(x, mean(x, axis, keepdims=True))
+    return divide(centered, subtract(count(x, axis), float(ddof)))
+
+
+def _var_shape(shape: Shape, *, axis: tuple[int, ...], keepdims: bool, ddof: int) -> Shape:
+    return _reduced_shape(shape, axis=axis, keepdims=keepdims)
+
+
+def _sympy_var(x, axis, keepdims, ddof):
+    n = sympy.Integer(int(np.prod([np.shape(x)[a] for a in axis])))
+    centered = x - np.sum(x, axis=axis, keepdims=True) / n
+    return np.sum(centered * centered, axis=axis, keepdims=keepdims) / (n - ddof)
+
+
+def _vectorized_sqrt(values):
+    return np.vectorize(sympy.sqrt, otypes=[object])(values)
+
+
+def _std_share(out: Node, x: Node, axis, keepdims, ddof) -> Node:
+    # d std = (x - mean) / ((n - ddof) std) dx; 0 where std is 0 (all equal: a subgradient, no nan)
+    spread = _keep(out, axis, keepdims)
+    return divide(_centered_share(x, axis, ddof), where(equal(spread, 0), 1.0, spread))
+
+
+VAR = define_op(
+    "var",
+    numpy="var",
+    shape=_var_shape,
+    kind="reduction",
+    **_reduction_rules(lambda out, x, axis, keepdims, ddof: multiply(2.0, _centered_share(x, axis, ddof))),
+    sympy=_sympy_var,
+    doc="mean squared deviation (divided by n - ddof); d = 2 sum((x - mean) dx) / (n - ddof)",
+)
+STD = define_op(
+    "std",
+    numpy="std",
+    shape=_var_shape,
+    kind="reduction",
+    **_reduction_rules(_std_share),
+    sympy=lambda x, axis, keepdims, ddof: _vectorized_sqrt(_sympy_var(x, axis, keepdims, ddof)),
+    doc="sqrt(var x); d = sum((x - mean) dx) / ((n - ddof) std); 0 where std is 0",
+)
+
+
+def _spread(op, name: str, x: ArrayLike, axis: Any, ddof: int, keepdims: bool) -> Node:
+    (x,) = as_nodes(name, x)
+    if not isinstance(ddof, (int, np.integer)) or isinstance(ddof, bool) or ddof < 0:
+        raise ValueError(f"{name}: ddof must be a non-negative int, got {ddof!r}")
+    x = to_float(x)
+    return apply(op, x, axis=_axes(name, x, axis), keepdims=bool(keepdims), ddof=int(ddof))
+
+
+def var(x: ArrayLike, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Node:
+    """Variance over ``axis`` (all axes when None), as ``numpy.var`` (``ddof=1``: the sample variance).
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(4,))
+    >>> print(sd.evaluate(sd.var(w), {w: [1.0, 2.0, 3.0, 4.0]}))
+    1.25
+    """
+    return _spread(VAR, "var", x, axis, ddof, keepdims)
+
+
+def std(x: ArrayLike, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Node:
+    """Standard deviation over ``axis``, as ``numpy.std``. Where it is 0 (all elements equal) its
+    derivative is taken as 0 (a subgradient), not nan.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(3,))
+    >>> print(sd.evaluate(sd.grad(sd.std(w), w), {w: [2.0, 2.0, 2.0]}))
+    [0. 0. 0.]
+    """
+    return _spread(STD, "std", x, axis, ddof, keepdims)
 
 
 # -- cumulative sums ----------------------------------------------------------------------
@@ -272,16 +355,7 @@ LOGSUMEXP = define_op(
     _logsumexp,
     _reduced_shape,
     kind="reduction",
-    vjp=(
-        lambda g, out, x, axis, keepdims: multiply(
-            _keep(g, axis, keepdims), exp(subtract(x, _keep(out, axis, keepdims)))
-        ),
-    ),
-    jvp=(
-        lambda t, out, x, axis, keepdims: sum(
-            multiply(t, exp(subtract(x, _keep(out, axis, keepdims)))), axis, keepdims
-        ),
-    ),
+    **_reduction_rules(lambda out, x, axis, keepdims: exp(subtract(x, _keep(out, axis, keepdims)))),
     sympy=_sympy_reduce_exp,
     doc="log sum exp x, without overflow; d = sum softmax(x) dx",
 )
