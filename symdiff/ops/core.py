@@ -700,6 +700,14 @@ def normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def op_axes(op: str, x: Node, axis: Any) -> tuple[int, ...]:
+    """``normalize_axes`` for op ``op`` on ``x``, its error naming the op and x's shape."""
+    try:
+        return normalize_axes(axis, x.ndim)
+    except ShapeError as exc:
+        raise ShapeError(f"{op}: {exc} (input shape {x.shape})") from None
+
+
 def batch_ndim(g: Node, out: Node) -> int:
     """How many leading batch axes a cotangent or tangent carries beyond ``out``."""
     return g.ndim - out.ndim

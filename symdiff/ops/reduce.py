@@ -14,7 +14,7 @@ import sympy
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape
 from symdiff.ops.arithmetic import divide, multiply, subtract
-from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, first_dtype, normalize_axes, to_float
+from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, first_dtype, op_axes, to_float
 from symdiff.ops.functions import exp, share_mask
 from symdiff.ops.logic import equal, where
 from symdiff.ops.structure import broadcast_like, expand_dims, flip, reshape
@@ -46,13 +46,6 @@ def _reduction_rules(partial) -> dict[str, tuple]:
         return sum(multiply(t, partial(out, x, axis, keepdims, **attrs)), axis, keepdims)
 
     return {"vjp": (vjp,), "jvp": (jvp,)}
-
-
-def _axes(op: str, x: Node, axis: Any) -> tuple[int, ...]:
-    try:
-        return normalize_axes(axis, x.ndim)
-    except ShapeError as exc:
-        raise ShapeError(f"{op}: {exc} (input shape {x.shape})") from None
 
 
 def _sympy_sum(x, axis, keepdims):
@@ -88,7 +81,7 @@ def sum(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa
     14.0
     """
     (x,) = as_nodes("sum", x)
-    axes = _axes("sum", x, axis)
+    axes = op_axes("sum", x, axis)
     if not axes:
         return x
     return apply(SUM, x, axis=axes, keepdims=bool(keepdims))
@@ -117,7 +110,7 @@ def count(x: Node, axis: Any = None) -> Node:
     """
     (x,) = as_nodes("count", x)
     dt = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
-    return apply(COUNT, x, axis=_axes("count", x, axis), dtype_to=dt.str)
+    return apply(COUNT, x, axis=op_axes("count", x, axis), dtype_to=dt.str)
 
 
 MEAN = define_op(
@@ -144,7 +137,7 @@ def mean(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:
     """
     (x,) = as_nodes("mean", x)
     x = to_float(x)
-    axes = _axes("mean", x, axis)
+    axes = op_axes("mean", x, axis)
     if not axes:
         return x
     return apply(MEAN, x, axis=axes, keepdims=bool(keepdims))
@@ -194,7 +187,7 @@ def max(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa
     [0.  0.5 0.5]
     """
     (x,) = as_nodes("max", x)
-    axes = _axes("max", x, axis)
+    axes = op_axes("max", x, axis)
     if not axes:
         return x
     return apply(MAX, x, axis=axes, keepdims=bool(keepdims))
@@ -208,7 +201,7 @@ def min(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa
     -1.0
     """
     (x,) = as_nodes("min", x)
-    axes = _axes("min", x, axis)
+    axes = op_axes("min", x, axis)
     if not axes:
         return x
     return apply(MIN, x, axis=axes, keepdims=bool(keepdims))
@@ -266,7 +259,7 @@ def _spread(op, name: str, x: ArrayLike, axis: Any, ddof: int, keepdims: bool) -
     if not isinstance(ddof, (int, np.integer)) or isinstance(ddof, bool) or ddof < 0:
         raise ValueError(f"{name}: ddof must be a non-negative int, got {ddof!r}")
     x = to_float(x)
-    return apply(op, x, axis=_axes(name, x, axis), keepdims=bool(keepdims), ddof=int(ddof))
+    return apply(op, x, axis=op_axes(name, x, axis), keepdims=bool(keepdims), ddof=int(ddof))
 
 
 def var(x: ArrayLike, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Node:
@@ -317,7 +310,7 @@ def cumsum(x: ArrayLike, axis: int | None = None) -> Node:
         x, axis = (reshape(x, (-1,)) if x.ndim != 1 else x), 0
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
         raise ShapeError(f"cumsum: axis must be an int or None, got {axis!r}")
-    (a,) = _axes("cumsum", x, axis)
+    (a,) = op_axes("cumsum", x, axis)
     return apply(CUMSUM, x, axis=a)
 
 
@@ -389,7 +382,7 @@ def logsumexp(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:
     """
     (x,) = as_nodes("logsumexp", x)
     x = to_float(x)
-    axes = _axes("logsumexp", x, axis)
+    axes = op_axes("logsumexp", x, axis)
     if not axes:
         return x
     return apply(LOGSUMEXP, x, axis=axes, keepdims=bool(keepdims))
@@ -404,7 +397,7 @@ def softmax(x: ArrayLike, axis: Any = -1) -> Node:
     """
     (x,) = as_nodes("softmax", x)
     x = to_float(x)
-    return apply(SOFTMAX, x, axis=_axes("softmax", x, axis))
+    return apply(SOFTMAX, x, axis=op_axes("softmax", x, axis))
 
 
 def log_softmax(x: ArrayLike, axis: Any = -1) -> Node:
@@ -416,4 +409,4 @@ def log_softmax(x: ArrayLike, axis: Any = -1) -> Node:
     """
     (x,) = as_nodes("log_softmax", x)
     x = to_float(x)
-    return apply(LOG_SOFTMAX, x, axis=_axes("log_softmax", x, axis))
+    return apply(LOG_SOFTMAX, x, axis=op_axes("log_softmax", x, axis))

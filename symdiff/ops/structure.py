@@ -16,6 +16,7 @@ from symdiff.ops.core import (
     define_op,
     first_dtype,
     normalize_axes,
+    op_axes,
 )
 
 ArrayLike = Any
@@ -318,13 +319,6 @@ def matrix_transpose(x: ArrayLike) -> Node:
 
 
 # -- flip, roll --------------------------------------------------------------------------
-def _axes_of(op: str, x: Node, axis: Any) -> tuple[int, ...]:
-    try:
-        return normalize_axes(axis, x.ndim)
-    except ShapeError as exc:
-        raise ShapeError(f"{op}: {exc} (input shape {format_shape(x.shape)})") from None
-
-
 FLIP = define_op(
     "flip",
     numpy="flip",
@@ -345,7 +339,7 @@ def flip(x: ArrayLike, axis: Any = None) -> Node:
     [3. 2. 1.]
     """
     (x,) = as_nodes("flip", x)
-    axes = _axes_of("flip", x, axis)
+    axes = op_axes("flip", x, axis)
     if not axes:
         return x
     return apply(FLIP, x, axis=axes)
@@ -382,7 +376,7 @@ def roll(x: ArrayLike, shift: int | tuple[int, ...], axis: int | tuple[int, ...]
     if len(shifts) != len(axes) or not all(isinstance(k, (int, np.integer)) for k in shifts):
         raise ShapeError(f"roll: shift {shift!r} does not give one int per axis of {axis!r}")
     for a in axes:  # normalize_axes would merge a repeated axis; numpy adds its shifts
-        _axes_of("roll", x, a)
+        op_axes("roll", x, a)
     neg = tuple(int(a) % x.ndim - x.ndim for a in axes)
     if all(k == 0 for k in shifts):
         return x
