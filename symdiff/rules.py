@@ -129,6 +129,11 @@ def _negated_product(root: Any) -> Node:
     return negative(product) if (p.op == "neg") != (q.op == "neg") else product
 
 
+def _negated_factor(root: Any, a: Node, x: Node) -> Node | None:
+    # -(2*x) = -2*x; a constant that prints as where it came from (log(2)) keeps its form
+    return multiply(negative(a), x) if a.origin is None else None
+
+
 def _negated_quotient(root: Any) -> Node:
     p, q = root.inputs
     quotient = divide(p.inputs[0] if p.op == "neg" else p, q.inputs[0] if q.op == "neg" else q)
@@ -442,6 +447,7 @@ RULES = RuleTable(
         Rule(Pat("neg", name="n") / b, lambda root, n, b: _negated_quotient(root)),
         Rule(a / Pat("neg", name="n"), lambda root, a, n: _negated_quotient(root)),
         Rule(-_neg(x), lambda root, x: x),
+        Rule(-Pat("mul", _scalar("a"), x), _negated_factor),
         Rule(x**1, _keep),
         Rule(Pat("where", c, x, y), _known_condition),
         Rule(Pat("sum", Pat("constant", name="x")), _sum_of_uniform),

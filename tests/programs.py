@@ -51,6 +51,12 @@ UNARY = {
     "cosh": lambda a: sd.cosh(sd.tanh(a)),
     "arcsin": lambda a: sd.arcsin(0.5 * sd.tanh(a)),  # inside (-1, 1)
     "log_sigmoid": sd.log_sigmoid,
+    "erf": sd.erf,
+    "concat": lambda a: sd.concatenate([a, sd.sin(a)], axis=-1) if a.ndim else a,
+    "pad": lambda a: sd.pad(a, 1, constant_values=0.5) if a.ndim else a,
+    "tile": lambda a: sd.tile(a, 2),
+    "repeat": lambda a: sd.repeat(a, 2, axis=-1) if a.ndim else a,
+    "erfc": sd.erfc,
     "flip": sd.flip,
     "roll": lambda a: sd.roll(a, 1),
     "cumsum": lambda a: sd.cumsum(a, -1) if a.ndim else a,
@@ -95,6 +101,7 @@ BINARY = {
     "logaddexp": sd.logaddexp,
     "hypot": lambda a, b: sd.hypot(1.0 + a * a, b),  # away from the origin
     "arctan2": lambda a, b: sd.arctan2(a, 1.0 + b * b),
+    "stack": lambda a, b: sd.stack([sd.sum(a), sd.mean(b), sd.sum(a * a)]),
 }
 ALGEBRA_BINARY = {"div_raw": lambda a, b: a / b, "mul_neg_sq": lambda a, b: a * (-b) ** 2}
 
@@ -202,7 +209,9 @@ def programs(
         ops += sorted(ALGEBRA_UNARY) + sorted(ALGEBRA_BINARY)
     if scalar_only:
         ops = [
-            op for op in ops if op not in ("softmax", "transpose", "slice", "reshape", "expand", "matmul", "sum_axis0")
+            op
+            for op in ops
+            if op not in ("softmax", "transpose", "slice", "reshape", "expand", "matmul", "sum_axis0", "stack")
         ]
     step = st.tuples(st.sampled_from(ops), st.integers(0, 10), st.integers(0, 20))
     min_steps, max_steps = (15, max(max_steps, 30)) if mode == "deep" else (1, max_steps)

@@ -23,6 +23,8 @@ from symdiff.ops.functions import (
     clip,
     cos,
     cosh,
+    erf,
+    erfc,
     exp,
     expm1,
     floor,
@@ -45,6 +47,7 @@ from symdiff.ops.functions import (
     tanh,
 )
 from symdiff.ops.indexing import getitem, take
+from symdiff.ops.join import concatenate, kron, pad, repeat, split, stack, tile
 from symdiff.ops.linalg import cholesky, det, inv, matmul, solve
 from symdiff.ops.logic import equal, greater, greater_equal, less, less_equal, not_equal, where
 from symdiff.ops.reduce import count, cumsum, log_softmax, logsumexp, max, mean, min, softmax, std, sum, var
@@ -82,6 +85,7 @@ __all__ = [
     "ceil",
     "cholesky",
     "clip",
+    "concatenate",
     "cos",
     "cosh",
     "count",
@@ -90,6 +94,8 @@ __all__ = [
     "det",
     "divide",
     "equal",
+    "erf",
+    "erfc",
     "exp",
     "expand_dims",
     "expm1",
@@ -101,6 +107,7 @@ __all__ = [
     "greater_equal",
     "hypot",
     "inv",
+    "kron",
     "less",
     "less_equal",
     "log",
@@ -122,8 +129,10 @@ __all__ = [
     "not_differentiable",
     "not_equal",
     "ones_like",
+    "pad",
     "power",
     "relu",
+    "repeat",
     "reshape",
     "reshape_like",
     "roll",
@@ -135,9 +144,11 @@ __all__ = [
     "softmax",
     "softplus",
     "solve",
+    "split",
     "sqrt",
     "square",
     "squeeze",
+    "stack",
     "std",
     "stop_gradient",
     "subtract",
@@ -145,6 +156,7 @@ __all__ = [
     "take",
     "tan",
     "tanh",
+    "tile",
     "transpose",
     "tril",
     "triu",

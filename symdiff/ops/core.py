@@ -26,6 +26,7 @@ tangent ``t`` to the tangent of ``out``, with the same batch convention.
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -171,6 +172,17 @@ def numpy_function(xp: Any, name: str) -> Callable[..., Any]:
     for part in name.split("."):
         fn = getattr(fn, part)
     return fn
+
+
+def special_function(xp: Any, name: str) -> Callable[..., Any]:
+    """The special function ``name`` (``"erf"``) for the array module ``xp``: scipy.special's for
+    numpy, the module's own ``scipy.special`` (jax) or top-level function otherwise."""
+    if xp is np:
+        import scipy.special
+
+        return getattr(scipy.special, name)
+    module = importlib.import_module(xp.__name__.split(".")[0] + ".scipy.special") if "." in xp.__name__ else xp
+    return getattr(module, name)
 
 
 def _forward_of(name: str, forward: Callable[..., Any] | None, numpy: str | None) -> tuple[Callable[..., Any], bool]:

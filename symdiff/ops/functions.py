@@ -1,6 +1,6 @@
 """Elementwise functions: exp, log, the trigonometric and hyperbolic functions and their
 inverses, sigmoid, softplus, log_sigmoid, sqrt, abs, sign, relu, rounding, maximum, minimum,
-clip, arctan2, logaddexp and hypot.
+clip, erf, erfc, arctan2, logaddexp and hypot.
 
 Each is declared by its partial derivative ``d(out, x)``: the elementwise kind derives
 the reverse rule (``g * d``), the forward rule (``t * d``) and the public function.
@@ -8,6 +8,7 @@ the reverse rule (``g * d``), the forward rule (``t * d``) and the public functi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,16 @@ import sympy
 
 from symdiff.graph import Node
 from symdiff.ops.arithmetic import add, divide, multiply, negative, square, subtract
-from symdiff.ops.core import apply, as_nodes, broadcast_shapes, common_dtype, define_op, derive_function, same_shape
+from symdiff.ops.core import (
+    apply,
+    as_nodes,
+    broadcast_shapes,
+    common_dtype,
+    define_op,
+    derive_function,
+    same_shape,
+    special_function,
+)
 
 ArrayLike = Any
 
@@ -207,6 +217,25 @@ LOG_SIGMOID = _function(
     scalar="(-(max(-{0}, 0.0) + _math.log1p(_math.exp(-abs({0})))))",
 )
 
+# d erf x = 2/sqrt(pi) exp(-x²) dx; numpy has no erf: scipy.special's (math.erf for scalars)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)  # a Python float: float32 stays float32
+ERF = _function(
+    "erf",
+    lambda out, x: multiply(_TWO_OVER_SQRT_PI, exp(negative(square(x)))),
+    sympy.erf,
+    "d erf x = 2/√π exp(-x²) dx",
+    forward=lambda xp, x: special_function(xp, "erf")(x),
+    latex=r"\operatorname{erf}",
+)
+ERFC = _function(
+    "erfc",
+    lambda out, x: multiply(-_TWO_OVER_SQRT_PI, exp(negative(square(x)))),
+    sympy.erfc,
+    "d erfc x = -2/√π exp(-x²) dx (1 - erf x, accurate where erf x is near 1)",
+    forward=lambda xp, x: special_function(xp, "erfc")(x),
+    latex=r"\operatorname{erfc}",
+)
+
 
 def _rounding(name: str, sympy_fn, doc: str, scalar: str):
     # the derivative is 0 wherever it exists, and taken as 0 at the jumps too
@@ -378,6 +407,18 @@ floor = derive_function(
 ceil = derive_function(
     CEIL, "Elementwise ceiling, as ``numpy.ceil``.", _example("evaluate(sd.ceil(x), {x: -1.5})", "-1.0")
 )
+erf = derive_function(
+    ERF,
+    "The error function, as ``scipy.special.erf``.",
+    _example("grad(sd.erf(x), x)", "1.1283791670955126*exp(-x**2)"),
+    floats=True,
+)
+erfc = derive_function(
+    ERFC,
+    "The complementary error function ``1 - erf(x)``, as ``scipy.special.erfc``.",
+    _example("evaluate(sd.erfc(x), {x: 10.0})", "2.088487583762545e-45"),
+    floats=True,
+)
 arctan2 = derive_function(
     ARCTAN2,
     "The angle of the point ``(x, y)``, as ``numpy.arctan2(y, x)`` (the first argument is y).",
@@ -543,7 +584,7 @@ __test__ = {
     f.__name__: f
     for f in (exp, log, sin, cos, tan, tanh, sigmoid, sqrt, log1p, expm1, softplus, sign, abs, relu, maximum, minimum)
     + (arcsin, arccos, arctan, sinh, cosh, arcsinh, arccosh, arctanh, log_sigmoid, floor, ceil)
-    + (arctan2, logaddexp, hypot)
+    + (arctan2, logaddexp, hypot, erf, erfc)
 }
 
 
