@@ -174,6 +174,27 @@ CASES: list[Case] = [
     Case("cumsum", "axis1", lambda x: sd.cumsum(x, 1), lambda x: np.cumsum(x, 1), [normal(2, 3)]),
     Case("cumsum", "flat", sd.cumsum, np.cumsum, [normal(2, 2)]),
     Case("cumsum", "unknown", lambda x: sd.cumsum(x, -1), lambda x: np.cumsum(x, -1), [normal(3)], shapes=[(None,)]),
+    Case("cumprod", "axis1", lambda x: sd.cumprod(x, 1), lambda x: np.cumprod(x, 1), [normal(2, 3)]),
+    Case("cumprod", "zeros", sd.cumprod, np.cumprod, [np.array([1.5, 0.0, -0.7, 0.0, 1.2])]),
+    Case(
+        "cumprod", "unknown", lambda x: sd.cumprod(x, 0), lambda x: np.cumprod(x, 0), [normal(3, 2)], shapes=[(None, 2)]
+    ),
+    Case("prod", "all", sd.prod, np.prod, [normal(2, 3)]),
+    Case(
+        "prod",
+        "one-zero",
+        lambda x: sd.prod(x, axis=1),
+        lambda x: np.prod(x, axis=1),
+        [np.array([[1.5, 0.0, -0.7], [0.3, 2.0, 1.1]])],
+    ),
+    Case("prod", "two-zeros", sd.prod, np.prod, [np.array([0.0, 2.0, 0.0, -1.3])]),
+    Case(
+        "prod",
+        "axes-keepdims",
+        lambda x: sd.prod(x, (0, 2), keepdims=True),
+        lambda x: np.prod(x, (0, 2), keepdims=True),
+        [normal(2, 2, 3)],
+    ),
     Case("var", "axis0-ddof1", lambda x: sd.var(x, 0, ddof=1), lambda x: np.var(x, 0, ddof=1), [normal(4, 3)]),
     Case("var", "all-unknown", sd.var, np.var, [normal(3, 2)], shapes=[(None, 2)]),
     Case(
@@ -439,6 +460,119 @@ CASES: list[Case] = [
         lambda a, b: scipy.linalg.solve_triangular(np.linalg.cholesky((a + a.T) / 2), b, lower=True),
         [spd(3), normal(3)],
     ),
+    Case(
+        "tensordot",
+        "two-axes",
+        lambda x, y: sd.tensordot(x, y, 2),
+        lambda x, y: np.tensordot(x, y, 2),
+        [normal(2, 3, 2), normal(3, 2, 2)],
+    ),
+    Case(
+        "tensordot",
+        "paired",
+        lambda x, y: sd.tensordot(x, y, ([0, 2], [1, 0])),
+        lambda x, y: np.tensordot(x, y, ([0, 2], [1, 0])),
+        [normal(2, 3, 4), normal(4, 2, 2)],
+    ),
+    Case(
+        "tensordot",
+        "outer",
+        lambda x, y: sd.tensordot(x, y, 0),
+        lambda x, y: np.tensordot(x, y, 0),
+        [normal(2), normal(3)],
+    ),
+    Case("logdet", "spd", sd.logdet, lambda a: np.linalg.slogdet(a)[1], [spd(3)]),
+    Case("logdet", "stack", sd.logdet, lambda a: np.linalg.slogdet(a)[1], [well_conditioned(2, 3, 3)]),
+    Case(
+        "logabsdet",
+        "negative-det",
+        lambda a: sd.slogdet(a)[1] * sd.slogdet(a)[0],
+        lambda a: np.prod(np.linalg.slogdet(a)),
+        [np.array([[0.3, 2.0, 0.1], [1.5, 0.2, 0.4], [0.1, 0.3, 1.7]])],
+    ),
+    Case(
+        "eigvalsh",
+        "weighted",
+        lambda a: sd.eigh(a)[0] * np.array([1.0, 2.0, 3.0]),
+        lambda a: np.linalg.eigvalsh((a + a.T) / 2) * [1, 2, 3],
+        [normal(3, 3)],
+    ),
+    Case(
+        "eigh_vectors",
+        "squared",  # the squares do not depend on each eigenvector's sign
+        lambda a: sd.eigh(a)[1] ** 2,
+        lambda a: np.linalg.eigh((a + a.T) / 2)[1] ** 2,
+        [np.array([[2.0, 0.3, -0.4], [0.1, 1.0, 0.2], [-0.2, 0.5, -1.0]])],
+    ),
+    Case(
+        "eigh_gaps",
+        "direct",
+        lambda w: apply(REGISTRY["eigh_gaps"], w),
+        lambda w: np.where(
+            np.eye(3, dtype=bool), 0.0, 1.0 / np.where(np.eye(3, dtype=bool), 1.0, w[None, :] - w[:, None])
+        ),
+        [np.array([-1.0, 0.5, 2.0])],
+    ),
+    Case(
+        "solve_triangular",
+        "lower-vector",
+        lambda a, b: sd.solve_triangular(a, b, lower=True),
+        lambda a, b: scipy.linalg.solve_triangular(a, b, lower=True),
+        [well_conditioned(3, 3), normal(3)],
+    ),
+    Case(
+        "solve_triangular",
+        "upper-trans-unit-stack",
+        lambda a, b: sd.solve_triangular(a, b, trans="T", unit_diagonal=True),
+        lambda a, b: np.stack(
+            [scipy.linalg.solve_triangular(m, r, trans="T", unit_diagonal=True) for m, r in zip(a, b)]
+        ),
+        [well_conditioned(2, 3, 3), normal(2, 3, 2)],
+    ),
+    Case(
+        "cho_solve",
+        "lower-vector",
+        lambda c, b: sd.cho_solve((c, True), b),
+        lambda c, b: scipy.linalg.cho_solve((c, True), b),
+        [np.linalg.cholesky(spd(3)), normal(3)],
+    ),
+    Case(
+        "cho_solve",
+        "upper-matrix",
+        lambda c, b: sd.cho_solve((c, False), b),
+        lambda c, b: scipy.linalg.cho_solve((c, False), b),
+        [np.linalg.cholesky(spd(3)).T, normal(3, 2)],
+    ),
+    Case("expm", "matrix", sd.expm, scipy.linalg.expm, [normal(3, 3) * 0.5]),
+    Case("expm", "stack", sd.expm, lambda a: np.stack([scipy.linalg.expm(m) for m in a]), [normal(2, 2, 2) * 0.5]),
+    Case("norm", "vector", sd.norm, np.linalg.norm, [normal(4)]),
+    Case(
+        "norm",
+        "fro-axis-keepdims",
+        lambda x: sd.norm(x, axis=(0, 2), keepdims=True),
+        lambda x: np.linalg.norm(x, axis=(0, 2), keepdims=True),
+        [normal(2, 3, 2)],
+    ),
+    Case(
+        "norm",
+        "rows-unknown",
+        lambda x: sd.norm(x, axis=1),
+        lambda x: np.linalg.norm(x, axis=1),
+        [normal(3, 2)],
+        shapes=[(None, 2)],
+    ),
+    Case("norm", "p3", lambda x: sd.norm(x, 3), lambda x: np.linalg.norm(x, 3), [away_from_zero(4)]),
+    Case("norm", "inf", lambda x: sd.norm(x, np.inf), lambda x: np.linalg.norm(x, np.inf), [distinct(4)]),
+    Case("norm", "matrix-1", lambda x: sd.norm(x, 1), lambda x: np.linalg.norm(x, 1), [distinct(3, 3)]),
+    Case(
+        "norm",
+        "matrix-inf-axes",
+        lambda x: sd.norm(x, -np.inf, axis=(1, 0)),
+        lambda x: np.linalg.norm(x, -np.inf, axis=(1, 0)),
+        [distinct(3, 2)],
+    ),
+    Case("norm", "nuc", lambda x: sd.norm(x, "nuc"), lambda x: np.linalg.norm(x, "nuc"), [well_conditioned(3, 3)]),
+    Case("norm", "spectral", lambda x: sd.norm(x, 2), lambda x: np.linalg.norm(x, 2), [well_conditioned(3, 3)]),
     # shape ops
     Case("transpose", "T", lambda x: x.T, np.transpose, [normal(2, 3)]),
     Case(
@@ -547,4 +681,4 @@ CASES: list[Case] = [
 ]
 
 # Ops whose derivative is zero by definition, checked by the tests that say so.
-ZERO_DERIVATIVE = {"sign", "stop_gradient", "zeros_like", "ones_like", "eye_like", "count"}
+ZERO_DERIVATIVE = {"sign", "signdet", "stop_gradient", "zeros_like", "ones_like", "eye_like", "count"}

@@ -54,7 +54,10 @@ UNARY = {
     "erf": sd.erf,
     "concat": lambda a: sd.concatenate([a, sd.sin(a)], axis=-1) if a.ndim else a,
     "pad": lambda a: sd.pad(a, 1, constant_values=0.5) if a.ndim else a,
-    "tile": lambda a: sd.tile(a, 2),
+    "tile": lambda a: sd.tile(a, 2) if a.ndim else a,
+    "prod": lambda a: sd.prod(1.0 + 0.3 * sd.tanh(a), axis=-1) if a.ndim else a,
+    "cumprod": lambda a: sd.cumprod(1.0 + 0.3 * sd.tanh(a), -1) if a.ndim else a,
+    "norm": lambda a: sd.norm(1.0 + a * a) if a.ndim else a,  # away from 0, where it has a kink
     "repeat": lambda a: sd.repeat(a, 2, axis=-1) if a.ndim else a,
     "erfc": sd.erfc,
     "flip": sd.flip,

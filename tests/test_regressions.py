@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.linalg
 
 import symdiff as sd
 
@@ -257,7 +258,8 @@ def test_reshape_take_and_numpy_functions_on_nodes(g):
     with pytest.raises(TypeError, match="use sd.sum"):
         np.sum(v, out=np.zeros(()))
     with pytest.raises(TypeError, match="docs/ops.md"):
-        np.linalg.norm(v)
+        np.linalg.svd(v)
+    assert np.linalg.norm(v).op == "norm" and np.concatenate([v, v]).op == "concatenate"
 
 
 # -- 10. the command line -----------------------------------------------------------------------
@@ -376,3 +378,43 @@ def test_node_dot_refuses_what_numpy_computes_differently_and_astype_is_sd_astyp
         x.dot(x)
     i = g.variable("i", shape=(3,), dtype="int64")
     assert i.astype("float32") is sd.astype(i, "float32")
+
+
+def test_the_documented_edges_of_products_norms_and_matrix_functions():
+    g = sd.Graph()
+    x = g.variable("x", shape=(4,))
+    at = {x: np.array([2.0, 0.0, 3.0, 0.0])}
+    # prod with two zeros: gradient 0 (every product of three others has a zero), no nan; the
+    # Hessian's (1, 3) entry is the product of the others, 6 (hand-derived)
+    p = sd.prod(x)
+    np.testing.assert_array_equal(sd.evaluate(sd.grad(p, x), at), [0.0, 0.0, 0.0, 0.0])
+    hess = sd.evaluate(sd.hessian(p, x), at)
+    assert hess[1, 3] == hess[3, 1] == 6.0 and np.count_nonzero(hess) == 2
+    # one zero: the zero's entry is the product of the others
+    one = {x: np.array([2.0, 0.0, 3.0, -1.0])}
+    np.testing.assert_array_equal(sd.evaluate(sd.grad(p, x), one), [0.0, -6.0, 0.0, 0.0])
+    # cumprod through a zero: d/dx1 of sum(cumprod) = x0 + x0 x2 + x0 x2 x3 = 2 + 6 - 6
+    np.testing.assert_array_equal(sd.evaluate(sd.grad(sd.sum(sd.cumprod(x)), x), one), [1.0, 2.0, 0.0, 0.0])
+    # norm at 0: the subgradient 0, no nan, in both modes
+    zero = {x: np.zeros(4)}
+    np.testing.assert_array_equal(sd.evaluate(sd.grad(sd.norm(x), x), zero), np.zeros(4))
+    np.testing.assert_array_equal(sd.evaluate(sd.jacobian(sd.norm(x), x), zero), np.zeros(4))
+    # eigh: eigenvalue costs differentiate at a repeated eigenvalue; eigenvector derivatives raise there
+    A = g.variable("A", shape=(3, 3))
+    w, v = sd.eigh(A)
+    np.testing.assert_allclose(sd.evaluate(sd.grad(sd.sum(w * w), A), {A: np.eye(3)}), 2 * np.eye(3))
+    with pytest.raises(sd.SymdiffError, match="repeated eigenvalue"):
+        sd.evaluate(sd.grad(sd.sum(v[:, 0] ** 2 * np.arange(3.0)), A), {A: np.eye(3)})
+    with pytest.raises(sd.SymdiffError, match="repeated eigenvalue"):
+        sd.evaluate(sd.jvp(v, A, np.ones((3, 3))), {A: np.diag([1.0, 1.0, 2.0])})
+    # expm's derivative is the Fréchet derivative (scipy's expm_frechet as the oracle), exact to rounding
+    rng = np.random.default_rng(5)
+    a, e = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
+    got = sd.evaluate(sd.jvp(sd.expm(A), A, e), {A: a})
+    np.testing.assert_allclose(got, scipy.linalg.expm_frechet(a, e, compute_expm=False), rtol=1e-12, atol=1e-13)
+    # slogdet's sign and logdet of a negative determinant
+    neg = np.array([[0.0, 2.0], [3.0, 0.0]])
+    B = g.variable("B", shape=(2, 2))
+    sign, logabs = sd.slogdet(B)
+    assert sd.evaluate(sign, {B: neg}) == -1.0 and np.isnan(sd.evaluate(sd.logdet(B), {B: neg}))
+    np.testing.assert_allclose(sd.evaluate(sd.grad(logabs, B), {B: neg}), np.linalg.inv(neg).T)

@@ -1,4 +1,5 @@
-"""Linear algebra: matmul, solve, inv, det, cholesky (numpy semantics, stacks of matrices).
+"""Linear algebra: matmul, tensordot, solve, inv, det, logdet, slogdet, cholesky, eigh,
+solve_triangular, cho_solve, expm, norm (numpy/scipy semantics, stacks of matrices).
 
 The rules keep matrices in the last two axes and use ``matrix_transpose``, so they
 work unchanged on stacked inputs and on batched cotangents.
@@ -11,12 +12,14 @@ from typing import Any
 import numpy as np
 import sympy
 
-from symdiff.errors import ShapeError
+from symdiff.errors import ShapeError, SymdiffError
 from symdiff.graph import Node, Shape, format_shape
-from symdiff.ops.arithmetic import add, multiply, negative
+from symdiff.ops.arithmetic import add, astype, divide, multiply, negative
+from symdiff.ops.arithmetic import subtract as sub
 from symdiff.ops.core import apply, as_nodes, broadcast_shapes, define_op, to_float
+from symdiff.ops.logic import equal, where
 from symdiff.ops.reduce import sum
-from symdiff.ops.structure import expand_dims, lift, matrix_transpose, squeeze, tril
+from symdiff.ops.structure import expand_dims, lift, matrix_transpose, squeeze, transpose, tril, triu
 
 ArrayLike = Any
 mT = matrix_transpose  # noqa: N816 (numpy's spelling, x.mT)
@@ -331,3 +334,621 @@ def cholesky(a: ArrayLike) -> Node:
      [1. 1.]]
     """
     return apply(CHOLESKY, to_float(*as_nodes("cholesky", a)))
+
+
+# -- tensordot --------------------------------------------------------------------------
+def _tensordot_shape(a: Shape, b: Shape, axes: tuple[tuple[int, ...], tuple[int, ...]]) -> Shape:
+    ia, ib = axes
+    for p, q in zip(ia, ib):
+        if not _dims_agree(a[p], b[q]):
+            raise ShapeError(f"axis {p} of {format_shape(a)} and axis {q} of {format_shape(b)} differ in size")
+    return tuple(d for k, d in enumerate(a) if k not in ia) + tuple(d for k, d in enumerate(b) if k not in ib)
+
+
+def _td(a: Node, b: Node, ia: Any, ib: Any) -> Node:
+    return apply(TENSORDOT, a, b, axes=(tuple(ia), tuple(ib)))
+
+
+def _tensordot_vjp_a(g, out, a, b, axes):
+    ia, ib = axes
+    nb = g.ndim - out.ndim
+    free_a = [k for k in range(a.ndim) if k not in ia]
+    free_b = [k for k in range(b.ndim) if k not in ib]
+    r = _td(g, b, [nb + len(free_a) + j for j in range(len(free_b))], free_b)
+    # r: batch, a's free axes, then b's contracted axes in b's order (each paired with an axis of a)
+    layout = free_a + [ia[ib.index(q)] for q in sorted(ib)]
+    return transpose(r, tuple(range(nb)) + tuple(nb + layout.index(k) for k in range(a.ndim)))
+
+
+def _tensordot_vjp_b(g, out, a, b, axes):
+    ia, ib = axes
+    nb = g.ndim - out.ndim
+    free_a = [k for k in range(a.ndim) if k not in ia]
+    free_b = [k for k in range(b.ndim) if k not in ib]
+    r = _td(a, g, free_a, [nb + j for j in range(len(free_a))])
+    # r: a's contracted axes in a's order (each paired with an axis of b), then batch, b's free axes
+    paired = [ib[ia.index(p)] for p in sorted(ia)]
+    pos = {k: (paired.index(k) if k in ib else len(paired) + nb + free_b.index(k)) for k in range(b.ndim)}
+    return transpose(r, tuple(len(paired) + j for j in range(nb)) + tuple(pos[k] for k in range(b.ndim)))
+
+
+def _tensordot_jvp_b(t, out, a, b, axes):
+    ia, ib = axes
+    nb = t.ndim - b.ndim
+    n_free_a = a.ndim - len(ia)
+    r = _td(a, t, ia, [nb + q for q in ib])  # a's free axes, batch, b's free axes
+    rest = r.ndim - n_free_a - nb
+    perm = [n_free_a + j for j in range(nb)] + list(range(n_free_a)) + [n_free_a + nb + j for j in range(rest)]
+    return transpose(r, tuple(perm))
+
+
+TENSORDOT = define_op(
+    "tensordot",
+    numpy="tensordot",
+    shape=_tensordot_shape,
+    kind="linalg",
+    dtype=lambda a, b, axes: np.result_type(a, b),
+    vjp=(_tensordot_vjp_a, _tensordot_vjp_b),
+    jvp=(
+        lambda t, out, a, b, axes: _td(t, b, [t.ndim - a.ndim + p for p in axes[0]], axes[1]),
+        _tensordot_jvp_b,
+    ),
+    sympy=lambda a, b, axes: np.tensordot(a, b, axes),
+    doc="sum of products over paired axes; each gradient is a tensordot of g with the other operand",
+)
+
+
+def tensordot(a: ArrayLike, b: ArrayLike, axes: Any = 2) -> Node:
+    """Sum of products over paired axes, as ``numpy.tensordot`` (``axes``: a count N, the last N
+    axes of a with the first N of b, or a pair of axis lists).
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 3, 4)); B = g.variable("B", shape=(4, 3))
+    >>> sd.tensordot(A, B, axes=([1, 2], [1, 0])).shape
+    (2,)
+    """
+    a, b = as_nodes("tensordot", a, b)
+    if isinstance(axes, (int, np.integer)):
+        if not 0 <= axes <= min(a.ndim, b.ndim):
+            raise ShapeError(
+                f"tensordot: cannot contract {axes} axes of {format_shape(a.shape)} and {format_shape(b.shape)}"
+            )
+        ia, ib = list(range(a.ndim - axes, a.ndim)), list(range(axes))
+    else:
+        try:
+            ia, ib = ([x] if isinstance(x, (int, np.integer)) else list(x) for x in axes)
+        except (TypeError, ValueError):
+            raise ShapeError(f"tensordot: axes {axes!r} is not a count or a pair of axis lists") from None
+        if len(ia) != len(ib):
+            raise ShapeError(f"tensordot: axes {axes!r} pair {len(ia)} axes of a with {len(ib)} of b")
+    try:
+        ia = [int(p) % a.ndim if -a.ndim <= p < a.ndim else int("x") for p in ia]
+        ib = [int(q) % b.ndim if -b.ndim <= q < b.ndim else int("x") for q in ib]
+    except ValueError:
+        raise ShapeError(
+            f"tensordot: axes {axes!r} out of range for {format_shape(a.shape)} and {format_shape(b.shape)}"
+        ) from None
+    if len(set(ia)) != len(ia) or len(set(ib)) != len(ib):
+        raise ShapeError(f"tensordot: axes {axes!r} repeat an axis")
+    return _td(a, b, ia, ib)
+
+
+# -- log-determinants -------------------------------------------------------------------
+def _logdet_forward(xp, a):
+    sign, logabs = xp.linalg.slogdet(a)
+    # log det for a positive determinant; -inf at 0 and nan below, as log(det(a)) would give
+    return xp.where(sign > 0, logabs, xp.where(sign == 0, -np.inf, np.nan))
+
+
+_LOGDET_RULES = {
+    "vjp": (lambda g, out, a: multiply(expand_dims(g, (-2, -1)), mT(inv(a))),),
+    "jvp": (lambda t, out, a: sum(multiply(mT(inv(a)), t), (-2, -1)),),
+}
+LOGDET = define_op(
+    "logdet",
+    _logdet_forward,
+    lambda a: tuple(_square_shape(a, "logdet")[:-2]),
+    kind="linalg",
+    **_LOGDET_RULES,
+    sympy=_sympy_linalg(lambda m: sympy.log(m.det()), keep_matrix=False),
+    doc="log det a (nan for a negative determinant), without overflow; d = tr(a⁻¹ da)",
+)
+LOGABSDET = define_op(
+    "logabsdet",
+    lambda xp, a: xp.linalg.slogdet(a)[1],
+    lambda a: tuple(_square_shape(a, "slogdet")[:-2]),
+    kind="linalg",
+    **_LOGDET_RULES,
+    sympy=_sympy_linalg(lambda m: sympy.log(sympy.Abs(m.det())), keep_matrix=False),
+    doc="log |det a| (slogdet's second value); d = tr(a⁻¹ da)",
+)
+SIGNDET = define_op(
+    "signdet",
+    lambda xp, a: xp.linalg.slogdet(a)[0],
+    lambda a: tuple(_square_shape(a, "slogdet")[:-2]),
+    kind="linalg",
+    vjp=(None,),
+    jvp=(None,),
+    sympy=_sympy_linalg(lambda m: sympy.sign(m.det()), keep_matrix=False),
+    doc="the sign of det a (slogdet's first value): d = 0",
+)
+
+
+def logdet(a: ArrayLike) -> Node:
+    """``log(det(a))`` for (a stack of) matrices with positive determinant, without overflow
+    (nan for a negative determinant, -inf for a singular matrix). ``d = tr(a⁻¹ da)``.
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 2))
+    >>> print(sd.grad(sd.logdet(A), A))
+    inv(A).T
+    """
+    return apply(LOGDET, to_float(*as_nodes("logdet", a)))
+
+
+def slogdet(a: ArrayLike) -> tuple[Node, Node]:
+    """``(sign, log|det a|)``, as ``numpy.linalg.slogdet``; the sign has derivative 0.
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 2))
+    >>> sign, logabs = sd.slogdet(A)
+    >>> print(sd.evaluate([sign, logabs], {A: [[0.0, 2.0], [3.0, 0.0]]}))
+    [np.float64(-1.0), np.float64(1.791759469228055)]
+    """
+    (a,) = as_nodes("slogdet", a)
+    a = to_float(a)
+    return apply(SIGNDET, a), apply(LOGABSDET, a)
+
+
+# -- eigh -------------------------------------------------------------------------------
+def _symmetric(xp, a):
+    return 0.5 * (a + xp.swapaxes(a, -1, -2))
+
+
+def _sym(t: Node) -> Node:
+    return multiply(0.5, add(t, mT(t)))
+
+
+def _gaps_forward(xp, w):
+    d = w[..., None, :] - w[..., :, None]  # d[i, j] = w[j] - w[i]
+    n = np.shape(w)[-1]
+    off = ~np.eye(n, dtype=bool)
+    scale = np.max(np.abs(w), axis=-1, keepdims=True)[..., None] if n else 0.0
+    tie = off & (np.abs(d) <= 8 * n * np.finfo(np.result_type(w)).eps * scale)
+    if np.any(tie):
+        i, j = (int(k) for k in np.argwhere(tie)[0][-2:])
+        raise SymdiffError(
+            f"eigh: the eigenvector derivative is undefined at a repeated eigenvalue (eigenvalues {i} and {j} "
+            f"are equal to rounding: {float(np.asarray(w)[..., i].flat[0]):.17g}); the eigenvalues alone differentiate"
+        )
+    with np.errstate(divide="ignore"):
+        return xp.where(off, 1.0 / xp.where(off, d, 1.0), 0.0)
+
+
+def _gaps_vjp(g, out, w):
+    h = multiply(g, multiply(out, out))  # dF_ij = -F_ij² (dw_j - dw_i)
+    return sub(sum(h, -1), sum(h, -2))
+
+
+def _gaps_jvp(t, out, w):
+    return negative(multiply(multiply(out, out), sub(expand_dims(t, -2), expand_dims(t, -1))))
+
+
+EIGH_GAPS = define_op(
+    "eigh_gaps",
+    _gaps_forward,
+    lambda w: tuple(w) + (w[-1],),
+    kind="linalg",
+    vjp=(_gaps_vjp,),
+    jvp=(_gaps_jvp,),
+    unsupported={"sympy": "a check of numbers (repeated eigenvalues), not a formula"},
+    fold=False,
+    doc="F[i, j] = 1 / (w[j] - w[i]) off the diagonal, 0 on it; raises SymdiffError at a repeated eigenvalue",
+)
+
+
+def _eigvalsh_vjp(g, out, a):
+    v = _eigh_vectors(a)
+    return matmul(multiply(v, expand_dims(g, -2)), mT(v))
+
+
+def _eigvalsh_jvp(t, out, a):
+    v = _eigh_vectors(a)
+    return sum(multiply(v, matmul(_sym(t), v)), -2)
+
+
+def _eigh_vectors_vjp(g, out, a):
+    f = apply(EIGH_GAPS, apply(EIGVALSH, a))
+    return _sym(matmul(out, matmul(multiply(f, matmul(mT(out), g)), mT(out))))
+
+
+def _eigh_vectors_jvp(t, out, a):
+    f = apply(EIGH_GAPS, apply(EIGVALSH, a))
+    return matmul(out, multiply(f, matmul(mT(out), matmul(_sym(t), out))))
+
+
+_NO_SYMPY = {"sympy": "sympy's eigen decomposition has no numpy order or sign convention"}
+EIGVALSH = define_op(
+    "eigvalsh",
+    lambda xp, a: xp.linalg.eigvalsh(_symmetric(xp, a)),
+    lambda a: tuple(_square_shape(a, "eigh")[:-1]),
+    kind="linalg",
+    vjp=(_eigvalsh_vjp,),
+    jvp=(_eigvalsh_jvp,),
+    unsupported=_NO_SYMPY,
+    doc="eigenvalues (ascending) of (a + aᵀ)/2; dw = diag(Vᵀ da V), defined everywhere",
+)
+EIGH_VECTORS = define_op(
+    "eigh_vectors",
+    lambda xp, a: xp.linalg.eigh(_symmetric(xp, a))[1],
+    lambda a: _square_shape(a, "eigh"),
+    kind="linalg",
+    vjp=(_eigh_vectors_vjp,),
+    jvp=(_eigh_vectors_jvp,),
+    unsupported=_NO_SYMPY,
+    doc="eigenvectors of (a + aᵀ)/2; dV = V (F ∘ (Vᵀ da V)), F = eigh_gaps(w): undefined at repeated eigenvalues",
+)
+
+
+def _eigh_vectors(a: Node) -> Node:
+    return apply(EIGH_VECTORS, a)
+
+
+def eigh(a: ArrayLike) -> tuple[Node, Node]:
+    """Eigenvalues (ascending) and eigenvectors (columns) of symmetric matrices, as
+    ``numpy.linalg.eigh``: ``(w, v)``.
+
+    The decomposition is of the symmetric part ``(a + a.T) / 2``, so derivatives are true
+    for every entry of a. A cost of the eigenvalues alone differentiates everywhere; the
+    eigenvectors' derivative divides by eigenvalue gaps, and evaluating it where two
+    eigenvalues are equal raises SymdiffError (never a silent nan or inf).
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 2))
+    >>> w, v = sd.eigh(A)
+    >>> print(sd.evaluate(sd.grad(w[1], A), {A: [[2.0, 0.0], [0.0, 3.0]]}))
+    [[0. 0.]
+     [0. 1.]]
+    """
+    (a,) = as_nodes("eigh", a)
+    a = to_float(a)
+    return apply(EIGVALSH, a), apply(EIGH_VECTORS, a)
+
+
+# -- triangular and Cholesky solves ---------------------------------------------------------
+def _stacked(fn, a, b):
+    """``fn(a, b)`` for matrices a (n, n) and b (n, k), over numpy-broadcast stacks of them."""
+    batch = np.broadcast_shapes(np.shape(a)[:-2], np.shape(b)[:-2])
+    if not batch:
+        return fn(a, b)
+    a = np.broadcast_to(a, batch + np.shape(a)[-2:])
+    b = np.broadcast_to(b, batch + np.shape(b)[-2:])
+    parts = [fn(a[i], b[i]) for i in np.ndindex(batch)]
+    return np.stack(parts).reshape(batch + parts[0].shape)
+
+
+def _column_solve(fn):
+    """A solver of a x = b for matrices b, also taking a vector b (numpy's convention)."""
+
+    def solve_(a, b, **attrs):
+        def one(m, r):
+            return fn(m, r, **attrs)
+
+        if np.ndim(b) == 1:
+            return _stacked(one, a, b[:, None])[..., 0]
+        return _stacked(one, a, b)
+
+    return solve_
+
+
+def _sympy_triangle(m: sympy.Matrix, lower: bool, unit: bool) -> sympy.Matrix:
+    def entry(i, j):
+        if i == j and unit:
+            return 1
+        return m[i, j] if (i >= j if lower else i <= j) else 0
+
+    return sympy.Matrix(m.rows, m.cols, entry)
+
+
+def _triangle(x: Node, lower: bool, unit: bool) -> Node:
+    k = -1 if unit else 0
+    return tril(x, k) if lower else triu(x, -k)
+
+
+def _solve_triangular_forward(a, b, lower, trans, unit):
+    import scipy.linalg
+
+    return _column_solve(scipy.linalg.solve_triangular)(a, b, lower=lower, trans=int(trans), unit_diagonal=unit)
+
+
+def _st(a: Node, b: Node, lower: bool, trans: bool, unit: bool) -> Node:
+    return apply(SOLVE_TRIANGULAR, a, b, lower=lower, trans=trans, unit=unit)
+
+
+def _st_vjp_b(g, out, a, b, lower, trans, unit):
+    return _from_columns(_st(a, _as_columns(g, b), lower, not trans, unit), b)
+
+
+def _st_vjp_a(g, out, a, b, lower, trans, unit):
+    gb = _as_columns(_st_vjp_b(g, out, a, b, lower, trans, unit), b)
+    x = _as_columns(out, b)
+    outer = matmul(x, mT(gb)) if trans else matmul(gb, mT(x))
+    return negative(_triangle(outer, lower, unit))
+
+
+def _st_jvp_a(t, out, a, b, lower, trans, unit):
+    dt = _triangle(_lift_stack(t, a, _solve_stack(out, b) + 2), lower, unit)
+    rhs = matmul(mT(dt) if trans else dt, _as_columns(out, b))
+    return negative(_from_columns(_st(a, rhs, lower, trans, unit), b))
+
+
+def _st_jvp_b(t, out, a, b, lower, trans, unit):
+    t = _as_columns(_lift_stack(t, b, _solve_stack(out, b) + min(b.ndim, 2)), b)
+    return _from_columns(_st(a, t, lower, trans, unit), b)
+
+
+SOLVE_TRIANGULAR = define_op(
+    "solve_triangular",
+    _solve_triangular_forward,
+    lambda a, b, lower, trans, unit: _solve_shape(a, b),
+    kind="linalg",
+    vjp=(_st_vjp_a, _st_vjp_b),
+    jvp=(_st_jvp_a, _st_jvp_b),
+    sympy=lambda a, b, lower, trans, unit: _sympy_linalg(
+        lambda m, r: (_sympy_triangle(m, lower, unit).T if trans else _sympy_triangle(m, lower, unit)).LUsolve(r)
+    )(a, b),
+    unsupported={"array_module": "scipy.linalg's triangular solver (numpy has none)"},
+    doc="x with T x = b (Tᵀ x = b with trans), T a triangle of a; gb = solve with Tᵀ, ga = -tri(gb xᵀ)",
+)
+
+
+def solve_triangular(
+    a: ArrayLike, b: ArrayLike, trans: int | str = 0, lower: bool = False, unit_diagonal: bool = False
+) -> Node:
+    """Solve ``T x = b`` where T is the lower or upper triangle of a, as
+    ``scipy.linalg.solve_triangular`` (``trans=1`` or ``"T"``: ``T.T x = b``; only the triangle
+    is read, and its diagonal taken as ones with ``unit_diagonal``). b is a vector if 1-D.
+
+    >>> g = sd.Graph(); L = g.variable("L", shape=(2, 2)); b = g.variable("b", shape=(2,))
+    >>> print(sd.evaluate(sd.solve_triangular(L, b, lower=True), {L: [[2.0, 0.0], [1.0, 1.0]], b: [2.0, 3.0]}))
+    [1. 2.]
+    """
+    a, b = as_nodes("solve_triangular", a, b)
+    if trans not in (0, 1, "N", "T"):
+        raise ValueError(f"solve_triangular: trans must be 0, 1, 'N' or 'T', got {trans!r}")
+    return _st(to_float(a), to_float(b), bool(lower), trans in (1, "T"), bool(unit_diagonal))
+
+
+def _cho_solve_forward(c, b, lower):
+    import scipy.linalg
+
+    return _column_solve(lambda m, r: scipy.linalg.cho_solve((m, lower), r))(c, b)
+
+
+def _sympy_gram(t: sympy.Matrix, lower: bool) -> sympy.Matrix:
+    return t * t.T if lower else t.T * t
+
+
+def _cs(c: Node, b: Node, lower: bool) -> Node:
+    return apply(CHO_SOLVE, c, b, lower=lower)
+
+
+def _cs_vjp_b(g, out, c, b, lower):
+    return _from_columns(_cs(c, _as_columns(g, b), lower), b)
+
+
+def _cs_vjp_c(g, out, c, b, lower):
+    # A = L Lᵀ (or Uᵀ U): abar = -gb xᵀ; Lbar = (abar + abarᵀ) L, Ubar = U (abar + abarᵀ), on the triangle
+    gb = _as_columns(_cs_vjp_b(g, out, c, b, lower), b)
+    x = _as_columns(out, b)
+    both = negative(add(matmul(gb, mT(x)), matmul(x, mT(gb))))
+    t = _triangle(c, lower, False)
+    return _triangle(matmul(both, t) if lower else matmul(t, both), lower, False)
+
+
+def _cs_jvp_c(t, out, c, b, lower):
+    dt = _triangle(_lift_stack(t, c, _solve_stack(out, b) + 2), lower, False)
+    f = _triangle(c, lower, False)
+    da = add(matmul(dt, mT(f)), matmul(f, mT(dt))) if lower else add(matmul(mT(dt), f), matmul(mT(f), dt))
+    return negative(_from_columns(_cs(c, matmul(da, _as_columns(out, b)), lower), b))
+
+
+def _cs_jvp_b(t, out, c, b, lower):
+    t = _as_columns(_lift_stack(t, b, _solve_stack(out, b) + min(b.ndim, 2)), b)
+    return _from_columns(_cs(c, t, lower), b)
+
+
+CHO_SOLVE = define_op(
+    "cho_solve",
+    _cho_solve_forward,
+    lambda c, b, lower: _solve_shape(c, b),
+    kind="linalg",
+    vjp=(_cs_vjp_c, _cs_vjp_b),
+    jvp=(_cs_jvp_c, _cs_jvp_b),
+    sympy=lambda c, b, lower: _sympy_linalg(
+        lambda m, r: _sympy_gram(_sympy_triangle(m, lower, False), lower).LUsolve(r)
+    )(c, b),
+    unsupported={"array_module": "scipy.linalg's Cholesky solver (numpy has none)"},
+    doc="x with (L Lᵀ) x = b, L the triangle of c; gb = cho_solve(c, g), Lbar = -(gb xᵀ + x gbᵀ) L on the triangle",
+)
+
+
+def cho_solve(c_and_lower: tuple[ArrayLike, bool], b: ArrayLike) -> Node:
+    """Solve ``A x = b`` given the Cholesky factor of A, as ``scipy.linalg.cho_solve((c, lower), b)``:
+    A = L Lᵀ with L the lower triangle of c (``lower=True``), or Uᵀ U with U its upper triangle.
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 2)); b = g.variable("b", shape=(2,))
+    >>> x = sd.cho_solve((sd.cholesky(A), True), b)
+    >>> print(sd.evaluate(x, {A: [[4.0, 2.0], [2.0, 2.0]], b: [2.0, 1.0]}))
+    [0.5 0. ]
+    """
+    try:
+        c, lower = c_and_lower
+    except (TypeError, ValueError):
+        raise ValueError("cho_solve: the first argument is the pair (c, lower), as scipy's") from None
+    c, b = as_nodes("cho_solve", c, b)
+    return _cs(to_float(c), to_float(b), bool(lower))
+
+
+# -- expm -------------------------------------------------------------------------------
+def _expm_forward(a):
+    import scipy.linalg
+
+    return scipy.linalg.expm(a)
+
+
+def _frechet(a: Node, e: Node) -> Node:
+    """The Fréchet derivative of expm at a in direction e: the top-right block of
+    expm([[a, e], [0, a]]) (exact to rounding, and a graph: it differentiates again)."""
+    from symdiff.ops.creation import zeros_like
+    from symdiff.ops.join import _part, concatenate
+    from symdiff.ops.structure import broadcast_like
+
+    a = broadcast_like(a, e)  # e may carry batch axes
+    block = concatenate([concatenate([a, e], -1), concatenate([zeros_like(a), a], -1)], -2)
+    top = _part(apply(EXPM, block), (a, a), 0, -2)
+    return _part(top, (a, e), 1, -1)
+
+
+EXPM = define_op(
+    "expm",
+    _expm_forward,
+    lambda a: _square_shape(a, "expm"),
+    kind="linalg",
+    vjp=(lambda g, out, a: _frechet(mT(a), g),),
+    jvp=(lambda t, out, a: _frechet(a, t),),
+    unsupported={
+        "array_module": "scipy.linalg.expm (numpy has none)",
+        "sympy": "sympy's exponential of a matrix of symbols needs its eigenvalues in closed form",
+    },
+    doc="matrix exponential; d = the top-right block of expm([[a, da], [0, a]]) (abar: the same with aᵀ and g)",
+)
+
+
+def expm(a: ArrayLike) -> Node:
+    """Matrix exponential of (a stack of) square matrices, as ``scipy.linalg.expm``.
+
+    Derivatives use the block-triangular form of the Fréchet derivative, exact to rounding.
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 2))
+    >>> print(sd.evaluate(sd.expm(A), {A: [[0.0, 1.0], [0.0, 0.0]]}))
+    [[1. 1.]
+     [0. 1.]]
+    """
+    return apply(EXPM, to_float(*as_nodes("expm", a)))
+
+
+# -- norm -------------------------------------------------------------------------------
+def _norm_share(out, x, axis, keepdims):
+    # x / |x|, and 0 where |x| = 0: the subgradient of minimum norm (no nan)
+    safe = where(equal(out, 0), 1.0, out)
+    return divide(x, safe if keepdims else expand_dims(safe, axis))
+
+
+NORM = define_op(
+    "norm",
+    lambda xp, x, axis, keepdims: xp.sqrt(xp.sum(x * x, axis=axis, keepdims=keepdims)),
+    lambda shape, axis, keepdims: _reduced(shape, axis, keepdims),
+    kind="reduction",
+    vjp=(
+        lambda g, out, x, axis, keepdims: multiply(_keep_axes(g, axis, keepdims), _norm_share(out, x, axis, keepdims)),
+    ),
+    jvp=(lambda t, out, x, axis, keepdims: sum(multiply(t, _norm_share(out, x, axis, keepdims)), axis, keepdims),),
+    sympy=lambda x, axis, keepdims: np.vectorize(sympy.sqrt, otypes=[object])(
+        np.sum(x * x, axis=axis, keepdims=keepdims)
+    ),
+    doc="sqrt(sum x²) over axis (vector 2-norm, Frobenius norm); d = sum(x dx) / out, 0 at x = 0",
+)
+
+
+def _reduced(shape: Shape, axis: tuple[int, ...], keepdims: bool) -> Shape:
+    n = len(shape)
+    if keepdims:
+        return tuple(1 if i - n in axis else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i - n not in axis)
+
+
+def _keep_axes(g: Node, axis: tuple[int, ...], keepdims: bool) -> Node:
+    return g if keepdims else expand_dims(g, axis)
+
+
+def _singular_values(x: Node, axes: tuple[int, int]) -> Node:
+    """Singular values over ``axes`` (ascending), as the square roots of eigvalsh(xᵀ x)."""
+    from symdiff.ops.functions import maximum, sqrt
+
+    n = x.ndim
+    rest = tuple(k for k in range(n) if k - n not in axes)
+    m = transpose(x, rest + tuple(a + n for a in axes))
+    return sqrt(maximum(apply(EIGVALSH, matmul(mT(m), m)), 0.0))
+
+
+def norm(x: ArrayLike, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Node:  # noqa: A002
+    """Vector and matrix norms, as ``numpy.linalg.norm``.
+
+    Vectors: ``ord`` None/2 (Euclidean), 1, inf, -inf, 0 (count of non-zeros), or any p.
+    Matrices (a 2-D input or two axes): None/"fro", "nuc", 1, -1, inf, -inf, 2, -2. The
+    Euclidean and Frobenius norms have derivative ``x / norm`` and 0 at x = 0 (a
+    subgradient, no nan); "nuc", 2 and -2 use singular values (eigenvalues of xᵀx) and
+    differentiate where those are non-zero and distinct.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(2,))
+    >>> print(sd.evaluate(sd.grad(sd.norm(w), w), {w: [3.0, 4.0]}))
+    [0.6 0.8]
+    """
+    from symdiff.ops.functions import abs as abs_
+    from symdiff.ops.logic import not_equal
+    from symdiff.ops.reduce import max as max_
+    from symdiff.ops.reduce import min as min_
+
+    (x,) = as_nodes("norm", x)
+    x = to_float(x)
+    if axis is None:
+        if ord is None:
+            return apply(NORM, x, axis=tuple(range(-x.ndim, 0)), keepdims=bool(keepdims))
+        if x.ndim not in (1, 2):
+            raise ShapeError(
+                f"norm: ord={ord!r} needs a 1-D or 2-D input or an axis; got shape {format_shape(x.shape)}"
+            )
+        axes = tuple(range(-x.ndim, 0))
+    else:
+        axes = op_axes_ordered("norm", x, axis)
+    k = bool(keepdims)
+    if len(axes) == 1:
+        if ord is None or ord == 2:
+            return apply(NORM, x, axis=axes, keepdims=k)
+        if ord == np.inf:
+            return max_(abs_(x), axes, keepdims=k)
+        if ord == -np.inf:
+            return min_(abs_(x), axes, keepdims=k)
+        if ord == 1:
+            return sum(abs_(x), axes, k)
+        if ord == 0:
+            return sum(astype(not_equal(x, 0), x.dtype), axes, k)
+        if isinstance(ord, (int, float, np.number)) and not isinstance(ord, bool):
+            return sum(abs_(x) ** float(ord), axes, k) ** (1.0 / float(ord))
+        raise ValueError(f"norm: ord {ord!r} is not a vector norm (None, 2, 1, inf, -inf, 0 or a number)")
+    if len(axes) != 2:
+        raise ShapeError(f"norm: axis {axis!r} names {len(axes)} axes; a norm is over 1 (vector) or 2 (matrix)")
+    rows, cols = axes
+    if ord is None or ord == "fro":
+        return apply(NORM, x, axis=tuple(sorted(axes)), keepdims=k)
+    if ord in (1, -1, np.inf, -np.inf):
+        summed, other = (rows, cols) if ord in (1, -1) else (cols, rows)
+        line = sum(abs_(x), summed, True)
+        pick = max_ if ord > 0 else min_
+        out = pick(line, other, keepdims=True)
+        return out if k else squeeze(out, tuple(sorted(axes)))
+    if ord in ("nuc", 2, -2):
+        s = _singular_values(x, (rows, cols))
+        out = sum(s, -1) if ord == "nuc" else max_(s, -1) if ord == 2 else min_(s, -1)
+        return expand_dims(out, tuple(sorted(axes))) if k else out
+    raise ValueError(f"norm: ord {ord!r} is not a matrix norm (None, 'fro', 'nuc', 1, -1, inf, -inf, 2, -2)")
+
+
+def op_axes_ordered(op: str, x: Node, axis: Any) -> tuple[int, ...]:
+    """Axes as given (order kept: a matrix norm's rows axis comes first), negative, checked."""
+    given = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in given:
+        if not isinstance(a, (int, np.integer)) or not -x.ndim <= a < x.ndim:
+            raise ShapeError(f"{op}: axis {a!r} is out of range for shape {format_shape(x.shape)}")
+        out.append(int(a) % x.ndim - x.ndim)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{op}: axis {axis!r} repeats an axis")
+    return tuple(out)
