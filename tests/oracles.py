@@ -26,9 +26,15 @@ def derivative(fn: Callable[[float], np.ndarray], h: float = STEP) -> np.ndarray
     return (8 * (fn(h) - fn(-h)) - (fn(2 * h) - fn(-2 * h))) / (12 * h)
 
 
+def _as_float(a: np.ndarray) -> np.ndarray:
+    """Values to perturb in float64; integer arguments (indices, labels) stay integers."""
+    a = np.asarray(a)
+    return a if a.dtype.kind in "iu" else a.astype(np.float64)
+
+
 def jacobian(f: Callable[..., np.ndarray], args: Sequence[np.ndarray], wrt: int) -> np.ndarray:
     """The Jacobian of ``f(*args)`` with respect to ``args[wrt]``, shaped out.shape + arg.shape."""
-    args = [np.asarray(a, dtype=np.float64) for a in args]
+    args = [_as_float(a) for a in args]
     x = args[wrt]
     out_shape = np.shape(f(*args))
     cols = []
@@ -53,7 +59,7 @@ def gradient(s: Callable[..., float], args: Sequence[np.ndarray]) -> list[np.nda
 
 def hessian(s: Callable[..., float], args: Sequence[np.ndarray]) -> np.ndarray:
     """The Hessian of a scalar function over all its (flattened, concatenated) arguments."""
-    args = [np.asarray(a, dtype=np.float64) for a in args]
+    args = [_as_float(a) for a in args]
     x0 = _flat(args)
 
     def grad_flat(x: np.ndarray) -> np.ndarray:

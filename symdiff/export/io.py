@@ -162,9 +162,9 @@ def _decode_attr(value: Any) -> Any:
 
 def _decode_index_part(part: Any) -> tuple:
     malformed = f"index part {part!r} is malformed"
-    _need(isinstance(part, list) and part and part[0] in ("i", "s", "n", "a"), malformed)
+    _need(isinstance(part, list) and part and part[0] in ("i", "s", "n", "a", "x"), malformed)
     kind, *rest = part
-    if kind == "i":
+    if kind in ("i", "x"):
         _need(len(rest) == 1 and isinstance(rest[0], int), malformed)
     elif kind == "s":
         _need(len(rest) == 3 and all(v is None or isinstance(v, int) for v in rest), malformed)

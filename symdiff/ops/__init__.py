@@ -46,7 +46,7 @@ from symdiff.ops.functions import (
     tan,
     tanh,
 )
-from symdiff.ops.indexing import getitem, take
+from symdiff.ops.indexing import arange, getitem, one_hot, take, take_along_axis
 from symdiff.ops.join import concatenate, kron, pad, repeat, split, stack, tile
 from symdiff.ops.linalg import (
     cho_solve,
@@ -87,6 +87,7 @@ __all__ = [
     "abs",
     "add",
     "apply",
+    "arange",
     "arccos",
     "arccosh",
     "arcsin",
@@ -149,6 +150,7 @@ __all__ = [
     "norm",
     "not_differentiable",
     "not_equal",
+    "one_hot",
     "ones_like",
     "pad",
     "power",
@@ -178,6 +180,7 @@ __all__ = [
     "subtract",
     "sum",
     "take",
+    "take_along_axis",
     "tan",
     "tanh",
     "tensordot",

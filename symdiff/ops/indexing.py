@@ -1,5 +1,8 @@
-"""Indexing: ``x[index]`` (basic and integer-array), ``take`` by an integer node, and their
-adjoints, which scatter a gradient back into zeros."""
+"""Indexing: ``x[index]`` (basic, integer-array and integer-node), ``take``,
+``take_along_axis`` and ``one_hot``, and the adjoints, which scatter a gradient back into zeros.
+
+An index may hold integer *nodes* (``logp[sd.arange(n), labels]``): they are inputs of the
+getitem node after x, and the static ``Index`` marks their places."""
 
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ ArrayLike = Any
 
 # -- indexing -------------------------------------------------------------------------
 class Index:
-    """A static numpy index (ints, slices, None, Ellipsis, integer arrays), hashable.
+    """A static numpy index (ints, slices, None, Ellipsis, integer arrays, places of integer
+    nodes), hashable.
 
     Stored as the ``index`` attribute of getitem nodes; ``numpy`` gives the tuple
     numpy indexes with. Ellipsis is expanded and missing trailing axes filled, so
@@ -51,16 +55,22 @@ class Index:
                 out.append(rest[0])
             elif kind == "s":
                 out.append(slice(*rest))
-            elif kind == "n":
-                out.append(None)
+            elif kind in ("n", "x"):
+                out.append(None)  # an integer node's place: see resolve
             else:
                 flat, shape = rest
                 out.append(np.array(flat, dtype=np.intp).reshape(shape))
         return tuple(out)
 
+    def resolve(self, arrays: Any) -> tuple:
+        """The numpy index with the values of the index nodes (in order) in their places."""
+        if not arrays:
+            return self.numpy
+        return tuple(arrays[k[1]] if k[0] == "x" else part for k, part in zip(self.key, self.numpy))
+
     @cached_property
     def advanced(self) -> bool:
-        return any(k[0] == "a" for k in self.key)
+        return any(k[0] in ("a", "x") for k in self.key)
 
     def with_batch(self, nb: int) -> Index:
         if nb == 0:
@@ -70,17 +80,16 @@ class Index:
             cache[nb] = Index((("s", None, None, None),) * nb + self.key)
         return cache[nb]
 
-    def result_ndim(self, ndim: int) -> int:
-        """How many axes x[index] has for an x with ``ndim`` axes."""
-        cache = self.__dict__.setdefault("_ndim", {})
-        if ndim not in cache:
-            cache[ndim] = len(_getitem_shape((None,) * ndim, index=self))
-        return cache[ndim]
-
     def __repr__(self) -> str:
+        return self.text()
+
+    def text(self, names: Any = None) -> str:
+        """The index as written in brackets; ``names`` are the index nodes' texts."""
         parts = []
         for kind, *rest in self.key:
-            if kind == "i":
+            if kind == "x":
+                parts.append(names[rest[0]] if names else f"#{rest[0]}")
+            elif kind == "i":
                 parts.append(str(rest[0]))
             elif kind == "s":
                 start, stop, step = rest
@@ -95,7 +104,9 @@ class Index:
         return ", ".join(parts)
 
 
-def _make_index(index: Any, shape: Shape) -> Index:
+def _make_index(index: Any, shape: Shape, nodes: list[Node] | None = None) -> Index:
+    """The Index of a numpy index for a node of ``shape``; integer nodes in it are appended to
+    ``nodes`` (refused when it is None)."""
     entries = index if isinstance(index, tuple) else (index,)
     if sum(1 for e in entries if e is Ellipsis) > 1:
         raise ShapeError("an index can only have a single ellipsis (...)")
@@ -122,10 +133,15 @@ def _make_index(index: Any, shape: Shape) -> Index:
         elif isinstance(e, (int, np.integer)) and not isinstance(e, bool):
             key.append(("i", int(e)))
         elif isinstance(e, Node):
-            raise ShapeError(
-                "indexing with a node is not supported by x[...]; use sd.take(x, indices, axis) for a "
-                "gather by an integer node"
-            )
+            if nodes is None:
+                raise ShapeError("an index node is not allowed here")
+            if e.dtype.kind not in "iu":
+                why = (
+                    "a boolean mask selects a number of elements known only from its values" if e.dtype == bool else ""
+                )
+                raise ShapeError(f"an index node must have an integer dtype, got {e.dtype} {why}".rstrip())
+            key.append(("x", len(nodes)))
+            nodes.append(e)
         else:
             arr = np.asarray(e)
             if arr.dtype == bool:
@@ -143,9 +159,9 @@ def _make_index(index: Any, shape: Shape) -> Index:
 def _advanced_entries(key: tuple) -> list[int]:
     """Positions of the advanced entries: integer arrays, and integers when arrays are present
     (numpy then treats an integer as a 0-d array index)."""
-    if not any(k[0] == "a" for k in key):
+    if not any(k[0] in ("a", "x") for k in key):
         return []
-    return [i for i, k in enumerate(key) if k[0] in ("a", "i")]
+    return [i for i, k in enumerate(key) if k[0] in ("a", "i", "x")]
 
 
 def _separated(key: tuple) -> bool:
@@ -171,7 +187,7 @@ def _front_advanced(key: tuple) -> tuple[tuple[int, ...], Index]:
     return perm, Index(tuple(key[i] for i in first + rest))
 
 
-def _getitem_shape(shape: Shape, *, index: Index) -> Shape:
+def _getitem_shape(shape: Shape, *node_shapes: Shape, index: Index) -> Shape:
     if _separated(index.key):  # getitem moves such axes first (_front_advanced); a loaded file may not
         raise ShapeError(f"index [{index!r}] has advanced indices separated by a slice; build it with x[...]")
     out: list[int | None] = []
@@ -187,10 +203,14 @@ def _getitem_shape(shape: Shape, *, index: Index) -> Shape:
             k = rest[0]
             if size is not None and not -size <= k < size:
                 raise ShapeError(f"index {k} is out of bounds for axis {axis} with size {size}")
-            if adv_at is None and any(k[0] == "a" for k in index.key):
+            if adv_at is None and index.advanced:
                 adv_at = len(out)  # with arrays present, an integer is an advanced (0-d) index
         elif kind == "s":
             out.append(None if size is None else len(range(*slice(*rest).indices(size))))
+        elif kind == "x":  # an integer node: its values are checked when evaluated
+            if adv_at is None:
+                adv_at = len(out)
+            adv_shapes.append(node_shapes[rest[0]])
         else:
             flat, ashape = rest
             if size is not None and any(not -size <= v < size for v in flat):
@@ -204,19 +224,43 @@ def _getitem_shape(shape: Shape, *, index: Index) -> Shape:
     return tuple(out)
 
 
-def _getitem_forward(xp, x, index):
-    return x[index.numpy]
+def _getitem_forward(xp, x, *nodes, index):
+    return x[index.resolve(nodes)]
 
 
-def _unindex_forward(xp, g, ref, index):
-    nb = np.ndim(g) - index.result_ndim(np.ndim(ref))
+def _unindex_forward(xp, g, ref, *nodes, index):
+    nb = np.ndim(g) - len(_getitem_shape(np.shape(ref), *(np.shape(i) for i in nodes), index=index))
     out = xp.zeros(np.shape(g)[:nb] + np.shape(ref), dtype=np.result_type(g))
-    full = index.with_batch(nb).numpy
+    full = index.with_batch(nb).resolve(nodes)
     if index.advanced:
         xp.add.at(out, full, g)  # repeated indices accumulate
     else:
         out[full] = g
     return out
+
+
+def _index_inputs(rule, first: int):
+    """A rule table for ops whose inputs after ``first`` are index nodes (no derivative)."""
+    return lambda i: rule if i == 0 else None if i < first else not_differentiable
+
+
+def _sympy_indexing(forward, first: int):
+    """getitem/unindex on arrays of sympy expressions: the forward, once index nodes are numbers."""
+
+    def run(*arrays, index):
+        try:
+            nodes = [np.asarray(a, dtype=np.intp) for a in arrays[first:]]
+        except TypeError:
+            raise GraphError(
+                "to_sympy: indexing by a variable has no sympy form (an expression cannot select an element)"
+            ) from None
+        return forward(np, *arrays[:first], *nodes, index=index)
+
+    return run
+
+
+def _unindex_shape(g: Shape, ref: Shape, *nodes: Shape, index: Index) -> Shape:
+    return tuple(g[: len(g) - len(_getitem_shape(ref, *nodes, index=index))]) + tuple(ref)
 
 
 GETITEM = define_op(
@@ -225,56 +269,66 @@ GETITEM = define_op(
     _getitem_shape,
     kind="structural",
     dtype=first_dtype,
-    vjp=(lambda g, out, x, index: unindex(g, x, index),),
-    jvp=(lambda t, out, x, index: _getitem(t, index.with_batch(t.ndim - x.ndim)),),
+    vjp=_index_inputs(lambda g, out, x, *nodes, index: unindex(g, x, index, nodes), 1),
+    jvp=_index_inputs(lambda t, out, x, *nodes, index: _getitem(t, index.with_batch(t.ndim - x.ndim), nodes), 1),
     precedence=60,
-    text=lambda node, args, wrap: (wrap(0, 60) + f"[{node.attrs['index']!r}]", 60),
-    latex=lambda node, args, wrap: (f"{wrap(0, 60)}_{{{node.attrs['index']!r}}}", 60),
+    text=lambda node, args, wrap: (wrap(0, 60) + f"[{node.attrs['index'].text([a[0] for a in args[1:]])}]", 60),
+    latex=lambda node, args, wrap: (f"{wrap(0, 60)}_{{{node.attrs['index'].text([a[0] for a in args[1:]])}}}", 60),
     label=lambda node: f"[{node.attrs['index']!r}]",
-    doc="x[index]; the gradient is scattered back into zeros shaped like x",
+    sympy=_sympy_indexing(_getitem_forward, 1),
+    doc="x[index]; the gradient is scattered back into zeros shaped like x (index nodes have none)",
 )
 UNINDEX = define_op(
     "unindex",
     _unindex_forward,
-    lambda g, ref, index: tuple(g[: len(g) - len(_getitem_shape(ref, index=index))]) + tuple(ref),
+    _unindex_shape,
     dtype=first_dtype,
     kind="structural",
-    vjp=(lambda g, out, h, ref, index: _getitem(g, index.with_batch(g.ndim - ref.ndim)), None),
+    vjp=_index_inputs(lambda g, out, h, ref, *nodes, index: _getitem(g, index.with_batch(g.ndim - ref.ndim), nodes), 2),
+    jvp=_index_inputs(lambda t, out, h, ref, *nodes, index: unindex(t, ref, index, nodes), 2),
     properties=("linear",),
     # the gradient of x[i]: zeros shaped like x with g added at [i]
-    text=lambda node, args, wrap: (f"zeros_like({args[1][0]}).at[{node.attrs['index']!r}].add({args[0][0]})", 60),
+    text=lambda node, args, wrap: (
+        f"zeros_like({args[1][0]}).at[{node.attrs['index'].text([a[0] for a in args[2:]])}].add({args[0][0]})",
+        60,
+    ),
+    sympy=_sympy_indexing(_unindex_forward, 2),
     doc="zeros shaped like ref with g added at [index] (the adjoint of getitem)",
 )
 
 
-def _getitem(x: Node, index: Index) -> Node:
-    return apply(GETITEM, x, index=index)
+def _getitem(x: Node, index: Index, nodes: Any = ()) -> Node:
+    return apply(GETITEM, x, *nodes, index=index)
 
 
 def getitem(x: ArrayLike, index: Any) -> Node:
-    """``x[index]`` with numpy's basic and integer-array indexing; also ``x[...]``.
+    """``x[index]`` with numpy's basic and advanced indexing; also ``x[...]``.
 
-    Differentiable: the gradient is scattered into zeros of x's shape (repeated
-    integer indices accumulate).
+    Integer arrays and integer *nodes* index as in numpy (``logp[sd.arange(n), labels]``
+    picks one element per row). Differentiable in x: the gradient is scattered into zeros
+    of x's shape (repeated indices accumulate); index nodes have no derivative.
 
     >>> g = sd.Graph(); w = g.variable("w", shape=(4,))
     >>> print(w[1:3])
     w[1:3]
     """
     (x,) = as_nodes("getitem", x)
+    nodes: list[Node] = []
     try:
-        idx = _make_index(index, x.shape)
+        idx = _make_index(index, x.shape, nodes)
     except ShapeError as exc:
         raise ShapeError(f"getitem: {exc} (shape {format_shape(x.shape)})") from None
+    if nodes:
+        x, *nodes = as_nodes("getitem", x, *nodes)
     if _separated(idx.key):
         perm, idx = _front_advanced(idx.key)
         x = transpose(x, perm)
-    return _getitem(x, idx)
+    return _getitem(x, idx, nodes)
 
 
-def unindex(g: Node, ref: Node, index: Index) -> Node:
+def unindex(g: Node, ref: Node, index: Index, nodes: Any = ()) -> Node:
     """Zeros shaped like ``ref`` (after g's leading batch axes) with ``g`` added at ``[index]``."""
-    return apply(UNINDEX, g, ref, index=index)
+    return apply(UNINDEX, g, ref, *nodes, index=index)
 
 
 # -- take (gather by an integer node) ------------------------------------------------------
@@ -354,3 +408,176 @@ def take(x: ArrayLike, indices: ArrayLike, axis: int = 0) -> Node:
         raise ShapeError(f"take: indices must be integers, got {indices.dtype}")
     # negative axis: batch-safe in the rules
     return apply(TAKE, x, indices, axis=int(axis) % x.ndim - x.ndim)
+
+
+# -- take_along_axis --------------------------------------------------------------------
+def _lifted(indices: Any, ndim: int) -> Any:
+    """Indices with leading axes of length 1 up to ``ndim`` (a batched x has more axes)."""
+    missing = ndim - np.ndim(indices)
+    return indices.reshape((1,) * missing + np.shape(indices)) if missing > 0 else indices
+
+
+def _take_along_forward(xp, x, indices, axis):
+    return xp.take_along_axis(x, _lifted(indices, np.ndim(x)), axis=axis)
+
+
+def _untake_along_forward(xp, g, ref, indices, axis):
+    out = xp.zeros(np.shape(g)[: np.ndim(g) - np.ndim(ref)] + np.shape(ref), dtype=np.result_type(g))
+    a = np.ndim(g) + axis
+    where_ = []
+    for k, size in enumerate(np.shape(g)):
+        if k == a:
+            where_.append(np.broadcast_to(_lifted(indices, np.ndim(g)), np.shape(g)))
+        else:
+            where_.append(np.arange(size).reshape([-1 if j == k else 1 for j in range(np.ndim(g))]))
+    xp.add.at(out, tuple(where_), g)  # repeated indices accumulate
+    return out
+
+
+def _take_along_shape(shape: Shape, ishape: Shape, *, axis: int) -> Shape:
+    if len(ishape) > len(shape):
+        raise ShapeError(f"indices have {len(ishape)} dimension(s) but x has {len(shape)}")
+    ishape = (1,) * (len(shape) - len(ishape)) + tuple(ishape)  # batch axes of a derivative
+    out = []
+    for k, (d, i) in enumerate(zip(shape, ishape)):
+        if k - len(shape) == axis:
+            out.append(i)
+        elif i not in (1, None) and d is not None and i != d:
+            raise ShapeError(f"indices {format_shape(ishape)} do not match x {format_shape(shape)} off axis {axis}")
+        else:
+            out.append(d)
+    return tuple(out)
+
+
+TAKE_ALONG_AXIS = define_op(
+    "take_along_axis",
+    _take_along_forward,
+    _take_along_shape,
+    numpy="take_along_axis",
+    kind="structural",
+    dtype=lambda x, i, axis: x,
+    vjp=(lambda g, out, x, indices, axis: apply(UNTAKE_ALONG_AXIS, g, x, indices, axis=axis), not_differentiable),
+    jvp=(lambda t, out, x, indices, axis: apply(TAKE_ALONG_AXIS, t, indices, axis=axis), None),
+    sympy=_sympy_gather(_take_along_forward),
+    doc="x[..., indices[...], ...] along axis (numpy's take_along_axis); the indices have no gradient",
+)
+UNTAKE_ALONG_AXIS = define_op(
+    "untake_along_axis",
+    _untake_along_forward,
+    lambda g, ref, ishape, axis: tuple(g[: len(g) - len(ref)]) + tuple(ref),
+    kind="structural",
+    dtype=lambda g, r, i, axis: g,
+    vjp=(lambda g, out, h, ref, indices, axis: apply(TAKE_ALONG_AXIS, g, indices, axis=axis), None, not_differentiable),
+    jvp=(lambda t, out, h, ref, indices, axis: apply(UNTAKE_ALONG_AXIS, t, ref, indices, axis=axis), None, None),
+    sympy=_sympy_gather(_untake_along_forward),
+    doc="the adjoint of take_along_axis: g added into zeros shaped like ref",
+)
+
+
+def take_along_axis(x: ArrayLike, indices: ArrayLike, axis: int) -> Node:
+    """Elements of ``x`` picked along ``axis`` by integer ``indices`` of the same rank, as
+    ``numpy.take_along_axis`` (indices of length 1 off the axis broadcast).
+
+    >>> g = sd.Graph(); P = g.variable("P", shape=(2, 3))
+    >>> print(sd.evaluate(sd.take_along_axis(P, np.array([[2], [0]]), 1), {P: [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]}))
+    [[3.]
+     [4.]]
+    """
+    if not isinstance(indices, Node):
+        indices = np.asarray(indices)
+    x, indices = as_nodes("take_along_axis", x, indices)
+    if indices.dtype.kind not in "iu":
+        raise ShapeError(f"take_along_axis: indices must be integers, got {indices.dtype}")
+    if indices.ndim != x.ndim:
+        raise ShapeError(
+            f"take_along_axis: indices {format_shape(indices.shape)} and x {format_shape(x.shape)} differ in rank"
+        )
+    if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"take_along_axis: axis {axis!r} is out of range for shape {format_shape(x.shape)}")
+    return apply(TAKE_ALONG_AXIS, x, indices, axis=int(axis) % x.ndim - x.ndim)
+
+
+# -- one_hot, arange --------------------------------------------------------------------
+def _one_hot_forward(xp, labels, num_classes, dtype_to):
+    return (labels[..., None] == xp.arange(num_classes)).astype(dtype_to)
+
+
+ONE_HOT = define_op(
+    "one_hot",
+    _one_hot_forward,
+    lambda shape, num_classes, dtype_to: tuple(shape) + (num_classes,),
+    kind="other",
+    dtype=lambda d, num_classes, dtype_to: np.dtype(dtype_to),
+    vjp=(not_differentiable,),
+    jvp=(not_differentiable,),
+    sympy=lambda labels, num_classes, dtype_to: _sympy_gather(
+        lambda xp, labels, axis: _one_hot_forward(xp, labels, num_classes, object)
+    )(labels, axis=None),
+    doc="out[..., k] = 1 where labels == k, else 0; integer labels, no derivative",
+)
+
+
+def one_hot(labels: ArrayLike, num_classes: int, dtype: Any = "float64") -> Node:
+    """Rows of the identity picked by integer ``labels``: shape ``labels.shape + (num_classes,)``
+    (a label outside [0, num_classes) gives a row of zeros, as JAX's ``one_hot``).
+
+    >>> g = sd.Graph(); y = g.variable("y", shape=(3,), dtype="int64")
+    >>> print(sd.evaluate(sd.one_hot(y, 3), {y: [2, 0, 1]}))
+    [[0. 0. 1.]
+     [1. 0. 0.]
+     [0. 1. 0.]]
+    """
+    if not isinstance(labels, Node):
+        labels = np.asarray(labels)
+    (labels,) = as_nodes("one_hot", labels)
+    if labels.dtype.kind not in "iu":
+        raise ShapeError(f"one_hot: labels must be integers, got {labels.dtype}")
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 0:
+        raise ShapeError(f"one_hot: num_classes must be a non-negative int, got {num_classes!r}")
+    return apply(ONE_HOT, labels, num_classes=int(num_classes), dtype_to=np.dtype(dtype).str)
+
+
+def _arange_forward(xp, stop, dtype_to):
+    return xp.arange(int(stop), dtype=dtype_to)
+
+
+ARANGE = define_op(
+    "arange",
+    _arange_forward,
+    lambda shape, dtype_to: (None,),
+    kind="other",
+    dtype=lambda d, dtype_to: np.dtype(dtype_to),
+    vjp=(not_differentiable,),
+    jvp=(not_differentiable,),
+    sympy=lambda stop, dtype_to: np.arange(int(stop), dtype=object),
+    fold=False,
+    doc="0, 1, ..., stop - 1 for a stop known at evaluation (e.g. sd.count of a batch axis); no derivative",
+)
+
+
+def arange(start: Any, stop: Any = None, step: Any = None, *, dtype: Any = None, like: Node | None = None) -> Any:
+    """Evenly spaced values, as ``numpy.arange``.
+
+    With numbers it is numpy's array (a constant, a node wherever it is used), or with
+    ``like=node`` a constant node of that node's graph. ``sd.arange(n)`` with a scalar node
+    ``n`` (a length known at evaluation, such as ``sd.count(X, axis=0)``) is a node of
+    shape ``(None,)`` and dtype int64.
+
+    >>> g = sd.Graph(); logp = g.variable("logp", shape=(None, 3)); y = g.variable("y", shape=(None,), dtype="int64")
+    >>> picked = logp[sd.arange(sd.count(logp, axis=0)), y]
+    >>> print(sd.evaluate(picked, {logp: [[0.1, 0.2, 0.7], [0.5, 0.4, 0.1]], y: [2, 0]}))
+    [0.7 0.5]
+    """
+    if isinstance(start, Node) and stop is None and step is None:
+        if start.ndim != 0:
+            raise ShapeError(f"arange: a node length must be a scalar, got shape {format_shape(start.shape)}")
+        dt = np.dtype(dtype) if dtype is not None else np.dtype(np.int64)
+        return apply(ARANGE, start, dtype_to=dt.str)
+    parts = [p for p in (start, stop, step) if p is not None]
+    if any(isinstance(p, Node) for p in parts):
+        raise ShapeError("arange: only a single length argument, sd.arange(n), may be a node")
+    values = np.arange(*parts, dtype=dtype)
+    if like is not None:
+        (like,) = as_nodes("arange", like)
+        return like.graph.constant(values)
+    return values
