@@ -187,6 +187,50 @@ def _full_slice(root: Any, x: Node) -> Node | None:
     return x if all(k == ("s", None, None, None) for k in root.attrs["index"].key) else None
 
 
+def _basic_part(node: Node, source: Node | None, axis: int, kind: str) -> tuple[Node, tuple] | None:
+    """(x, the entry at axis) if node is x[..., entry, ...] with every other axis whole."""
+    if node.op != "getitem" or len(node.inputs) != 1 or (source is not None and node.inputs[0] is not source):
+        return None
+    x = node.inputs[0]
+    key = node.attrs["index"].key
+    at = x.ndim + axis
+    if len(key) != x.ndim or not 0 <= at < x.ndim:
+        return None
+    if any(k != ("s", None, None, None) for i, k in enumerate(key) if i != at) or key[at][0] != kind:
+        return None
+    return x, key[at]
+
+
+def _rejoined(root: Any) -> Node | None:
+    """concatenate(x[a:b], x[b:c], ...) = x[a:c] and stack([x[0], ..., x[n-1]]) = x, along one axis."""
+    from symdiff.ops.indexing import getitem
+
+    parts = root.inputs
+    axis = root.attrs["axis"]  # negative; for stack, of the result, whose rank is x's
+    kind = "i" if root.op == "stack" else "s"
+    first = _basic_part(parts[0], None, axis, kind)
+    if first is None:
+        return None
+    x = first[0]
+    if root.op == "stack":
+        picked = [_basic_part(p, x, axis, "i") for p in parts]
+        n = len(parts)
+        if x.shape[axis] != n or any(k is None for k in picked):
+            return None
+        return x if [k[1][1] % n for k in picked] == list(range(n)) else None
+    size = x.shape[axis]
+    slices = [_basic_part(p, x, axis, "s") for p in parts]
+    if size is None or any(s_ is None for s_ in slices):
+        return None
+    ranges = [slice(*k[1][1:]).indices(size) for k in slices]
+    if any(step != 1 for _, _, step in ranges) or any(a[1] != b[0] for a, b in zip(ranges, ranges[1:])):
+        return None
+    lo, hi = ranges[0][0], ranges[-1][1]
+    if lo == 0 and hi == size:
+        return x
+    return getitem(x, (Ellipsis, slice(lo, hi)) + (slice(None),) * (-axis - 1))
+
+
 def _static_fill(fill: float) -> Callable[..., Node | None]:
     def rule(root: Any, x: Node) -> Node | None:
         return None if None in root.shape else root.graph.uniform_constant(fill, root.shape, root.dtype)
@@ -457,6 +501,7 @@ RULES = RuleTable(
         Rule(Pat("reshape_like", x, Pat.var("ref")), lambda root, x, ref: _static_reshape_like(root, x)),
         Rule(Pat("match_shape", x, Pat.var("ref")), _known_shapes),
         Rule(_pat("getitem"), _full_slice),
+        Rule(Pat(("concatenate", "stack")), _rejoined),
         Rule(_pat("zeros_like"), _static_fill(0)),
         Rule(_pat("ones_like"), _static_fill(1)),
         Rule(_pat("count"), _static_count),

@@ -53,6 +53,8 @@ UNARY = {
     "log_sigmoid": sd.log_sigmoid,
     "erf": sd.erf,
     "concat": lambda a: sd.concatenate([a, sd.sin(a)], axis=-1) if a.ndim else a,
+    "rejoin": lambda a: sd.concatenate([a[..., :1], a[..., 1:]], axis=-1) if a.ndim else a,
+    "stack_rows": lambda a: sd.stack([a[k] for k in range(a.shape[0])]) if a.ndim and a.shape[0] else a,
     "pad": lambda a: sd.pad(a, 1, constant_values=0.5) if a.ndim else a,
     "tile": lambda a: sd.tile(a, 2) if a.ndim else a,
     "prod": lambda a: sd.prod(1.0 + 0.3 * sd.tanh(a), axis=-1) if a.ndim else a,

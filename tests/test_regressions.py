@@ -418,3 +418,16 @@ def test_the_documented_edges_of_products_norms_and_matrix_functions():
     sign, logabs = sd.slogdet(B)
     assert sd.evaluate(sign, {B: neg}) == -1.0 and np.isnan(sd.evaluate(sd.logdet(B), {B: neg}))
     np.testing.assert_allclose(sd.evaluate(sd.grad(logabs, B), {B: neg}), np.linalg.inv(neg).T)
+
+
+def test_joining_the_slices_of_one_array_gives_the_array_back():
+    g = sd.Graph()
+    x, y = g.variable("x", shape=(5, 3)), g.variable("y", shape=(4,))
+    assert sd.concatenate([x[:2], x[2:]]) is x and sd.concatenate([x[:, :1], x[:, 1:]], axis=1) is x
+    assert str(sd.concatenate([x[:2], x[2:4]])) == "x[0:4]"
+    assert sd.stack([y[0], y[1], y[2], y[3]]) is y and sd.stack([x[:, k] for k in range(3)], axis=1) is x
+    # not a rejoining: columns stacked as rows are x.T; a gap or another order stays as built
+    value = np.arange(15.0).reshape(5, 3)
+    np.testing.assert_array_equal(sd.evaluate(sd.stack([x[:, k] for k in range(3)]), {x: value}), value.T)
+    assert sd.concatenate([x[:2], x[3:]]).op == "concatenate" and sd.stack([y[1], y[0], y[2], y[3]]).op == "stack"
+    assert str(sd.stack([y[0] * y[1], y[2], 1.0])) == "[y[0]*y[1], y[2], 1]"
