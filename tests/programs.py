@@ -111,6 +111,31 @@ BINARY = {
 ALGEBRA_BINARY = {"div_raw": lambda a, b: a / b, "mul_neg_sq": lambda a, b: a * (-b) ** 2}
 
 
+def _spd(a: sd.Node) -> tuple[sd.Node, sd.Node]:
+    """A's elements as a vector v, and a well-conditioned symmetric matrix 2 I + 0.1 t tᵀ (t = tanh v)."""
+    v = sd.reshape(a, (-1,))
+    t = sd.tanh(v)
+    return v, 2.0 * sd.eye_like(v) + 0.1 * sd.expand_dims(t, -1) * sd.expand_dims(t, 0)
+
+
+def _distinct(a: sd.Node) -> sd.Node:
+    """diag(1, ..., n) + 0.1 t tᵀ: symmetric, eigenvalues apart (their second derivatives divide by the gaps)."""
+    v = sd.reshape(a, (-1,))
+    t = sd.tanh(v)
+    steps = 1.0 + sd.astype(sd.arange(sd.count(v)), v.dtype)
+    return sd.eye_like(v) * steps + 0.1 * sd.expand_dims(t, -1) * sd.expand_dims(t, 0)
+
+
+UNARY.update(
+    {
+        "logdet": lambda a: sd.logdet(_spd(a)[1]),
+        "expm": lambda a: sd.expm(0.2 * _spd(a)[1]),
+        "eigvalsh": lambda a: sd.eigh(_distinct(a))[0],
+        "solve_triangular": lambda a: sd.solve_triangular(_spd(a)[1], _spd(a)[0], lower=True),
+    }
+)
+
+
 def _matmul(a: sd.Node, b: sd.Node) -> sd.Node:
     """a @ b when the shapes allow, otherwise a product of their sums."""
     if a.ndim >= 1 and b.ndim >= 1:
@@ -217,6 +242,7 @@ def programs(
             op
             for op in ops
             if op not in ("softmax", "transpose", "slice", "reshape", "expand", "matmul", "sum_axis0", "stack")
+            and op not in ("expm", "eigvalsh", "solve_triangular")
         ]
     step = st.tuples(st.sampled_from(ops), st.integers(0, 10), st.integers(0, 20))
     min_steps, max_steps = (15, max(max_steps, 30)) if mode == "deep" else (1, max_steps)

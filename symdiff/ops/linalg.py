@@ -654,7 +654,14 @@ def _triangle(x: Node, lower: bool, unit: bool) -> Node:
 def _solve_triangular_forward(a, b, lower, trans, unit):
     import scipy.linalg
 
-    return _column_solve(scipy.linalg.solve_triangular)(a, b, lower=lower, trans=int(trans), unit_diagonal=unit)
+    return _column_solve(scipy.linalg.solve_triangular)(
+        a,
+        b,
+        lower=lower,
+        trans=int(trans),
+        unit_diagonal=unit,
+        check_finite=False,  # nan and inf propagate, as numpy's
+    )
 
 
 def _st(a: Node, b: Node, lower: bool, trans: bool, unit: bool) -> Node:
@@ -718,7 +725,7 @@ def solve_triangular(
 def _cho_solve_forward(c, b, lower):
     import scipy.linalg
 
-    return _column_solve(lambda m, r: scipy.linalg.cho_solve((m, lower), r))(c, b)
+    return _column_solve(lambda m, r: scipy.linalg.cho_solve((m, lower), r, check_finite=False))(c, b)
 
 
 def _sympy_gram(t: sympy.Matrix, lower: bool) -> sympy.Matrix:
