@@ -12,6 +12,7 @@ contract and the two documented domain-extending rewrites (``x - x``, ``exp(x)/e
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -26,7 +27,7 @@ from symdiff.ops.creation import eye_value
 from symdiff.ops.structure import broadcast_to, reshape, transpose
 from symdiff.rewrite import Pat, Rule, RuleTable, fill_value, of_kind
 
-x, y, a, b, c = (Pat.var(v) for v in "xyabc")
+x, y, a, b, c, m = (Pat.var(v) for v in "xyabcm")
 
 
 # -- predicates ------------------------------------------------------------------------
@@ -229,6 +230,99 @@ def _rejoined(root: Any) -> Node | None:
     if lo == 0 and hi == size:
         return x
     return getitem(x, (Ellipsis, slice(lo, hi)) + (slice(None),) * (-axis - 1))
+
+
+# -- identities in matrix products ---------------------------------------------------------
+# A Jacobian or Hessian seeds its pass with the identity (unit vectors, one per seed); these
+# rules fold the products with it at build time, so no identity-sized constant does work:
+# the Hessian of x@A@x is built as A + A.T, not as n matrix-vector products with e_i.
+_IDENTITY_FORMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _is_eye(v: np.ndarray) -> bool:
+    n = v.shape[0]
+    return v.shape == (n, n) and np.count_nonzero(v) == n and bool(np.all(np.diagonal(v) == 1))
+
+
+def identity_form(node: Node) -> str | None:
+    """ "eye" for an (n, n) identity constant, "rows" for (n, 1, n) (unit row vectors), "cols" for
+    (n, n, 1) (unit columns); None for anything else. Checked once per constant."""
+    if node.op != "constant":
+        return None
+    form = _IDENTITY_FORMS.get(node, False)
+    if form is not False:
+        return form
+    s, v, form = node.shape, node.value, None
+    if node.uniform is None and node.dtype.kind == "f" and len(s) in (2, 3):
+        if len(s) == 2 and s[0] == s[1] and _is_eye(v):
+            form = "eye"
+        elif len(s) == 3 and s[1] == 1 and s[0] == s[2] and _is_eye(v[:, 0, :]):
+            form = "rows"
+        elif len(s) == 3 and s[2] == 1 and s[0] == s[1] and _is_eye(v[:, :, 0]):
+            form = "cols"
+    _IDENTITY_FORMS[node] = form
+    return form
+
+
+def _as_root(root: Any, node: Node) -> Node | None:
+    if node.shape != root.shape:
+        return None
+    return node if node.dtype == root.dtype else astype(node, root.dtype)
+
+
+def _diagonal_of(node: Node) -> Node | None:
+    """d if node is eye * d (d of shape (n,), (1, n) or (n, 1)): the matrix diag(d)."""
+    if node.op != "mul" or node.ndim != 2:
+        return None
+    for e, d in (node.inputs, node.inputs[::-1]):
+        if identity_form(e) == "eye" and d.shape in ((e.shape[0],), (1, e.shape[0]), (e.shape[0], 1)):
+            return reshape(d, (e.shape[0],)) if d.ndim == 2 else d
+    return None
+
+
+def _identity_product(root: Any, x: Node, y: Node) -> Node | None:
+    from symdiff.ops.structure import expand_dims
+
+    fx, fy = identity_form(x), identity_form(y)
+    if fx == "eye" and y.ndim >= 2:
+        return _as_root(root, y)  # I @ M = M
+    if fy == "eye" and x.ndim >= 2:
+        return _as_root(root, x)
+    if fx == "rows" and y.ndim == 2:
+        return _as_root(root, expand_dims(y, -2))  # e_i.T @ M: row i of M
+    if fy == "cols" and x.ndim == 2:
+        return _as_root(root, expand_dims(transpose(x), -1))  # M @ e_i: column i of M
+    if y.ndim in (1, 2) and (d := _diagonal_of(x)) is not None:
+        return _as_root(root, multiply(expand_dims(d, -1) if y.ndim == 2 else d, y))  # diag(d) @ M
+    if x.ndim in (1, 2) and (d := _diagonal_of(y)) is not None:
+        return _as_root(root, multiply(x, d))  # M @ diag(d)
+    return None
+
+
+def _batched_matvec(root: Any, m: Node, b: Node, e: Node, p: Node) -> Node | None:
+    """A batch of matrix-vector products is one matrix product: squeeze(m @ b[..., None], -1) is
+    b @ m.T, squeeze(b[..., None, :] @ m, -2) is b @ m (b 2-D: its rows are the batch)."""
+    from symdiff.ops.linalg import matmul
+
+    if m.ndim != 2 or b.ndim != 2 or root.attrs["axis"] != e.attrs["axis"]:
+        return None
+    if root.attrs["axis"] == (-1,) and p.inputs[1] is e:
+        return _as_root(root, matmul(b, transpose(m)))
+    if root.attrs["axis"] == (-2,) and p.inputs[0] is e:
+        return _as_root(root, matmul(b, m))
+    return None
+
+
+def _squeeze_expanded(root: Any, e: Node, x: Node) -> Node | None:
+    return x if root.attrs["axis"] == e.attrs["axis"] and same_type(x, root) else None
+
+
+def _summed_diagonal(root: Any, p: Node) -> Node | None:
+    # sum(diag(d), axis) over either axis is d
+    d = _diagonal_of(p)
+    if d is None or root.attrs["keepdims"] or root.attrs["axis"] not in ((-1,), (-2,)):
+        return None
+    return _as_root(root, d)
 
 
 def _static_fill(fill: float) -> Callable[..., Node | None]:
@@ -502,6 +596,12 @@ RULES = RuleTable(
         Rule(Pat("match_shape", x, Pat.var("ref")), _known_shapes),
         Rule(_pat("getitem"), _full_slice),
         Rule(Pat(("concatenate", "stack")), _rejoined),
+        Rule(Pat("matmul", x, y), _identity_product),
+        Rule(Pat("squeeze", Pat("expand_dims", x, name="e")), _squeeze_expanded),
+        Rule(Pat("expand_dims", Pat("squeeze", x, name="e")), _squeeze_expanded),
+        Rule(Pat("sum", Pat("mul", name="p")), _summed_diagonal),
+        Rule(Pat("squeeze", Pat("matmul", m, Pat("expand_dims", b, name="e"), name="p")), _batched_matvec),
+        Rule(Pat("squeeze", Pat("matmul", Pat("expand_dims", b, name="e"), m, name="p")), _batched_matvec),
         Rule(_pat("zeros_like"), _static_fill(0)),
         Rule(_pat("ones_like"), _static_fill(1)),
         Rule(_pat("count"), _static_count),
