@@ -8,8 +8,11 @@ Each figure is a ratio: symdiff's seconds per call / the same computation writte
 by hand (plain Python with math for the scalar chains, numpy for the MLP, scipy's
 ``rosen_hess`` for Rosenbrock), median of several runs. Lower is better; 1.0 is
 parity. Peers are timed the same way when installed, where this file has their version
-of a workload: JAX (chain12, chain300), PyTorch (mlp) and SymPy (chain12); PyTensor and
-CasADi are not timed here yet. None is required.
+of a workload: JAX (chain12, chain300, quad, logreg, tanhjac), PyTorch (mlp, quad, logreg,
+tanhjac) and SymPy (chain12); PyTensor and CasADi are not timed here yet. None is required.
+The matrix-calculus workloads (quad: Hessian of x@A@x, n = 1000; logreg: Hessian of the
+logistic loss, X 2000 x 500; tanhjac: Jacobian of tanh(W@x), n = 800) compare with the
+textbook formula in numpy.
 """
 
 from __future__ import annotations
@@ -253,6 +256,123 @@ def rosen(n: int, budget: float) -> Result:
     return Result(f"rosen{n}", mine / ref, mine, ref, forward, appended, simplified, build)
 
 
+# -- matrix calculus: Hessians and Jacobians against the textbook formula ----------------------
+def _matrix(name: str, build, textbook, values: dict, budget: float, peers) -> Result:
+    """``build(g)`` -> (output, inputs, cost) ; ``textbook(*arrays)`` computes the same in numpy."""
+    t0 = time.perf_counter()
+    g = sd.Graph()
+    out, inputs, cost = build(g)
+    fn = sd.compile(out, inputs=inputs)
+    build_s = time.perf_counter() - t0
+    forward = _graph_size([cost])
+    appended = len(set(ancestors([out])) - set(ancestors([cost])))  # the derivative's own op nodes
+    simplified = _graph_size(sd.simplify([out]))
+    args = [values[x.name] for x in inputs]
+    np.testing.assert_allclose(fn(*args), textbook(*args), rtol=1e-9, atol=1e-9)
+    mine = seconds_per_call(lambda: fn(*args), budget)
+    ref = seconds_per_call(lambda: textbook(*args), budget)
+    found = {}
+    for peer in peers:
+        found.update(peer(args, budget, ref))
+    return Result(name, mine / ref, mine, ref, forward, appended, simplified, build_s, None, found)
+
+
+def _peer(kind: str, fn_jax, fn_torch, what: str):
+    """A peer's timing of ``what`` ("hessian" or "jacobian") of a function of the first argument."""
+
+    def run(args, budget, ref):
+        if kind == "jax":
+            try:
+                import jax
+                import jax.numpy as jnp
+            except ImportError:
+                return {}
+            jax.config.update("jax_enable_x64", True)
+            d = jax.jit(getattr(jax, "hessian" if what == "hessian" else "jacrev")(fn_jax))
+            a = [jnp.asarray(v) for v in args]
+            return {"jax": seconds_per_call(lambda: jax.block_until_ready(d(*a)), budget) / ref}
+        try:
+            import torch
+            from torch.func import hessian, jacrev
+        except ImportError:
+            return {}
+        t = [torch.tensor(v) for v in args]
+        d = (hessian if what == "hessian" else jacrev)(fn_torch)
+        return {"torch": seconds_per_call(lambda: d(*t), budget) / ref}
+
+    return run
+
+
+def quad(budget: float, n: int = 1000) -> Result:
+    rng = np.random.default_rng(0)
+    values = {"x": rng.standard_normal(n), "A": rng.standard_normal((n, n))}
+
+    def build(g):
+        x, A = g.variable("x", shape=(n,)), g.variable("A", shape=(n, n))
+        cost = x @ A @ x
+        return sd.hessian(cost, x), [x, A], cost
+
+    peers = [_peer(k, lambda x, A: x @ A @ x, lambda x, A: x @ A @ x, "hessian") for k in ("jax", "torch")]
+    return _matrix("quad", build, lambda x, A: A + A.T, values, budget, peers)
+
+
+def logreg(budget: float, rows: int = 2000, cols: int = 500) -> Result:
+    rng = np.random.default_rng(0)
+    values = {
+        "w": rng.standard_normal(cols) * 0.05,
+        "X": rng.standard_normal((rows, cols)),
+        "y": rng.integers(0, 2, rows) * 1.0,
+    }
+
+    def build(g):
+        w, X, y = g.variable("w", shape=(cols,)), g.variable("X", shape=(rows, cols)), g.variable("y", shape=(rows,))
+        z = X @ w
+        cost = sd.sum(sd.softplus(z) - y * z)
+        return sd.hessian(cost, w), [w, X, y], cost
+
+    def textbook(w, X, y):
+        s = 1.0 / (1.0 + np.exp(-(X @ w)))
+        return X.T @ (X * (s * (1 - s))[:, None])
+
+    def jax_cost(w, X, y):
+        import jax.numpy as jnp
+
+        z = X @ w
+        return jnp.sum(jnp.logaddexp(0.0, z) - y * z)
+
+    def torch_cost(w, X, y):
+        import torch
+
+        z = X @ w
+        return torch.sum(torch.nn.functional.softplus(z) - y * z)
+
+    peers = [_peer(k, jax_cost, torch_cost, "hessian") for k in ("jax", "torch")]
+    return _matrix("logreg", build, textbook, values, budget, peers)
+
+
+def tanhjac(budget: float, n: int = 800) -> Result:
+    rng = np.random.default_rng(0)
+    values = {"x": rng.standard_normal(n), "W": rng.standard_normal((n, n)) / np.sqrt(n)}
+
+    def build(g):
+        x, W = g.variable("x", shape=(n,)), g.variable("W", shape=(n, n))
+        y = sd.tanh(W @ x)
+        return sd.jacobian(y, x), [x, W], y
+
+    def jax_f(x, W):
+        import jax.numpy as jnp
+
+        return jnp.tanh(W @ x)
+
+    def torch_f(x, W):
+        import torch
+
+        return torch.tanh(W @ x)
+
+    peers = [_peer(k, jax_f, torch_f, "jacobian") for k in ("jax", "torch")]
+    return _matrix("tanhjac", build, lambda x, W: (1 - np.tanh(W @ x) ** 2)[:, None] * W, values, budget, peers)
+
+
 # -- build-time scaling -------------------------------------------------------------------
 def build_scaling() -> str:
     times = {}
@@ -277,6 +397,9 @@ WORKLOADS = {
     "mlp": mlp,
     "rosen10": lambda b: rosen(10, b),
     "rosen100": lambda b: rosen(100, b),
+    "quad": quad,
+    "logreg": logreg,
+    "tanhjac": tanhjac,
 }
 
 

@@ -1,0 +1,163 @@
+"""Derivatives of matrix expressions against closed forms (The Matrix Cookbook, Petersen &
+Pedersen 2012), and the textbook forms the Hessians and Jacobians are built in.
+
+Each closed form is computed here in numpy, independently of symdiff; the printed forms
+check that no identity-sized constant does work (a Hessian of x@A@x is A + A.T, not n
+matrix-vector products with unit vectors)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symdiff as sd
+from symdiff.graph import ancestors
+
+rng = np.random.default_rng(11)
+n, m = 4, 6
+A_, B_, b_, a_ = (
+    rng.standard_normal((n, n)),
+    rng.standard_normal((m, n)),
+    rng.standard_normal(m),
+    rng.standard_normal(n),
+)
+x_, X_, y_ = rng.standard_normal(n), rng.standard_normal((m, n)), rng.integers(0, 2, m) * 1.0
+W_ = rng.standard_normal((n, n)) / 2
+S_ = rng.standard_normal((n, n)) + n * np.eye(n)
+
+
+@pytest.fixture
+def g():
+    graph = sd.Graph()
+    v = {
+        "x": graph.variable("x", shape=(n,)),
+        "A": graph.variable("A", shape=(n, n)),
+        "B": graph.variable("B", shape=(m, n)),
+        "b": graph.variable("b", shape=(m,)),
+        "a": graph.variable("a", shape=(n,)),
+        "X": graph.variable("X", shape=(m, n)),
+        "y": graph.variable("y", shape=(m,)),
+        "W": graph.variable("W", shape=(n, n)),
+        "S": graph.variable("S", shape=(n, n)),
+    }
+    values = {
+        v["x"]: x_,
+        v["A"]: A_,
+        v["B"]: B_,
+        v["b"]: b_,
+        v["a"]: a_,
+        v["X"]: X_,
+        v["y"]: y_,
+        v["W"]: W_,
+        v["S"]: S_,
+    }
+    return v, values
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+# (name, derivative built from the variables, closed form in numpy)
+IDENTITIES = [
+    # first order
+    ("d(a.x)/dx = a  (Cookbook 69)", lambda v: sd.grad(v["a"] @ v["x"], v["x"]), a_),
+    ("d(x.A.x)/dx = (A + A.T) x  (81)", lambda v: sd.grad(v["x"] @ v["A"] @ v["x"], v["x"]), (A_ + A_.T) @ x_),
+    (
+        "d|Bx - b|^2/dx = 2 B.T (Bx - b)  (84)",
+        lambda v: sd.grad(sd.sum((v["B"] @ v["x"] - v["b"]) ** 2), v["x"]),
+        2 * B_.T @ (B_ @ x_ - b_),
+    ),
+    ("d(a.X.T.b)/dX = b a.T  (70)", lambda v: sd.grad(v["b"] @ v["X"] @ v["a"], v["X"]), np.outer(b_, a_)),
+    (
+        "d det(S)/dS = det(S) inv(S).T  (49)",
+        lambda v: sd.grad(sd.det(v["S"]), v["S"]),
+        np.linalg.det(S_) * np.linalg.inv(S_).T,
+    ),
+    ("d log|det S|/dS = inv(S).T  (57)", lambda v: sd.grad(sd.slogdet(v["S"])[1], v["S"]), np.linalg.inv(S_).T),
+    (
+        "d tr(A S^-1)/dS = -(S^-1 A S^-1).T  (63)",
+        lambda v: sd.grad(sd.sum(sd.transpose(v["A"]) * sd.inv(v["S"])), v["S"]),
+        -(np.linalg.inv(S_) @ A_ @ np.linalg.inv(S_)).T,
+    ),
+    ("d |x|/dx = x / |x|  (129)", lambda v: sd.grad(sd.norm(v["x"]), v["x"]), x_ / np.linalg.norm(x_)),
+    ("d |X|_F^2/dX = 2X  (Frobenius)", lambda v: sd.grad(sd.norm(v["X"]) ** 2, v["X"]), 2 * X_),
+    # Jacobians
+    ("d(Ax)/dx = A", lambda v: sd.jacobian(v["A"] @ v["x"], v["x"]), A_),
+    (
+        "d tanh(Wx)/dx = (1 - t^2)[:, None] W",
+        lambda v: sd.jacobian(sd.tanh(v["W"] @ v["x"]), v["x"]),
+        (1 - np.tanh(W_ @ x_) ** 2)[:, None] * W_,
+    ),
+    (
+        "d softmax(x)/dx = diag(s) - s s.T",
+        lambda v: sd.jacobian(sd.softmax(v["x"]), v["x"]),
+        np.diag(_softmax(x_)) - np.outer(_softmax(x_), _softmax(x_)),
+    ),
+    # second order
+    ("H(x.A.x) = A + A.T", lambda v: sd.hessian(v["x"] @ v["A"] @ v["x"], v["x"]), A_ + A_.T),
+    ("H|Bx - b|^2 = 2 B.T B", lambda v: sd.hessian(sd.sum((v["B"] @ v["x"] - v["b"]) ** 2), v["x"]), 2 * B_.T @ B_),
+    (
+        "H ridge = 2 B.T B + 2 lambda I",
+        lambda v: sd.hessian(sd.sum((v["B"] @ v["x"] - v["b"]) ** 2) + 0.5 * sd.sum(v["x"] ** 2), v["x"]),
+        2 * B_.T @ B_ + np.eye(n),
+    ),
+    ("H (a.x)^2 = 2 a a.T", lambda v: sd.hessian((v["a"] @ v["x"]) ** 2, v["x"]), 2 * np.outer(a_, a_)),
+    (
+        "H logistic = X.T diag(s(1 - s)) X",
+        lambda v: sd.hessian(sd.sum(sd.softplus(v["X"] @ v["x"]) - v["y"] * (v["X"] @ v["x"])), v["x"]),
+        X_.T @ (X_ * (_sigmoid(X_ @ x_) * (1 - _sigmoid(X_ @ x_)))[:, None]),
+    ),
+    (
+        "H sum exp(Bx) = B.T diag(exp(Bx)) B",
+        lambda v: sd.hessian(sd.sum(sd.exp(v["B"] @ v["x"])), v["x"]),
+        B_.T @ (B_ * np.exp(B_ @ x_)[:, None]),
+    ),
+    (
+        "H logsumexp(Bx) = B.T (diag(p) - p p.T) B",
+        lambda v: sd.hessian(sd.logsumexp(v["B"] @ v["x"]), v["x"]),
+        B_.T @ (np.diag(_softmax(B_ @ x_)) - np.outer(_softmax(B_ @ x_), _softmax(B_ @ x_))) @ B_,
+    ),
+]
+
+
+@pytest.mark.parametrize("name, build, closed", IDENTITIES, ids=[i[0] for i in IDENTITIES])
+def test_matrix_cookbook_identities(g, name, build, closed):
+    v, values = g
+    d = build(v)
+    np.testing.assert_allclose(sd.evaluate(d, values), closed, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sd.evaluate(sd.simplify(d), values), closed, rtol=1e-10, atol=1e-12)
+
+
+def _identity_sized_work(node: sd.Node, size: int) -> bool:
+    """A matmul with an operand that is a constant of at least size² elements (a seed at work)."""
+    for u in ancestors([node]):
+        if u.op == "matmul" and any(w.op == "constant" and (w.size or 0) >= size * size for w in u.inputs):
+            return True
+    return False
+
+
+@pytest.mark.parametrize(
+    "build, text",
+    [
+        (lambda v: sd.hessian(v["x"] @ v["A"] @ v["x"], v["x"]), "A + A.T"),
+        (lambda v: sd.hessian(sd.sum((v["B"] @ v["x"] - v["b"]) ** 2), v["x"]), "(2*B.T)@B"),
+        (lambda v: sd.jacobian(v["A"] @ v["x"], v["x"]), "A"),
+        (lambda v: sd.jacobian(sd.tanh(v["W"] @ v["x"]), v["x"]), "expand_dims(1 - tanh(W@x)**2, axis=-1)*W"),
+        (
+            lambda v: sd.hessian(sd.sum(sd.softplus(v["X"] @ v["x"]) - v["y"] * (v["X"] @ v["x"])), v["x"]),
+            "(X.T*sigmoid(X@x)*(1 - sigmoid(X@x)))@X",
+        ),
+        (lambda v: sd.hessian(sd.sum(sd.exp(v["B"] @ v["x"])), v["x"]), "(B.T*exp(B@x))@B"),
+    ],
+)
+def test_hessians_and_jacobians_are_built_in_textbook_form(g, build, text):
+    v, _ = g
+    d = build(v)
+    assert str(d) == text
+    assert not _identity_sized_work(d, n)
