@@ -325,6 +325,15 @@ def _summed_diagonal(root: Any, p: Node) -> Node | None:
     return _as_root(root, d)
 
 
+def _uniform_diagonal(root: Any, x: Node, ref: Node) -> Node | None:
+    # the gradient of a trace: a uniform diagonal on a square matrix is a multiple of the identity
+    fill = fill_value(x)
+    shape = root.shape
+    if fill is None or root.attrs["offset"] != 0 or len(shape) != 2 or shape[0] != shape[1] or shape[0] is None:
+        return None
+    return root.graph.constant(np.eye(shape[0], dtype=root.dtype) * fill)
+
+
 def _static_fill(fill: float) -> Callable[..., Node | None]:
     def rule(root: Any, x: Node) -> Node | None:
         return None if None in root.shape else root.graph.uniform_constant(fill, root.shape, root.dtype)
@@ -597,6 +606,7 @@ RULES = RuleTable(
         Rule(_pat("getitem"), _full_slice),
         Rule(Pat(("concatenate", "stack")), _rejoined),
         Rule(Pat("matmul", x, y), _identity_product),
+        Rule(Pat("undiagonal", x, Pat.var("ref")), _uniform_diagonal),
         Rule(Pat("squeeze", Pat("expand_dims", x, name="e")), _squeeze_expanded),
         Rule(Pat("expand_dims", Pat("squeeze", x, name="e")), _squeeze_expanded),
         Rule(Pat("sum", Pat("mul", name="p")), _summed_diagonal),

@@ -573,6 +573,27 @@ CASES: list[Case] = [
     ),
     Case("norm", "nuc", lambda x: sd.norm(x, "nuc"), lambda x: np.linalg.norm(x, "nuc"), [well_conditioned(3, 3)]),
     Case("norm", "spectral", lambda x: sd.norm(x, 2), lambda x: np.linalg.norm(x, 2), [well_conditioned(3, 3)]),
+    Case("diagonal", "offset", lambda x: sd.diagonal(x, 1), lambda x: np.diagonal(x, 1), [normal(3, 4)]),
+    Case(
+        "diagonal",
+        "axes-stack",
+        lambda x: sd.diagonal(x, -1, 2, 0),
+        lambda x: np.diagonal(x, -1, 2, 0),
+        [normal(3, 2, 3)],
+    ),
+    Case("diagonal", "trace-unknown", sd.trace, np.trace, [normal(3, 3)], shapes=[(None, None)]),
+    Case(
+        "undiagonal",
+        "direct",
+        lambda g, x: apply(REGISTRY["undiagonal"], g, x, offset=0, axis1=-2, axis2=-1),
+        lambda g, x: np.diag(g),
+        [normal(3), normal(3, 3)],
+        wrt=[0],
+    ),
+    Case("diag", "vector", sd.diag, np.diag, [normal(3)]),
+    Case("diag", "offset", lambda v: sd.diag(v, -2), lambda v: np.diag(v, -2), [normal(2)]),
+    Case("outer", "vectors", sd.outer, np.outer, [normal(3), normal(2)]),
+    Case("outer", "flattened", sd.outer, np.outer, [normal(2, 2), normal(3)]),
     # shape ops
     Case("transpose", "T", lambda x: x.T, np.transpose, [normal(2, 3)]),
     Case(

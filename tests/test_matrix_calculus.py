@@ -85,6 +85,17 @@ IDENTITIES = [
         lambda v: sd.grad(sd.sum(sd.transpose(v["A"]) * sd.inv(v["S"])), v["S"]),
         -(np.linalg.inv(S_) @ A_ @ np.linalg.inv(S_)).T,
     ),
+    ("d tr(A X)/dX = A.T  (100)", lambda v: sd.grad(sd.trace(v["A"] @ v["W"]), v["W"]), A_.T),
+    (
+        "d tr(X A X.T)/dX = X (A + A.T)  (107)",
+        lambda v: sd.grad(sd.trace(v["X"] @ v["A"] @ v["X"].T), v["X"]),
+        X_ @ (A_ + A_.T),
+    ),
+    (
+        "d (a.T X X.T a)... outer: d sum(outer(a, x) * A)/dx = A.T a",
+        lambda v: sd.grad(sd.sum(sd.outer(v["a"], v["x"]) * v["A"]), v["x"]),
+        A_.T @ a_,
+    ),
     ("d |x|/dx = x / |x|  (129)", lambda v: sd.grad(sd.norm(v["x"]), v["x"]), x_ / np.linalg.norm(x_)),
     ("d |X|_F^2/dX = 2X  (Frobenius)", lambda v: sd.grad(sd.norm(v["X"]) ** 2, v["X"]), 2 * X_),
     # Jacobians

@@ -959,3 +959,157 @@ def op_axes_ordered(op: str, x: Node, axis: Any) -> tuple[int, ...]:
     if len(set(out)) != len(out):
         raise ShapeError(f"{op}: axis {axis!r} repeats an axis")
     return tuple(out)
+
+
+# -- diagonals, trace, outer, eye -------------------------------------------------------------
+def _diagonal_shape(shape: Shape, offset: int, axis1: int, axis2: int) -> Shape:
+    n = len(shape)
+    d1, d2 = shape[axis1], shape[axis2]
+    rest = tuple(d for k, d in enumerate(shape) if k - n not in (axis1, axis2))
+    size = None if d1 is None or d2 is None else max(0, min(d1 + min(offset, 0), d2 - max(offset, 0)))
+    return rest + (size,)
+
+
+def _undiagonal_forward(xp, g, ref, offset, axis1, axis2):
+    nb = np.ndim(g) - (np.ndim(ref) - 1)
+    out = np.zeros(np.shape(g)[:nb] + np.shape(ref), dtype=np.result_type(g))
+    k = np.shape(g)[-1]
+    rows, cols = np.arange(k) + max(-offset, 0), np.arange(k) + max(offset, 0)
+    np.moveaxis(out, (axis1, axis2), (-2, -1))[..., rows, cols] = g  # a view: writes into out
+    return out
+
+
+def _undiagonal(g: Node, x: Node, offset: int, axis1: int, axis2: int) -> Node:
+    return apply(UNDIAGONAL, g, x, offset=offset, axis1=axis1, axis2=axis2)
+
+
+DIAGONAL = define_op(
+    "diagonal",
+    lambda xp, x, offset, axis1, axis2: xp.diagonal(x, offset, axis1, axis2),
+    _diagonal_shape,
+    numpy="diagonal",
+    kind="structural",
+    dtype=lambda x, **_: x,
+    vjp=(lambda g, out, x, offset, axis1, axis2: _undiagonal(g, x, offset, axis1, axis2),),
+    properties=("linear",),
+    doc="the (offset) diagonal of the axis1, axis2 planes, as a last axis; the gradient is g on that diagonal",
+)
+UNDIAGONAL = define_op(
+    "undiagonal",
+    _undiagonal_forward,
+    lambda g, ref, offset, axis1, axis2: tuple(g[: len(g) - (len(ref) - 1)]) + tuple(ref),
+    kind="structural",
+    dtype=lambda g, r, **_: g,
+    vjp=(
+        lambda g, out, h, ref, offset, axis1, axis2: apply(DIAGONAL, g, offset=offset, axis1=axis1, axis2=axis2),
+        None,
+    ),
+    jvp=(lambda t, out, h, ref, offset, axis1, axis2: _undiagonal(t, ref, offset, axis1, axis2), None),
+    properties=("linear",),
+    unsupported={"array_module": "writes into a numpy array"},
+    doc="zeros shaped like ref with g on the (offset) diagonal (the adjoint of diagonal)",
+)
+
+
+def diagonal(a: ArrayLike, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Node:
+    """The diagonal of ``a`` (of its axis1, axis2 planes, as a new last axis), as ``numpy.diagonal``.
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 3))
+    >>> print(sd.evaluate(sd.diagonal(A, 1), {A: [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]}))
+    [2. 6.]
+    """
+    (a,) = as_nodes("diagonal", a)
+    if a.ndim < 2:
+        raise ShapeError(f"diagonal: needs at least 2 dimensions, got shape {format_shape(a.shape)}")
+    axes = op_axes_ordered("diagonal", a, (axis1, axis2))
+    return apply(DIAGONAL, a, offset=int(offset), axis1=axes[0], axis2=axes[1])
+
+
+def trace(a: ArrayLike, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Node:
+    """Sum of the (offset) diagonal, as ``numpy.trace``; ``d tr(a) = tr(da)``, the gradient is the identity.
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 2))
+    >>> print(sd.simplify(sd.grad(sd.trace(A @ A), A)))
+    2*A.T
+    """
+    return sum(diagonal(a, offset, axis1, axis2), -1)
+
+
+def _diag_forward(xp, v, k):
+    n = np.shape(v)[-1] + abs(k)
+    widths = ((0, 0),) * (np.ndim(v) - 1) + (((0, k) if k >= 0 else (-k, 0)),)
+    return xp.pad(v, widths)[..., :, None] * xp.eye(n, k=k, dtype=v.dtype)
+
+
+DIAG = define_op(
+    "diag",
+    _diag_forward,
+    lambda shape, k: tuple(shape[:-1]) + ((None, None) if shape[-1] is None else (shape[-1] + abs(k),) * 2),
+    kind="structural",
+    dtype=lambda v, k: v,
+    vjp=(lambda g, out, v, k: apply(DIAGONAL, g, offset=k, axis1=-2, axis2=-1),),
+    properties=("linear",),
+    doc="the matrix with v on its k-th diagonal; the gradient is g's k-th diagonal",
+)
+
+
+def diag(v: ArrayLike, k: int = 0) -> Node:
+    """As ``numpy.diag``: a vector's diagonal matrix, or a matrix's k-th diagonal.
+
+    >>> g = sd.Graph(); v = g.variable("v", shape=(2,))
+    >>> print(sd.evaluate(sd.diag(v), {v: [1.0, 2.0]}))
+    [[1. 0.]
+     [0. 2.]]
+    """
+    (v,) = as_nodes("diag", v)
+    if v.ndim == 2:
+        return diagonal(v, k)
+    if v.ndim != 1:
+        raise ShapeError(f"diag: takes a vector or a matrix, got shape {format_shape(v.shape)}")
+    return apply(DIAG, v, k=int(k))
+
+
+OUTER = define_op(
+    "outer",
+    numpy="outer",
+    shape=lambda a, b: (a[0], b[0]),
+    kind="linalg",
+    dtype=lambda a, b: np.result_type(a, b),
+    vjp=(lambda g, out, a, b: matmul(g, b), lambda g, out, a, b: matmul(a, g)),
+    jvp=(
+        lambda t, out, a, b: multiply(expand_dims(t, -1), b),
+        lambda t, out, a, b: multiply(expand_dims(a, -1), expand_dims(t, -2)),
+    ),
+    sympy=lambda a, b: np.multiply.outer(a, b),
+    doc="a bᵀ; d = da bᵀ + a dbᵀ; gradients g b and aᵀ g",
+)
+
+
+def outer(a: ArrayLike, b: ArrayLike) -> Node:
+    """Outer product of the flattened inputs, as ``numpy.outer``.
+
+    >>> g = sd.Graph(); a = g.variable("a", shape=(2,))
+    >>> print(sd.evaluate(sd.outer(a, a), {a: [1.0, 2.0]}))
+    [[1. 2.]
+     [2. 4.]]
+    """
+    from symdiff.ops.structure import reshape
+
+    a, b = as_nodes("outer", a, b)
+    a, b = (x if x.ndim == 1 else reshape(x, (-1,)) for x in (a, b))
+    return apply(OUTER, a, b)
+
+
+def eye(N: int, M: int | None = None, k: int = 0, dtype: Any = float, *, like: Node | None = None) -> Any:  # noqa: N803
+    """The identity, as ``numpy.eye``: numpy's array, or with ``like=node`` a constant node of its
+    graph. Products with it fold away as graphs are built (``eye(n) @ A`` is A).
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(3, 3))
+    >>> print(sd.eye(3, like=A) @ A)
+    A
+    """
+    value = np.eye(N, M, k, dtype=dtype)
+    if like is None:
+        return value
+    (like,) = as_nodes("eye", like)
+    return like.graph.constant(value)
