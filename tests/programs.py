@@ -122,7 +122,8 @@ def _distinct(a: sd.Node) -> sd.Node:
     """diag(1, ..., n) + 0.1 t tᵀ: symmetric, eigenvalues apart (their second derivatives divide by the gaps)."""
     v = sd.reshape(a, (-1,))
     t = sd.tanh(v)
-    steps = 1.0 + sd.astype(sd.arange(sd.count(v)), v.dtype)
+    n = v.shape[0]
+    steps = 1.0 + (np.arange(n, dtype=v.dtype) if n is not None else sd.astype(sd.arange(sd.count(v)), v.dtype))
     return sd.eye_like(v) * steps + 0.1 * sd.expand_dims(t, -1) * sd.expand_dims(t, 0)
 
 

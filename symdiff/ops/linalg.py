@@ -436,7 +436,8 @@ def tensordot(a: ArrayLike, b: ArrayLike, axes: Any = 2) -> Node:
 def _logdet_forward(xp, a):
     sign, logabs = xp.linalg.slogdet(a)
     # log det for a positive determinant; -inf at 0 and nan below, as log(det(a)) would give
-    return xp.where(sign > 0, logabs, xp.where(sign == 0, -np.inf, np.nan))
+    edge = xp.where(sign == 0, -np.inf, np.nan).astype(logabs.dtype)  # float32 stays float32
+    return xp.where(sign > 0, logabs, edge)
 
 
 _LOGDET_RULES = {
@@ -500,6 +501,15 @@ def slogdet(a: ArrayLike) -> tuple[Node, Node]:
 # -- eigh -------------------------------------------------------------------------------
 def _symmetric(xp, a):
     return 0.5 * (a + xp.swapaxes(a, -1, -2))
+
+
+def _eigh(xp, a):
+    # LAPACK stops at a nan or inf ("did not converge"); such a matrix gives nan, as det and solve do
+    s = _symmetric(xp, a)
+    finite = xp.isfinite(s)
+    w, v = xp.linalg.eigh(xp.where(finite, s, 0.0))
+    bad = ~xp.all(finite, axis=(-2, -1))
+    return xp.where(bad[..., None], np.nan, w), xp.where(bad[..., None, None], np.nan, v)
 
 
 def _sym(t: Node) -> Node:
@@ -567,7 +577,7 @@ def _eigh_vectors_jvp(t, out, a):
 _NO_SYMPY = {"sympy": "sympy's eigen decomposition has no numpy order or sign convention"}
 EIGVALSH = define_op(
     "eigvalsh",
-    lambda xp, a: xp.linalg.eigvalsh(_symmetric(xp, a)),
+    lambda xp, a: _eigh(xp, a)[0],
     lambda a: tuple(_square_shape(a, "eigh")[:-1]),
     kind="linalg",
     vjp=(_eigvalsh_vjp,),
@@ -577,7 +587,7 @@ EIGVALSH = define_op(
 )
 EIGH_VECTORS = define_op(
     "eigh_vectors",
-    lambda xp, a: xp.linalg.eigh(_symmetric(xp, a))[1],
+    lambda xp, a: _eigh(xp, a)[1],
     lambda a: _square_shape(a, "eigh"),
     kind="linalg",
     vjp=(_eigh_vectors_vjp,),
