@@ -334,6 +334,46 @@ def _uniform_diagonal(root: Any, x: Node, ref: Node) -> Node | None:
     return root.graph.constant(np.eye(shape[0], dtype=root.dtype) * fill)
 
 
+# -- indexed gradients: n scalar scatters into one vector are one stack ---------------------------
+def _scatter_parts(u: Node) -> tuple[list[Node], list[int]] | None:
+    """The parts and positions of a scatter into a vector: unindex(g, ref, [i]), or of a stack
+    of parts at listed positions, unindex(stack(parts), ref, [i, j, ...]); None otherwise."""
+    if u.op != "unindex" or len(u.inputs) != 2:
+        return None
+    g, ref = u.inputs
+    key = u.attrs["index"].key
+    if ref.ndim != 1 or ref.shape[0] is None or len(key) != 1:
+        return None
+    n = ref.shape[0]
+    if key[0][0] == "i":
+        return [g], [key[0][1] % n]
+    if key[0][0] == "a" and len(key[0][2]) == 1 and g.op == "stack" and g.attrs["axis"] == -1:
+        if len(g.inputs) == key[0][2][0]:
+            return list(g.inputs), [p % n for p in key[0][1]]
+    return None
+
+
+def _merged_scatters(root: Any, x: Node, y: Node) -> Node | None:
+    """The gradient of w[0]*x0 + ... + w[n-1]*x[n-1] is one vector, [g*x0, ..., g*x[n-1]], not n
+    full-size scatters summed (O(n) work, not O(n²)); repeated positions add up, as before."""
+    from symdiff.ops.indexing import Index, unindex
+    from symdiff.ops.join import stack
+
+    a, b = _scatter_parts(x), _scatter_parts(y)
+    if a is None or b is None or x.inputs[1] is not y.inputs[1]:
+        return None
+    parts, positions = a[0] + b[0], a[1] + b[1]
+    if len({(p.shape, p.dtype) for p in parts}) != 1:
+        return None
+    ref = x.inputs[1]
+    order = sorted(range(len(parts)), key=positions.__getitem__)  # by position: [g0, g1, ...] reads as w does
+    parts, positions = [parts[k] for k in order], [positions[k] for k in order]
+    joined = stack(parts, axis=-1)
+    if positions == list(range(ref.shape[0])):
+        return _as_root(root, joined)
+    return _as_root(root, unindex(joined, ref, Index((("a", tuple(positions), (len(positions),)),))))
+
+
 def _static_fill(fill: float) -> Callable[..., Node | None]:
     def rule(root: Any, x: Node) -> Node | None:
         return None if None in root.shape else root.graph.uniform_constant(fill, root.shape, root.dtype)
@@ -606,6 +646,7 @@ RULES = RuleTable(
         Rule(_pat("getitem"), _full_slice),
         Rule(Pat(("concatenate", "stack")), _rejoined),
         Rule(Pat("matmul", x, y), _identity_product),
+        Rule(Pat("add", Pat("unindex", name="x"), Pat("unindex", name="y")), _merged_scatters),
         Rule(Pat("undiagonal", x, Pat.var("ref")), _uniform_diagonal),
         Rule(Pat("squeeze", Pat("expand_dims", x, name="e")), _squeeze_expanded),
         Rule(Pat("expand_dims", Pat("squeeze", x, name="e")), _squeeze_expanded),

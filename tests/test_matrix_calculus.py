@@ -172,3 +172,29 @@ def test_hessians_and_jacobians_are_built_in_textbook_form(g, build, text):
     d = build(v)
     assert str(d) == text
     assert not _identity_sized_work(d, n)
+
+
+def test_indexed_gradients_are_one_vector():
+    graph = sd.Graph()
+    w, xin = graph.variable("w", shape=(3,)), graph.variable("xin", shape=(2,))
+    neuron = sd.sigmoid(w[0] * xin[0] + w[1] * xin[1] + w[2])
+    gw = sd.grad(neuron, w)
+    assert gw.op == "stack" and str(gw).endswith("[t4*t1, t4*t2, t4]")
+    s = 1 / (1 + np.exp(-(2.0 * -1.0 + -3.0 * -2.0 - 3.0)))
+    np.testing.assert_allclose(
+        sd.evaluate(gw, {w: [2.0, -3.0, -3.0], xin: [-1.0, -2.0]}), s * (1 - s) * np.array([-1.0, -2.0, 1.0])
+    )
+    # n terms: one scatter of one stack (O(n) work), not n full-size scatters summed
+    k = 50
+    v, u = graph.variable("v", shape=(k,)), graph.variable("u", shape=(k,))
+    total = v[0] * u[0]
+    for i in range(1, k):
+        total = total + v[i] * u[i]
+    gv = sd.grad(total, v)
+    assert sum(1 for n in ancestors([gv]) if n.op in ("unindex", "stack")) <= 2
+    uv = rng.standard_normal(k)
+    np.testing.assert_array_equal(sd.evaluate(gv, {v: np.zeros(k), u: uv}), uv)
+    # repeated positions add up
+    np.testing.assert_array_equal(
+        sd.evaluate(sd.grad(w[0] * w[0] + w[2] * w[0], w), {w: [1.0, 2.0, 3.0]}), [5.0, 0.0, 1.0]
+    )
