@@ -132,7 +132,9 @@ def _negated_product(root: Any) -> Node:
 
 def _negated_factor(root: Any, a: Node, x: Node) -> Node | None:
     # -(2*x) = -2*x; a constant that prints as where it came from (log(2)) keeps its form
-    return multiply(negative(a), x) if a.origin is None else None
+    from symdiff.printing import _folded_from
+
+    return multiply(negative(a), x) if _folded_from(a) is None else None
 
 
 def _negated_quotient(root: Any) -> Node:

@@ -137,6 +137,16 @@ IDENTITIES = [
 ]
 
 
+def test_matrix_factorisation_hessian_is_two_delta_vtv():
+    graph = sd.Graph()
+    T, U, V = graph.variable("T", shape=(m, 5)), graph.variable("U", shape=(m, 2)), graph.variable("V", shape=(5, 2))
+    t, u, v = rng.standard_normal((m, 5)), rng.standard_normal((m, 2)), rng.standard_normal((5, 2))
+    H = sd.hessian(sd.sum((T - U @ V.T) ** 2), U)
+    assert H.shape == (m, 2, m, 2)
+    closed = 2 * np.einsum("ij,kl->ikjl", np.eye(m), v.T @ v)
+    np.testing.assert_allclose(sd.evaluate(H, {T: t, U: u, V: v}), closed, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("name, build, closed", IDENTITIES, ids=[i[0] for i in IDENTITIES])
 def test_matrix_cookbook_identities(g, name, build, closed):
     v, values = g

@@ -100,14 +100,19 @@ NEG = define_op(
     vjp=(lambda g, out, x: negative(g),),
     properties=("linear",),
     precedence=30,
-    text=lambda node, args, wrap: ("-" + wrap(0, 20), 30),  # -x*y reads (and computes) as -(x*y)
-    latex=lambda node, args, wrap: ("-" + wrap(0, 20), 30),
+    text=lambda node, args, wrap: _negated(wrap(0, 20)),  # -x*y reads (and computes) as -(x*y)
+    latex=lambda node, args, wrap: _negated(wrap(0, 20)),
     label="neg",
     function="negative",
     sympy=lambda x: -x,
     doc="d(-x) = -dx",
     scalar="(-{0})",
 )
+
+
+def _negated(text: str) -> tuple[str, int]:
+    # -(-2*x), not --2*x
+    return ("-(" + text + ")" if text.startswith("-") else "-" + text), 30
 
 
 def _product_latex(node: Node, wrap) -> tuple[str, int]:
