@@ -594,6 +594,33 @@ CASES: list[Case] = [
     Case("diag", "offset", lambda v: sd.diag(v, -2), lambda v: np.diag(v, -2), [normal(2)]),
     Case("outer", "vectors", sd.outer, np.outer, [normal(3), normal(2)]),
     Case("outer", "flattened", sd.outer, np.outer, [normal(2, 2), normal(3)]),
+    Case(
+        "einsum", "matmul", lambda x, y: sd.einsum("ij,jk->ik", x, y), lambda x, y: x @ y, [normal(2, 3), normal(3, 2)]
+    ),
+    Case(
+        "einsum",
+        "three-operands-implicit",
+        lambda x, a, y: sd.einsum("i,ij,j", x, a, y),
+        lambda x, a, y: np.einsum("i,ij,j", x, a, y),
+        [normal(3), normal(3, 2), normal(2)],
+    ),
+    Case(
+        "einsum",
+        "summed-index-transposed",
+        lambda x, y: sd.einsum("ijk,kj->ik", x, y),
+        lambda x, y: np.einsum("ijk,kj->ik", x, y),
+        [normal(2, 3, 2), normal(2, 3)],
+    ),
+    Case(
+        "einsum",
+        "own-index-summed",
+        lambda x: sd.einsum("ijk->j", x),
+        lambda x: np.einsum("ijk->j", x),
+        [normal(2, 3, 2)],
+    ),
+    Case(
+        "einsum", "outer-same", lambda x: sd.einsum("i,j->ij", x, x), lambda x: np.einsum("i,j->ij", x, x), [normal(3)]
+    ),
     # shape ops
     Case("transpose", "T", lambda x: x.T, np.transpose, [normal(2, 3)]),
     Case(

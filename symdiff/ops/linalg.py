@@ -1123,3 +1123,104 @@ def eye(N: int, M: int | None = None, k: int = 0, dtype: Any = float, *, like: N
         return value
     (like,) = as_nodes("eye", like)
     return like.graph.constant(value)
+
+
+# -- einsum -----------------------------------------------------------------------------
+def _einsum_spec(spec: str, ndims: list[int]) -> tuple[list[str], str]:
+    """numpy's subscripts, checked: one letter per axis, an explicit or implied output."""
+    spec = spec.replace(" ", "")
+    if "." in spec:
+        raise ShapeError(f"einsum: {spec!r}: ellipses are not supported; name every axis")
+    lhs, arrow, out = spec.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ndims):
+        raise ShapeError(f"einsum: {spec!r} names {len(terms)} operand(s), got {len(ndims)}")
+    for t, nd in zip(terms, ndims):
+        if len(t) != nd or not t.isalpha():
+            raise ShapeError(f"einsum: {spec!r}: subscripts {t!r} do not fit an operand with {nd} axes")
+        if len(set(t)) != len(t):
+            raise ShapeError(f"einsum: {spec!r}: a repeated index within one operand ({t!r}); use sd.diagonal")
+    letters = "".join(terms)
+    if not arrow:
+        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if len(set(out)) != len(out) or any(c not in letters for c in out):
+        raise ShapeError(f"einsum: {spec!r}: the output {out!r} repeats an index or names one no operand has")
+    return terms, out
+
+
+def _einsum_shape(*shapes: Shape, terms: tuple[str, ...], out: str) -> Shape:
+    size: dict[str, int | None] = {}
+    for t, s in zip(terms, shapes):
+        for c, d in zip(t, s[len(s) - len(t) :]):
+            if size.get(c) is not None and d is not None and d != size[c] and 1 not in (d, size[c]):
+                raise ShapeError(f"index {c!r} has sizes {size[c]} and {d}")
+            size[c] = d if size.get(c) in (None, 1) else size[c]
+    lead = [s[: len(s) - len(t)] for t, s in zip(terms, shapes)]  # batch axes of a derivative
+    return broadcast_shapes(*lead) + tuple(size[c] for c in out)
+
+
+def _einsum_forward(xp, *arrays, terms, out):
+    batch = any(np.ndim(a) > len(t) for a, t in zip(arrays, terms))
+    spec = ",".join(("..." if batch else "") + t for t in terms) + "->" + ("..." if batch else "") + out
+    return xp.einsum(spec, *arrays)
+
+
+def _einsum(arrays: Any, terms: Any, out: str) -> Node:
+    return apply(EINSUM, *arrays, terms=tuple(terms), out=out)
+
+
+def _einsum_vjp(i: int):
+    def rule(g, out_node, *xs, terms, out):
+        from symdiff.ops.structure import broadcast_like
+
+        mine = terms[i]
+        others = [(t, x) for k, (t, x) in enumerate(zip(terms, xs)) if k != i]
+        reach = set(out).union(*(set(t) for t, _ in others))
+        kept = "".join(c for c in mine if c in reach)  # an index only x_i has was summed: broadcast back
+        r = _einsum([g, *(x for _, x in others)], [out, *(t for t, _ in others)], kept)
+        missing = [k for k, c in enumerate(mine) if c not in reach]
+        if missing:
+            r = broadcast_like(expand_dims(r, tuple(k - len(mine) for k in missing)), xs[i])
+        return r
+
+    return rule
+
+
+def _einsum_jvp(i: int):
+    def rule(t, out_node, *xs, terms, out):
+        return _einsum([t if k == i else x for k, x in enumerate(xs)], terms, out)
+
+    return rule
+
+
+EINSUM = define_op(
+    "einsum",
+    _einsum_forward,
+    _einsum_shape,
+    kind="linalg",
+    dtype=lambda *dts, terms, out: np.result_type(*dts),
+    vjp=_einsum_vjp,
+    jvp=_einsum_jvp,
+    text=lambda node, args, wrap: (
+        f'einsum("{",".join(node.attrs["terms"])}->{node.attrs["out"]}", ' + ", ".join(a[0] for a in args) + ")",
+        100,
+    ),
+    sympy=lambda *arrays, terms, out: np.einsum(",".join(terms) + "->" + out, *arrays),
+    doc="sum of products over named indices; each operand's gradient is an einsum of g with the others",
+)
+
+
+def einsum(subscripts: str, *operands: ArrayLike) -> Node:
+    """Sums of products over named axes, as ``numpy.einsum`` (``"ij,jk->ik"``; without an arrow,
+    the output is the indices named once, in order). Each axis has its own letter in an operand
+    (for a diagonal, ``sd.diagonal``); no ellipses.
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 3)); B = g.variable("B", shape=(3, 2))
+    >>> sd.einsum("ij,jk->ik", A, B).shape
+    (2, 2)
+    """
+    if not isinstance(subscripts, str):
+        raise ShapeError(f"einsum: the first argument is the subscripts string, got {type(subscripts).__name__}")
+    nodes = as_nodes("einsum", *operands)
+    terms, out = _einsum_spec(subscripts, [x.ndim for x in nodes])
+    return _einsum(nodes, terms, out)
