@@ -199,6 +199,39 @@ def test_gradients_jacobians_and_hessians_match_independent_references(mode, dat
             np.testing.assert_allclose(a, b, rtol=rtol, atol=atol * big, err_msg=what)
 
 
+@pytest.mark.parametrize("mode", ("float64", "deep"))
+@given(data=st.data())
+def test_hessians_match_differences_of_the_gradient_and_simplify_keeps_them(mode, data):
+    """Hessians (built with the identity-product folds of the rule table) against central
+    differences of the gradient, and sd.simplify of a Hessian against the Hessian."""
+    program, seed = data.draw(programs(mode=mode)), data.draw(seeds)
+    g, xs, y, args = _graph(program, seed)
+    cost = _scalar_cost(y, seed)
+    x = xs[0]
+    hess, grad = sd.hessian(cost, x), sd.grad(cost, x)
+    bind = dict(zip(xs, args))
+    h = np.asarray(sd.evaluate(hess, bind), dtype=np.float64)
+    n = args[0].size
+    columns = []
+    for eps in (1e-5, 1e-4):
+        cols = []
+        for j in range(n):
+            step = np.zeros(n)
+            step[j] = eps
+            at = [(args[0] + sign * step.reshape(args[0].shape)) for sign in (1, -1)]
+            ga, gb = (np.asarray(sd.evaluate(grad, {**bind, x: a}), dtype=np.float64) for a in at)
+            cols.append(((ga - gb) / (2 * eps)).reshape(-1))
+        columns.append(np.stack(cols, axis=-1) if cols else np.zeros((n, 0)))
+    fd, coarse = columns
+    scale = max(1.0, float(np.max(np.abs(fd), initial=0.0)))
+    if not np.allclose(fd, coarse, rtol=1e-4, atol=1e-5 * scale):
+        return  # differences disagree with themselves: no oracle at this point
+    np.testing.assert_allclose(h.reshape(n, n), fd, rtol=1e-4, atol=1e-5 * scale)
+    simpler = sd.simplify(hess)
+    assert simpler.shape == hess.shape and simpler.dtype == hess.dtype
+    np.testing.assert_allclose(sd.evaluate(simpler, bind), h, rtol=1e-9, atol=1e-9 * scale)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @given(data=st.data())
 def test_reverse_and_forward_mode_agree(mode, data):
