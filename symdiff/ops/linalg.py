@@ -18,7 +18,7 @@ from symdiff.ops.arithmetic import add, astype, divide, multiply, negative
 from symdiff.ops.arithmetic import subtract as sub
 from symdiff.ops.core import apply, as_nodes, broadcast_shapes, define_op, to_float
 from symdiff.ops.logic import equal, where
-from symdiff.ops.reduce import sum
+from symdiff.ops.reduce import _keep, _reduced_shape, sum
 from symdiff.ops.structure import expand_dims, lift, matrix_transpose, squeeze, transpose, tril, triu
 
 ArrayLike = Any
@@ -855,34 +855,21 @@ def expm(a: ArrayLike) -> Node:
 def _norm_share(out, x, axis, keepdims):
     # x / |x|, and 0 where |x| = 0: the subgradient of minimum norm (no nan)
     safe = where(equal(out, 0), 1.0, out)
-    return divide(x, safe if keepdims else expand_dims(safe, axis))
+    return divide(x, _keep(safe, axis, keepdims))
 
 
 NORM = define_op(
     "norm",
     lambda xp, x, axis, keepdims: xp.sqrt(xp.sum(x * x, axis=axis, keepdims=keepdims)),
-    lambda shape, axis, keepdims: _reduced(shape, axis, keepdims),
+    lambda shape, axis, keepdims: _reduced_shape(shape, axis=axis, keepdims=keepdims),
     kind="reduction",
-    vjp=(
-        lambda g, out, x, axis, keepdims: multiply(_keep_axes(g, axis, keepdims), _norm_share(out, x, axis, keepdims)),
-    ),
+    vjp=(lambda g, out, x, axis, keepdims: multiply(_keep(g, axis, keepdims), _norm_share(out, x, axis, keepdims)),),
     jvp=(lambda t, out, x, axis, keepdims: sum(multiply(t, _norm_share(out, x, axis, keepdims)), axis, keepdims),),
     sympy=lambda x, axis, keepdims: np.vectorize(sympy.sqrt, otypes=[object])(
         np.sum(x * x, axis=axis, keepdims=keepdims)
     ),
     doc="sqrt(sum x²) over axis (vector 2-norm, Frobenius norm); d = sum(x dx) / out, 0 at x = 0",
 )
-
-
-def _reduced(shape: Shape, axis: tuple[int, ...], keepdims: bool) -> Shape:
-    n = len(shape)
-    if keepdims:
-        return tuple(1 if i - n in axis else d for i, d in enumerate(shape))
-    return tuple(d for i, d in enumerate(shape) if i - n not in axis)
-
-
-def _keep_axes(g: Node, axis: tuple[int, ...], keepdims: bool) -> Node:
-    return g if keepdims else expand_dims(g, axis)
 
 
 def _singular_values(x: Node, axes: tuple[int, int]) -> Node:

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from symdiff.errors import ShapeError
 from symdiff.graph import Node
 from symdiff.ops.arithmetic import multiply
 from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, op_axes
@@ -19,9 +18,9 @@ from symdiff.ops.creation import eye_like, ones_like
 from symdiff.ops.indexing import getitem
 from symdiff.ops.join import PAD, _along
 from symdiff.ops.logic import equal, where
-from symdiff.ops.reduce import _reduced_shape, _reduction_rules
+from symdiff.ops.reduce import _reduced_shape, _reduction_rules, running
 from symdiff.ops.reduce import sum as sum_over
-from symdiff.ops.structure import expand_dims, flip, reshape, transpose, triu
+from symdiff.ops.structure import expand_dims, flip, transpose, triu
 
 ArrayLike = Any
 
@@ -84,13 +83,7 @@ def cumprod(x: ArrayLike, axis: int | None = None) -> Node:
     >>> print(sd.evaluate(sd.grad(sd.sum(sd.cumprod(w)), w), {w: [2.0, 0.0, 3.0]}))
     [1. 8. 0.]
     """
-    (x,) = as_nodes("cumprod", x)
-    if axis is None:
-        x, axis = (reshape(x, (-1,)) if x.ndim != 1 else x), 0
-    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
-        raise ShapeError(f"cumprod: axis must be an int or None, got {axis!r}")
-    (a,) = op_axes("cumprod", x, axis)
-    return apply(CUMPROD, x, axis=a)
+    return running(CUMPROD, x, axis)
 
 
 # -- prod ---------------------------------------------------------------------------

@@ -305,13 +305,18 @@ def cumsum(x: ArrayLike, axis: int | None = None) -> Node:
     >>> print(sd.evaluate(sd.cumsum(w), {w: [1.0, 2.0, 3.0]}))
     [1. 3. 6.]
     """
-    (x,) = as_nodes("cumsum", x)
+    return running(CUMSUM, x, axis)
+
+
+def running(op, x: ArrayLike, axis: int | None) -> Node:
+    """A running (cumulative) op along one axis, numpy's way: over the flattened array when None."""
+    (x,) = as_nodes(op.name, x)
     if axis is None:
         x, axis = (reshape(x, (-1,)) if x.ndim != 1 else x), 0
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
-        raise ShapeError(f"cumsum: axis must be an int or None, got {axis!r}")
-    (a,) = op_axes("cumsum", x, axis)
-    return apply(CUMSUM, x, axis=a)
+        raise ShapeError(f"{op.name}: axis must be an int or None, got {axis!r}")
+    (a,) = op_axes(op.name, x, axis)
+    return apply(op, x, axis=a)
 
 
 # -- logsumexp and the softmax family -------------------------------------------------
