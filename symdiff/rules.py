@@ -239,6 +239,7 @@ def _rejoined(root: Any) -> Node | None:
 # rules fold the products with it at build time, so no identity-sized constant does work:
 # the Hessian of x@A@x is built as A + A.T, not as n matrix-vector products with e_i.
 _IDENTITY_FORMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ELEMENT_SCALE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _is_eye(v: np.ndarray) -> bool:
@@ -248,7 +249,8 @@ def _is_eye(v: np.ndarray) -> bool:
 
 def identity_form(node: Node) -> str | None:
     """ "eye" for an (n, n) identity constant, "rows" for (n, 1, n) (unit row vectors), "cols" for
-    (n, n, 1) (unit columns); None for anything else. Checked once per constant."""
+    (n, n, 1) (unit columns), "elements" for (m, k, m, k) (the identity on m x k matrices);
+    None for anything else. Checked once per constant."""
     if node.op != "constant":
         return None
     form = _IDENTITY_FORMS.get(node, False)
@@ -262,6 +264,12 @@ def identity_form(node: Node) -> str | None:
             form = "rows"
         elif len(s) == 3 and s[2] == 1 and s[0] == s[1] and _is_eye(v[:, :, 0]):
             form = "cols"
+    if form is None and node.uniform is None and node.dtype.kind == "f" and len(s) == 4 and s[:2] == s[2:]:
+        flat = v.reshape(s[0] * s[1], s[0] * s[1])
+        scale = flat[0, 0]
+        if scale != 0 and _is_eye(flat / scale):
+            form = "elements"  # c times the identity on a matrix's elements: a Hessian's seed by a matrix
+            _ELEMENT_SCALE[node] = scale
     _IDENTITY_FORMS[node] = form
     return form
 
@@ -294,11 +302,32 @@ def _identity_product(root: Any, x: Node, y: Node) -> Node | None:
         return _as_root(root, expand_dims(y, -2))  # e_i.T @ M: row i of M
     if fy == "cols" and x.ndim == 2:
         return _as_root(root, expand_dims(transpose(x), -1))  # M @ e_i: column i of M
+    if fx == "elements" and y.ndim == 2:
+        # E[a, b, i, j] = δ_ai δ_bj, so (E @ M)[a, b, i, :] = δ_ai M[b, :]: an outer product, not a matmul
+        m = x.shape[0]
+        delta = root.graph.constant((_ELEMENT_SCALE[x] * np.eye(m, dtype=x.dtype)).reshape(m, 1, m, 1))
+        return _as_root(root, multiply(delta, expand_dims(y, (0, 2))))
     if y.ndim in (1, 2) and (d := _diagonal_of(x)) is not None:
         return _as_root(root, multiply(expand_dims(d, -1) if y.ndim == 2 else d, y))  # diag(d) @ M
     if x.ndim in (1, 2) and (d := _diagonal_of(y)) is not None:
         return _as_root(root, multiply(x, d))  # M @ diag(d)
     return None
+
+
+def _matmul(x: Node, y: Node) -> Node:
+    from symdiff.ops.linalg import matmul
+
+    return matmul(x, y)
+
+
+def _factor_out(root: Any, p: Node, n: Node, v: Node) -> Node | None:
+    """(P * N) @ V = P * (N @ V) where P is a constant that does not vary along the contracted
+    axis (its last axis has length 1, or it is a scalar): the product runs on N alone."""
+    from symdiff.ops.linalg import matmul
+
+    if p.op != "constant" or n.ndim < 2 or v.ndim != 2 or (p.ndim >= 1 and p.shape[-1] != 1):
+        return None
+    return _as_root(root, multiply(p, matmul(n, v)))
 
 
 def _batched_matvec(root: Any, m: Node, b: Node, e: Node, p: Node) -> Node | None:
@@ -648,6 +677,9 @@ RULES = RuleTable(
         Rule(_pat("getitem"), _full_slice),
         Rule(Pat(("concatenate", "stack")), _rejoined),
         Rule(Pat("matmul", x, y), _identity_product),
+        Rule(Pat("matmul", Pat("mul", Pat.var("p"), Pat.var("n")), Pat.var("v")), _factor_out),
+        Rule(Pat("matmul", _neg(x), y), lambda root, x, y: _as_root(root, negative(_matmul(x, y)))),
+        Rule(Pat("matmul", x, _neg(y)), lambda root, x, y: _as_root(root, negative(_matmul(x, y)))),
         Rule(Pat("add", Pat("unindex", name="x"), Pat("unindex", name="y")), _merged_scatters),
         Rule(Pat("undiagonal", x, Pat.var("ref")), _uniform_diagonal),
         Rule(Pat("squeeze", Pat("expand_dims", x, name="e")), _squeeze_expanded),
