@@ -159,6 +159,16 @@ def _fd_gradient(y_of, args: list[np.ndarray], eps: float = 1e-6) -> list[np.nda
     return out
 
 
+def _richardson_gradient(y_of, args: list[np.ndarray]) -> list[np.ndarray]:
+    """Central differences at steps h, h/2, h/4 (h = 1e-3), extrapolated to O(h⁶)."""
+    d = [_fd_gradient(y_of, args, eps=h) for h in (1e-3, 5e-4, 2.5e-4)]
+    out = []
+    for a, b, c in zip(*d):
+        r1, r2 = (4 * b - a) / 3, (4 * c - b) / 3
+        out.append((16 * r2 - r1) / 15)
+    return out
+
+
 @pytest.mark.parametrize("mode", MODES)
 @given(data=st.data())
 def test_gradients_jacobians_and_hessians_match_independent_references(mode, data):
@@ -183,6 +193,12 @@ def test_gradients_jacobians_and_hessians_match_independent_references(mode, dat
     rtol_fd, atol_fd = max(rtol, 1e-5), max(atol, 1e-6) * scale
     if not all(np.allclose(f, c, rtol=rtol_fd, atol=atol_fd) for f, c in zip(fd, coarse)):
         return  # finite differences disagree with themselves (cos(x**27)): no oracle at this point
+    close = all(np.allclose(v, f, rtol=rtol_fd, atol=atol_fd) for v, f in zip(values, fd))
+    if not close:
+        # A deep program's rounding noise (an eigenvalue routine, high powers) divided by a step
+        # of 1e-6 can exceed the tolerance: Richardson-extrapolated differences at larger steps
+        # are a second, independent oracle with little of that noise.
+        fd = _richardson_gradient(cost_at, [a.astype(float) for a in args])
     for k, (v, f) in enumerate(zip(values, fd)):
         assert np.asarray(v).dtype == program.dtype
         np.testing.assert_allclose(v, f, rtol=rtol_fd, atol=atol_fd, err_msg=f"grad x{k}")
