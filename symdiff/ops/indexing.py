@@ -80,6 +80,13 @@ class Index:
             cache[nb] = Index((("s", None, None, None),) * nb + self.key)
         return cache[nb]
 
+    def result_ndim(self, ndim: int) -> int:
+        """How many axes x[index] has for an x with ``ndim`` axes (an index without index nodes)."""
+        cache = self.__dict__.setdefault("_ndim", {})
+        if ndim not in cache:
+            cache[ndim] = len(_getitem_shape((None,) * ndim, index=self))
+        return cache[ndim]
+
     def __repr__(self) -> str:
         return self.text()
 
@@ -225,11 +232,14 @@ def _getitem_shape(shape: Shape, *node_shapes: Shape, index: Index) -> Shape:
 
 
 def _getitem_forward(xp, x, *nodes, index):
-    return x[index.resolve(nodes)]
+    return x[index.resolve(nodes) if nodes else index.numpy]
 
 
 def _unindex_forward(xp, g, ref, *nodes, index):
-    nb = np.ndim(g) - len(_getitem_shape(np.shape(ref), *(np.shape(i) for i in nodes), index=index))
+    if nodes:
+        nb = np.ndim(g) - len(_getitem_shape(np.shape(ref), *(np.shape(i) for i in nodes), index=index))
+    else:
+        nb = np.ndim(g) - index.result_ndim(np.ndim(ref))  # cached: this runs in every evaluation
     out = xp.zeros(np.shape(g)[:nb] + np.shape(ref), dtype=np.result_type(g))
     full = index.with_batch(nb).resolve(nodes)
     if index.advanced:
