@@ -41,9 +41,10 @@ def _leaf(node: Node) -> str:
         return f"full({format_shape(node.shape)}, {format_number(node.uniform)})"
     if value.size <= 6:
         return str(np.asarray(value).tolist()).replace(" ", "")
-    if value.ndim == 2 and value.shape[0] == value.shape[1] and value.dtype.kind == "f":
-        if np.count_nonzero(value) == value.shape[0] and np.all(np.diagonal(value) == 1):
-            return f"eye({value.shape[0]})"  # an identity (a Hessian's ridge term): written as one
+    from symdiff.rules import identity_form  # the rule table's test, cached per constant
+
+    if identity_form(node) == "eye":
+        return f"eye({value.shape[0]})"  # an identity (a Hessian's ridge term): written as one
     return f"const{format_shape(node.shape)}"
 
 

@@ -420,15 +420,9 @@ def tensordot(a: ArrayLike, b: ArrayLike, axes: Any = 2) -> Node:
             raise ShapeError(f"tensordot: axes {axes!r} is not a count or a pair of axis lists") from None
         if len(ia) != len(ib):
             raise ShapeError(f"tensordot: axes {axes!r} pair {len(ia)} axes of a with {len(ib)} of b")
-    try:
-        ia = [int(p) % a.ndim if -a.ndim <= p < a.ndim else int("x") for p in ia]
-        ib = [int(q) % b.ndim if -b.ndim <= q < b.ndim else int("x") for q in ib]
-    except ValueError:
-        raise ShapeError(
-            f"tensordot: axes {axes!r} out of range for {format_shape(a.shape)} and {format_shape(b.shape)}"
-        ) from None
-    if len(set(ia)) != len(ia) or len(set(ib)) != len(ib):
-        raise ShapeError(f"tensordot: axes {axes!r} repeat an axis")
+    # the axes checked (in range, none repeated) as the other axis-taking ops check them
+    ia = [k % a.ndim for k in op_axes_ordered("tensordot", a, ia)]
+    ib = [k % b.ndim for k in op_axes_ordered("tensordot", b, ib)]
     return _td(a, b, ia, ib)
 
 
