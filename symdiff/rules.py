@@ -280,6 +280,26 @@ def _as_root(root: Any, node: Node) -> Node | None:
     return node if node.dtype == root.dtype else astype(node, root.dtype)
 
 
+def _evaluates(node: Node, op: str, a: Node, budget: int = 64) -> bool:
+    """Whether evaluating ``node`` evaluates ``op(a)`` (searched among its first ``budget`` ancestors)."""
+    seen, stack = set(), [node]
+    while stack and len(seen) < budget:
+        n = stack.pop()
+        if n.op == op and n.inputs[0] is a:
+            return True
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.inputs)
+    return False
+
+
+def _cancelled_det(root: Any, a: Node, d: Node, y: Node) -> Node | None:
+    # det(a)/det(a) * y = y where y evaluates inv(a): inv(a) is undefined exactly where
+    # det(a) = 0 (numpy raises "Singular matrix"), so the two agree wherever the original is
+    # defined; det's own underflow or overflow (0/0, inf/inf) was the only way to a nan.
+    return _as_root(root, y) if _evaluates(y, "inv", a) else None
+
+
 def _diagonal_of(node: Node) -> Node | None:
     """d if node is eye * d (d of shape (n,), (1, n) or (n, 1)): the matrix diag(d)."""
     if node.op != "mul" or node.ndim != 2:
@@ -354,6 +374,27 @@ def _summed_diagonal(root: Any, p: Node) -> Node | None:
     if d is None or root.attrs["keepdims"] or root.attrs["axis"] not in ((-1,), (-2,)):
         return None
     return _as_root(root, d)
+
+
+def _row_products(root: Any, p: Node) -> Node | None:
+    # sum(M * v, axis=-1) over a matrix's rows is the matrix-vector product M @ v
+    from symdiff.ops.linalg import matmul
+    from symdiff.ops.structure import expand_dims
+
+    if root.attrs["axis"] != (-1,) or root.dtype.kind != "f":
+        return None
+    for m, v in (p.inputs, p.inputs[::-1]):
+        if m.ndim == 2 and v.ndim == 1 and v.shape[0] is not None and v.shape[0] == m.shape[1]:
+            product = matmul(m, v)
+            return _as_root(root, expand_dims(product, -1) if root.attrs["keepdims"] else product)
+    return None
+
+
+def _summed_negation(root: Any, x: Node) -> Node | None:
+    from symdiff.ops.reduce import sum as sum_
+
+    # sum(-x) = -sum(x) exactly: negations collect at the top, where they cancel
+    return _as_root(root, negative(sum_(x, axis=root.attrs["axis"], keepdims=root.attrs["keepdims"])))
 
 
 def _uniform_diagonal(root: Any, x: Node, ref: Node) -> Node | None:
@@ -646,6 +687,8 @@ def _where_same(root: Node, c: Node, x: Node) -> Node | None:
 SUMS = ("add", "sub", "neg", "mul")
 PRODUCTS = ("mul", "div")
 
+_det_ratio = Pat("div", Pat("det", Pat.var("a"), name="d"), Pat.var("d"))
+
 RULES = RuleTable(
     [
         # while building: identities that hold for every value
@@ -676,6 +719,8 @@ RULES = RuleTable(
         Rule(Pat("match_shape", x, Pat.var("ref")), _known_shapes),
         Rule(_pat("getitem"), _full_slice),
         Rule(Pat(("concatenate", "stack")), _rejoined),
+        Rule(Pat("expand_dims", _det_ratio) * y, _cancelled_det),
+        Rule(_det_ratio * y, _cancelled_det),
         Rule(Pat("matmul", x, y), _identity_product),
         Rule(Pat("matmul", Pat("mul", Pat.var("p"), Pat.var("n")), Pat.var("v")), _factor_out),
         Rule(Pat("matmul", _neg(x), y), lambda root, x, y: _as_root(root, negative(_matmul(x, y)))),
@@ -685,6 +730,8 @@ RULES = RuleTable(
         Rule(Pat("squeeze", Pat("expand_dims", x, name="e")), _squeeze_expanded),
         Rule(Pat("expand_dims", Pat("squeeze", x, name="e")), _squeeze_expanded),
         Rule(Pat("sum", Pat("mul", name="p")), _summed_diagonal),
+        Rule(Pat("sum", Pat("mul", name="p")), _row_products),
+        Rule(Pat("sum", _neg(x)), _summed_negation),
         Rule(Pat("squeeze", Pat("matmul", m, Pat("expand_dims", b, name="e"), name="p")), _batched_matvec),
         Rule(Pat("squeeze", Pat("matmul", Pat("expand_dims", b, name="e"), m, name="p")), _batched_matvec),
         Rule(_pat("zeros_like"), _static_fill(0)),

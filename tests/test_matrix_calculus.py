@@ -79,6 +79,7 @@ IDENTITIES = [
         lambda v: sd.grad(sd.det(v["S"]), v["S"]),
         np.linalg.det(S_) * np.linalg.inv(S_).T,
     ),
+    ("d log det S/dS = inv(S).T  (51)", lambda v: sd.grad(sd.log(sd.det(v["S"])), v["S"]), np.linalg.inv(S_).T),
     ("d log|det S|/dS = inv(S).T  (57)", lambda v: sd.grad(sd.slogdet(v["S"])[1], v["S"]), np.linalg.inv(S_).T),
     (
         "d tr(A S^-1)/dS = -(S^-1 A S^-1).T  (63)",
@@ -178,6 +179,11 @@ def _identity_sized_work(node: sd.Node, size: int) -> bool:
             "(X.T*sigmoid(X@x)*(1 - sigmoid(X@x)))@X",
         ),
         (lambda v: sd.hessian(sd.sum(sd.exp(v["B"] @ v["x"])), v["x"]), "(B.T*exp(B@x))@B"),
+        (lambda v: sd.grad(sd.log(sd.det(v["S"])), v["S"]), "inv(S).T"),
+        (
+            lambda v: sd.hessian(sd.logsumexp(v["B"] @ v["x"]), v["x"]),  # B.T (diag(p) - p p.T) B, distributed
+            "t1 = B@x\nt2 = exp(t1 - expand_dims(logsumexp(t1), axis=-1))\nt3 = B.T\n(t3*t2 - expand_dims(t3@t2, axis=-1)*t2)@B",
+        ),
     ],
 )
 def test_hessians_and_jacobians_are_built_in_textbook_form(g, build, text):
@@ -211,3 +217,22 @@ def test_indexed_gradients_are_one_vector():
     np.testing.assert_array_equal(
         sd.evaluate(sd.grad(w[0] * w[0] + w[2] * w[0], w), {w: [1.0, 2.0, 3.0]}), [5.0, 0.0, 1.0]
     )
+
+
+def test_det_over_det_cancels_only_beside_inv():
+    """det(a)/det(a) goes only where the product evaluates inv(a), which is undefined exactly
+    where det(a) = 0: the two forms agree wherever the original is defined."""
+    graph = sd.Graph()
+    S = graph.variable("S", shape=(3, 3))
+    d = sd.det(S)
+    assert str(d / d * S[0, 0]) == "det(S)/det(S)*S[0, 0]"  # nothing guards it: 0/0 stays nan
+    assert np.isnan(sd.evaluate(d / d * S[0, 0], {S: np.ones((3, 3))}))
+    g = sd.grad(sd.log(d), S)
+    for form in (g, sd.simplify(g)):
+        with pytest.raises(np.linalg.LinAlgError):  # singular: inv raises, before and after
+            sd.evaluate(form, {S: np.ones((3, 3))})
+    # det underflows to 0 for this well-conditioned matrix: the cancelled form is still right
+    big = graph.variable("big", shape=(200, 200))
+    small = 0.01 * np.eye(200)
+    assert np.linalg.det(small) == 0.0
+    np.testing.assert_allclose(sd.evaluate(sd.grad(sd.log(sd.det(big)), big), {big: small}), 100 * np.eye(200))
