@@ -182,7 +182,8 @@ def _identity_sized_work(node: sd.Node, size: int) -> bool:
         (lambda v: sd.grad(sd.log(sd.det(v["S"])), v["S"]), "inv(S).T"),
         (
             lambda v: sd.hessian(sd.logsumexp(v["B"] @ v["x"]), v["x"]),  # B.T (diag(p) - p p.T) B, distributed
-            "t1 = B@x\nt2 = exp(t1 - expand_dims(logsumexp(t1), axis=-1))\nt3 = B.T\n(t3*t2 - expand_dims(t3@t2, axis=-1)*t2)@B",
+            "t1 = B@x\nt2 = exp(t1 - expand_dims(logsumexp(t1), axis=-1))\nt3 = B.T\n"
+            "(t3*t2 - expand_dims(t3@t2, axis=-1)*t2)@B",
         ),
     ],
 )
