@@ -174,6 +174,23 @@ def numpy_function(xp: Any, name: str) -> Callable[..., Any]:
     return fn
 
 
+def index_add(xp: Any, out: Any, index: Any, values: Any) -> Any:
+    """``out`` with ``values`` added at ``index``, repeated indices accumulating: in place for
+    numpy's mutable arrays, by ``out.at[index].add`` for immutable ones (jax)."""
+    if hasattr(out, "at"):
+        return out.at[index].add(values)
+    xp.add.at(out, index, values)
+    return out
+
+
+def index_set(xp: Any, out: Any, index: Any, values: Any) -> Any:
+    """``out`` with ``values`` written at ``index`` (in place where arrays are mutable)."""
+    if hasattr(out, "at"):
+        return out.at[index].set(values)
+    out[index] = values
+    return out
+
+
 def special_function(xp: Any, name: str) -> Callable[..., Any]:
     """The special function ``name`` (``"erf"``) for the array module ``xp``: scipy.special's for
     numpy, the module's own ``scipy.special`` (jax) or top-level function otherwise."""

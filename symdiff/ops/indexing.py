@@ -19,6 +19,8 @@ from symdiff.ops.core import (
     broadcast_shapes,
     define_op,
     first_dtype,
+    index_add,
+    index_set,
     not_differentiable,
 )
 from symdiff.ops.structure import transpose
@@ -243,10 +245,8 @@ def _unindex_forward(xp, g, ref, *nodes, index):
     out = xp.zeros(np.shape(g)[:nb] + np.shape(ref), dtype=np.result_type(g))
     full = index.with_batch(nb).resolve(nodes)
     if index.advanced:
-        xp.add.at(out, full, g)  # repeated indices accumulate
-    else:
-        out[full] = g
-    return out
+        return index_add(xp, out, full, g)  # repeated indices accumulate
+    return index_set(xp, out, full, g)
 
 
 def _index_inputs(rule, first: int):
@@ -352,8 +352,7 @@ def _untake_forward(xp, g, ref, indices, axis):
     out = xp.zeros(np.shape(g)[:nb] + np.shape(ref), dtype=np.result_type(g))
     a = axis % np.ndim(ref)
     index = (slice(None),) * (nb + a) + (indices,)
-    xp.add.at(out, index, g)
-    return out
+    return index_add(xp, out, index, g)
 
 
 def _sympy_gather(forward):
@@ -437,11 +436,10 @@ def _untake_along_forward(xp, g, ref, indices, axis):
     where_ = []
     for k, size in enumerate(np.shape(g)):
         if k == a:
-            where_.append(np.broadcast_to(_lifted(indices, np.ndim(g)), np.shape(g)))
+            where_.append(xp.broadcast_to(_lifted(indices, np.ndim(g)), np.shape(g)))
         else:
             where_.append(np.arange(size).reshape([-1 if j == k else 1 for j in range(np.ndim(g))]))
-    xp.add.at(out, tuple(where_), g)  # repeated indices accumulate
-    return out
+    return index_add(xp, out, tuple(where_), g)  # repeated indices accumulate
 
 
 def _take_along_shape(shape: Shape, ishape: Shape, *, axis: int) -> Shape:

@@ -16,7 +16,7 @@ from symdiff.errors import ShapeError, SymdiffError
 from symdiff.graph import Node, Shape, format_shape
 from symdiff.ops.arithmetic import add, astype, divide, multiply, negative
 from symdiff.ops.arithmetic import subtract as sub
-from symdiff.ops.core import apply, as_nodes, broadcast_shapes, define_op, to_float
+from symdiff.ops.core import apply, as_nodes, broadcast_shapes, define_op, index_set, to_float
 from symdiff.ops.logic import equal, where
 from symdiff.ops.reduce import _keep, _reduced_shape, sum
 from symdiff.ops.structure import expand_dims, lift, matrix_transpose, squeeze, transpose, tril, triu
@@ -510,20 +510,26 @@ def _sym(t: Node) -> Node:
     return multiply(0.5, add(t, mT(t)))
 
 
-def _gaps_forward(xp, w):
+def eigh_gaps_and_ties(xp, w):
+    """F[i, j] = 1 / (w[j] - w[i]) off the diagonal, 0 on it; and where two eigenvalues are
+    equal to rounding (there F is undefined)."""
     d = w[..., None, :] - w[..., :, None]  # d[i, j] = w[j] - w[i]
     n = np.shape(w)[-1]
     off = ~np.eye(n, dtype=bool)
-    scale = np.max(np.abs(w), axis=-1, keepdims=True)[..., None] if n else 0.0
-    tie = off & (np.abs(d) <= 8 * n * np.finfo(np.result_type(w)).eps * scale)
+    scale = xp.max(xp.abs(w), axis=-1, keepdims=True)[..., None] if n else 0.0
+    tie = off & (xp.abs(d) <= 8 * n * np.finfo(w.dtype).eps * scale)
+    return xp.where(off, 1.0 / xp.where(off, d, 1.0), 0.0), tie
+
+
+def _gaps_forward(xp, w):
+    gaps, tie = eigh_gaps_and_ties(xp, w)
     if np.any(tie):
         i, j = (int(k) for k in np.argwhere(tie)[0][-2:])
         raise SymdiffError(
             f"eigh: the eigenvector derivative is undefined at a repeated eigenvalue (eigenvalues {i} and {j} "
             f"are equal to rounding: {float(np.asarray(w)[..., i].flat[0]):.17g}); the eigenvalues alone differentiate"
         )
-    with np.errstate(divide="ignore"):
-        return xp.where(off, 1.0 / xp.where(off, d, 1.0), 0.0)
+    return gaps
 
 
 def _gaps_vjp(g, out, w):
@@ -963,11 +969,13 @@ def _diagonal_shape(shape: Shape, offset: int, axis1: int, axis2: int) -> Shape:
 
 def _undiagonal_forward(xp, g, ref, offset, axis1, axis2):
     nb = np.ndim(g) - (np.ndim(ref) - 1)
-    out = np.zeros(np.shape(g)[:nb] + np.shape(ref), dtype=np.result_type(g))
+    shape = tuple(np.shape(g)[:nb]) + tuple(np.shape(ref))
+    a1, a2 = axis1 % len(shape), axis2 % len(shape)
+    rest = tuple(d for k, d in enumerate(shape) if k not in (a1, a2))
+    out = xp.zeros(rest + (shape[a1], shape[a2]), dtype=g.dtype)
     k = np.shape(g)[-1]
     rows, cols = np.arange(k) + max(-offset, 0), np.arange(k) + max(offset, 0)
-    np.moveaxis(out, (axis1, axis2), (-2, -1))[..., rows, cols] = g  # a view: writes into out
-    return out
+    return xp.moveaxis(index_set(xp, out, (..., rows, cols), g), (-2, -1), (a1, a2))
 
 
 def _undiagonal(g: Node, x: Node, offset: int, axis1: int, axis2: int) -> Node:
@@ -997,7 +1005,6 @@ UNDIAGONAL = define_op(
     ),
     jvp=(lambda t, out, h, ref, offset, axis1, axis2: _undiagonal(t, ref, offset, axis1, axis2), None),
     properties=("linear",),
-    unsupported={"array_module": "writes into a numpy array"},
     doc="zeros shaped like ref with g on the (offset) diagonal (the adjoint of diagonal)",
 )
 
