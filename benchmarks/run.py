@@ -8,8 +8,10 @@ Each figure is a ratio: symdiff's seconds per call / the same computation writte
 by hand (plain Python with math for the scalar chains, numpy for the MLP, scipy's
 ``rosen_hess`` for Rosenbrock), median of several runs. Lower is better; 1.0 is
 parity. Peers are timed the same way when installed, where this file has their version
-of a workload: JAX (chain12, chain300, quad, logreg, tanhjac), PyTorch (mlp, quad, logreg,
-tanhjac) and SymPy (chain12); PyTensor and CasADi are not timed here yet. None is required.
+of a workload: JAX (chain12, chain300, mlp, quad, logreg, tanhjac), PyTorch (mlp, quad,
+logreg, tanhjac), CasADi and PyTensor (chain12, chain300, rosen10, rosen100) and SymPy
+(chain12); symdiff's numba and jax backends appear as sd-numba and sd-jax. None is
+required. ``--builds`` also times numba's first and cached builds in fresh processes.
 The matrix-calculus workloads (quad: Hessian of x@A@x, n = 1000; logreg: Hessian of the
 logistic loss, X 2000 x 500; tanhjac: Jacobian of tanh(W@x), n = 800) compare with the
 textbook formula in numpy.
@@ -77,6 +79,31 @@ class Result:
     notes: str = ""
 
 
+def _backends(outputs, inputs, args: list, budget: float, ref: float, which=("numba", "jax")) -> dict[str, float]:
+    """symdiff's other backends on the same graph, as ratios to the same reference
+    (skipped where the library is not installed). JAX's results are waited for."""
+    from symdiff.backends import installed
+
+    out = {}
+    expected = sd.compile(outputs, inputs)(*args)
+    for backend in which:
+        if not installed(backend):
+            continue
+        f = sd.compile(outputs, inputs, backend=backend)
+        if backend == "jax":
+            import jax
+
+            call = lambda: jax.block_until_ready(f(*args))  # noqa: E731
+        else:
+            call = lambda: f(*args)  # noqa: E731
+        for a, b in zip(
+            call() if isinstance(expected, list) else [call()], expected if isinstance(expected, list) else [expected]
+        ):
+            np.testing.assert_allclose(np.asarray(a), b, rtol=1e-9, atol=1e-12)
+        out[f"sd-{backend}"] = seconds_per_call(call, budget) / ref
+    return out
+
+
 def _graph_size(outputs) -> int:
     return sum(1 for n in ancestors(outputs) if n.inputs)
 
@@ -122,7 +149,37 @@ def chain(depth: int, budget: float) -> Result:
     if depth <= 12:
         peers.update(_sympy_chain(depth, budget, ref))
     peers.update(_jax_chain(depth, budget, ref))
+    peers.update(_casadi_chain(depth, budget, ref))
+    peers.update(_pytensor_chain(depth, budget, ref))
+    peers.update(_backends([h, dz], [w], [0.3], budget, ref, which=("numba",)))
     return Result(f"chain{depth}", mine / ref, mine, ref, forward, appended, simplified, build, peers=peers)
+
+
+def _casadi_chain(depth: int, budget: float, ref: float) -> dict[str, float]:
+    try:
+        import casadi as ca
+    except ImportError:
+        return {}
+    w = ca.SX.sym("w")
+    h = w
+    for _ in range(depth):
+        h = h * ca.sin(h) + w
+    fn = ca.Function("f", [w], [h, ca.jacobian(h, w)])
+    return {"casadi": seconds_per_call(lambda: [float(v) for v in fn(0.3)], budget) / ref}
+
+
+def _pytensor_chain(depth: int, budget: float, ref: float) -> dict[str, float]:
+    try:
+        import pytensor
+        import pytensor.tensor as pt
+    except ImportError:
+        return {}
+    w = pt.dscalar("w")
+    h = w
+    for _ in range(depth):
+        h = h * pt.sin(h) + w
+    fn = pytensor.function([w], [h, pytensor.grad(h, w)])
+    return {"pytensor": seconds_per_call(lambda: fn(0.3), budget) / ref}
 
 
 def _sympy_chain(depth: int, budget: float, ref: float) -> dict[str, float]:
@@ -212,7 +269,41 @@ def mlp(budget: float) -> Result:
     memory = peak_bytes(lambda: f(*args)) / peak_bytes(lambda: mlp_reference(*args))
     peers = {}
     peers.update(_torch_mlp(args, budget, ref))
+    peers.update(_jax_mlp(args, budget, ref))
+    peers.update(_backends([loss, *grads], [X, Y, *P], args, budget, ref))
+    peers.update(_mlp_float32(args, budget))
     return Result("mlp", mine / ref, mine, ref, forward, appended, simplified, build, memory, peers)
+
+
+def _mlp_graph(params, dtype: str):
+    g = sd.Graph()
+    X, Y = g.variable("X", shape=(None, 784), dtype=dtype), g.variable("Y", shape=(None, 10), dtype=dtype)
+    P = [g.variable(n, shape=p.shape, dtype=dtype) for n, p in zip(["W1", "b1", "W2", "b2", "W3", "b3"], params)]
+    h = X
+    for k in range(3):
+        h = h @ P[2 * k] + P[2 * k + 1]
+        if k < 2:
+            h = sd.relu(h)
+    loss = -sd.mean(sd.sum(Y * sd.log_softmax(h), axis=1))
+    return [loss, *sd.grad(loss, P)], [X, Y, *P]
+
+
+def _mlp_float32(args, budget: float) -> dict[str, float]:
+    """The jax backend on the float32 graph (JAX's own default precision), against the
+    hand-written numpy code on the same float32 arrays."""
+    from symdiff.backends import installed
+
+    if not installed("jax"):
+        return {}
+    import jax
+
+    args32 = [a.astype(np.float32) for a in args]
+    outputs, inputs = _mlp_graph(args[2:], "float32")
+    f = sd.compile(outputs, inputs, backend="jax")
+    for a, b in zip(f(*args32), mlp_reference(*args32)):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=2e-3, atol=1e-5)
+    ref32 = seconds_per_call(lambda: mlp_reference(*args32), budget)
+    return {"sd-jax-f32 (vs numpy f32)": seconds_per_call(lambda: jax.block_until_ready(f(*args32)), budget) / ref32}
 
 
 def _torch_mlp(args, budget: float, ref: float) -> dict[str, float]:
@@ -230,6 +321,26 @@ def _torch_mlp(args, budget: float, ref: float) -> dict[str, float]:
         return torch.autograd.grad(loss, tensors[2:])
 
     return {"torch": seconds_per_call(step, budget) / ref}
+
+
+def _jax_mlp(args, budget: float, ref: float) -> dict[str, float]:
+    """JAX's own jit(value_and_grad) of the loss, in float64 like the reference."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return {}
+
+    def loss(params, X, Y):
+        W1, b1, W2, b2, W3, b3 = params
+        h = jax.nn.relu(X @ W1 + b1)
+        h = jax.nn.relu(h @ W2 + b2)
+        return -jnp.mean(jnp.sum(Y * jax.nn.log_softmax(h @ W3 + b3, axis=1), axis=1))
+
+    with jax.enable_x64(True):
+        step = jax.jit(jax.value_and_grad(loss))
+        X, Y, *params = args
+        return {"jax": seconds_per_call(lambda: jax.block_until_ready(step(params, X, Y)), budget) / ref}
 
 
 # -- rosenbrock: the full Hessian -------------------------------------------------------
@@ -253,7 +364,38 @@ def rosen(n: int, budget: float) -> Result:
     np.testing.assert_allclose(fn(x0), rosen_hess(x0), rtol=1e-12, atol=1e-9)
     mine = seconds_per_call(lambda: fn(x0), budget)
     ref = seconds_per_call(lambda: rosen_hess(x0), budget)
-    return Result(f"rosen{n}", mine / ref, mine, ref, forward, appended, simplified, build)
+    peers = _backends(H, [x], [x0], budget, ref)
+    peers.update(_rosen_peers(n, x0, budget, ref))
+    return Result(f"rosen{n}", mine / ref, mine, ref, forward, appended, simplified, build, peers=peers)
+
+
+def _rosen_peers(n: int, x0: np.ndarray, budget: float, ref: float) -> dict[str, float]:
+    from scipy.optimize import rosen_hess
+
+    out = {}
+    try:
+        import casadi as ca
+
+        x = ca.SX.sym("x", n)
+        f = ca.sum1(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+        fn = ca.Function("h", [x], [ca.hessian(f, x)[0]])
+        np.testing.assert_allclose(fn(x0).full(), rosen_hess(x0), rtol=1e-12, atol=1e-9)
+        out["casadi"] = seconds_per_call(lambda: fn(x0).full(), budget) / ref
+    except ImportError:
+        pass
+    try:
+        import pytensor
+        import pytensor.tensor as pt
+        from pytensor.gradient import hessian
+
+        x = pt.dvector("x")
+        f = pt.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+        fn = pytensor.function([x], hessian(f, x))
+        np.testing.assert_allclose(fn(x0), rosen_hess(x0), rtol=1e-12, atol=1e-9)
+        out["pytensor"] = seconds_per_call(lambda: fn(x0), budget) / ref
+    except ImportError:
+        pass
+    return out
 
 
 # -- matrix calculus: Hessians and Jacobians against the textbook formula ----------------------
@@ -391,6 +533,65 @@ def build_scaling() -> str:
     )
 
 
+_BUILD_SCRIPT = r"""
+import sys, time
+t0 = time.perf_counter()
+import numba, jax  # noqa: F401  (imported before the clock starts: their import is reported apart)
+sys.path.insert(0, sys.argv[1])
+import symdiff as sd
+from run import chain_graph, _mlp_graph, mlp_data
+imported = time.perf_counter() - t0
+which, backend = sys.argv[2], sys.argv[3]
+t0 = time.perf_counter()
+if which == "chain300":
+    _, w, h = chain_graph(300)
+    outputs, inputs = [h, sd.grad(h, w)], [w]
+elif which == "rosen10":
+    g = sd.Graph()
+    x = g.variable("x", shape=(10,))
+    outputs, inputs = sd.hessian(sd.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2), x), [x]
+else:
+    outputs, inputs = _mlp_graph(mlp_data()[2], "float64")
+f = sd.compile(outputs, inputs, backend=backend)
+built = time.perf_counter() - t0
+print(f"{imported:.3f} {built:.3f}")
+"""
+
+
+def backend_builds() -> str:
+    """numba's build (graph + grad + compile) in a fresh process with an empty disk cache, then
+    in a second process that finds the first one's machine code there; and jax's."""
+    import os
+    import pathlib
+    import subprocess
+    import tempfile
+
+    from symdiff.backends import installed
+
+    if not (installed("numba") and installed("jax")):
+        return "backend builds: numba and jax are not both installed"
+    lines = []
+    here = str(pathlib.Path(__file__).parent)
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "SYMDIFF_CACHE_DIR": cache}
+        for which in ("chain300", "rosen10", "mlp"):
+            runs = []
+            for backend in ("numba", "numba", "jax"):
+                out = subprocess.run(
+                    [sys.executable, "-c", _BUILD_SCRIPT, here, which, backend],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    check=True,
+                ).stdout.split()
+                runs.append([float(v) for v in out])
+            lines.append(
+                f"{which}: numba first {runs[0][1]:.2f} s, cached {runs[1][1]:.2f} s (import numba+jax+symdiff "
+                f"{runs[1][0]:.2f} s); jax {runs[2][1]:.3f} s + its jit at the first call"
+            )
+    return "backend builds (separate processes):\n  " + "\n  ".join(lines)
+
+
 WORKLOADS = {
     "chain12": lambda b: chain(12, b),
     "chain300": lambda b: chain(300, b),
@@ -407,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workloads", nargs="*", choices=[*WORKLOADS, []], default=[])
     parser.add_argument("--quick", action="store_true", help="shorter timing loops")
+    parser.add_argument("--builds", action="store_true", help="also time numba's first and cached builds")
     args = parser.parse_args(argv)
     budget = 0.05 if args.quick else 0.3
     names = args.workloads or list(WORKLOADS)
@@ -428,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     print()
     print(build_scaling())
+    if args.builds:
+        print(backend_builds())
     print("ratio: symdiff / hand-written (lower is better); fwd: forward op nodes; grad+: nodes the derivative")
     print("pass appended; simpl: op nodes of the outputs after sd.simplify; memory: peak bytes / hand-written's")
     return 0

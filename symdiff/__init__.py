@@ -14,7 +14,9 @@ evaluate, compile, print or draw any part of it::
 """
 
 from symdiff.autodiff import grad, hessian, hvp, jacobian, jvp
+from symdiff.backends.source import to_source
 from symdiff.errors import (
+    BackendError,
     DTypeError,
     GraphError,
     NonDifferentiableError,
@@ -36,6 +38,7 @@ from symdiff.testing import check_grads
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendError",
     "DTypeError",
     "Graph",
     "GraphError",
@@ -58,6 +61,7 @@ __all__ = [
     "render",
     "simplify",
     "to_dot",
+    "to_source",
     "to_sympy",
     *_ops_all,
 ]

@@ -3,6 +3,7 @@
     symdiff grad "x**2*sin(y)" --wrt x y
     symdiff grad "x**2*sin(y)" --wrt x y --order 2 --at x=1 y=2
     symdiff grad "exp(-x^2/2)" --wrt x --latex --dot d.svg
+    symdiff grad "x**2*sin(y)" --wrt x y --emit python --out grad.py
     symdiff eval "x**2*sin(y)" --at x=1 y=2
 
 Expressions are read by symdiff's own parser (never Python's eval): scalar
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 
 from symdiff import __version__
 from symdiff.autodiff import grad
+from symdiff.backends.source import to_source
 from symdiff.errors import SymdiffError
 from symdiff.evaluate import evaluate
 from symdiff.export.render import render
@@ -98,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--latex", action="store_true", help="print LaTeX instead of plain formulas")
     g.add_argument("--dot", metavar="FILE", help="draw the graph with its derivatives (.svg, .png, .pdf or .dot)")
     g.add_argument("--no-simplify", action="store_true", help="print derivatives as built, unsimplified")
+    g.add_argument(
+        "--emit",
+        choices=["python"],
+        help="instead of formulas, print a standalone Python module (numpy only, no symdiff) whose function "
+        "f(<variables>) returns [f, derivatives...] in the order the formulas are listed",
+    )
+    g.add_argument("--out", metavar="FILE", help="with --emit: write the module to FILE instead of printing it")
     e = sub.add_parser("eval", help="the value of an expression", epilog='example: symdiff eval "x*y" --at x=2 y=3')
     e.add_argument("expr")
     e.add_argument("--at", nargs="*", default=[], metavar="VAR=VALUE")
@@ -131,6 +140,13 @@ def _grad(args: argparse.Namespace) -> list[str]:
             lines.append(_show(f"{top}f/{names}", shown, args, at))
             drawn.append(shown)
         level = nxt
+    if args.emit:
+        source = to_source(drawn, None, name="f")
+        if not args.out:
+            return [source.rstrip("\n")]
+        pathlib.Path(args.out).write_text(source)
+        labels = ", ".join(line.split(" = ")[0] for line in lines)
+        return [f"module written to {args.out}: f({', '.join(v.name for v in _inputs(drawn))}) returns [{labels}]"]
     if args.dot:
         folder = pathlib.Path(args.dot).parent
         if not folder.is_dir():
@@ -138,6 +154,12 @@ def _grad(args: argparse.Namespace) -> list[str]:
         out = render(drawn, args.dot, title=f"f = {args.expr.strip()}")
         lines.append(f"graph written to {out}")
     return lines
+
+
+def _inputs(outputs: list[Node]) -> list[Node]:
+    from symdiff.plan import needed, unbound
+
+    return unbound(needed(outputs, set()), set())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

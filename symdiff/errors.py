@@ -29,3 +29,7 @@ class NonDifferentiableError(SymdiffError):
 
 class GraphError(SymdiffError):
     """Nodes of two graphs mixed, or any other malformed graph."""
+
+
+class BackendError(SymdiffError):
+    """A backend that is not installed, or an op a backend cannot run (named in the message)."""

@@ -148,14 +148,11 @@ class Compiled:
         with gc_paused():
             self._build(outputs, inputs)
 
+    backend = "numpy"
+
     def _build(self, outputs: list[Node], inputs: list[Node]) -> None:
         self._plan = plan = Plan(outputs, inputs, function)
-        if plan.unbound:
-            names = ", ".join(repr(n.name) for n in plan.unbound)
-            raise UnboundVariableError(
-                f"compile: the outputs need variable(s) {names}, which are not among the inputs",
-                tuple(n.name for n in plan.unbound),
-            )
+        self._check_bound(plan)
         checks = {s.node: functools.partial(check_call, s.node) for s in plan.compiled_checks()}
         self.source, namespace = generate(plan, checks)
         exec(compile_source(self.source, "<symdiff compiled>", "exec"), namespace)  # our own generated code
@@ -163,6 +160,21 @@ class Compiled:
         # scalar float64 inputs are passed as Python floats, as the generated code expects
         self._as_float = [n.shape == () and n.dtype == np.float64 for n in inputs]
         self._arrays = any(not s.scalar for s in plan.steps)
+
+    @staticmethod
+    def _check_bound(plan: Plan) -> None:
+        if plan.unbound:
+            names = ", ".join(repr(n.name) for n in plan.unbound)
+            raise UnboundVariableError(
+                f"compile: the outputs need variable(s) {names}, which are not among the inputs",
+                tuple(n.name for n in plan.unbound),
+            )
+
+    def _values(self, args: tuple, kwargs: dict[str, Any]) -> list[Any]:
+        """The inputs' values in order, each checked against its variable (shape, dtype)."""
+        if kwargs or len(args) != len(self.inputs):
+            args = self._positional(args, kwargs)
+        return [check_value(node, value, "compiled function") for node, value in zip(self.inputs, args)]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs or len(args) != len(self.inputs):
@@ -206,11 +218,17 @@ class Compiled:
 
     def __repr__(self) -> str:
         ins = ", ".join(n.name or f"#{n.index}" for n in self.inputs)
-        return f"<compiled symdiff function ({ins}) -> {len(self.outputs)} output(s), {len(self._plan.steps)} steps>"
+        return (
+            f"<compiled symdiff function ({ins}) -> {len(self.outputs)} output(s), {len(self._plan.steps)} steps, "
+            f"{self.backend} backend>"
+        )
 
 
 def compile(  # noqa: A001
-    outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | None = None, simplify: bool = False
+    outputs: Node | Sequence[Node],
+    inputs: Sequence[Node | str] | None = None,
+    simplify: bool = False,
+    backend: str = "numpy",
 ) -> Callable[..., Any]:
     """Prepare ``outputs`` for repeated evaluation; returns a callable.
 
@@ -224,6 +242,13 @@ def compile(  # noqa: A001
         Run :func:`symdiff.simplify` on the outputs first. By default the compiled
         function computes exactly what ``evaluate`` does, to the last bit;
         simplification may change rounding (never the mathematical value).
+    backend : {"numpy", "numba", "jax"}
+        ``"numpy"``: straight-line Python calling numpy (``f.source``). ``"numba"``:
+        native code by numba, cached on disk (optional extra ``symdiff[numba]``).
+        ``"jax"``: a ``jax.jit`` function returning JAX arrays; ``f.jax_function`` is the
+        plain JAX function for ``jax.vmap``, ``jax.jit`` or sharding (``symdiff[jax]``).
+        A backend that is not installed, or an op it cannot run, is a ``BackendError``
+        naming the extra or the op: nothing falls back to another backend.
 
     Returns
     -------
@@ -257,4 +282,8 @@ def compile(  # noqa: A001
             if node in ins:
                 raise GraphError(f"compile: inputs[{k}] ({node.name or node.op}) is listed twice")
             ins.append(node)
-    return Compiled(outs, ins, single)
+    if backend == "numpy":
+        return Compiled(outs, ins, single)
+    from symdiff.backends import load
+
+    return load(backend).Compiled(outs, ins, single)

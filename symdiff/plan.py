@@ -71,11 +71,13 @@ class Step:
 
     __slots__ = ("node", "fn", "args", "attrs", "check", "scalar")
 
-    def __init__(self, node: Node, slot: dict[Node, int], function: Callable[[Op], Callable[..., Any]]):
+    def __init__(
+        self, node: Node, slot: dict[Node, int], function: Callable[[Op], Callable[..., Any]], scalars: bool = True
+    ):
         op = REGISTRY[node.op]
         self.node = node
         # float64 scalars run on Python floats at math speed, as compiled code does
-        self.scalar = scalar_eligible(node)
+        self.scalar = scalars and scalar_eligible(node)
         self.fn = scalar_function(op) if self.scalar else function(op)
         self.args = tuple(slot[u] for u in node.inputs)
         self.attrs = dict(node._attrs)
@@ -172,7 +174,8 @@ class Plan:
     """The needed nodes of some outputs, in order, with their slots and lifetimes.
 
     ``function(op)`` gives the callable a step runs (``fn(*arrays, **attrs)``): the numpy
-    backend's by default.
+    backend's by default. ``scalars=False``: every step runs its op's array function (a
+    backend that traces, such as JAX, has no Python floats).
 
     Attributes
     ----------
@@ -191,6 +194,7 @@ class Plan:
         outputs: Sequence[Node],
         inputs: Sequence[Node],
         function: Callable[[Op], Callable[..., Any]] | None = None,
+        scalars: bool = True,
     ):
         if function is None:  # the numpy backend's functions; a backend passes its own
             from symdiff.backends.numpy import function
@@ -203,7 +207,7 @@ class Plan:
         for n in computed:
             slot[n] = len(slot)
         self.computed = computed
-        self.steps = [Step(n, slot, function) for n in computed]
+        self.steps = [Step(n, slot, function, scalars) for n in computed]
         self.out_slots = [slot[n] for n in outputs]
         self.unbound = unbound(order, set(inputs))
         self.uses, self.consumer = consumers(computed)

@@ -52,18 +52,20 @@ def test_command_line_page_lists_every_function_the_parser_takes():
 
 def support_table() -> str:
     """docs/ops.md's table of how each op has each aspect, made from the op table."""
+    from symdiff.backends import load
     from symdiff.backends.numpy import OVERRIDES
     from symdiff.ops.core import aspects
 
+    numba, jax = load("numba"), load("jax")  # the test extra installs both
     rows = [
-        "| op | kind | vjp | jvp | sympy | numpy backend | any array module |",
-        "|---|---|---|---|---|---|---|",
+        "| op | kind | vjp | jvp | sympy | numpy backend | any array module | numba backend | jax backend |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in sorted(REGISTRY):
         op = REGISTRY[name]
         a = aspects(op)
         numpy = "override" if name in OVERRIDES else (f"`np.{op.numpy}`" if "forward" in op.derived else "forward")
-        cells = [a["vjp"], a["jvp"], a["sympy"], numpy, a["array_module"]]
+        cells = [a["vjp"], a["jvp"], a["sympy"], numpy, a["array_module"], numba.support(op), jax.support(op)]
         rows.append(f"| `{name}` | {op.kind} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 

@@ -222,6 +222,38 @@ def test_cli_grad_with_values_and_second_order():
     assert f"{2 * np.cos(2.0):.12g}" in text
 
 
+def test_cli_emits_a_module_that_runs_without_symdiff(tmp_path):
+    target = tmp_path / "grad.py"
+    out = _cli("grad", "x**2*sin(y)", "--wrt", "x", "y", "--order", "2", "--emit", "python", "--out", str(target))
+    assert out.returncode == 0, out.stderr
+    assert "f(x, y) returns [f, df/dx, df/dy, d2f/dx dx, d2f/dx dy, d2f/dy dy]" in out.stdout
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.modules['symdiff'] = None; exec(open({str(target)!r}).read()); "
+            "print(*[float(v) for v in f(1.0, 2.0)])",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    x, y = 1.0, 2.0
+    closed = [
+        x**2 * np.sin(y),
+        2 * x * np.sin(y),
+        x**2 * np.cos(y),
+        2 * np.sin(y),
+        2 * x * np.cos(y),
+        -(x**2) * np.sin(y),
+    ]
+    np.testing.assert_allclose([float(v) for v in run.stdout.split()], closed, rtol=1e-15)
+    printed = _cli("grad", "x*y", "--wrt", "x", "--emit", "python")
+    assert printed.returncode == 0 and "def f(x, y):" in printed.stdout and "import symdiff" not in printed.stdout
+
+
 def test_cli_latex_dot_and_help(tmp_path):
     out = _cli("grad", "exp(-x^2/2)", "--wrt", "x", "--latex", "--dot", str(tmp_path / "d.svg"))
     assert out.returncode == 0, out.stderr

@@ -1,0 +1,550 @@
+"""The numba backend: the plan printed as one Python function that numba compiles to native
+code, with the compiled machine code cached on disk.
+
+Each step becomes one statement. A float64 scalar step is its op's scalar template (``math``
+calls on floats, as in the numpy backend); an elementwise op on arrays is numpy's ufunc of
+its name where numba has it, else its scalar template made a ufunc by ``numba.vectorize``;
+the structural ops, reductions and the few linear-algebra routines numba supports have a
+printer in ``PRINTERS``. Any other op is refused by name when compiling (``unsupported``
+says why; docs/ops.md shows it): nothing falls back to the numpy backend silently.
+
+Cache: the printed module is written to ``$SYMDIFF_CACHE_DIR`` (default
+``~/.cache/symdiff/numba``) under a name made of its own hash, and compiled with numba's
+``cache=True``, so the same graph compiled in another process loads the machine code
+instead of compiling again. Array constants are arguments, not part of the code.
+
+Arithmetic follows numpy's IEEE rules (``error_model="numpy"``: 1/0 is inf, log(0) is
+-inf); results agree with the numpy backend to rounding (1e-12 relative in the tests).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import math
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+
+from symdiff.backends import unsupported_error
+from symdiff.errors import BackendError
+from symdiff.evaluate import Compiled as _NumpyCompiled
+from symdiff.evaluate import check_value
+from symdiff.graph import Node
+from symdiff.ops import REGISTRY
+from symdiff.ops.core import Op
+from symdiff.plan import Plan, finish
+
+# numpy ufuncs that numba compiles for arrays and scalars alike (numba's supported-numpy list)
+UFUNCS = frozenset(
+    "add subtract multiply true_divide negative power exp log sin cos tan tanh sqrt log1p expm1 abs sign "
+    "arcsin arccos arctan sinh cosh arcsinh arccosh arctanh floor ceil arctan2 logaddexp hypot maximum minimum "
+    "greater greater_equal less less_equal equal not_equal".split()
+)
+
+
+class Writer:
+    """Statements of the function being printed, its extra arguments and helpers."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.constants: list[np.ndarray] = []  # passed as arguments after the inputs
+        self.helpers: dict[str, str] = {}  # name -> source, printed before the function
+        self._k = 0
+
+    def temp(self, expr: str) -> str:
+        """A statement ``_uN = expr``; returns the name."""
+        self._k += 1
+        name = f"_u{self._k}"
+        self.lines.append(f"    {name} = {expr}")
+        return name
+
+    def constant(self, value: np.ndarray) -> str:
+        self.constants.append(np.ascontiguousarray(value))
+        return f"_c{len(self.constants) - 1}"
+
+    def helper(self, name: str, source: str) -> str:
+        self.helpers.setdefault(name, source)
+        return name
+
+
+def _refuse(node: Node, reason: str) -> BackendError:
+    shapes = ", ".join(str(u.shape) for u in node.inputs)
+    return BackendError(
+        f"the numba backend cannot run op {node.op!r} (node #{node.index}, inputs of shapes {shapes}): {reason}; "
+        "use backend='numpy' for this graph"
+    )
+
+
+def _axes(node: Node, ndim: int, key: str = "axis") -> list[int]:
+    axes = node.attrs[key]
+    axes = (axes,) if isinstance(axes, int) else axes
+    return sorted(a % ndim for a in axes)
+
+
+def _shape_expr(x: str, dims: list[int]) -> str:
+    return "(" + "".join(f"{x}.shape[{d}], " for d in dims) + ")"
+
+
+_ROWS = """
+@numba.njit(cache=True, error_model="numpy")
+def {name}(a):
+    out = np.empty(a.shape[0], a.dtype)
+    for i in range(a.shape[0]):
+        m = a[i, 0]
+        for j in range(1, a.shape[1]):
+            v = a[i, j]
+            if v {cmp} m or v != v:
+                m = v
+            if m != m:
+                break
+        out[i] = m
+    return out
+"""
+
+
+def reduce(w: Writer, fn: str, x: str, ndim: int, axes: list[int], keepdims: bool) -> str:
+    """``fn`` (sum, max or min) of ``x`` over ``axes`` in numba: nested single-axis sums, or the
+    reduced axes moved last and reduced row by row (numba's max takes no axis)."""
+    if len(axes) == ndim:
+        value = f"np.{fn}({x})"
+        return f"np.full({(1,) * ndim}, {value})" if keepdims else value
+    if fn == "sum":
+        out = x
+        for a in reversed(axes):
+            out = f"np.sum({out}, axis={a})"
+    else:
+        kept = [d for d in range(ndim) if d not in axes]
+        moved = w.temp(f"np.ascontiguousarray(np.transpose({x}, {tuple(kept + axes)}))")
+        size = " * ".join(f"{moved}.shape[{k}]" for k in range(len(kept), ndim))
+        rows = w.helper(f"_{fn}_rows", _ROWS.format(name=f"_{fn}_rows", cmp=">" if fn == "max" else "<"))
+        out = f"{rows}({moved}.reshape((-1, {size}))).reshape({_shape_expr(moved, list(range(len(kept))))})"
+    if keepdims:
+        for a in axes:
+            out = f"np.expand_dims({out}, {a})"
+    return out
+
+
+def _count(x: str, axes: list[int]) -> str:
+    return " * ".join(f"{x}.shape[{a}]" for a in axes) or "1"
+
+
+def _p_reduction(fn: str) -> Callable[..., str]:
+    def printer(w: Writer, node: Node, a: list[str]) -> str:
+        x = node.inputs[0]
+        return reduce(w, fn, a[0], x.ndim, _axes(node, x.ndim), node.attrs["keepdims"])
+
+    return printer
+
+
+def _p_mean(w: Writer, node: Node, a: list[str]) -> str:
+    x = node.inputs[0]
+    axes = _axes(node, x.ndim)
+    return f"{reduce(w, 'sum', a[0], x.ndim, axes, node.attrs['keepdims'])} / ({_count(a[0], axes)})"
+
+
+def _p_count(w: Writer, node: Node, a: list[str]) -> str:
+    x = node.inputs[0]
+    return f"np.{node.dtype.name}({_count(a[0], _axes(node, x.ndim))})"
+
+
+def _p_logsumexp(w: Writer, node: Node, a: list[str], keepdims: bool | None = None) -> str:
+    x = node.inputs[0]
+    axes = _axes(node, x.ndim)
+    m = w.temp(reduce(w, "max", a[0], x.ndim, axes, True))
+    m = w.temp(f"np.where(np.isfinite({m}), {m}, 0.0)")  # all -inf: shift by 0, not inf - inf
+    s = w.temp(f"np.log({reduce(w, 'sum', f'np.exp({a[0]} - {m})', x.ndim, axes, True)}) + {m}")
+    keep = node.attrs.get("keepdims", False) if keepdims is None else keepdims
+    if keep:
+        return s
+    if len(axes) == x.ndim:
+        return f"{s}.ravel()[0]"
+    return f"{s}.reshape({_shape_expr(s, [d for d in range(x.ndim) if d not in axes])})"
+
+
+def _p_softmax(w: Writer, node: Node, a: list[str]) -> str:
+    x = node.inputs[0]
+    axes = _axes(node, x.ndim)
+    e = w.temp(f"np.exp({a[0]} - {reduce(w, 'max', a[0], x.ndim, axes, True)})")
+    return f"{e} / {reduce(w, 'sum', e, x.ndim, axes, True)}"
+
+
+def _p_log_softmax(w: Writer, node: Node, a: list[str]) -> str:
+    return f"{a[0]} - {_p_logsumexp(w, node, a, keepdims=True)}"
+
+
+def _p_expand_dims(w: Writer, node: Node, a: list[str]) -> str:
+    if node.inputs[0].ndim == 0:
+        return f"np.full({node.shape}, {a[0]})"
+    out = a[0]
+    for axis in _axes(node, node.ndim):
+        out = f"np.expand_dims({out}, {axis})"
+    return out
+
+
+def _p_squeeze(w: Writer, node: Node, a: list[str]) -> str:
+    x = node.inputs[0]
+    gone = _axes(node, x.ndim)
+    return a[0] + "[" + ", ".join("0" if d in gone else ":" for d in range(x.ndim)) + "]"
+
+
+def _p_reshape(w: Writer, node: Node, a: list[str]) -> str:
+    if node.inputs[0].ndim == 0:
+        return f"np.full({tuple(1 for _ in node.shape)}, {a[0]})"
+    return f"np.ascontiguousarray({a[0]}).reshape({tuple(node.attrs['shape_to'])})"
+
+
+def _p_transpose(w: Writer, node: Node, a: list[str]) -> str:
+    return f"np.transpose({a[0]}, {tuple(node.attrs['axes'])})"
+
+
+def _p_broadcast_to(w: Writer, node: Node, a: list[str]) -> str:
+    if node.inputs[0].ndim == 0:
+        return f"np.full({tuple(node.attrs['shape_to'])}, {a[0]})"
+    return f"np.broadcast_to({a[0]}, {tuple(node.attrs['shape_to'])})"
+
+
+def _p_broadcast_like(w: Writer, node: Node, a: list[str]) -> str:
+    if node.inputs[0].ndim == 0:
+        return f"np.full({a[1]}.shape, {a[0]})"
+    return f"np.broadcast_to({a[0]}, {a[1]}.shape)"
+
+
+def _p_astype(w: Writer, node: Node, a: list[str]) -> str:
+    name = np.dtype(node.attrs["dtype_to"]).name
+    return f"np.{name}({a[0]})" if node.ndim == 0 else f"{a[0]}.astype(np.{name})"
+
+
+_SAME_SHAPE = """
+@numba.njit(cache=True)
+def _same_shape(x, ref):
+    if x.shape != ref.shape:
+        raise ValueError("a gradient's shape differs from its variable's: a dimension declared None was broadcast")
+    return x
+"""
+
+
+def _p_match_shape(w: Writer, node: Node, a: list[str]) -> str:
+    return f"{w.helper('_same_shape', _SAME_SHAPE)}({a[0]}, {a[1]})"
+
+
+def _subscript(w: Writer, node: Node, index: Any, nodes: list[str]) -> str:
+    parts = []
+    arrays = 0
+    for kind, *rest in index.key:
+        if kind == "s":
+            start, stop, step = ("" if p is None else str(p) for p in rest)
+            parts.append(f"{start}:{stop}" + (f":{step}" if step else ""))
+        elif kind == "i":
+            parts.append(str(rest[0]))
+        elif kind == "n":
+            parts.append("None")
+        elif kind == "x":
+            arrays += 1
+            parts.append(nodes[rest[0]])
+        else:
+            arrays += 1
+            parts.append(w.constant(np.array(rest[0], dtype=np.intp).reshape(rest[1])))
+    if arrays > 1 or (arrays and any(u.ndim > 1 for u in node.inputs[len(node.inputs) - len(nodes) :])):
+        raise _refuse(node, "numba indexes by at most one one-dimensional integer array")
+    return ", ".join(parts) if parts else "()"
+
+
+def _p_getitem(w: Writer, node: Node, a: list[str]) -> str:
+    return f"{a[0]}[{_subscript(w, node, node.attrs['index'], a[1:])}]"
+
+
+def _p_unindex(w: Writer, node: Node, a: list[str]) -> str:
+    g, ref = node.inputs[:2]
+    index = node.attrs["index"]
+    if index.advanced:
+        raise _refuse(node, "a scatter by integer arrays must add repeated indices, which numba's setitem does not")
+    nb = g.ndim - index.result_ndim(ref.ndim)
+    out = w.temp(f"np.zeros({a[0]}.shape[:{nb}] + {a[1]}.shape, np.{node.dtype.name})")
+    w.lines.append(f"    {out}[{_subscript(w, node, index.with_batch(nb), [])}] = {a[0]}")
+    return out
+
+
+def _p_join(stack: bool) -> Callable[..., str]:
+    def printer(w: Writer, node: Node, a: list[str]) -> str:
+        axis = node.attrs["axis"] % node.ndim
+        arrays = [f"np.ascontiguousarray({x})" if u.ndim else x for x, u in zip(a, node.inputs)]
+        if stack and all(u.ndim == 0 for u in node.inputs):
+            return f"np.array([{', '.join(a)}])"
+        return f"np.{'stack' if stack else 'concatenate'}(({', '.join(arrays)},), {axis})"
+
+    return printer
+
+
+def _core_shape(x: str, dims: int) -> str:
+    return "(" + "".join(f"{x}.shape[{-k}], " for k in range(dims, 0, -1)) + ")"
+
+
+def _batched(w: Writer, node: Node, a: list[str], cores: list[int], out_core: str, call: Callable[..., str]) -> str:
+    """A linear-algebra routine numba runs on single matrices, looped over the stack's
+    (broadcast) leading axes."""
+    if all(u.ndim == c for u, c in zip(node.inputs, cores)):
+        return call(*(f"np.ascontiguousarray({x})" for x in a))
+    shapes = ", ".join(f"{x}.shape[:{u.ndim - c}]" for x, u, c in zip(a, node.inputs, cores))
+    batch = w.temp(f"np.broadcast_shapes({shapes})")
+    parts = [w.temp(f"np.broadcast_to({x}, {batch} + {_core_shape(x, c)})") for x, c in zip(a, cores)]
+    out = w.temp(f"np.empty({batch} + {out_core}, np.{node.dtype.name})")
+    w.lines.append(f"    for _i in np.ndindex({batch}):")
+    w.lines.append(f"        {out}[_i] = {call(*(f'np.ascontiguousarray({p}[_i])' for p in parts))}")
+    return out
+
+
+def _p_matmul(w: Writer, node: Node, a: list[str]) -> str:
+    x, y = node.inputs
+    if node.dtype.kind != "f":
+        raise _refuse(node, "numba multiplies float matrices only")
+    cx, cy = min(x.ndim, 2), min(y.ndim, 2)
+    rows = f"({a[0]}.shape[-2],)" if cx == 2 else "()"
+    cols = f"({a[1]}.shape[-1],)" if cy == 2 else "()"
+    return _batched(w, node, a, [cx, cy], f"{rows} + {cols}", lambda p, q: f"np.dot({p}, {q})")
+
+
+def _p_linalg(name: str) -> Callable[..., str]:
+    def printer(w: Writer, node: Node, a: list[str]) -> str:
+        cores = [2] + [1 if u.ndim == 1 else 2 for u in node.inputs[1:]]  # solve: b a vector only if 1-D
+        out_core = {"det": "()", "inv": _core_shape(a[0], 2)}.get(name) or _core_shape(a[-1], cores[-1])
+        return _batched(w, node, a, cores, out_core, lambda *m: f"np.linalg.{name}({', '.join(m)})")
+
+    return printer
+
+
+PRINTERS: dict[str, Callable[[Writer, Node, list[str]], str]] = {
+    "sum": _p_reduction("sum"),
+    "max": _p_reduction("max"),
+    "min": _p_reduction("min"),
+    "mean": _p_mean,
+    "count": _p_count,
+    "logsumexp": _p_logsumexp,
+    "softmax": _p_softmax,
+    "log_softmax": _p_log_softmax,
+    "expand_dims": _p_expand_dims,
+    "squeeze": _p_squeeze,
+    "reshape": _p_reshape,
+    "transpose": _p_transpose,
+    "broadcast_to": _p_broadcast_to,
+    "broadcast_like": _p_broadcast_like,
+    "astype": _p_astype,
+    "match_shape": _p_match_shape,
+    "stop_gradient": lambda w, node, a: a[0],
+    "zeros_like": lambda w, node, a: f"np.zeros_like({a[0]})" if node.ndim else "0.0",
+    "ones_like": lambda w, node, a: f"np.ones_like({a[0]})" if node.ndim else "1.0",
+    "getitem": _p_getitem,
+    "unindex": _p_unindex,
+    "concatenate": _p_join(stack=False),
+    "stack": _p_join(stack=True),
+    "matmul": _p_matmul,
+    "inv": _p_linalg("inv"),
+    "det": _p_linalg("det"),
+    "solve": _p_linalg("solve"),
+    "clip": lambda w, node, a: f"np.minimum(np.maximum({a[0]}, {a[1]}), {a[2]})",
+    "round": lambda w, node, a: f"np.round({a[0]}, {node.attrs['decimals']})" if node.ndim else "",
+}
+
+
+def unsupported(op: Op) -> str | None:
+    """Why this backend cannot run ``op`` (None: it can, for the shapes its printer accepts)."""
+    if op.name in PRINTERS or op.numpy in UFUNCS and op.elementwise or op.scalar is not None and op.elementwise:
+        return None
+    return "numba compiles no form of it (numba's numpy has no such function); not written for numba yet"
+
+
+def support(op: Op) -> str:
+    """How this backend runs ``op``, for docs/ops.md's table."""
+    reason = unsupported(op)
+    if reason is not None:
+        return f"none: {reason}"
+    if op.name in PRINTERS:
+        return "printer"
+    return f"`np.{op.numpy}`" if op.numpy in UFUNCS else "scalar template, looped"
+
+
+@functools.cache
+def function(op: Op) -> Callable[..., str]:
+    """The printer of ``op``: ``printer(writer, node, argument_names) -> expression``."""
+    reason = unsupported(op)
+    if reason is not None:
+        raise unsupported_error("numba", op.name, reason)
+    if op.name in PRINTERS:
+        return PRINTERS[op.name]
+    return functools.partial(_elementwise, op)
+
+
+_NUMBA_TYPES = {"bool": "boolean"}
+
+
+def _numba_type(dtype: np.dtype) -> str:
+    return _NUMBA_TYPES.get(dtype.name, dtype.name)
+
+
+def _elementwise(op: Op, w: Writer, node: Node, a: list[str]) -> str:
+    if op.numpy in UFUNCS:
+        return f"np.{op.numpy}({', '.join(a)})"
+    # the scalar template mapped over the broadcast inputs (numba.vectorize's own disk cache
+    # cannot load from a generated module, so the loop is written out)
+    dims = [u.ndim for u in node.inputs]
+    name = f"_map_{op.name}_" + "_".join(f"{u.dtype.name}{u.ndim}" for u in node.inputs)
+    arrays = [k for k, d in enumerate(dims) if d]
+    params = [f"a{k}" for k in range(len(a))]
+    lines = [f"    shape = np.broadcast_shapes({', '.join(f'a{k}.shape' for k in arrays)})"]
+    for k in arrays:
+        lines.append(f"    b{k} = np.ascontiguousarray(np.broadcast_to(a{k}, shape)).reshape(-1)")
+    lines.append(f"    out = np.empty(b{arrays[0]}.size, np.{node.dtype.name})")
+    lines.append("    for i in range(out.size):")
+    items = [f"b{k}[i]" if dims[k] else f"a{k}" for k in range(len(a))]
+    lines.append(f"        out[i] = {op.scalar.format(*items)}")
+    lines.append("    return out.reshape(shape)")
+    source = (
+        f'\n@numba.njit(cache=True, error_model="numpy")\ndef {name}({", ".join(params)}):\n' + "\n".join(lines) + "\n"
+    )
+    return f"{w.helper(name, source)}({', '.join(a)})"
+
+
+def _literal(node: Node) -> str | None:
+    v = np.asarray(node.value)
+    if v.ndim:
+        return None
+    item = v.item()
+    if v.dtype == bool:
+        return repr(item)
+    if v.dtype.kind == "f":
+        if math.isfinite(item):
+            text = repr(float(item))
+        else:
+            text = "np.nan" if math.isnan(item) else f"{'-' if item < 0 else ''}np.inf"
+        return text if v.dtype == np.float64 else f"np.{v.dtype.name}({text})"
+    return f"np.{v.dtype.name}({item})"
+
+
+def generate(plan: Plan) -> tuple[str, list[np.ndarray]]:
+    """The module source (helpers, then ``def compiled(inputs..., constants...)``) and the
+    array constants to pass after the inputs."""
+    w = Writer()
+    names: dict[Node, str] = {}
+    for k, n in enumerate(plan.inputs):
+        names[n] = f"x{k}"
+    for n in plan.leaves:
+        if n not in names:
+            names[n] = _literal(n) or w.constant(n.value)
+    for step in plan.steps:
+        n = step.node
+        args = [names[u] for u in n.inputs]
+        op = REGISTRY[n.op]
+        if step.scalar:
+            expr = op.scalar.format(*args)
+        else:
+            expr = function(op)(w, n, args)
+            if not expr:
+                raise _refuse(n, "this form of it (broadcast operands, a scalar) has no numba printer")
+        target = f"t{n.index}"
+        w.lines.append(f"    {target} = {expr}")
+        names[n] = target
+    result = ", ".join(names[n] for n in plan.outputs)
+    params = [f"x{k}" for k in range(len(plan.inputs))] + [f"_c{k}" for k in range(len(w.constants))]
+    helpers = "".join(w.helpers[k] for k in sorted(w.helpers))
+    body = "\n".join(w.lines) or "    pass"
+    source = (
+        "# generated by symdiff's numba backend\nimport math as _math\n\nimport numba\nimport numpy as np\n"
+        f'{helpers}\n\n@numba.njit(cache=True, error_model="numpy")\n'
+        f"def compiled({', '.join(params)}):\n{body}\n    return ({result},)\n"
+    )
+    return source, w.constants
+
+
+def cache_dir() -> Path:
+    """Where generated modules and numba's machine code are kept."""
+    if os.environ.get("SYMDIFF_CACHE_DIR"):
+        return Path(os.environ["SYMDIFF_CACHE_DIR"]) / "numba"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "symdiff" / "numba"
+
+
+def load_module(source: str) -> Any:
+    """The module of ``source``, written once under its hash (the key of numba's disk cache)."""
+    digest = hashlib.sha256(f"{numba.__version__}\n{source}".encode()).hexdigest()[:24]
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"sd_{digest}.py"
+    if not path.exists():  # never rewritten: numba's cache index keys on the file's time stamp
+        partial = folder / f".sd_{digest}.{os.getpid()}.tmp"
+        partial.write_text(source)
+        os.replace(partial, path)
+    name = f"symdiff_numba_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it: numba's cache looks the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _signature(inputs: list[Node], constants: list[np.ndarray]) -> tuple:
+    types = []
+    for n in inputs:
+        scalar = numba.from_dtype(n.dtype)
+        types.append(scalar if n.ndim == 0 else numba.types.Array(scalar, n.ndim, "C"))
+    for c in constants:
+        types.append(numba.typeof(c))
+    return tuple(types)
+
+
+class Compiled(_NumpyCompiled):
+    """``sd.compile(..., backend="numba")``: native code from the plan, cached on disk."""
+
+    backend = "numba"
+
+    def _build(self, outputs: list[Node], inputs: list[Node]) -> None:
+        from symdiff.backends.numpy import function as numpy_function
+
+        self._plan = plan = Plan(outputs, inputs, numpy_function)
+        self._check_bound(plan)
+        self.source, self._constants = generate(plan)
+        module = load_module(self.source)
+        self._dispatcher = module.compiled
+        signature = _signature(inputs, self._constants)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", numba.core.errors.NumbaPerformanceWarning)
+                self._dispatcher.compile(signature)
+        except numba.core.errors.NumbaError as exc:
+            first = str(exc).strip().splitlines()
+            raise BackendError(
+                "the numba backend could not compile this graph: "
+                + " ".join(line.strip() for line in first[:3])
+                + " (the generated source is in "
+                + str(module.__file__)
+                + "); use backend='numpy' for it"
+            ) from None
+        self._code = self._dispatcher.overloads[signature].entry_point
+        self._scalar = [n.ndim == 0 for n in inputs]
+        self._kinds = [n.dtype for n in inputs]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs or len(args) != len(self.inputs):
+            args = self._positional(args, kwargs)
+        values = []
+        for node, value, scalar in zip(self.inputs, args, self._scalar):
+            if scalar:
+                fast = type(value) is float and node.dtype == np.float64
+                values.append(value if fast else check_value(node, value, "compiled function")[()])
+            else:
+                values.append(np.ascontiguousarray(check_value(node, value, "compiled function")))
+        raw = self._code(*values, *self._constants)
+        results = [np.float64(v) if type(v) is float else finish(v) for v in raw]
+        return results[0] if self._single else results

@@ -1,0 +1,390 @@
+"""Standalone source: the numpy backend's printed plan as a Python module that imports numpy
+and math (and scipy for the few ops that need it), never symdiff.
+
+The module holds the same straight-line function ``sd.compile`` runs (``f.source``), the
+forwards of the ops it calls, copied from symdiff with what they use, the array constants,
+and the input checks and the IEEE fallback of the numpy backend: for the same inputs it
+returns the same bits as ``sd.compile(outputs, inputs)``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dis
+import functools
+import inspect
+import math
+import re
+import sys
+import textwrap
+import types
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from symdiff.backends.numpy import _call, function, generate
+from symdiff.backends.numpy import _literal as _scalar_literal
+from symdiff.errors import GraphError
+from symdiff.graph import Node
+from symdiff.ops import REGISTRY
+from symdiff.plan import Plan
+
+_BUILTINS = frozenset(dir(__import__("builtins")))
+_LITERALS = (int, float, bool, str, bytes, type(None))
+
+
+def _is_symdiff(obj: Any) -> bool:
+    return (getattr(obj, "__module__", "") or "").split(".")[0] == "symdiff"
+
+
+class Emitter:
+    """Definitions copied from symdiff (functions, classes, constants) and the imports they need."""
+
+    def __init__(self) -> None:
+        self.imports: dict[str, str] = {"np": "import numpy as np", "_math": "import math as _math"}
+        self.defs: dict[str, str] = {}
+        self._origin: dict[str, Any] = {}
+
+    def name(self, obj: Any, name: str | None = None) -> str:
+        """The name under which ``obj`` (a function, class, module or literal) exists in the module."""
+        if isinstance(obj, types.ModuleType):
+            return self._module(obj, name or obj.__name__.split(".")[-1])
+        if isinstance(obj, (types.FunctionType, type)) and _is_symdiff(obj):
+            return self._copy(obj, name or obj.__name__)
+        label = getattr(obj, "__name__", None)
+        if label and getattr(np, label, None) is obj:
+            return f"np.{label}"  # numpy's own function (a ufunc, an array-function dispatcher)
+        if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type, np.ufunc, functools.cached_property)):
+            module = getattr(obj, "__module__", None) or "numpy"
+            label = name or obj.__name__
+            if module.split(".")[0] in ("numpy", "scipy", "math", "functools", "builtins"):
+                self.imports.setdefault(label, f"from {module} import {obj.__name__} as {label}")
+                return label
+        raise GraphError(f"to_source: cannot write {obj!r} into a standalone module")
+
+    def _module(self, module: types.ModuleType, name: str) -> str:
+        if _is_symdiff(module) or module.__name__.startswith("symdiff"):
+            raise GraphError(f"to_source: a forward uses the symdiff module {module.__name__}")
+        self.imports.setdefault(name, f"import {module.__name__} as {name}")
+        return name
+
+    def _claim(self, name: str, obj: Any) -> bool:
+        """True if ``name`` is free for ``obj`` (or already holds it)."""
+        if name in self._origin:
+            if self._origin[name] is not obj:
+                raise GraphError(f"to_source: two different definitions named {name!r}")
+            return False
+        self._origin[name] = obj
+        return True
+
+    def _copy(self, obj: Any, name: str) -> str:
+        if not self._claim(name, obj):
+            return name
+        code_objects = []
+        if isinstance(obj, type):
+            source = textwrap.dedent(inspect.getsource(obj))
+            module_globals = vars(sys.modules[obj.__module__])
+            for value in vars(obj).values():
+                fn = getattr(value, "func", value)  # cached_property keeps the function in .func
+                if isinstance(fn, types.FunctionType):
+                    code_objects.append((fn.__code__, fn.__globals__))
+            # the class body's own names (decorators, bases): read from its source
+            body = {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
+            code_objects.append((None, {k: module_globals[k] for k in body if k in module_globals}))
+        else:
+            source = _function_source(obj, name)
+            code_objects.append((obj.__code__, obj.__globals__))
+            if obj.__closure__:
+                raise GraphError(f"to_source: {obj.__qualname__} closes over local values")
+        for code, globals_ in code_objects:  # a name taken (_claim) ends a cycle
+            for ref in sorted(_global_names(code) if code is not None else globals_):
+                if ref in globals_ and ref not in _BUILTINS:
+                    self._dependency(ref, globals_[ref])
+        self.defs[name] = source  # after its dependencies: a class's bases must exist first
+        return name
+
+    def _dependency(self, ref: str, value: Any) -> None:
+        if isinstance(value, _LITERALS) or (isinstance(value, (tuple, frozenset)) and _plain(value)):
+            if self._claim(ref, value):
+                self.defs[ref] = f"{ref} = {value!r}\n"
+            return
+        try:
+            self.name(value, ref)
+        except GraphError:
+            if not _is_symdiff(value):  # a name the code uses as an attribute only (x.shape)
+                return
+            raise
+
+
+def _plain(value: Any) -> bool:
+    return all(isinstance(v, _LITERALS) or (isinstance(v, tuple) and _plain(v)) for v in value)
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """Names the code reads as globals (not attributes: ``xp.exp`` is no use of a global exp)."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _function_source(fn: types.FunctionType, name: str) -> str:
+    if fn.__name__ != "<lambda>":
+        source = textwrap.dedent(inspect.getsource(fn))
+        if fn.__name__ != name:
+            source += f"\n{name} = {fn.__name__}\n"
+        return source
+    # a lambda inside a define_op call: its own text, found by its line and parameters
+    lines, start = inspect.findsource(fn)
+    tree = ast.parse("".join(lines))
+    params = fn.__code__.co_varnames[: fn.__code__.co_argcount]
+    found = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Lambda)
+        and node.lineno == fn.__code__.co_firstlineno
+        and tuple(a.arg for a in node.args.args) == params
+    ]
+    if len(found) != 1:
+        raise GraphError(f"to_source: cannot find the source of a lambda at line {fn.__code__.co_firstlineno}")
+    return f"{name} = {ast.get_source_segment(''.join(lines), found[0])}\n"
+
+
+def _literal(value: Any, emitter: Emitter) -> str:
+    """Python source that makes ``value`` (an attribute or a constant) in the emitted module."""
+    if isinstance(value, types.ModuleType):
+        return emitter.name(value, "np" if value is np else None)
+    if isinstance(value, _LITERALS):
+        return repr(value) if not isinstance(value, float) or math.isfinite(value) else f"float({str(value)!r})"
+    if isinstance(value, tuple):
+        inner = ", ".join(_literal(v, emitter) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v, emitter) for v in value) + "]"
+    if isinstance(value, slice):
+        return (
+            f"slice({_literal(value.start, emitter)}, {_literal(value.stop, emitter)}, {_literal(value.step, emitter)})"
+        )
+    if value is Ellipsis:
+        return "Ellipsis"
+    if isinstance(value, np.dtype):
+        return f"np.dtype({value.str!r})"
+    if isinstance(value, (np.ndarray, np.generic)):
+        arr = np.ascontiguousarray(value)
+        if arr.size and (arr == arr.flat[0]).all():
+            return f"np.full({arr.shape}, {_literal(arr.flat[0].item(), emitter)}, dtype={arr.dtype.str!r})"
+        if arr.size <= 64:
+            return f"np.array({arr.tolist()!r}, dtype={arr.dtype.str!r})"
+        return f"np.frombuffer({arr.tobytes()!r}, dtype={arr.dtype.str!r}).reshape({arr.shape})"
+    if _is_symdiff(type(value)) and hasattr(value, "key"):  # a static Index
+        return f"{emitter.name(type(value))}({_literal(value.key, emitter)})"
+    raise GraphError(f"to_source: cannot write the value {value!r} into a standalone module")
+
+
+def _callable(value: Any, emitter: Emitter, name: str) -> str:
+    """Source defining ``name`` as the callable the generated code calls under it."""
+    if isinstance(value, functools.partial):
+        fn, args = value.func, value.args
+        inner = getattr(fn, "__closure__", None)
+        if inner and fn.__code__.co_freevars == ("forward",) and args and args[0] is np:
+            fn, args = inner[0].cell_contents, args[1:]  # a numpy-only forward: called without xp
+        parts = [emitter.name(fn, f"_fwd{name}" if fn.__name__ == "<lambda>" else None)]
+        parts += [_literal(a, emitter) for a in args]
+        parts += [f"{k}={_literal(v, emitter)}" for k, v in value.keywords.items()]
+        emitter.imports.setdefault("functools", "import functools")
+        return f"{name} = functools.partial({', '.join(parts)})\n"
+    return f"{name} = {emitter.name(value)}\n"
+
+
+_CHECK = '''
+def _check(value, *inputs, op, declared, declared_inputs):
+    """A None dimension must not be broadcast (as symdiff's compiled code checks)."""
+    shape = np.shape(value)
+    if len(shape) != len(declared) or any(d is not None and d != s for d, s in zip(declared, shape)):
+        raise ValueError(f"{op} produced shape {shape}, but its static shape is {declared}")
+    for k, (u, d) in enumerate(zip(inputs, declared_inputs)):
+        ushape = np.shape(u)
+        for axis in range(-len(ushape), 0):
+            if d[axis] is None and ushape[axis] != shape[axis]:
+                raise ValueError(
+                    f"{op}: input {k} has shape {ushape} and was broadcast to {shape}, but its declared dimension "
+                    f"{axis} is None; a None dimension never broadcasts: declare it as 1 to broadcast it"
+                )
+'''
+
+_INPUT = '''
+def _input(value, name, dtype, shape):
+    """The value as an array of the variable's dtype, or an error naming the variable."""
+    arr = np.asarray(value)
+    if arr.dtype != dtype:
+        if arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, dtype, casting="same_kind"):
+            raise TypeError(f"variable {name!r} has dtype {dtype} but was bound to a {arr.dtype} value")
+        arr = arr.astype(dtype)
+    if arr.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape, arr.shape)):
+        raise ValueError(f"variable {name!r} has shape {shape} but was bound to a value of shape {arr.shape}")
+    return arr
+
+
+def _finish(value):
+    if type(value) is float:
+        return np.float64(value)
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        return arr[()]
+    return arr if arr.flags.writeable else arr.copy()
+'''
+
+
+def _careful(plan: Plan, names: dict[Node, str], checks: set[Node], emitter: Emitter, defs: list[str]) -> str:
+    """The function again with each scalar step computed as ``sd.evaluate`` does: the math
+    template, or numpy's IEEE result where it raises (log(0), 1/0, overflow)."""
+    namespace: dict[str, Any] = {}
+    lines = []
+    for step in plan.steps:
+        n = step.node
+        op = REGISTRY[n.op]
+        args = [names[u] for u in n.inputs]
+        if step.scalar:
+            helper = f"_scalar_{op.name}"
+            params = [f"a{k}" for k in range(len(args))]
+            if op.numpy is not None and "forward" in op.derived:
+                slow = f"_np_{op.name} = np.{op.numpy}\n"
+            else:
+                slow = _callable(functools.partial(op.forward, np), emitter, f"_np_{op.name}")
+            floats = ", ".join(f"np.float64({a})" for a in params)
+            defs.append(slow)
+            defs.append(
+                f"\n\ndef {helper}({', '.join(params)}):\n"
+                f"    try:\n        return {op.scalar.format(*params)}\n"
+                "    except (ValueError, ZeroDivisionError, OverflowError):\n"
+                f"        return _np_{op.name}({floats})[()]\n"
+            )
+            expr = f"{helper}({', '.join(args)})"
+        else:
+            expr = _call(op, n, args, namespace)
+        lines.append(f"    t{n.index} = {expr}")
+        if n in checks:
+            lines.append(f"    _check{n.index}(t{n.index}, {', '.join(args)})")
+    result = ", ".join(names[n] for n in plan.outputs)
+    body = "\n".join(lines) or "    pass"
+    params = ", ".join(names[n] for n in plan.inputs)
+    return f"def _compiled_careful({params}):\n{body}\n    return ({result},)\n"
+
+
+def _rename(source: str, names: dict[str, str]) -> str:
+    if not names:
+        return source
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")(?=\()")
+    return pattern.sub(lambda m: names[m.group(1)], source)
+
+
+def _names(plan: Plan, source: str) -> dict[Node, str]:
+    """The names the generated function gives the plan's inputs, constants and steps."""
+    signature = source[source.index("(") + 1 : source.index(")")].split(", ")
+    names = dict(zip(plan.inputs, signature))
+    for n in plan.leaves:
+        if n not in names:
+            names[n] = _scalar_literal(n.value) or f"_c{n.index}"
+    for s in plan.steps:
+        names[s.node] = f"t{s.node.index}"
+    return names
+
+
+def to_source(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | None = None, name: str = "f") -> str:
+    """A standalone Python module (as a string) defining ``<name>(<inputs>)``, which computes
+    ``outputs`` (one value, or a list for a list of outputs).
+
+    The module imports numpy and math (scipy where an op needs it: erf, triangular and
+    Cholesky solves, expm), never symdiff, and returns the same bits as
+    ``sd.compile(outputs, inputs)``: the same generated function, the same IEEE fallback.
+
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> src = sd.to_source(sd.grad(sd.sin(x) * x, x), [x], name="dfdx")
+    >>> namespace = {}
+    >>> exec(src, namespace)
+    >>> print(namespace["dfdx"](0.5))
+    0.9182168195493894
+    """
+    from symdiff.evaluate import compile as compile_
+
+    if not isinstance(name, str) or not name.isidentifier() or name in ("compiled", "np"):
+        raise GraphError(f"to_source: name {name!r} is not a Python identifier free for the function")
+    compiled = compile_(outputs, inputs)  # resolves and checks outputs and inputs as compile does
+    outs, ins, single = compiled.outputs, compiled.inputs, compiled._single
+    plan = Plan(outs, ins, function)
+    checks = {s.node for s in plan.compiled_checks()}
+    emitter = Emitter()
+    source, namespace = generate(plan, {n: None for n in checks})
+    # the generated function's own names (_sum, _getitem9) are renamed _op_sum, _op_getitem9:
+    # copied forwards keep their symdiff names (_logsumexp), which may be the same
+    renamed = {
+        k: f"_op{k}" for k, v in namespace.items() if callable(v) and not k.startswith("_check") and k not in ("np",)
+    }
+    source = _rename(source, renamed)
+    namespace = {renamed.get(k, k): v for k, v in namespace.items()}
+    defs: list[str] = []
+    by_check = {f"_check{n.index}": n for n in checks}
+    for key in sorted(namespace):
+        value = namespace[key]
+        if key in ("np", "_math"):
+            continue
+        if key in by_check:
+            node = by_check[key]
+            emitter.imports.setdefault("functools", "import functools")
+            defs.append(
+                f"{key} = functools.partial(_check, op={node.op!r}, declared={tuple(node.shape)!r}, "
+                f"declared_inputs={tuple(tuple(u.shape) for u in node.inputs)!r})\n"
+            )
+        elif isinstance(value, (np.ndarray, np.generic)):
+            defs.append(f"{key} = {_literal(value, emitter)}\n")
+        else:
+            defs.append(_callable(value, emitter, key))
+    careful = _rename(_careful(plan, _names(plan, source), checks, emitter, defs), renamed)
+    params = list(_names(plan, source)[n] for n in ins)
+    prologue = []
+    for node, param in zip(ins, params):
+        check = f"_input({param}, {node.name or param!r}, np.dtype({node.dtype.str!r}), {tuple(node.shape)!r})"
+        if node.shape == () and node.dtype == np.float64:
+            prologue.append(f"    {param} = {param} if type({param}) is float else float({check})")
+        else:
+            prologue.append(f"    {param} = {check}")
+    described = ", ".join(str(o) if len(str(o)) < 60 else f"{o.op}(...)" for o in outs)
+    wrapper = (
+        f"\n\ndef {name}({', '.join(params)}):\n"
+        f'    """{described}"""\n' + "\n".join(prologue) + "\n"
+        "    with np.errstate(all='ignore'):\n"
+        "        try:\n"
+        f"            raw = compiled({', '.join(params)})\n"
+        "        except (ValueError, ZeroDivisionError, OverflowError):  # an IEEE edge in a scalar step\n"
+        f"            raw = _compiled_careful({', '.join(params)})\n"
+        "    results = [_finish(r) for r in raw]\n"
+        f"    return {'results[0]' if single else 'results'}\n"
+    )
+    header = f'"""{name}: generated by symdiff {_version()} (sd.to_source); imports no symdiff."""\n\n'
+    imports = "\n".join(sorted(set(emitter.imports.values()))) + "\n"
+    copied = "\n\n".join(emitter.defs.values())
+    unique = list(dict.fromkeys(defs))
+    return (
+        header
+        + "from __future__ import annotations\n\n"
+        + imports
+        + _INPUT
+        + (_CHECK if checks else "")
+        + "\n\n"
+        + copied
+        + "\n\n"
+        + "".join(unique)
+        + "\n\n"
+        + source
+        + "\n\n"
+        + careful
+        + wrapper
+    )
+
+
+def _version() -> str:
+    from symdiff import __version__
+
+    return __version__
