@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from symdiff.backends import unsupported_error
-from symdiff.errors import BackendError
+from symdiff.errors import BackendError, ShapeError
 from symdiff.evaluate import Compiled as _NumpyCompiled
 from symdiff.evaluate import check_value
 from symdiff.graph import Node
@@ -57,6 +57,7 @@ class Writer:
         self.lines: list[str] = []
         self.constants: list[np.ndarray] = []  # passed as arguments after the inputs
         self.helpers: dict[str, str] = {}  # name -> source, printed before the function
+        self.checks: list[tuple[str, Node]] = []  # (flag, node): returned after the outputs
         self._k = 0
 
     def temp(self, expr: str) -> str:
@@ -222,17 +223,11 @@ def _p_astype(w: Writer, node: Node, a: list[str]) -> str:
     return f"np.{name}({a[0]})" if node.ndim == 0 else f"{a[0]}.astype(np.{name})"
 
 
-_SAME_SHAPE = """
-@numba.njit(cache=True)
-def _same_shape(x, ref):
-    if x.shape != ref.shape:
-        raise ValueError("a gradient's shape differs from its variable's: a dimension declared None was broadcast")
-    return x
-"""
-
-
 def _p_match_shape(w: Writer, node: Node, a: list[str]) -> str:
-    return f"{w.helper('_same_shape', _SAME_SHAPE)}({a[0]}, {a[1]})"
+    # a raise inside the native code would keep numba from caching it: the function returns
+    # the check, and the caller raises
+    w.checks.append((w.temp(f"{a[0]}.shape == {a[1]}.shape"), node))
+    return a[0]
 
 
 def _subscript(w: Writer, node: Node, index: Any, nodes: list[str]) -> str:
@@ -427,9 +422,10 @@ def _literal(node: Node) -> str | None:
     return f"np.{v.dtype.name}({item})"
 
 
-def generate(plan: Plan) -> tuple[str, list[np.ndarray]]:
-    """The module source (helpers, then ``def compiled(inputs..., constants...)``) and the
-    array constants to pass after the inputs."""
+def generate(plan: Plan) -> tuple[str, list[np.ndarray], list[Node]]:
+    """The module source (helpers, then ``def compiled(inputs..., constants...)``), the
+    array constants to pass after the inputs, and the nodes whose shape check the function
+    returns after the outputs (True: passed)."""
     w = Writer()
     names: dict[Node, str] = {}
     for k, n in enumerate(plan.inputs):
@@ -450,7 +446,7 @@ def generate(plan: Plan) -> tuple[str, list[np.ndarray]]:
         target = f"t{n.index}"
         w.lines.append(f"    {target} = {expr}")
         names[n] = target
-    result = ", ".join(names[n] for n in plan.outputs)
+    result = ", ".join([names[n] for n in plan.outputs] + [flag for flag, _ in w.checks])
     params = [f"x{k}" for k in range(len(plan.inputs))] + [f"_c{k}" for k in range(len(w.constants))]
     helpers = "".join(w.helpers[k] for k in sorted(w.helpers))
     body = "\n".join(w.lines) or "    pass"
@@ -459,7 +455,7 @@ def generate(plan: Plan) -> tuple[str, list[np.ndarray]]:
         f'{helpers}\n\n@numba.njit(cache=True, error_model="numpy")\n'
         f"def compiled({', '.join(params)}):\n{body}\n    return ({result},)\n"
     )
-    return source, w.constants
+    return source, w.constants, [node for _, node in w.checks]
 
 
 def cache_dir() -> Path:
@@ -514,7 +510,7 @@ class Compiled(_NumpyCompiled):
 
         self._plan = plan = Plan(outputs, inputs, numpy_function)
         self._check_bound(plan)
-        self.source, self._constants = generate(plan)
+        self.source, self._constants, self._checked = generate(plan)
         module = load_module(self.source)
         self._dispatcher = module.compiled
         signature = _signature(inputs, self._constants)
@@ -546,5 +542,13 @@ class Compiled(_NumpyCompiled):
             else:
                 values.append(np.ascontiguousarray(check_value(node, value, "compiled function")))
         raw = self._code(*values, *self._constants)
+        if self._checked:
+            flags, raw = raw[len(raw) - len(self._checked) :], raw[: len(raw) - len(self._checked)]
+            for ok, node in zip(flags, self._checked):
+                if not ok:
+                    raise ShapeError(
+                        f"{node.op} (node #{node.index}): a gradient has a shape other than its variable's: the "
+                        "bound values broadcast a dimension declared None (declare it as 1 to broadcast)"
+                    )
         results = [np.float64(v) if type(v) is float else finish(v) for v in raw]
         return results[0] if self._single else results
