@@ -11,10 +11,6 @@ import tempfile
 from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("SYMDIFF_CACHE_DIR", tempfile.mkdtemp(prefix="symdiff-tests-"))
-# numba compiles each op case's function once, cold in CI: LLVM's optimisation level changes
-# compile time, not results (no fast-math), so the tests compile unoptimised; the benchmarks
-# measure the optimised code users get
-os.environ.setdefault("NUMBA_OPT", "0")
 
 settings.register_profile(
     "ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
