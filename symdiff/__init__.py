@@ -33,6 +33,7 @@ from symdiff.graph import Graph, Node
 from symdiff.ops import *  # noqa: F403 (the op table's public functions)
 from symdiff.ops import __all__ as _ops_all
 from symdiff.simplify import simplify
+from symdiff.sparse import SparseDerivative, sparse_hessian, sparse_jacobian
 from symdiff.testing import check_grads
 
 __version__ = "0.1.0"
@@ -60,6 +61,9 @@ __all__ = [
     "load",
     "render",
     "simplify",
+    "SparseDerivative",
+    "sparse_hessian",
+    "sparse_jacobian",
     "to_dot",
     "to_source",
     "to_sympy",

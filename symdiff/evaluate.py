@@ -23,6 +23,23 @@ Bindings = Mapping[Node | str, Any]
 compile_source = builtins.compile  # this module's compile() is symdiff's
 
 
+def _sparse_outputs(outputs: Any) -> tuple[Any, Callable[[Any], Any] | None]:
+    """Sparse derivatives among the outputs become their values nodes; the function returned
+    turns the computed values back into ``scipy.sparse.csr_matrix`` (None: there are none)."""
+    from symdiff.sparse import SparseDerivative
+
+    if isinstance(outputs, SparseDerivative):
+        return outputs.values, outputs.matrix
+    if not isinstance(outputs, (list, tuple)) or not any(isinstance(o, SparseDerivative) for o in outputs):
+        return outputs, None
+    kinds = list(outputs)
+
+    def back(results: list[Any]) -> list[Any]:
+        return [o.matrix(r) if isinstance(o, SparseDerivative) else r for o, r in zip(kinds, results)]
+
+    return [o.values if isinstance(o, SparseDerivative) else o for o in outputs], back
+
+
 def _as_outputs(outputs: Any, what: str) -> tuple[list[Node], bool]:
     outs, single = node_list(outputs, what, "outputs")
     check_same_graph(what, *outs)
@@ -105,7 +122,8 @@ def evaluate(outputs: Node | Sequence[Node], bindings: Bindings | None = None) -
     Parameters
     ----------
     outputs : Node or list of Node
-        What to compute; only the nodes they need are evaluated.
+        What to compute; only the nodes they need are evaluated. A sparse derivative
+        (``sd.sparse_hessian``) is returned as a ``scipy.sparse.csr_matrix``.
     bindings : dict, optional
         Values keyed by variable node or variable name. A binding for any other
         node replaces that node's value. Bindings the outputs do not need are ignored.
@@ -126,6 +144,7 @@ def evaluate(outputs: Node | Sequence[Node], bindings: Bindings | None = None) -
     >>> print(sd.evaluate(y, {"x": 0.0}))
     2.0
     """
+    outputs, sparse = _sparse_outputs(outputs)
     outs, single = _as_outputs(outputs, "evaluate")
     graph = outs[0].graph
     raw, unknown = _resolve(graph, bindings, "evaluate")
@@ -135,7 +154,8 @@ def evaluate(outputs: Node | Sequence[Node], bindings: Bindings | None = None) -
         raise _unbound_error("evaluate", missing, unknown, graph)
     values = {n: check_value(n, raw[n], "evaluate") for n in order if n in raw}
     results = Plan(outs, list(values), function).run(values)
-    return results[0] if single else results
+    result = results[0] if single else results
+    return result if sparse is None else sparse(result)
 
 
 class Compiled:
@@ -263,6 +283,7 @@ def compile(  # noqa: A001
     >>> print(value, gw)
     14.0 [2. 4. 6.]
     """
+    outputs, sparse = _sparse_outputs(outputs)
     outs, single = _as_outputs(outputs, "compile")
     graph = outs[0].graph
     if simplify:
@@ -283,7 +304,23 @@ def compile(  # noqa: A001
                 raise GraphError(f"compile: inputs[{k}] ({node.name or node.op}) is listed twice")
             ins.append(node)
     if backend == "numpy":
-        return Compiled(outs, ins, single)
-    from symdiff.backends import load
+        made = Compiled(outs, ins, single)
+    else:
+        from symdiff.backends import load
 
-    return load(backend).Compiled(outs, ins, single)
+        made = load(backend).Compiled(outs, ins, single)
+    return made if sparse is None else _WithSparse(made, sparse)
+
+
+class _WithSparse:
+    """A compiled function whose sparse outputs are returned as ``scipy.sparse.csr_matrix``."""
+
+    def __init__(self, compiled: Compiled, back: Callable[[Any], Any]):
+        self.compiled, self._back = compiled, back
+        self.inputs, self.outputs, self.source = compiled.inputs, compiled.outputs, compiled.source
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._back(self.compiled(*args, **kwargs))
+
+    def __repr__(self) -> str:
+        return repr(self.compiled)

@@ -1,0 +1,381 @@
+"""Sparse Jacobians and Hessians: the pattern from the graph, the values from a few seeds.
+
+The pattern is found statically: walking the graph from x, each node gets a boolean
+sparse matrix D (its elements x its x's elements) of which elements of x it may depend
+on; each op maps its inputs' D to its own by its kind (elementwise: the same element,
+through broadcasting; a reduction: the union over the reduced elements; a selection
+such as indexing, reshaping or joining: the element it selects, found by running the op
+on element positions; its adjoint, which adds: the transpose of that; a matrix product:
+rows times columns). An op without a finer rule is taken as dense: every output element
+depends on everything its inputs depend on. The pattern never misses a non-zero; it is
+exact for the first kinds.
+
+A Hessian's pattern is the Jacobian pattern of the gradient graph, which symdiff has as a
+graph. Columns that share no row get the same colour (a greedy distance-2 colouring,
+Curtis-Powell-Reid / Gebremedhin-Manne-Pothen), and one forward-mode pass seeded with one
+vector per colour gives every value: the graph computes the compressed Jacobian and
+picks the non-zeros out of it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from symdiff.errors import GraphError, ShapeError, SymdiffError
+from symdiff.graph import Node, ancestors, describe
+from symdiff.ops import REGISTRY
+
+# a conservative (dense) pattern larger than this is refused: the derivative is not sparse
+DENSE_LIMIT = 20_000_000
+_SELECTIONS = frozenset(
+    "getitem reshape reshape_like transpose expand_dims squeeze broadcast_to broadcast_like flip roll tile repeat "
+    "concatenate stack concat_part concat_place pad tril triu diagonal diag undiagonal take take_along_axis "
+    "match_shape astype".split()
+)
+# ops that add their input into places: the transpose of the selection they are the adjoint of
+_ADJOINTS = {"untile": "tile", "unrepeat": "repeat", "untake": "take", "untake_along_axis": "take_along_axis"}
+_NO_DEPENDENCE = frozenset("zeros_like ones_like eye_like count stop_gradient arange one_hot".split())
+
+
+class SparseDerivative:
+    """A sparse Jacobian or Hessian: ``pattern`` (a scipy.sparse CSR matrix of booleans, the
+    structure, found from the graph) and ``values`` (a node of the stored values, in the
+    pattern's order). ``sd.evaluate`` and ``sd.compile`` return it as a ``scipy.sparse.csr_matrix``.
+    ``colors``: how many seeds the values need.
+    """
+
+    def __init__(self, pattern: sp.csr_matrix, values: Node, colors: int, kind: str):
+        self.pattern = pattern
+        self.values = values
+        self.colors = colors
+        self.kind = kind
+        self.shape = pattern.shape
+        self.nnz = pattern.nnz
+
+    def matrix(self, values: Any) -> sp.csr_matrix:
+        """The CSR matrix with these values (the structure is shared, the values are not)."""
+        out = sp.csr_matrix.__new__(sp.csr_matrix)
+        # the structure was checked once when the pattern was made; filling values needs no
+        # new check (scipy's constructor alone would cost as much as a small Hessian)
+        out._shape = self.pattern.shape
+        out.indices, out.indptr = self.pattern.indices, self.pattern.indptr
+        out.data = np.asarray(values)
+        out.has_sorted_indices = True
+        return out
+
+    def __repr__(self) -> str:
+        return f"<sparse {self.kind} {self.shape[0]}x{self.shape[1]}, {self.nnz} stored values, {self.colors} colours>"
+
+
+def _static_size(node: Node, what: str, role: str) -> int:
+    if node.size is None:
+        raise ShapeError(
+            f"{what}: {role} {describe(node)} has shape {node.shape} with an unknown (None) size; a sparsity "
+            "pattern is found before evaluation, so every size must be known: declare the shape"
+        )
+    return node.size
+
+
+def _positions(node: Node) -> np.ndarray:
+    """Element positions + 1 (0 means "no element") shaped like the node."""
+    return np.arange(1, node.size + 1, dtype=np.float64).reshape(node.shape)
+
+
+def _gathered(rows: np.ndarray, size: int) -> sp.csr_matrix:
+    """P with P[i, rows[i] - 1] = 1 where rows[i] > 0: output i selects input element rows[i] - 1."""
+    rows = np.rint(np.asarray(rows, dtype=np.float64).reshape(-1)).astype(np.int64)
+    keep = np.nonzero(rows > 0)[0]
+    return sp.csr_matrix((np.ones(len(keep), dtype=bool), (keep, rows[keep] - 1)), shape=(len(rows), size), dtype=bool)
+
+
+def _union(parts: list[sp.csr_matrix], shape: tuple[int, int]) -> sp.csr_matrix:
+    total = sp.csr_matrix(shape, dtype=bool)
+    for p in parts:
+        total = total + p
+    return total.astype(bool).tocsr()
+
+
+def _dense(node: Node, deps: list[sp.csr_matrix], n: int) -> sp.csr_matrix:
+    """Every output element depends on everything the inputs depend on (the safe default)."""
+    cols = np.unique(np.concatenate([d.indices for d in deps])) if deps else np.zeros(0, np.int64)
+    m = node.size
+    if m * len(cols) > DENSE_LIMIT:
+        raise SymdiffError(
+            f"sparse pattern: op {node.op!r} (node #{node.index}, shape {node.shape}) has no sparsity rule finer than "
+            f"'every output element depends on every input element', which gives {m} x {len(cols)} non-zeros: the "
+            "derivative is not sparse here; use sd.jacobian or sd.hessian"
+        )
+    rows = np.repeat(np.arange(m), len(cols))
+    return sp.csr_matrix((np.ones(len(rows), bool), (rows, np.tile(cols, m))), shape=(m, n), dtype=bool)
+
+
+def _broadcast_map(u: Node, out: Node) -> np.ndarray:
+    return np.broadcast_to(np.arange(u.size).reshape(u.shape), out.shape).reshape(-1)
+
+
+def _groups(node: Node, x: Node, axes: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """For each element of x, the index of the reduction group (along ``axes``) it falls in."""
+    kept = [d for k, d in enumerate(x.shape) if k not in axes]
+    ids = np.arange(int(np.prod(kept, dtype=np.int64))).reshape([1 if k in axes else d for k, d in enumerate(x.shape)])
+    return np.broadcast_to(ids, x.shape).reshape(-1), int(np.prod(kept, dtype=np.int64))
+
+
+def _axes(node: Node, x: Node) -> tuple[int, ...]:
+    axis = node.attrs.get("axis")
+    if axis is None:
+        return tuple(range(x.ndim))
+    axis = (axis,) if isinstance(axis, int) else axis
+    return tuple(sorted(a % x.ndim for a in axis))
+
+
+def _matmul(node: Node, a: Node, b: Node, da: Any, db: Any, n: int) -> sp.csr_matrix | None:
+    """out[i, j] = sum_l a[i, l] b[l, j]: a[i, l] matters where b[l, j] may be non-zero (all of
+    b unless it is a constant), and the other way round."""
+    if a.ndim > 2 or b.ndim > 2:
+        return None
+    A = np.ones(a.shape if a.ndim == 2 else (1, a.shape[0]), bool)
+    B = np.ones(b.shape if b.ndim == 2 else (b.shape[0], 1), bool)
+    if a.op == "constant":
+        A = np.asarray(a.value).reshape(A.shape) != 0
+    if b.op == "constant":
+        B = np.asarray(b.value).reshape(B.shape) != 0
+    (m, k), p = A.shape, B.shape[1]
+    parts = []
+    if da is not None:
+        bl, bj = np.nonzero(B)
+        rows = (np.arange(m)[:, None] * p + bj[None, :]).reshape(-1)
+        cols = (np.arange(m)[:, None] * k + bl[None, :]).reshape(-1)
+        parts.append(sp.csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=(m * p, m * k)) @ da)
+    if db is not None:
+        ai, al = np.nonzero(A)
+        rows = (ai[:, None] * p + np.arange(p)[None, :]).reshape(-1)
+        cols = (al[:, None] * p + np.arange(p)[None, :]).reshape(-1)
+        parts.append(sp.csr_matrix((np.ones(len(rows), bool), (rows, cols)), shape=(m * p, k * p)) @ db)
+    return _union(parts, (node.size, n))
+
+
+def dependencies(outputs: list[Node], x: Node, what: str) -> dict[Node, sp.csr_matrix]:
+    """For each node between x and the outputs, which elements of x each element may depend on."""
+    n = _static_size(x, what, "x")
+    deps: dict[Node, sp.csr_matrix] = {x: sp.identity(n, dtype=bool, format="csr")}
+    for node in ancestors(outputs, lambda u: () if u is x else u.inputs):
+        if node is x or not node.inputs:
+            continue
+        inputs = [deps.get(u) for u in node.inputs]
+        if all(d is None for d in inputs) or node.op in _NO_DEPENDENCE:
+            continue
+        op = REGISTRY[node.op]
+        if not op.differentiable:
+            continue  # comparisons, signs, indices: no derivative flows through them
+        _static_size(node, what, "an intermediate node")
+        deps[node] = _rule(node, op, inputs, n)
+    return deps
+
+
+def _rule(node: Node, op: Any, inputs: list, n: int) -> sp.csr_matrix:
+    present = [(u, d) for u, d in zip(node.inputs, inputs) if d is not None]
+    if op.elementwise:
+        return _union([d[_broadcast_map(u, node)] for u, d in present], (node.size, n))
+    if op.kind == "reduction" and "axis" in node.attrs and node.op not in ("cumsum", "cumprod"):
+        (x, d), *_ = present
+        group, count = _groups(node, x, _axes(node, x))
+        P = sp.csr_matrix((np.ones(x.size, bool), (group, np.arange(x.size))), shape=(count, x.size))
+        return (P @ d).astype(bool).tocsr()
+    if node.op in ("softmax", "log_softmax", "cumsum", "cumprod"):
+        (x, d), *_ = present
+        group, count = _groups(node, x, _axes(node, x))
+        P = sp.csr_matrix((np.ones(x.size, bool), (group, np.arange(x.size))), shape=(count, x.size))
+        return (P @ d).astype(bool).tocsr()[group]  # each element: its whole lane
+    if node.op in _SELECTIONS or (node.op == "unindex" and not node.attrs["index"].advanced):
+        found = _selection(node, op, inputs, n)
+        if found is not None:
+            return found
+    if node.op in _ADJOINTS or node.op == "unindex":
+        found = _adjoint(node, inputs, n)
+        if found is not None:
+            return found
+    if node.op == "matmul":
+        found = _matmul(node, *node.inputs, *inputs, n)
+        if found is not None:
+            return found
+    return _dense(node, [d for _, d in present], n)
+
+
+def _stand_in(u: Node, d: Any, offset: int) -> np.ndarray | None:
+    """What the op runs on instead of u: its positions (offset) if x reaches it, its value if
+    it is a constant, zeros of its shape if it is used for its shape (floats)."""
+    if d is not None:
+        return _positions(u) + offset
+    if u.op == "constant":
+        return np.asarray(u.value)
+    if u.dtype.kind in "iu" or u.size is None:
+        return None  # an index known only at evaluation: which element is selected is unknown
+    return np.zeros(u.shape)
+
+
+def _selection(node: Node, op: Any, inputs: list, n: int) -> sp.csr_matrix | None:
+    arrays, sources, offset = [], [], 0
+    for u, d in zip(node.inputs, inputs):
+        a = _stand_in(u, d, offset)
+        if a is None:
+            return None
+        arrays.append(a)
+        if d is not None:
+            sources.append((offset, u.size, d))
+            offset += u.size
+    attrs = dict(node._attrs)
+    if node.op == "pad":
+        attrs["value"] = 0.0  # the border depends on nothing
+    if node.op == "astype":
+        attrs["dtype_to"] = "float64"
+    with np.errstate(all="ignore"):
+        picked = np.asarray(functools.partial(op.forward, np)(*arrays, **attrs), dtype=np.float64)
+    if picked.size != node.size:
+        return None
+    P = _gathered(picked, offset)
+    D = sp.vstack([d for _, _, d in sources]).tocsr() if len(sources) > 1 else sources[0][2]
+    return (P @ D).astype(bool).tocsr()
+
+
+def _adjoint(node: Node, inputs: list, n: int) -> sp.csr_matrix | None:
+    """An op that adds g into places (untile, unindex, ...): the transpose of the selection it
+    is the adjoint of, run on the positions of its result."""
+    g, ref = node.inputs[:2]
+    dg = inputs[0]
+    if dg is None or any(d is not None for d in inputs[1:]):
+        return None
+    gather = REGISTRY["getitem" if node.op == "unindex" else _ADJOINTS[node.op]]
+    rest = []
+    for u in node.inputs[2:]:
+        a = _stand_in(u, None, 0)
+        if a is None:
+            return None
+        rest.append(a)
+    if node.ndim != ref.ndim:
+        return None  # a batch of gradients: no finer rule
+    attrs = dict(node._attrs)
+    forward = functools.partial(gather.forward, np)
+    picked = np.asarray(forward(_positions(ref), *rest, **attrs))
+    if picked.size != g.size:
+        return None
+    P = _gathered(picked, ref.size)  # g's elements x ref's elements
+    return (P.T.tocsr() @ dg).astype(bool).tocsr()
+
+
+def _colouring(pattern: sp.csr_matrix) -> np.ndarray:
+    """Columns that share no row get the same colour (greedy, largest degree first)."""
+    p = pattern.astype(np.int32)
+    conflict = (p.T @ p).tocsr()  # columns sharing a row
+    n = pattern.shape[1]
+    order = np.argsort(-np.diff(conflict.indptr), kind="stable")
+    colour = np.full(n, -1, dtype=np.int64)
+    indptr, indices = conflict.indptr, conflict.indices
+    for j in order:
+        used = colour[indices[indptr[j] : indptr[j + 1]]]
+        used = used[used >= 0]
+        if used.size == 0:
+            colour[j] = 0
+            continue
+        taken = np.zeros(used.max() + 2, dtype=bool)
+        taken[used] = True
+        colour[j] = int(np.argmin(taken))
+    return colour
+
+
+def _seeded_values(output: Node, x: Node, pattern: sp.csr_matrix, what: str) -> tuple[Node, int]:
+    """The values of the pattern's non-zeros as one node: a forward-mode pass with one seed
+    per colour (the compressed Jacobian, colours x rows), and the non-zeros picked out of it."""
+    from symdiff.autodiff import _forward, _zeros_for
+    from symdiff.ops.indexing import getitem
+    from symdiff.ops.structure import reshape
+
+    colour = _colouring(pattern)
+    count = int(colour.max()) + 1 if colour.size else 0
+    seeds = np.zeros((count, x.size), dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+    seeds[colour, np.arange(x.size)] = 1.0
+    graph = output.graph
+    with graph._derivative_pass():
+        seed = graph.constant(seeds.reshape((count, *x.shape)))
+        found = _forward([output], [x], [seed], what)
+        compressed = found[output] if output in found else _zeros_for(output, seed)
+        flat = reshape(compressed, (count, output.size))
+        rows, cols = pattern.nonzero()  # in the CSR order
+        values = getitem(flat, (colour[cols], rows))
+    return values, count
+
+
+def _flat(node: Node, what: str, role: str) -> None:
+    if node.dtype.kind != "f":
+        raise GraphError(f"{what}: {role} {describe(node)} has dtype {node.dtype}; derivatives need floats")
+
+
+def sparse_jacobian(y: Node, x: Node) -> SparseDerivative:
+    """The Jacobian of ``y`` with respect to ``x`` as a sparse matrix (y.size x x.size, both
+    flattened in C order): the pattern from the graph, the values from one forward-mode pass
+    with a seed per colour of columns that share no row.
+
+    >>> g = sd.Graph(); u = g.variable("u", shape=(5,))
+    >>> r = u[2:] - 2 * u[1:-1] + u[:-2] + u[1:-1] ** 3   # a discretised 1-D PDE residual
+    >>> J = sd.sparse_jacobian(r, u)
+    >>> J
+    <sparse jacobian 3x5, 9 stored values, 3 colours>
+    >>> print(sd.evaluate(J, {u: np.ones(5)}).toarray())
+    [[1. 1. 1. 0. 0.]
+     [0. 1. 1. 1. 0.]
+     [0. 0. 1. 1. 1.]]
+    """
+    from symdiff.graph import check_same_graph
+
+    for role, node in (("y", y), ("x", x)):
+        if not isinstance(node, Node):
+            raise GraphError(f"sparse_jacobian: {role} must be a node, got {type(node).__name__}")
+    check_same_graph("sparse_jacobian", y, x)
+    _flat(y, "sparse_jacobian", "y")
+    _static_size(y, "sparse_jacobian", "y")
+    n = _static_size(x, "sparse_jacobian", "x")
+    with y.graph._derivative_pass():  # a failure appends nothing
+        deps = dependencies([y], x, "sparse_jacobian")
+        pattern = deps.get(y, sp.csr_matrix((y.size, n), dtype=bool))
+        pattern = sp.csr_matrix(pattern, dtype=bool)
+        pattern.sort_indices()
+        values, colors = _seeded_values(y, x, pattern, "sparse_jacobian")
+    return SparseDerivative(pattern, values, colors, "jacobian")
+
+
+def sparse_hessian(f: Node, x: Node) -> SparseDerivative:
+    """The Hessian of a scalar ``f`` with respect to ``x`` as a sparse matrix (x.size x x.size):
+    the pattern is the Jacobian pattern of the gradient graph, the values come from one
+    forward-over-reverse pass with a seed per colour.
+
+    >>> g = sd.Graph(); x = g.variable("x", shape=(4,))
+    >>> f = sd.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)   # Rosenbrock
+    >>> H = sd.sparse_hessian(f, x)
+    >>> H.nnz, H.colors
+    (10, 3)
+    """
+    from symdiff.autodiff import _grad
+    from symdiff.graph import check_same_graph
+
+    for role, node in (("f", f), ("x", x)):
+        if not isinstance(node, Node):
+            raise GraphError(f"sparse_hessian: {role} must be a node, got {type(node).__name__}")
+    check_same_graph("sparse_hessian", f, x)
+    if f.shape != ():
+        raise ShapeError(
+            f"sparse_hessian: f must be a scalar, but {describe(f)} has shape {f.shape}; "
+            "for a vector, sparse_jacobian of its gradient, or sum it first"
+        )
+    _flat(f, "sparse_hessian", "f")
+    n = _static_size(x, "sparse_hessian", "x")
+    with f.graph._derivative_pass():  # a failure appends nothing
+        (gradient,) = _grad(f, [x], None, "sparse_hessian")
+        deps = dependencies([gradient], x, "sparse_hessian")
+        pattern = deps.get(gradient, sp.csr_matrix((n, n), dtype=bool))
+        pattern = sp.csr_matrix(pattern + pattern.T, dtype=bool)  # the Hessian is symmetric; so is its pattern
+        pattern.sort_indices()
+        values, colors = _seeded_values(gradient, x, pattern, "sparse_hessian")
+    return SparseDerivative(pattern, values, colors, "hessian")
