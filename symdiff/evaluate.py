@@ -131,6 +131,8 @@ def evaluate(outputs: Node | Sequence[Node], bindings: Bindings | None = None) -
     Returns
     -------
     numpy value, or a list of them for a list of outputs (a 0-d result is a numpy scalar).
+    With dask arrays among the bindings, dask arrays: lazy, chunked as the data is, for
+    any dask scheduler to compute (nothing is computed here; docs/scale.md).
 
     Raises
     ------
@@ -153,7 +155,12 @@ def evaluate(outputs: Node | Sequence[Node], bindings: Bindings | None = None) -
     if missing:
         raise _unbound_error("evaluate", missing, unknown, graph)
     values = {n: check_value(n, raw[n], "evaluate") for n in order if n in raw}
-    results = Plan(outs, list(values), function).run(values)
+    if any(type(v).__module__.split(".")[0] == "dask" for v in values.values()):
+        from symdiff.backends import dask as dask_backend  # dask arrays in: dask arrays out, lazily
+
+        results = Plan(outs, list(values), dask_backend.function, scalars=False).run(values, finished=False)
+    else:
+        results = Plan(outs, list(values), function).run(values)
     result = results[0] if single else results
     return result if sparse is None else sparse(result)
 

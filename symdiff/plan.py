@@ -224,9 +224,10 @@ class Plan:
         interpreter, rerunning the call, names it)."""
         return [s for s in self.steps if s.check and broadcast_risk(s.node)]
 
-    def run(self, values: Mapping[Node, Any]) -> list[Any]:
-        """Interpret the plan: ``values`` for the inputs (and any leaf to override)."""
+    def run(self, values: Mapping[Node, Any], finished: bool = True) -> list[Any]:
+        """Interpret the plan: ``values`` for the inputs (and any leaf to override).
+        ``finished=False`` returns the values as the functions made them (dask arrays stay lazy)."""
         env: list[Any] = [values[n] if n in values else n.value for n in self.leaves]
         env.extend([None] * len(self.steps))
         _execute(self.steps, env)
-        return [finish(env[i]) for i in self.out_slots]
+        return [finish(env[i]) if finished else env[i] for i in self.out_slots]

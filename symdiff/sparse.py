@@ -14,7 +14,9 @@ A Hessian's pattern is the Jacobian pattern of the gradient graph, which symdiff
 graph. Columns that share no row get the same colour (a greedy distance-2 colouring,
 Curtis-Powell-Reid / Gebremedhin-Manne-Pothen), and one forward-mode pass seeded with one
 vector per colour gives every value: the graph computes the compressed Jacobian and
-picks the non-zeros out of it.
+picks the non-zeros out of it. A Hessian is symmetric: a star colouring (ColPack's kind)
+needs fewer colours (2 for an arrowhead, where columns sharing a row need n), and each
+value is read from its row or its column.
 """
 
 from __future__ import annotations
@@ -28,17 +30,10 @@ import scipy.sparse as sp
 from symdiff.errors import GraphError, ShapeError, SymdiffError
 from symdiff.graph import Node, ancestors, describe
 from symdiff.ops import REGISTRY
+from symdiff.ops.core import not_differentiable
 
 # a conservative (dense) pattern larger than this is refused: the derivative is not sparse
 DENSE_LIMIT = 20_000_000
-_SELECTIONS = frozenset(
-    "getitem reshape reshape_like transpose expand_dims squeeze broadcast_to broadcast_like flip roll tile repeat "
-    "concatenate stack concat_part concat_place pad tril triu diagonal diag undiagonal take take_along_axis "
-    "match_shape astype".split()
-)
-# ops that add their input into places: the transpose of the selection they are the adjoint of
-_ADJOINTS = {"untile": "tile", "unrepeat": "repeat", "untake": "take", "untake_along_axis": "take_along_axis"}
-_NO_DEPENDENCE = frozenset("zeros_like ones_like eye_like count stop_gradient arange one_hot".split())
 
 
 class SparseDerivative:
@@ -165,10 +160,11 @@ def dependencies(outputs: list[Node], x: Node, what: str) -> dict[Node, sp.csr_m
     for node in ancestors(outputs, lambda u: () if u is x else u.inputs):
         if node is x or not node.inputs:
             continue
-        inputs = [deps.get(u) for u in node.inputs]
-        if all(d is None for d in inputs) or node.op in _NO_DEPENDENCE:
-            continue
         op = REGISTRY[node.op]
+        # an input without a derivative rule (a shape reference, an index) carries no dependence
+        inputs = [deps.get(u) if _carries(op, i) else None for i, u in enumerate(node.inputs)]
+        if all(d is None for d in inputs) or op.sparsity == "none":
+            continue
         if not op.differentiable:
             continue  # comparisons, signs, indices: no derivative flows through them
         _static_size(node, what, "an intermediate node")
@@ -176,32 +172,35 @@ def dependencies(outputs: list[Node], x: Node, what: str) -> dict[Node, sp.csr_m
     return deps
 
 
+def _carries(op: Any, i: int) -> bool:
+    rule = op.vjp_rule(i)
+    return rule is not None and rule is not not_differentiable
+
+
 def _rule(node: Node, op: Any, inputs: list, n: int) -> sp.csr_matrix:
+    """The node's pattern from its inputs', by the op's declared ``sparsity`` (ops.core.SPARSITY)."""
     present = [(u, d) for u, d in zip(node.inputs, inputs) if d is not None]
-    if op.elementwise:
+    rule = op.sparsity
+    if rule == "elementwise":
         return _union([d[_broadcast_map(u, node)] for u, d in present], (node.size, n))
-    if op.kind == "reduction" and "axis" in node.attrs and node.op not in ("cumsum", "cumprod"):
+    if rule in ("reduction", "lane") and len(present) == 1 and present[0][0] is node.inputs[0]:
         (x, d), *_ = present
         group, count = _groups(node, x, _axes(node, x))
         P = sp.csr_matrix((np.ones(x.size, bool), (group, np.arange(x.size))), shape=(count, x.size))
-        return (P @ d).astype(bool).tocsr()
-    if node.op in ("softmax", "log_softmax", "cumsum", "cumprod"):
-        (x, d), *_ = present
-        group, count = _groups(node, x, _axes(node, x))
-        P = sp.csr_matrix((np.ones(x.size, bool), (group, np.arange(x.size))), shape=(count, x.size))
-        return (P @ d).astype(bool).tocsr()[group]  # each element: its whole lane
-    if node.op in _SELECTIONS or (node.op == "unindex" and not node.attrs["index"].advanced):
+        reduced = (P @ d).astype(bool).tocsr()
+        if rule == "lane":
+            return reduced[group]  # each element: its whole lane
+        if reduced.shape[0] == node.size:
+            return reduced
+    found = None
+    if rule == "selection":
         found = _selection(node, op, inputs, n)
-        if found is not None:
-            return found
-    if node.op in _ADJOINTS or node.op == "unindex":
-        found = _adjoint(node, inputs, n)
-        if found is not None:
-            return found
-    if node.op == "matmul":
+    elif rule.startswith("adjoint:"):
+        found = _adjoint(node, REGISTRY[rule.split(":", 1)[1]], inputs, n)
+    elif rule == "matmul":
         found = _matmul(node, *node.inputs, *inputs, n)
-        if found is not None:
-            return found
+    if found is not None:
+        return found
     return _dense(node, [d for _, d in present], n)
 
 
@@ -218,48 +217,44 @@ def _stand_in(u: Node, d: Any, offset: int) -> np.ndarray | None:
 
 
 def _selection(node: Node, op: Any, inputs: list, n: int) -> sp.csr_matrix | None:
-    arrays, sources, offset = [], [], 0
-    for u, d in zip(node.inputs, inputs):
-        a = _stand_in(u, d, offset)
-        if a is None:
-            return None
-        arrays.append(a)
-        if d is not None:
-            sources.append((offset, u.size, d))
-            offset += u.size
-    attrs = dict(node._attrs)
-    if node.op == "pad":
-        attrs["value"] = 0.0  # the border depends on nothing
-    if node.op == "astype":
-        attrs["dtype_to"] = "float64"
-    with np.errstate(all="ignore"):
-        picked = np.asarray(functools.partial(op.forward, np)(*arrays, **attrs), dtype=np.float64)
-    if picked.size != node.size:
-        return None
-    P = _gathered(picked, offset)
-    D = sp.vstack([d for _, _, d in sources]).tocsr() if len(sources) > 1 else sources[0][2]
+    """Run the op on the positions of its inputs' elements, twice, the second time shifted:
+    an output element that moved with the shift is the element it names; one that did not
+    (a border, a zero of tril) depends on nothing."""
+    total = sum(u.size for u, d in zip(node.inputs, inputs) if d is not None)
+    runs, sources = [], [d for d in inputs if d is not None]
+    for shift in (0, total + 1):
+        arrays, offset = [], 0
+        for u, d in zip(node.inputs, inputs):
+            a = _stand_in(u, d, offset + shift)
+            if a is None:
+                return None
+            arrays.append(a)
+            offset += u.size if d is not None else 0
+        with np.errstate(all="ignore"):
+            runs.append(np.asarray(functools.partial(op.forward, np)(*arrays, **dict(node._attrs)), dtype=np.float64))
+    plain, shifted = runs
+    moved = shifted - plain
+    if plain.size != node.size or not np.all((moved == 0) | (moved == total + 1)):
+        return None  # not a selection after all (it adds or scales): no finer rule
+    P = _gathered(np.where(moved == total + 1, plain, 0.0), total)
+    D = sp.vstack(sources).tocsr() if len(sources) > 1 else sources[0]
     return (P @ D).astype(bool).tocsr()
 
 
-def _adjoint(node: Node, inputs: list, n: int) -> sp.csr_matrix | None:
-    """An op that adds g into places (untile, unindex, ...): the transpose of the selection it
-    is the adjoint of, run on the positions of its result."""
+def _adjoint(node: Node, gather: Any, inputs: list, n: int) -> sp.csr_matrix | None:
+    """An op that adds g into places shaped like ref (untile, the scatter of indexing): the
+    transpose of the selection it is the adjoint of, run on the positions of ref."""
     g, ref = node.inputs[:2]
     dg = inputs[0]
-    if dg is None or any(d is not None for d in inputs[1:]):
-        return None
-    gather = REGISTRY["getitem" if node.op == "unindex" else _ADJOINTS[node.op]]
+    if dg is None or node.ndim != ref.ndim:
+        return None  # a batch of gradients: no finer rule
     rest = []
     for u in node.inputs[2:]:
         a = _stand_in(u, None, 0)
         if a is None:
             return None
         rest.append(a)
-    if node.ndim != ref.ndim:
-        return None  # a batch of gradients: no finer rule
-    attrs = dict(node._attrs)
-    forward = functools.partial(gather.forward, np)
-    picked = np.asarray(forward(_positions(ref), *rest, **attrs))
+    picked = np.asarray(functools.partial(gather.forward, np)(_positions(ref), *rest, **dict(node._attrs)))
     if picked.size != g.size:
         return None
     P = _gathered(picked, ref.size)  # g's elements x ref's elements
@@ -286,14 +281,71 @@ def _colouring(pattern: sp.csr_matrix) -> np.ndarray:
     return colour
 
 
-def _seeded_values(output: Node, x: Node, pattern: sp.csr_matrix, what: str) -> tuple[Node, int]:
+def star_colouring(pattern: sp.csr_matrix) -> np.ndarray:
+    """A greedy star colouring of a symmetric pattern's adjacency graph (Coleman & Moré;
+    Gebremedhin, Manne & Pothen 2005, Algorithm 4.1): neighbours differ, and every path on
+    four vertices has at least three colours, so each value of a symmetric matrix can be
+    read from one seed's product, from its row or from its column. Largest degree first."""
+    p = sp.csr_matrix(pattern, dtype=bool)
+    p = (p + p.T).tolil()
+    p.setdiag(False)
+    p = p.tocsr()
+    p.eliminate_zeros()
+    indptr, indices = p.indptr, p.indices
+    n = p.shape[0]
+    adj = [indices[indptr[v] : indptr[v + 1]].tolist() for v in range(n)]
+    colour = [-1] * n
+    forbidden = [-1] * (n + 1)
+    for v in np.argsort(-np.diff(indptr), kind="stable").tolist():
+        for w in adj[v]:
+            if colour[w] >= 0:
+                forbidden[colour[w]] = v
+        for w in adj[v]:
+            cw = colour[w]
+            if cw < 0:  # w uncoloured: v's colour must differ from w's other neighbours'
+                for x in adj[w]:
+                    if colour[x] >= 0:
+                        forbidden[colour[x]] = v
+                continue
+            for x in adj[w]:  # no path v - w - x - y coloured c(v), cw, c(x), cw
+                cx = colour[x]
+                if x != v and cx >= 0 and any(y != w and colour[y] == cw for y in adj[x]):
+                    forbidden[cx] = v
+        c = 0
+        while forbidden[c] == v:
+            c += 1
+        colour[v] = c
+    return np.asarray(colour, dtype=np.int64)
+
+
+def _symmetric_reads(pattern: sp.csr_matrix, colour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each stored value of a symmetric matrix is read from B = H S (rows x colours):
+    at (i, colour j) when j is i's only neighbour of its colour, else at (j, colour i)."""
+    rows, cols = pattern.nonzero()
+    count = int(colour.max()) + 1
+    keys, counts = np.unique(rows * count + colour[cols], return_counts=True)
+
+    def unique(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        k = r * count + c
+        at = np.clip(np.searchsorted(keys, k), 0, len(keys) - 1)
+        return (keys[at] == k) & (counts[at] == 1)
+
+    direct = unique(rows, colour[cols])
+    if not np.all(direct | unique(cols, colour[rows])):  # a star colouring never leaves one
+        raise SymdiffError("sparse_hessian: the colouring is not a star colouring (an internal error)")
+    return np.where(direct, rows, cols), np.where(direct, colour[cols], colour[rows])
+
+
+def _seeded_values(
+    output: Node, x: Node, pattern: sp.csr_matrix, what: str, symmetric: bool = False
+) -> tuple[Node, int]:
     """The values of the pattern's non-zeros as one node: a forward-mode pass with one seed
-    per colour (the compressed Jacobian, colours x rows), and the non-zeros picked out of it."""
+    per colour (the compressed matrix, colours x rows), and the non-zeros picked out of it."""
     from symdiff.autodiff import _forward, _zeros_for
     from symdiff.ops.indexing import getitem
     from symdiff.ops.structure import reshape
 
-    colour = _colouring(pattern)
+    colour = star_colouring(pattern) if symmetric else _colouring(pattern)
     count = int(colour.max()) + 1 if colour.size else 0
     seeds = np.zeros((count, x.size), dtype=x.dtype if x.dtype.kind == "f" else np.float64)
     seeds[colour, np.arange(x.size)] = 1.0
@@ -303,8 +355,12 @@ def _seeded_values(output: Node, x: Node, pattern: sp.csr_matrix, what: str) -> 
         found = _forward([output], [x], [seed], what)
         compressed = found[output] if output in found else _zeros_for(output, seed)
         flat = reshape(compressed, (count, output.size))
-        rows, cols = pattern.nonzero()  # in the CSR order
-        values = getitem(flat, (colour[cols], rows))
+        if symmetric:
+            rows, colours = _symmetric_reads(pattern, colour)
+        else:
+            rows, cols = pattern.nonzero()  # in the CSR order
+            colours = colour[cols]
+        values = getitem(flat, (colours, rows))
     return values, count
 
 
@@ -377,5 +433,5 @@ def sparse_hessian(f: Node, x: Node) -> SparseDerivative:
         pattern = deps.get(gradient, sp.csr_matrix((n, n), dtype=bool))
         pattern = sp.csr_matrix(pattern + pattern.T, dtype=bool)  # the Hessian is symmetric; so is its pattern
         pattern.sort_indices()
-        values, colors = _seeded_values(gradient, x, pattern, "sparse_hessian")
+        values, colors = _seeded_values(gradient, x, pattern, "sparse_hessian", symmetric=True)
     return SparseDerivative(pattern, values, colors, "hessian")

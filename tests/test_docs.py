@@ -52,20 +52,23 @@ def test_command_line_page_lists_every_function_the_parser_takes():
 
 def support_table() -> str:
     """docs/ops.md's table of how each op has each aspect, made from the op table."""
-    from symdiff.backends import load
+    from symdiff.backends import dask, load
     from symdiff.backends.numpy import OVERRIDES
     from symdiff.ops.core import aspects
 
-    numba, jax = load("numba"), load("jax")  # the test extra installs both
+    numba, jax = load("numba"), load("jax")  # the test extra installs them, and dask
     rows = [
-        "| op | kind | vjp | jvp | sympy | numpy backend | any array module | numba backend | jax backend |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| op | kind | vjp | jvp | sympy | numpy backend | any array module | numba backend | jax backend "
+        "| dask arrays | sparsity |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in sorted(REGISTRY):
         op = REGISTRY[name]
         a = aspects(op)
         numpy = "override" if name in OVERRIDES else (f"`np.{op.numpy}`" if "forward" in op.derived else "forward")
-        cells = [a["vjp"], a["jvp"], a["sympy"], numpy, a["array_module"], numba.support(op), jax.support(op)]
+        sparsity = f"{op.sparsity} ({'from its kind' if 'sparsity' in op.derived else 'declared'})"
+        backends = [numba.support(op), jax.support(op), dask.support(op)]
+        cells = [a["vjp"], a["jvp"], a["sympy"], numpy, a["array_module"], *backends, sparsity]
         rows.append(f"| `{name}` | {op.kind} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 

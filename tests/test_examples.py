@@ -27,7 +27,9 @@ EXPECTED = {
     "quadratic_fit.py": ["prediction at x = 4: 21.0000"],
     "weighted_least_squares.py": ["after 300 steps"],
     "newton_rosenbrock.py": ["x = [1. 1. 1. 1. 1. 1. 1. 1. 1. 1.]"],
+    "newton_dask.py": ["converged: |w - true w|", "in 10 chunks"],
 }
+ARGUMENTS = {"newton_dask.py": ["1000000"]}  # 10^6 rows in CI; 10^7 by default
 
 
 def test_every_example_is_listed():
@@ -40,7 +42,11 @@ def test_example_runs(name, tmp_path):
     if name == "mlp_digits.py" and importlib.util.find_spec("sklearn") is None:
         pytest.skip('needs scikit-learn (python -m pip install ".[examples]")')
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=600, cwd=tmp_path
+        [sys.executable, str(EXAMPLES / name), *ARGUMENTS.get(name, [])],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     for expected in EXPECTED[name]:

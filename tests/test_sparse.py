@@ -92,6 +92,22 @@ def test_rosenbrock_hessian_is_tridiagonal_with_three_colours():
     np.testing.assert_allclose(f_(-x0).toarray(), rosen_hess(-x0), rtol=1e-12, atol=1e-9)
 
 
+def test_an_arrowhead_hessian_takes_two_colours_by_its_symmetry():
+    """Every column shares row 0, so unsymmetric colouring needs n seeds; a star colouring
+    reads each value from its row or its column and needs 2."""
+    n = 400
+    g = sd.Graph()
+    x = g.variable("x", shape=(n,))
+    f = x[0] * sd.sum(x[1:] ** 2) + sd.sum(x**3)
+    H = sd.sparse_hessian(f, x)
+    assert H.colors == 2 and H.nnz == 3 * n - 2
+    xv = np.linspace(-1.0, 1.0, n)
+    closed = np.diag(6 * xv)
+    closed[0, 1:] = closed[1:, 0] = 2 * xv[1:]
+    closed[np.arange(1, n), np.arange(1, n)] += 2 * xv[0]
+    np.testing.assert_allclose(sd.evaluate(H, {x: xv}).toarray(), closed, rtol=1e-12, atol=1e-12)
+
+
 def test_large_problems_in_seconds():
     """10^5 variables: Rosenbrock's Hessian (3n - 2 values) and a 1-D PDE residual's Jacobian,
     against the closed forms (sizes CI's budget holds)."""

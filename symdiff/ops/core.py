@@ -124,6 +124,7 @@ class Op:
     arity: int | None = None
     derived: frozenset[str] = frozenset()
     unsupported: dict[str, str] = field(default_factory=dict)
+    sparsity: str = "dense"
 
     @property
     def elementwise(self) -> bool:
@@ -261,6 +262,7 @@ def define_op(
     fold: bool = True,
     scalar: str | None = None,
     arity: int | None = None,
+    sparsity: str | None = None,
 ) -> Op:
     """Register a new op and return it; build nodes of it with :func:`apply`.
 
@@ -321,6 +323,10 @@ def define_op(
     arity : int, optional
         How many inputs the op takes; by default the length of ``vjp`` (or ``partials``)
         when it is a sequence (None for ops that take any number).
+    sparsity : str, optional
+        How the op maps its inputs' dependency patterns (``sd.sparse_jacobian``; see
+        ``SPARSITY``); by default from its kind: elementwise ops ``"elementwise"``,
+        structural ops ``"selection"``, reductions ``"reduction"``, others ``"dense"``.
 
     See ``docs/adding-an-op.md`` for a worked example.
     """
@@ -338,6 +344,15 @@ def define_op(
         raise GraphError(f"define_op {name!r}: unknown properties {sorted(unknown)}; known: {sorted(PROPERTIES)}")
     fn, generic = _forward_of(name, forward, numpy)
     derived = {"forward"} if forward is None else set()
+    if sparsity is None:
+        sparsity = {"elementwise": "elementwise", "structural": "selection", "reduction": "reduction"}.get(
+            kind, "dense"
+        )
+        derived.add("sparsity")
+    if sparsity not in SPARSITY and not (sparsity.startswith("adjoint:") and len(sparsity) > 8):
+        raise GraphError(
+            f"define_op {name!r}: sparsity {sparsity!r} is not one of {', '.join(SPARSITY)} or adjoint:<op>"
+        )
     if partials is not None:
         if kind != "elementwise" or vjp is not None:
             raise GraphError(f"define_op {name!r}: partials are for elementwise ops that give no vjp")
@@ -387,10 +402,23 @@ def define_op(
         fold=fold,
         arity=arity,
         derived=frozenset(derived),
+        sparsity=sparsity,
     )
     REGISTRY[name] = op
     return op
 
+
+# How an op maps the dependency patterns of its inputs to its own (symdiff.sparse):
+SPARSITY = {
+    "elementwise": "the same element of each input, through broadcasting",
+    "reduction": "the union over the elements reduced together (along the op's axis)",
+    "lane": "the union over the element's lane along the op's axis",
+    "selection": "the element selected: the forward run on element positions",
+    "adjoint:<op>": "adds into places: the transpose of <op>'s selection",
+    "matmul": "rows times columns; a constant operand's zeros are structural",
+    "none": "no dependence on its input's values (a shape, a count, a stopped gradient)",
+    "dense": "every output element on everything the inputs depend on (conservative)",
+}
 
 # What every op must have, each written, derived by its kind, or marked unsupported with a
 # reason: derivatives in both modes, each way of writing it, and each way of computing it.

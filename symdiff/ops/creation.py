@@ -62,6 +62,7 @@ STOP_GRADIENT = define_op(
     jvp=(None,),
     doc="x in the forward pass; no gradient flows through it",
     scalar="{0}",
+    sparsity="none",
 )
 
 
@@ -86,6 +87,7 @@ def _filled_like(name: str, what: str):
         vjp=(None,),
         jvp=(None,),
         doc=f"{what} shaped like x",
+        sparsity="none",
     )
 
 
@@ -132,6 +134,7 @@ EYE_LIKE = define_op(
     vjp=(None,),
     jvp=(None,),
     doc="the identity on ref's elements, shaped ref.shape + ref.shape (the seed of a Jacobian)",
+    sparsity="none",
 )
 
 

@@ -304,6 +304,7 @@ UNINDEX = define_op(
     ),
     sympy=_sympy_indexing(_unindex_forward, 2),
     doc="zeros shaped like ref with g added at [index] (the adjoint of getitem)",
+    sparsity="adjoint:getitem",
 )
 
 
@@ -393,6 +394,7 @@ UNTAKE = define_op(
     jvp=(lambda t, out, h, ref, indices, axis: apply(UNTAKE, t, ref, indices, axis=axis), None, None),
     sympy=_sympy_gather(_untake_forward),
     doc="the adjoint of take: g added into zeros shaped like ref",
+    sparsity="adjoint:take",
 )
 
 
@@ -479,6 +481,7 @@ UNTAKE_ALONG_AXIS = define_op(
     jvp=(lambda t, out, h, ref, indices, axis: apply(UNTAKE_ALONG_AXIS, t, ref, indices, axis=axis), None, None),
     sympy=_sympy_gather(_untake_along_forward),
     doc="the adjoint of take_along_axis: g added into zeros shaped like ref",
+    sparsity="adjoint:take_along_axis",
 )
 
 

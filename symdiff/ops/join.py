@@ -352,6 +352,7 @@ UNTILE = define_op(
     jvp=(lambda t, out, h, x, reps: _untile(t, x, reps), None),
     properties=("linear",),
     doc="the copies of tile(x, reps) in g summed (the adjoint of tile)",
+    sparsity="adjoint:tile",
 )
 
 
@@ -405,6 +406,7 @@ UNREPEAT = define_op(
     jvp=(lambda t, out, h, x, repeats, axis: _unrepeat(t, x, repeats, axis), None),
     properties=("linear",),
     doc="the copies of each element of repeat(x, repeats, axis) in g summed (the adjoint of repeat)",
+    sparsity="adjoint:repeat",
 )
 
 

@@ -149,6 +149,7 @@ MATMUL = define_op(
     latex=lambda node, args, wrap: (f"{wrap(0, 25)} {wrap(1, 26)}", 25),
     sympy=np.matmul,
     doc="d(X @ Y) = dX @ Y + X @ dY; gradients G @ Y.T and X.T @ G",
+    sparsity="matmul",
 )
 
 

@@ -70,6 +70,7 @@ CUMPROD = define_op(
     sympy=lambda x, axis: np.cumprod(x, axis=axis),
     doc="running product along axis; d out[k] = sum over i <= k of (prod of x[j], j <= k, j != i) dx[i]: "
     "exact at zeros, O(n²) along the axis",
+    sparsity="lane",
 )
 
 

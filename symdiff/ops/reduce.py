@@ -98,6 +98,7 @@ COUNT = define_op(
     jvp=(None,),
     fold=False,
     doc="the number of elements of x along axis (a value, not a function of x's elements)",
+    sparsity="none",
 )
 
 
@@ -295,6 +296,7 @@ CUMSUM = define_op(
     properties=("linear",),
     sympy="forward",
     doc="running sum along axis; d = cumsum dx; the gradient is the reversed running sum of g",
+    sparsity="lane",
 )
 
 
@@ -366,6 +368,7 @@ SOFTMAX = define_op(
     jvp=(lambda t, out, x, axis: multiply(out, subtract(t, sum(multiply(t, out), axis, keepdims=True))),),
     sympy=_sympy_softmax,
     doc="exp x / sum exp x along axis, without overflow; d s = s (dx - sum(s dx))",
+    sparsity="lane",
 )
 LOG_SOFTMAX = define_op(
     "log_softmax",
@@ -375,6 +378,7 @@ LOG_SOFTMAX = define_op(
     jvp=(lambda t, out, x, axis: subtract(t, sum(multiply(t, exp(out)), axis, keepdims=True)),),
     sympy=lambda x, axis: np.vectorize(sympy.log, otypes=[object])(_sympy_softmax(x, axis)),
     doc="x - logsumexp(x) along axis; d = dx - sum(softmax(x) dx)",
+    sparsity="lane",
 )
 
 
