@@ -345,14 +345,19 @@ def _jax_mlp(args, budget: float, ref: float) -> dict[str, float]:
 
 
 # -- rosenbrock: the full Hessian -------------------------------------------------------
+def rosen_graph(n: int):
+    """Rosenbrock's function of n variables: the graph, x and f."""
+    g = sd.Graph()
+    x = g.variable("x", shape=(n,))
+    return g, x, sd.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
 def rosen(n: int, budget: float) -> Result:
     from scipy.optimize import rosen as rosen_f
     from scipy.optimize import rosen_hess
 
     t0 = time.perf_counter()
-    g = sd.Graph()
-    x = g.variable("x", shape=(n,))
-    f = sd.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    g, x, f = rosen_graph(n)
     forward = _graph_size([f])
     before = len(g)
     H = sd.hessian(f, x)
@@ -404,9 +409,7 @@ def sparse_rosen(n: int, budget: float) -> Result:
     from scipy.optimize import rosen_hess
 
     t0 = time.perf_counter()
-    g = sd.Graph()
-    x = g.variable("x", shape=(n,))
-    f = sd.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    g, x, f = rosen_graph(n)
     forward = _graph_size([f])
     before = len(g)
     H = sd.sparse_hessian(f, x)
@@ -577,7 +580,7 @@ t0 = time.perf_counter()
 import numba, jax  # noqa: F401  (imported before the clock starts: their import is reported apart)
 sys.path.insert(0, sys.argv[1])
 import symdiff as sd
-from run import chain_graph, _mlp_graph, mlp_data
+from run import chain_graph, _mlp_graph, mlp_data, rosen_graph
 imported = time.perf_counter() - t0
 which, backend = sys.argv[2], sys.argv[3]
 t0 = time.perf_counter()
@@ -585,9 +588,8 @@ if which == "chain300":
     _, w, h = chain_graph(300)
     outputs, inputs = [h, sd.grad(h, w)], [w]
 elif which == "rosen10":
-    g = sd.Graph()
-    x = g.variable("x", shape=(10,))
-    outputs, inputs = sd.hessian(sd.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2), x), [x]
+    _, x, f = rosen_graph(10)
+    outputs, inputs = sd.hessian(f, x), [x]
 else:
     outputs, inputs = _mlp_graph(mlp_data()[2], "float64")
 f = sd.compile(outputs, inputs, backend=backend)

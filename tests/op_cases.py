@@ -73,6 +73,17 @@ class Case:
         return [k for k in range(len(self.inputs)) if np.asarray(self.inputs[k]).dtype.kind == "f"]
 
 
+def build_case(case: Case, graph: sd.Graph | None = None, prefix: str = ""):
+    """The case's variables (its declared shapes, else its inputs') and its output: (graph, xs, y)."""
+    graph = sd.Graph() if graph is None else graph
+    shapes = case.shapes or [np.shape(a) for a in case.inputs]
+    xs = [
+        graph.variable(f"{prefix}x{k}", shape=shape, dtype=np.asarray(a).dtype)
+        for k, (a, shape) in enumerate(zip(case.inputs, shapes))
+    ]
+    return graph, xs, case.build(*xs)
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 

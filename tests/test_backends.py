@@ -15,7 +15,7 @@ import symdiff as sd
 from symdiff.backends import BACKENDS, installed, load
 from symdiff.ops import REGISTRY
 
-from .op_cases import CASES, ZERO_DERIVATIVE
+from .op_cases import CASES, ZERO_DERIVATIVE, build_case
 
 OTHER = [b for b in BACKENDS if b != "numpy"]
 # float64 agreement with the numpy backend: numba runs the same libm; XLA has its own
@@ -30,13 +30,8 @@ REFUSED = {
 
 
 def _build(case):
-    g = sd.Graph()
-    shapes = case.shapes or [np.shape(a) for a in case.inputs]
-    xs = [
-        g.variable(f"x{k}", shape=shape, dtype=np.asarray(a).dtype)
-        for k, (a, shape) in enumerate(zip(case.inputs, shapes))
-    ]
-    y = case.build(*xs)
+    """The case's output, its gradient and a second derivative, for comparing backends."""
+    g, xs, y = build_case(case)
     outputs = [y]
     if case.op not in ZERO_DERIVATIVE and y.dtype.kind == "f":
         wrt = [xs[k] for k in case.differentiable_inputs()]

@@ -14,17 +14,11 @@ import symdiff as sd
 from symdiff.ops import REGISTRY
 
 from . import oracles
-from .op_cases import CASES, ZERO_DERIVATIVE, Case
+from .op_cases import CASES, ZERO_DERIVATIVE, Case, build_case
 
 
 def _build(case: Case):
-    g = sd.Graph()
-    shapes = case.shapes or [np.shape(a) for a in case.inputs]
-    xs = [
-        g.variable(f"x{k}", shape=shape, dtype=np.asarray(a).dtype)
-        for k, (a, shape) in enumerate(zip(case.inputs, shapes))
-    ]
-    return g, xs, case.build(*xs)
+    return build_case(case)
 
 
 def _points(case: Case):

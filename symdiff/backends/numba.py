@@ -181,9 +181,16 @@ def _p_log_softmax(w: Writer, node: Node, a: list[str]) -> str:
     return f"{a[0]} - {_p_logsumexp(w, node, a, keepdims=True)}"
 
 
+def _scalar_filled(node: Node, a: list[str]) -> str | None:
+    """numba's array functions take no scalars: a scalar made an array is np.full."""
+    if node.inputs[0].ndim:
+        return None
+    return f"np.full({tuple(1 if d is None or d < 0 else d for d in node.shape)}, {a[0]})"
+
+
 def _p_expand_dims(w: Writer, node: Node, a: list[str]) -> str:
     if node.inputs[0].ndim == 0:
-        return f"np.full({node.shape}, {a[0]})"
+        return _scalar_filled(node, a)
     out = a[0]
     for axis in _axes(node, node.ndim):
         out = f"np.expand_dims({out}, {axis})"
@@ -198,7 +205,7 @@ def _p_squeeze(w: Writer, node: Node, a: list[str]) -> str:
 
 def _p_reshape(w: Writer, node: Node, a: list[str]) -> str:
     if node.inputs[0].ndim == 0:
-        return f"np.full({tuple(1 for _ in node.shape)}, {a[0]})"
+        return _scalar_filled(node, a)
     return f"np.ascontiguousarray({a[0]}).reshape({tuple(node.attrs['shape_to'])})"
 
 
@@ -208,7 +215,7 @@ def _p_transpose(w: Writer, node: Node, a: list[str]) -> str:
 
 def _p_broadcast_to(w: Writer, node: Node, a: list[str]) -> str:
     if node.inputs[0].ndim == 0:
-        return f"np.full({tuple(node.attrs['shape_to'])}, {a[0]})"
+        return _scalar_filled(node, a)
     return f"np.broadcast_to({a[0]}, {tuple(node.attrs['shape_to'])})"
 
 
