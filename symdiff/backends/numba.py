@@ -322,6 +322,38 @@ def _p_linalg(name: str) -> Callable[..., str]:
     return printer
 
 
+def _p_var(w: Writer, node: Node, a: list[str], root: bool = False) -> str:
+    x = node.inputs[0]
+    axes = _axes(node, x.ndim)
+    count = f"({_count(a[0], axes)})"
+    centered = w.temp(f"{a[0]} - {reduce(w, 'sum', a[0], x.ndim, axes, True)} / {count}")
+    squares = reduce(w, "sum", f"{centered} * {centered}", x.ndim, axes, node.attrs["keepdims"])
+    var = f"{squares} / ({count} - {node.attrs['ddof']})"
+    return f"np.sqrt({var})" if root else var
+
+
+def _p_flip(w: Writer, node: Node, a: list[str]) -> str:
+    flipped = _axes(node, node.ndim)
+    return a[0] + "[" + ", ".join("::-1" if d in flipped else ":" for d in range(node.ndim)) + "]"
+
+
+def _p_triangle(name: str) -> Callable[..., str]:
+    def printer(w: Writer, node: Node, a: list[str]) -> str:
+        if node.ndim != 2:
+            raise _refuse(node, f"numba's np.{name} takes single matrices, not stacks")
+        return f"np.{name}({a[0]}, {node.attrs['k']})"
+
+    return printer
+
+
+def _p_concat_part(w: Writer, node: Node, a: list[str]) -> str:
+    # the piece of g in the place of input `index` of a concatenation of refs (offsets from their shapes)
+    axis = node.attrs["axis"]
+    start = " + ".join(f"{r}.shape[{axis}]" for r in a[1 : 1 + node.attrs["index"]]) or "0"
+    stop = f"{start} + {a[1 + node.attrs['index']]}.shape[{axis}]"
+    return f"{a[0]}[{', '.join([':'] * (node.ndim + axis))}{', ' if node.ndim + axis else ''}{start}:{stop}]"
+
+
 PRINTERS: dict[str, Callable[[Writer, Node, list[str]], str]] = {
     "sum": _p_reduction("sum"),
     "max": _p_reduction("max"),
@@ -352,6 +384,16 @@ PRINTERS: dict[str, Callable[[Writer, Node, list[str]], str]] = {
     "solve": _p_linalg("solve"),
     "clip": lambda w, node, a: f"np.minimum(np.maximum({a[0]}, {a[1]}), {a[2]})",
     "round": lambda w, node, a: f"np.round({a[0]}, {node.attrs['decimals']})" if node.ndim else "",
+    "var": _p_var,
+    "std": functools.partial(_p_var, root=True),
+    "flip": _p_flip,
+    "tril": _p_triangle("tril"),
+    "triu": _p_triangle("triu"),
+    "outer": lambda w, node, a: f"np.outer({a[0]}, {a[1]})" if all(u.ndim == 1 for u in node.inputs) else "",
+    "clip_below": lambda w, node, a: f"np.maximum({a[0]}, {a[1]})",
+    "clip_above": lambda w, node, a: f"np.minimum({a[0]}, {a[1]})",
+    "reshape_like": lambda w, node, a: f"np.ascontiguousarray({a[0]}).reshape({a[1]}.shape)",
+    "concat_part": _p_concat_part,
 }
 
 
