@@ -18,7 +18,7 @@ from typing import Any
 import dask.array as da
 
 from symdiff.errors import BackendError
-from symdiff.ops.core import Op, numpy_function
+from symdiff.ops.core import Op, has_function, numpy_function
 
 UNSUPPORTED: dict[str, str] = {
     "untake": "it adds into places by index (numpy's add.at), which dask arrays have not",
@@ -27,20 +27,12 @@ UNSUPPORTED: dict[str, str] = {
 }
 
 
-def _has(name: str) -> bool:
-    try:
-        numpy_function(da, name)
-    except AttributeError:
-        return False
-    return True
-
-
 def unsupported(op: Op) -> str | None:
     """Why ``op`` cannot run on dask arrays (None: it can)."""
     if op.name in UNSUPPORTED:
         return UNSUPPORTED[op.name]
     if op.numpy is not None and "forward" in op.derived:
-        return None if _has(op.numpy) else f"dask.array has no {op.numpy}"
+        return None if has_function(da, op.numpy) else f"dask.array has no {op.numpy}"
     if op.generic:
         return None
     return "its forward is written for numpy arrays only (" + op.unsupported.get("array_module", "numpy") + ")"

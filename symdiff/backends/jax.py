@@ -28,7 +28,7 @@ import numpy as np
 from symdiff.backends import unsupported_error
 from symdiff.evaluate import Compiled as _NumpyCompiled
 from symdiff.graph import Node
-from symdiff.ops.core import Op, numpy_function
+from symdiff.ops.core import Op, has_function, numpy_function
 from symdiff.ops.linalg import eigh_gaps_and_ties
 from symdiff.plan import Plan, check_node
 
@@ -72,17 +72,9 @@ def unsupported(op: Op) -> str | None:
         return UNSUPPORTED[op.name]
     if op.name in OVERRIDES or op.generic:
         return None
-    if op.numpy is not None and _jnp_has(op.numpy):
+    if op.numpy is not None and has_function(jnp, op.numpy):
         return None
     return "its forward is written for numpy arrays only"
-
-
-def _jnp_has(name: str) -> bool:
-    try:
-        numpy_function(jnp, name)
-    except AttributeError:
-        return False
-    return True
 
 
 def support(op: Op) -> str:

@@ -175,6 +175,15 @@ def numpy_function(xp: Any, name: str) -> Callable[..., Any]:
     return fn
 
 
+def has_function(xp: Any, name: str) -> bool:
+    """Whether the array module ``xp`` has the numpy function ``name`` (``"linalg.solve"``)."""
+    try:
+        numpy_function(xp, name)
+    except AttributeError:
+        return False
+    return True
+
+
 def index_add(xp: Any, out: Any, index: Any, values: Any) -> Any:
     """``out`` with ``values`` added at ``index``, repeated indices accumulating: in place for
     numpy's mutable arrays, by ``out.at[index].add`` for immutable ones (jax)."""
