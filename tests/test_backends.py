@@ -55,8 +55,16 @@ def _unsupported(backend, nodes):
     return sorted(op for op in ops if module.unsupported(REGISTRY[op]) is not None)
 
 
-@pytest.mark.parametrize("backend", OTHER)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def _case_backend_params():
+    # numba builds each case's native code for seconds: one case in six runs by default, every
+    # case with --runslow (CI runs it)
+    for i, case in enumerate(CASES):
+        for backend in OTHER:
+            marks = [pytest.mark.slow] if backend == "numba" and i % 6 else []
+            yield pytest.param(case, backend, id=f"{case.name}-{backend}", marks=marks)
+
+
+@pytest.mark.parametrize(("case", "backend"), list(_case_backend_params()))
 def test_every_op_case_agrees_with_numpy(case, backend):
     if not installed(backend):
         pytest.skip(f"{backend} is not installed (the test extra installs it)")
