@@ -13,12 +13,13 @@ evaluate, compile, print or draw any part of it::
     sd.evaluate([y, dy, d2y], {"x": 1.5})
 """
 
-from symdiff.autodiff import grad, hessian, hvp, jacobian, jvp
+from symdiff.autodiff import grad, hessian, hvp, jacobian, jvp, value_and_grad
 from symdiff.backends.source import to_source
 from symdiff.errors import (
     BackendError,
     DTypeError,
     GraphError,
+    LinAlgError,
     NonDifferentiableError,
     ShapeError,
     SymdiffError,
@@ -43,6 +44,7 @@ __all__ = [
     "DTypeError",
     "Graph",
     "GraphError",
+    "LinAlgError",
     "Node",
     "NonDifferentiableError",
     "ShapeError",
@@ -67,5 +69,6 @@ __all__ = [
     "to_dot",
     "to_source",
     "to_sympy",
+    "value_and_grad",
     *_ops_all,
 ]

@@ -306,36 +306,68 @@ def jvp(outputs: Node | Sequence[Node], wrt: Node | Sequence[Node], tangents: An
     return result[0] if single else result
 
 
+# An identity seed of at most this many elements is cheap whatever the sizes known later.
+SMALL_SEED = 1 << 16
+
+
+def _known_size(node: Node) -> int:
+    """The product of a node's known dimensions: a lower bound of its size (1 per unknown)."""
+    return int(np.prod([d for d in node.shape if d is not None], dtype=np.int64))
+
+
+def _forward_mode(y: Node, xs: list[Node]) -> list[bool]:
+    """For each x, whether its Jacobian is built in forward mode (an identity on x's elements)
+    rather than in the one reverse pass (an identity on y's elements) that serves the others.
+
+    The seed is never larger than the Jacobian it gives: y.size**2 against y.size * sum of the
+    x sizes in reverse mode, x.size**2 against y.size * x.size in forward mode. With static
+    sizes that settles it. An unknown size is known only at evaluation: a seed over it is
+    made then (eye_like), never while building, and a constant seed is built only where it
+    is no larger than the Jacobian's known part or small (SMALL_SEED) whatever the binding.
+    """
+    known_x = sum(_known_size(w) for w in xs)
+    if y.size is not None and y.size <= known_x:
+        return [False] * len(xs)  # one reverse pass, its seed no larger than the Jacobians
+    known_y = _known_size(y)
+    return [y.size is not None if w.size is None else (w.size <= known_y or w.size * w.size <= SMALL_SEED) for w in xs]
+
+
 def _jacobian(y: Node, xs: list[Node], what: str) -> list[Node]:
     """One Jacobian per x, each shaped ``y.shape + x.shape`` (inside a derivative pass).
 
-    The seed is the identity shaped ``y.shape + y.shape``: its leading y.ndim axes are the
-    batch axes every rule carries, so the result needs no reshape, whatever is unknown.
-    Reverse mode when y's size is static (or nothing is); forward mode when only x's is.
+    A reverse-mode seed is the identity shaped ``y.shape + y.shape``: its leading y.ndim axes
+    are the batch axes every rule carries, so the result needs no reshape, whatever is
+    unknown. A forward-mode seed is the identity on x's elements, and the seed axes are moved
+    to the end. ``_forward_mode`` picks, so that no seed outgrows the Jacobian.
     """
-    if y.size is not None or any(w.size is None for w in xs):
-        found = _backprop([y], [eye_like(y)], xs, what)
-        return [found[w] if w in found else _zeros_for(w, y) for w in xs]
-    out = []
-    for w in xs:
+    forward = _forward_mode(y, xs)
+    out: dict[Node, Node] = {}
+    backward = [w for w, f in zip(xs, forward) if not f]
+    if backward:
+        found = _backprop([y], [eye_like(y)], backward, what)
+        out.update((w, found[w] if w in found else _zeros_for(w, y)) for w in backward)
+    for w in (w for w, f in zip(xs, forward) if f):
+        if w in out:
+            continue
         found = _forward([y], [w], [eye_like(w, y.dtype if y.dtype.kind == "f" else None)], what)
         if y not in found:
-            out.append(_zeros_for(w, y))
+            out[w] = _zeros_for(w, y)
             continue
         batched = found[y]  # w.shape + y.shape: move the seed axes to the end
-        axes = tuple(range(w.ndim, batched.ndim)) + tuple(range(w.ndim))
-        out.append(transpose(batched, axes))
-    return out
+        out[w] = transpose(batched, tuple(range(w.ndim, batched.ndim)) + tuple(range(w.ndim)))
+    return [out[w] for w in xs]
 
 
 def jacobian(y: Node, x: Node | Sequence[Node]) -> Node | list[Node]:
     """The Jacobian of ``y`` with respect to ``x``, shaped ``y.shape + x.shape``.
 
-    Built as one vectorised pass: a batch of identity seeds (one per element of y) is
-    carried through each rule, so the graph is that of a single gradient, not one per
-    element. When y's size is known only at evaluation and x's is static, one vectorised
-    forward pass is used instead; when neither is known, the identity seed is sized at
-    evaluation.
+    Built as one vectorised pass: a batch of identity seeds is carried through each rule,
+    so the graph is that of a single gradient, not one per element. Reverse mode (a seed
+    per element of y) when y has no more elements than the x's, else forward mode (a seed
+    per element of x), so with static sizes the seeds never outgrow the Jacobian. A seed
+    over a size known only at evaluation is made then, never while building; with such
+    sizes, forward mode is used for an x no larger than y's known part or small
+    (``SMALL_SEED`` seed elements), reverse mode otherwise.
 
     >>> g = sd.Graph(); w = g.variable("w", shape=(2,))
     >>> J = sd.jacobian(sd.tanh(w), w)
@@ -353,38 +385,79 @@ def jacobian(y: Node, x: Node | Sequence[Node]) -> Node | list[Node]:
     return out[0] if single else out
 
 
-def hessian(f: Node, x: Node) -> Node:
+def hessian(f: Node, x: Node | Sequence[Node]) -> Node | list[list[Node]]:
     """The Hessian of a scalar ``f`` with respect to ``x``, shaped ``x.shape + x.shape``.
 
     The gradient graph is built once and differentiated again with a batch of
-    identity seeds: n Hessian-vector products' worth of work in one graph.
+    identity seeds: n Hessian-vector products' worth of work in one graph. For a list of
+    variables ``[a, b, ...]``, the blocks as a nested list: ``H[i][j]`` is the derivative
+    of ``df/dx_i`` with respect to ``x_j``, shaped ``x_i.shape + x_j.shape``.
+
+    Raises ShapeError if ``f`` is not a scalar; a variable ``f`` does not depend on gets
+    zero blocks.
 
     >>> g = sd.Graph(); w = g.variable("w", shape=(2,))
     >>> H = sd.hessian(sd.sum(w ** 3), w)
     >>> print(sd.evaluate(H, {w: [1.0, 2.0]}))
     [[ 6.  0.]
      [ 0. 12.]]
+    >>> s = g.variable("s")
+    >>> [[b.shape for b in row] for row in sd.hessian(s * sd.sum(w ** 2), [w, s])]
+    [[(2, 2), (2,)], [(2,), ()]]
     """
-    _require_nodes("hessian", f=f, x=x)
+    xs, single = node_list(x, "hessian", "x")
+    _require_nodes("hessian", f=f)
+    check_same_graph("hessian", f, *xs)
     with f.graph._derivative_pass():
-        (gradient,) = _grad(f, [x], None, "hessian")
-        (H,) = _jacobian(gradient, [x], "hessian")
-    return H
+        gradients = _grad(f, xs, None, "hessian")
+        blocks = [_jacobian(gradient, xs, "hessian") for gradient in gradients]
+    return blocks[0][0] if single else blocks
 
 
-def hvp(f: Node, x: Node, v: Any) -> Node:
+def hvp(f: Node, x: Node | Sequence[Node], v: Any) -> Node | list[Node]:
     """Hessian-vector product ``H v`` of a scalar ``f``, shaped like ``x``; the Hessian is never formed.
 
     Computed forward-over-reverse: the directional derivative of the gradient along v.
+    For a list of variables, ``v`` is a list (one direction per variable, each shaped like
+    it) and the result a list: item i is ``sum_j H[i][j] v[j]``, shaped like ``x[i]``.
+
+    Raises ShapeError if ``f`` is not a scalar or a direction's shape differs from its
+    variable's, GraphError if the number of directions differs from the variables'.
 
     >>> g = sd.Graph(); w = g.variable("w", shape=(2,)); v = g.variable("v", shape=(2,))
     >>> Hv = sd.hvp(sd.sum(w ** 3), w, v)
     >>> print(sd.evaluate(Hv, {w: [1.0, 2.0], v: [1.0, 1.0]}))
     [ 6. 12.]
     """
-    _require_nodes("hvp", f=f, x=x)
+    xs, single = node_list(x, "hvp", "x")
+    _require_nodes("hvp", f=f)
+    check_same_graph("hvp", f, *xs)
+    vs = [v] if single else v
+    if not isinstance(vs, (list, tuple)) or len(vs) != len(xs):
+        raise GraphError(f"hvp: {len(xs)} variables need a list of {len(xs)} directions v, got {type(v).__name__}")
     with f.graph._derivative_pass():
-        _seed(x, v, "hvp", "v", describe(x))  # checked before anything is built
-        (gradient,) = _grad(f, [x], None, "hvp")
-        (Hv,) = _jvp([gradient], [x], [v], "hvp", "v")
-    return Hv
+        for k, (w, d) in enumerate(zip(xs, vs)):  # checked before anything is built
+            _seed(w, d, "hvp", "v" if single else f"v[{k}]", describe(w))
+        gradients = _grad(f, xs, None, "hvp")
+        products = _jvp(gradients, xs, list(vs), "hvp", "v")
+    return products[0] if single else products
+
+
+def value_and_grad(f: Node, wrt: Node | Sequence[Node]) -> tuple[Node, Node | list[Node]]:
+    """``f`` and its gradient: ``(f, df/dx)`` for one variable, ``(f, [df/da, df/db])`` for a list.
+
+    Both are nodes of f's graph (evaluate or compile them together: the gradient reuses
+    the forward values). ``f`` must be a scalar (else ShapeError); a variable ``f`` does not
+    depend on gets zeros.
+
+    >>> g = sd.Graph(); w = g.variable("w", shape=(2,))
+    >>> value, gw = sd.value_and_grad(sd.sum(w ** 2), w)
+    >>> print(sd.evaluate([value, gw], {w: [1.0, 2.0]}))
+    [np.float64(5.0), array([2., 4.])]
+    """
+    wrts, single = node_list(wrt, "value_and_grad", "wrt")
+    _require_nodes("value_and_grad", f=f)
+    check_same_graph("value_and_grad", f, *wrts)
+    with f.graph._derivative_pass():
+        gradients = _grad(f, wrts, None, "value_and_grad")
+    return f, gradients[0] if single else gradients

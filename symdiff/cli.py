@@ -17,6 +17,7 @@ import argparse
 import itertools
 import pathlib
 import re
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -124,6 +125,11 @@ def _grad(args: argparse.Namespace) -> list[str]:
         if name in args.wrt[:k]:
             raise SymdiffError(f"--wrt lists {name} twice")
     wrt = [graph[name] for name in args.wrt]
+    if args.out and not args.emit:
+        raise SymdiffError("--out writes the module of --emit python; give --emit python too (or --dot FILE)")
+    for option, target in (("--out", args.out), ("--dot", args.dot)):  # before any work: a bad path fails at once
+        if target is not None:
+            _check_writable(option, target)
     at = _bindings(args.at, graph) if args.at is not None else None
     lines = [_show("f", f, args, at)]
     drawn = [f]
@@ -148,12 +154,18 @@ def _grad(args: argparse.Namespace) -> list[str]:
         labels = ", ".join(line.split(" = ")[0] for line in lines)
         return [f"module written to {args.out}: f({', '.join(v.name for v in _inputs(drawn))}) returns [{labels}]"]
     if args.dot:
-        folder = pathlib.Path(args.dot).parent
-        if not folder.is_dir():
-            raise SymdiffError(f"--dot {args.dot}: the folder {str(folder)!r} does not exist")
         out = render(drawn, args.dot, title=f"f = {args.expr.strip()}")
         lines.append(f"graph written to {out}")
     return lines
+
+
+def _check_writable(option: str, target: str) -> None:
+    """A SymdiffError naming the option unless ``target`` can be a new or replaced file."""
+    path = pathlib.Path(target)
+    if path.is_dir():
+        raise SymdiffError(f"{option} {target}: that is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise SymdiffError(f"{option} {target}: the folder {str(path.parent)!r} does not exist")
 
 
 def _inputs(outputs: list[Node]) -> list[Node]:
@@ -176,6 +188,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SymdiffError as exc:
         print(f"symdiff: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file that cannot be written (permissions, a full disk, Graphviz failing)
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"symdiff: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as exc:
+        detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        print(f"symdiff: error: Graphviz failed: {detail[-1] if detail else exc}", file=sys.stderr)
+        return 1
+    except (RecursionError, MemoryError) as exc:
+        print(f"symdiff: error: the expression is too large ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug of symdiff's: still one line, never a traceback
+        print(f"symdiff: internal error ({type(exc).__name__}: {exc}); please report it", file=sys.stderr)
+        return 3
     print("\n".join(lines))
     return 0
 

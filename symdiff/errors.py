@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 
 class SymdiffError(Exception):
     """Base class of every error symdiff raises on purpose."""
@@ -9,6 +11,12 @@ class SymdiffError(Exception):
 
 class ShapeError(SymdiffError, ValueError):
     """Incompatible shapes when a node is built, or a bound value of the wrong shape."""
+
+
+class LinAlgError(SymdiffError, np.linalg.LinAlgError):
+    """A linear-algebra routine could not compute on the values it was given (``inv`` or
+    ``solve`` of a singular matrix, ``cholesky`` of a matrix that is not positive definite);
+    also a ``numpy.linalg.LinAlgError``. The message names the op and the node."""
 
 
 class DTypeError(SymdiffError, TypeError):

@@ -1,23 +1,40 @@
 """Parse a math expression string into graph nodes, without ``eval``.
 
-The grammar is arithmetic on scalar variables and numbers: ``+ - * / **`` (``^`` is
-also a power), unary minus, parentheses, and calls of the op table's elementwise
-functions (``sin``, ``exp``, ``maximum`` or ``max``, ...: ``FUNCTIONS``). Anything else (attribute access, strings,
-subscripts, unknown functions) is rejected with the position of the offence.
-Parsing is iterative (shunting-yard), so deep nesting cannot exhaust the stack.
+The grammar is Python's expression syntax for arrays, and reads back everything
+``print(node)`` writes:
+
+- numbers, ``pi``, ``e``, ``inf``, ``nan``, ``True``, ``False``; names (variables of the
+  graph, or new scalar variables);
+- ``+ - * / ** @`` (``^`` is also a power), unary minus, comparisons ``> >= < <= == !=``
+  (not chained), with Python's binding strengths (those of the op table's notation);
+- calls: the elementwise functions people write (``sin``, ``maximum`` or ``max``, ...:
+  ``FUNCTIONS``), and any op of the table by its name with its attributes as keywords
+  (``sum(x, axis=-1, keepdims=True)``, ``reshape(x, shape_to=(2, 3))``); ``full``, ``eye``,
+  ``einsum("ij,jk->ik", A, B)``;
+- ``x.T``, ``x[1:, None, i]``, ``zeros_like(x).at[i].add(g)``, ``[a, b, c]`` (a vector of
+  scalars, or a constant array of numbers), tuples as attribute values;
+- numbered lines ``t1 = ...`` before the expression (how a large graph prints).
+
+Anything else (other attributes, strings outside calls, unknown functions, assignments to
+variables) is rejected with the position of the offence. Parsing is iterative
+(shunting-yard), so deep nesting cannot exhaust the stack.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from symdiff import ops
 from symdiff.errors import SymdiffError
 from symdiff.graph import Graph, Node
-from symdiff.ops import REGISTRY
+from symdiff.ops import REGISTRY, apply
 
 
 def _scalar_functions() -> dict[str, tuple[int, Callable[..., Node]]]:
@@ -45,33 +62,66 @@ def _scalar_functions() -> dict[str, tuple[int, Callable[..., Node]]]:
 
 
 FUNCTIONS = _scalar_functions()
-CONSTANTS = {"pi": math.pi, "e": math.e}
+CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan}
+_LITERALS = {"True": True, "False": False, "None": None}
 MAX_LENGTH = 100_000
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<op>\*\*|[-+*/^(),]))"
+    r"[ \t\r]*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r'|(?P<string>"[A-Za-z0-9_,.\->]*")|(?P<attr>\.(?:T|at|add)\b)|(?P<newline>\n)'
+    r"|(?P<op>\*\*|==|!=|>=|<=|[-+*/^@<>(),\[\]:=]))"
 )
-# binding strength, right-associative?
-_BINARY = {"+": (1, False), "-": (1, False), "*": (2, False), "/": (2, False), "**": (4, True), "^": (4, True)}
-_UNARY_MINUS = (3, True)
+_COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
 
 
-def _infix() -> dict[str, Callable[..., Node]]:
-    """The public function of each infix symbol the grammar has, from the op table."""
+def _binary() -> dict[str, tuple[int, bool, Callable[..., Node]]]:
+    """Each infix symbol of the op table: its binding strength, whether it is
+    right-associative (``**``), and its public function."""
     out = {}
     for op in REGISTRY.values():
-        if op.symbol in _BINARY and op.arity == 2:
-            out[op.symbol] = getattr(ops, op.notation.function or op.name)
+        if op.symbol and op.arity == 2:
+            out[op.symbol] = (op.precedence, op.symbol == "**", getattr(ops, op.notation.function or op.name))
     out["^"] = out["**"]
     return out
 
 
-_APPLY = _infix()
+_BINARY = _binary()
+_UNARY_MINUS = REGISTRY["neg"].precedence
 
 
 class ParseError(SymdiffError, ValueError):
     """An expression string that is not arithmetic symdiff understands."""
+
+
+class _Empty:
+    """An empty place in brackets: ``x[:2]``, ``(2,)``, ``f()``."""
+
+
+_EMPTY = _Empty()
+
+
+class _At:
+    """``ref.at[index]``, waiting for its ``.add(g)``."""
+
+    def __init__(self, ref: Node, index: tuple, pos: int):
+        self.ref, self.index, self.pos = ref, index, pos
+
+
+class _Frame:
+    """An open bracket: a group or tuple ``(``, a call ``f(``, a list ``[``, a subscript
+    ``x[``, ``x.at[``, or ``.add(``. Its items are the values above ``height``."""
+
+    def __init__(self, kind: str, pos: int, height: int, name: str | None = None, subject: Any = None):
+        self.kind, self.pos, self.height, self.name, self.subject = kind, pos, height, name, subject
+        self.items: list[Any] = []
+        self.kwargs: dict[str, Any] = {}
+        self.key: str | None = None  # the keyword of the item being read
+        self.pieces: list[Any] = []  # a slice's parts before the item being read
+        self.commas = 0
+
+    @property
+    def close(self) -> str:
+        return "]" if self.kind in ("list", "index", "at") else ")"
 
 
 def _tokens(text: str) -> list[tuple[str, str, int]]:
@@ -83,12 +133,11 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
             break
         match = _TOKEN.match(text, pos)
         if match is None or match.end() == pos:
-            bad = text[pos:].lstrip()[0]
-            where = len(text) - len(text[pos:].lstrip())
-            raise ParseError(f"unexpected character {bad!r} at position {where} in {text!r}")
+            rest = text[pos:].lstrip(" \t\r")
+            where = len(text) - len(rest)
+            raise ParseError(f"unexpected character {rest[0]!r} at position {where} in {text!r}")
         kind = match.lastgroup
-        value = match.group(kind)
-        out.append((kind, value, match.start(kind)))
+        out.append((kind, match.group(kind), match.start(kind)))
         pos = match.end()
     return out
 
@@ -97,7 +146,8 @@ def parse(text: str, graph: Graph) -> Node:
     """Build the expression ``text`` in ``graph``; names become scalar variables.
 
     Names that are already variables of the graph are used as they are; new ones
-    are created as scalar float64 variables.
+    are created as scalar float64 variables. Reads what ``str(node)`` prints, numbered
+    lines included, as the same value.
 
     >>> g = sd.Graph()
     >>> from symdiff.parse import parse
@@ -107,122 +157,434 @@ def parse(text: str, graph: Graph) -> Node:
     if not isinstance(text, str):
         raise ParseError(f"expected an expression string, got {type(text).__name__}")
     with graph._transaction():  # a failed parse leaves no variables behind
-        return _parse(text, graph)
-
-
-def _parse(text: str, graph: Graph) -> Node:
-    tokens = _tokens(text)
-    if not tokens:
-        raise ParseError("empty expression")
-    values: list[Node | float] = []
-    # operator stack entries: ("op", symbol, pos) | ("neg", "-", pos) | ("(", name or None, pos, argcount)
-    stack: list[tuple] = []
-    expect_operand = True
-
-    def reduce_top() -> None:
-        entry = stack.pop()
-        kind, symbol, pos = entry[0], entry[1], entry[2]
-        if kind == "neg":
-            if not values:
-                raise ParseError(f"'-' at position {pos} has no operand")
-            values.append(ops.negative(_node(values.pop(), graph)))
-            return
-        if len(values) < 2:
-            raise ParseError(f"{symbol!r} at position {pos} is missing an operand")
-        right, left = values.pop(), values.pop()
-        values.append(_APPLY[symbol](_node(left, graph), _node(right, graph)))
-
-    def strength(entry: tuple) -> int:
-        return _UNARY_MINUS[0] if entry[0] == "neg" else _BINARY[entry[1]][0]
-
-    for kind, value, pos in tokens:
-        if kind == "number":
-            if not expect_operand:
-                raise ParseError(f"number {value!r} at position {pos} follows an operand (missing operator?)")
-            values.append(float(value))
-            expect_operand = False
-        elif kind == "name":
-            if not expect_operand:
-                raise ParseError(f"name {value!r} at position {pos} follows an operand (missing operator?)")
-            if value.startswith("__"):
-                raise ParseError(f"name {value!r} at position {pos} is not allowed")
-            stack.append(("name", value, pos))  # resolved by what follows: a call or a variable
-            expect_operand = False
-        elif value == "(":
-            if stack and stack[-1][0] == "name" and not expect_operand:
-                _, name, npos = stack.pop()
-                if name not in FUNCTIONS:
-                    known = ", ".join(sorted(FUNCTIONS))
-                    raise ParseError(f"unknown function {name!r} at position {npos} (functions: {known})")
-                stack.append(("(", name, pos, 1))
-            elif expect_operand:
-                stack.append(("(", None, pos, 1))
+        tokens = _tokens(text)
+        statements: list[list[tuple[str, str, int]]] = [[]]
+        for token in tokens:
+            if token[0] == "newline":
+                statements.append([])
             else:
-                raise ParseError(f"'(' at position {pos} follows an operand (missing operator?)")
-            expect_operand = True
-        else:
-            _resolve_name(stack, values, graph)
-            if value in (")", ","):
-                if expect_operand:
-                    raise ParseError(f"{value!r} at position {pos} is missing an operand before it")
-                while stack and stack[-1][0] != "(":
-                    reduce_top()
-                if not stack:
-                    raise ParseError(f"{value!r} at position {pos} has no matching '('")
-                if value == ",":
-                    if stack[-1][1] is None:
-                        raise ParseError(f"',' at position {pos} outside a function call")
-                    stack[-1] = stack[-1][:3] + (stack[-1][3] + 1,)
-                    expect_operand = True
+                statements[-1].append(token)
+        statements = [s for s in statements if s]
+        if not statements:
+            raise ParseError("empty expression")
+        names: dict[str, Node] = {}
+        for statement in statements[:-1]:
+            if len(statement) < 3 or statement[0][0] != "name" or statement[1][1] != "=":
+                where = statement[0][2]
+                raise ParseError(f"line at position {where} is not 'name = expression' (only the last is the result)")
+            target = statement[0][1]
+            if target.startswith("__") or target in graph._variables or target in _LITERALS:
+                raise ParseError(f"cannot assign to {target!r} at position {statement[0][2]}")
+            names[target] = _Parser(statement[2:], graph, names).run()
+        return _Parser(statements[-1], graph, names).run()
+
+
+class _Parser:
+    """One expression (one line), by shunting-yard: ``values`` holds operands (nodes, numbers,
+    lists, tuples, strings), ``stack`` pending operators and open brackets."""
+
+    def __init__(self, tokens: list[tuple[str, str, int]], graph: Graph, names: dict[str, Node]):
+        self.tokens, self.graph, self.names = tokens, graph, names
+        self.values: list[Any] = []
+        self.stack: list[Any] = []  # ("op", symbol, pos) | ("neg", "-", pos) | _Frame
+
+    def run(self) -> Node:
+        tokens, k = self.tokens, 0
+        expect_operand = True
+        while k < len(tokens):
+            kind, value, pos = tokens[k]
+            following = tokens[k + 1] if k + 1 < len(tokens) else (None, None, None)
+            k += 1
+            if expect_operand:
+                if kind == "number":
+                    self.values.append(int(value) if value.isdigit() else float(value))
+                elif kind == "string":
+                    self.values.append(value[1:-1])
+                elif kind == "name":
+                    if value.startswith("__"):
+                        raise ParseError(f"name {value!r} at position {pos} is not allowed")
+                    frame = self._frame()
+                    if following[1] == "(":
+                        self._check_function(value, pos)
+                        self.stack.append(_Frame("call", pos, len(self.values), name=value))
+                        k += 1
+                        continue
+                    at_start = frame is not None and len(self.values) == frame.height and not self._pending()
+                    if following[1] == "=" and at_start and frame.kind == "call" and frame.key is None:
+                        frame.key = value
+                        k += 1
+                        continue
+                    self.values.append(self._name(value, pos))
+                elif value == "(":
+                    self.stack.append(_Frame("group", pos, len(self.values)))
                     continue
-                _, name, opos, count = stack.pop()
-                if name is not None:
-                    arity, fn = FUNCTIONS[name]
-                    if count != arity:
-                        raise ParseError(f"{name}() at position {opos} takes {arity} argument(s), got {count}")
-                    args = [_node(v, graph) for v in values[-arity:]]
-                    del values[-arity:]
-                    values.append(fn(*args))
-                expect_operand = False
-            elif expect_operand:
-                if value == "-":
-                    stack.append(("neg", "-", pos))
-                elif value != "+":
+                elif value == "[":
+                    self.stack.append(_Frame("list", pos, len(self.values)))
+                    continue
+                elif value == "-":
+                    self.stack.append(("neg", "-", pos))
+                    continue
+                elif value == "+":
+                    continue
+                elif value in (")", "]", ",", ":") and self._may_be_empty(value):
+                    self.values.append(_EMPTY)
+                    expect_operand = False
+                    k -= 1  # read the closer again, now after an (empty) operand
+                    continue
+                else:
                     raise ParseError(f"{value!r} at position {pos} is missing an operand before it")
-            else:
-                prec, right = _BINARY[value]
-                while (
-                    stack
-                    and stack[-1][0] in ("op", "neg")
-                    and (strength(stack[-1]) > prec or (strength(stack[-1]) == prec and not right))
-                ):
-                    reduce_top()
-                stack.append(("op", value, pos))
+                expect_operand = False
+                continue
+            # after an operand
+            if kind in ("number", "name", "string"):
+                raise ParseError(f"{kind} {value!r} at position {pos} follows an operand (missing operator?)")
+            if kind == "attr":
+                k = self._attribute(value, pos, following, k)
+                expect_operand = value != ".T"  # .at[ and .add( open a bracket
+            elif value == "[":
+                subject = self.values.pop()
+                self.stack.append(_Frame("index", pos, len(self.values), subject=subject))
                 expect_operand = True
-    if expect_operand:
-        raise ParseError(f"expression {text!r} ends without an operand")
-    _resolve_name(stack, values, graph)
-    while stack:
-        if stack[-1][0] == "(":
-            raise ParseError(f"'(' at position {stack[-1][2]} is never closed")
-        reduce_top()
-    if len(values) != 1:
-        raise ParseError(f"could not read {text!r} as one expression")
-    return _node(values[0], graph)
+            elif value in (")", "]", ",", ":"):
+                expect_operand = self._separator(value, pos)
+            elif value == "(":
+                raise ParseError(f"'(' at position {pos} follows an operand (missing operator?)")
+            elif value == "=":
+                raise ParseError(f"'=' at position {pos}: only 'name = expression' lines and keywords take one")
+            else:
+                self._binary(value, pos)
+                expect_operand = True
+        if expect_operand:
+            raise ParseError(f"expression ends without an operand (position {tokens[-1][2]})")
+        while self.stack:
+            if isinstance(self.stack[-1], _Frame):
+                frame = self.stack[-1]
+                raise ParseError(f"{'(' if frame.close == ')' else '['!r} at position {frame.pos} is never closed")
+            self._reduce()
+        if len(self.values) != 1:
+            raise ParseError("could not read the text as one expression")
+        value = self._operand(self.values[0], tokens[0][2])
+        return value if isinstance(value, Node) else self.graph.constant(float(value))
 
+    # -- operators -----------------------------------------------------------------------
+    def _frame(self) -> _Frame | None:
+        for entry in reversed(self.stack):
+            if isinstance(entry, _Frame):
+                return entry
+        return None
 
-def _resolve_name(stack: list[tuple], values: list, graph: Graph) -> None:
-    """A name not followed by '(' is a constant (pi, e) or a variable."""
-    if stack and stack[-1][0] == "name":
-        _, name, pos = stack.pop()
-        if name in FUNCTIONS:
-            raise ParseError(f"function {name!r} at position {pos} is not called")
+    def _strength(self, entry: tuple) -> int:
+        return _UNARY_MINUS if entry[0] == "neg" else _BINARY[entry[1]][0]
+
+    def _binary(self, symbol: str, pos: int) -> None:
+        prec, right, _ = _BINARY[symbol]
+        if symbol in _COMPARISONS and any(e[1] in _COMPARISONS for e in self._pending()):
+            raise ParseError(f"chained comparison at position {pos}: Python reads a < b < c as (a < b) and (b < c)")
+        while self.stack and not isinstance(self.stack[-1], _Frame):
+            top = self.stack[-1]
+            if self._strength(top) > prec or (self._strength(top) == prec and not right):
+                self._reduce()
+            else:
+                break
+        self.stack.append(("op", symbol, pos))
+
+    def _pending(self) -> list:
+        """The operators above the innermost open bracket."""
+        out = []
+        for entry in reversed(self.stack):
+            if isinstance(entry, _Frame):
+                break
+            out.append(entry)
+        return out
+
+    def _reduce(self) -> None:
+        kind, symbol, pos = self.stack.pop()
+        if kind == "neg":
+            operand = self._operand(self.values.pop(), pos)
+            self.values.append(-operand if _is_number(operand) else ops.negative(operand))
+            return
+        right, left = self.values.pop(), self.values.pop()
+        left, right = self._operand(left, pos), self._operand(right, pos)
+        if _is_number(left) and _is_number(right):
+            left = self.graph.constant(float(left))
+        fn = _BINARY[symbol][2]
+        self.values.append(_call(fn, f"{symbol!r} at position {pos}", left, right))
+
+    def _operand(self, value: Any, pos: int) -> Node | int | float:
+        """A value an operator takes: a node, or a number (weak, as Python's in numpy 2)."""
+        if isinstance(value, Node) or _is_number(value):
+            return value
+        if isinstance(value, list):
+            return self._array(value, pos)
+        what = "a string" if isinstance(value, str) else "a tuple" if isinstance(value, tuple) else "nothing"
+        raise ParseError(f"operand at position {pos} is {what}, not a value")
+
+    def _array(self, items: list, pos: int) -> Node:
+        """``[a, b, c]``: a constant array when it holds only numbers, else a vector of scalars."""
+        flat, stack = [], [items]
+        while stack:
+            for item in stack.pop():
+                (stack.append(item) if isinstance(item, list) else flat.append(item))
+        if all(_is_number(v) for v in flat):
+            try:
+                return self.graph.constant(np.array(items))
+            except ValueError as error:
+                raise ParseError(f"list at position {pos} is not a rectangular array: {error}") from None
+        if any(isinstance(v, list) for v in items):
+            raise ParseError(f"list at position {pos}: a nested list holds numbers only")
+        return _call(ops.stack, f"list at position {pos}", [self._operand(v, pos) for v in items], axis=-1)
+
+    # -- names, attributes, brackets -------------------------------------------------------
+    def _name(self, name: str, pos: int) -> Any:
+        if name in self.names:
+            return self.names[name]
+        existing = self.graph._variables.get(name)
+        if existing is not None:
+            return existing
+        if name in _LITERALS:
+            return _LITERALS[name]
         if name in CONSTANTS:
-            values.append(CONSTANTS[name])
-        else:
-            existing = graph._variables.get(name)
-            values.append(existing if existing is not None else graph.variable(name))
+            return CONSTANTS[name]
+        if name in FUNCTIONS or name in REGISTRY:
+            raise ParseError(f"function {name!r} at position {pos} is not called")
+        return self.graph.variable(name)
+
+    @staticmethod
+    def _check_function(name: str, pos: int) -> None:
+        if name not in FUNCTIONS and name not in REGISTRY and name not in _BUILDERS:
+            known = ", ".join(sorted(FUNCTIONS))
+            raise ParseError(f"unknown function {name!r} at position {pos} (functions: {known}; and the op table's)")
+
+    def _attribute(self, attr: str, pos: int, following: tuple, k: int) -> int:
+        subject = self.values[-1]
+        if attr == ".T":
+            node = self._operand(subject, pos)
+            if not isinstance(node, Node):
+                raise ParseError(f"'.T' at position {pos} follows a number")
+            self.values[-1] = _call(ops.transpose, f"'.T' at position {pos}", node)
+            return k
+        if attr == ".at" and following[1] == "[" and isinstance(subject, Node):
+            self.values.pop()
+            self.stack.append(_Frame("at", pos, len(self.values), subject=subject))
+            return k + 1
+        if attr == ".add" and following[1] == "(" and isinstance(subject, _At):
+            self.values.pop()
+            self.stack.append(_Frame("add", pos, len(self.values), subject=subject))
+            return k + 1
+        raise ParseError(f"unexpected {attr!r} at position {pos} (only x.T, x.at[index].add(g))")
+
+    def _may_be_empty(self, closer: str) -> bool:
+        """An empty place before ``closer``: a slice's part, ``(2,)``, ``f()``, ``[]``."""
+        frame = self._frame()
+        if frame is None or self._pending() or len(self.values) != frame.height:
+            return False
+        if frame.kind in ("index", "at"):
+            return closer in (":", ",", "]")
+        if closer == frame.close and frame.key is None:
+            return frame.kind in ("call", "list", "add") or frame.commas > 0 or not frame.items
+        return False
+
+    def _separator(self, sep: str, pos: int) -> bool:
+        """A ``,``, ``:`` or closing bracket after an operand; returns expect_operand."""
+        while self.stack and not isinstance(self.stack[-1], _Frame):
+            self._reduce()
+        if not self.stack:
+            raise ParseError(f"{sep!r} at position {pos} has no matching bracket")
+        frame: _Frame = self.stack[-1]
+        if len(self.values) != frame.height + 1:
+            raise ParseError(f"{sep!r} at position {pos} follows two operands (missing operator?)")
+        item = self.values.pop()
+        if sep == ":":
+            if frame.kind not in ("index", "at") or len(frame.pieces) == 2:
+                raise ParseError(f"':' at position {pos} outside a subscript's slice")
+            frame.pieces.append(item)
+            return True
+        if sep in (")", "]") and sep != frame.close:
+            raise ParseError(f"{sep!r} at position {pos} closes the {frame.close!r}-bracket at position {frame.pos}")
+        if frame.pieces:
+            item = self._slice(frame.pieces + [item], pos)
+            frame.pieces = []
+        if frame.key is not None:
+            if item is _EMPTY or isinstance(item, (Node, list)):
+                raise ParseError(f"keyword {frame.key!r} before position {pos} needs a literal value")
+            frame.kwargs[frame.key] = item
+            frame.key = None
+        elif item is not _EMPTY or sep == ",":
+            if frame.kwargs:
+                raise ParseError(f"an argument at position {pos} follows a keyword argument")
+            frame.items.append(item)
+        if sep == ",":
+            frame.commas += 1
+            return True
+        self.stack.pop()
+        if frame.items and frame.items[-1] is _EMPTY:
+            frame.items.pop()  # a trailing comma
+        if any(v is _EMPTY for v in frame.items):
+            raise ParseError(f"an empty argument before position {pos}")
+        self.values.append(self._close(frame, pos))
+        return False
+
+    @staticmethod
+    def _slice(pieces: list, pos: int) -> slice:
+        bounds = [None if p is _EMPTY else p for p in pieces]
+        if not all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in bounds):
+            raise ParseError(f"slice before position {pos} has a bound that is not an integer")
+        return slice(*bounds)
+
+    def _close(self, frame: _Frame, pos: int) -> Any:
+        if frame.kind == "group":  # (x), or a tuple: (), (2,), (1, 2)
+            return frame.items[0] if frame.commas == 0 and frame.items else tuple(frame.items)
+        if frame.kind == "list":
+            return list(frame.items)
+        if frame.kind in ("index", "at"):
+            index = tuple(self._index_entry(v, pos) for v in frame.items)
+            if frame.kind == "at":
+                return _At(frame.subject, index, frame.pos)
+            subject = self._operand(frame.subject, frame.pos)
+            if not isinstance(subject, Node):
+                raise ParseError(f"subscript at position {frame.pos} of a number")
+            return _call(ops.getitem, f"subscript at position {frame.pos}", subject, index)
+        if frame.kind == "add":
+            if len(frame.items) != 1 or frame.kwargs:
+                raise ParseError(f".add() at position {frame.pos} takes one argument")
+            at: _At = frame.subject
+            g = self._operand(frame.items[0], frame.pos)
+            return _call(_unindex, f".at[].add() at position {at.pos}", g, at.ref, at.index)
+        return self._function(frame)
+
+    def _index_entry(self, value: Any, pos: int) -> Any:
+        if value is None or isinstance(value, (slice, Node, list)) or (_is_number(value) and isinstance(value, int)):
+            return np.array(value) if isinstance(value, list) else value
+        raise ParseError(f"subscript entry {value!r} before position {pos} is not an int, slice, None or index")
+
+    def _function(self, frame: _Frame) -> Node:
+        name, args, kwargs, where = frame.name, frame.items, frame.kwargs, f"{frame.name}() at position {frame.pos}"
+        if name in _BUILDERS:
+            return _BUILDERS[name](self, where, args, kwargs)
+        nodes = [a if isinstance(a, (str, tuple)) else self._operand(a, frame.pos) for a in args]
+        if any(isinstance(a, (str, tuple)) for a in nodes):
+            raise ParseError(f"{where}: a string or tuple is an attribute: pass it by keyword")
+        if name in FUNCTIONS and not kwargs and (name not in REGISTRY or len(nodes) == FUNCTIONS[name][0]):
+            arity, fn = FUNCTIONS[name]
+            if len(nodes) != arity:
+                raise ParseError(f"{where} takes {arity} argument(s), got {len(nodes)}")
+            if not any(isinstance(a, Node) for a in nodes):
+                nodes[0] = self.graph.constant(float(nodes[0]))
+            return _call(fn, where, *nodes)
+        op = REGISTRY[name]
+        if op.arity is not None and len(nodes) != op.arity:
+            raise ParseError(f"{where} takes {op.arity} input(s), got {len(nodes)}")
+        if not nodes:
+            raise ParseError(f"{where} takes at least one input")
+        if not any(isinstance(a, Node) for a in nodes):
+            nodes[0] = self.graph.constant(float(nodes[0]) if isinstance(nodes[0], (int, float)) else nodes[0])
+        return _call(lambda *xs: apply(op, *xs, **implied_attrs(op, xs, kwargs)), where, *nodes)
 
 
-def _node(value: Node | float, graph: Graph) -> Node:
-    return value if isinstance(value, Node) else graph.constant(value)
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, bool)) and not isinstance(value, Node)
+
+
+def _call(fn: Callable[..., Any], where: str, *args: Any, **kwargs: Any) -> Node:
+    """``fn(*args)``, its complaints about the arguments as a ParseError naming ``where``."""
+    try:
+        return fn(*args, **kwargs)
+    except SymdiffError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError) as error:
+        raise ParseError(f"{where}: {error}") from None
+
+
+@functools.cache
+def _attr_names(op_name: str) -> frozenset[str]:
+    """The attribute names an op's rules take (from their signatures)."""
+    op = REGISTRY[op_name]
+    names: set[str] = set()
+    for fn in (op.shape, op.forward, op.dtype):
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return frozenset(names)
+
+
+def implied_attrs(op: Any, inputs: tuple, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of ``op(*inputs)`` written as printed: what printing leaves out put
+    back (keepdims=False, a reduction's axis over every axis, a float64 dtype_to), a dtype
+    by name as numpy writes it, and ``axis=-1`` as ``(-1,)`` for an op that takes tuples."""
+    attrs = dict(attrs)
+    names = _attr_names(op.name)
+    first = next(x for x in inputs if isinstance(x, Node)) if inputs else None
+    if "keepdims" in names:
+        attrs.setdefault("keepdims", False)
+        if "axis" not in attrs and first is not None:
+            attrs["axis"] = tuple(range(-inputs[0].ndim, 0)) if isinstance(inputs[0], Node) else ()
+    if "dtype_to" in names:
+        try:
+            attrs["dtype_to"] = np.dtype(attrs.get("dtype_to", "float64")).str
+        except TypeError:
+            raise ParseError(f"{op.name}(): dtype_to={attrs['dtype_to']!r} is not a dtype") from None
+    if isinstance(attrs.get("axis"), int) and not isinstance(attrs["axis"], bool):
+        if op.name not in _TUPLE_AXIS:
+            _TUPLE_AXIS[op.name] = _takes_tuple_axis(op, [x for x in inputs if isinstance(x, Node)], attrs)
+        if _TUPLE_AXIS[op.name]:
+            attrs["axis"] = (attrs["axis"],)
+    return attrs
+
+
+_TUPLE_AXIS: dict[str, bool] = {}
+
+
+def _takes_tuple_axis(op: Any, inputs: list[Node], attrs: dict[str, Any]) -> bool:
+    """Whether ``op``'s axis attribute is a tuple (sum, flip, count) rather than an int
+    (concatenate, cumsum): its shape rule or forward, given an int, cannot iterate it."""
+    try:
+        op.shape(*(x.shape for x in inputs), **attrs)
+        arrays = [np.zeros(tuple(2 if d is None else d for d in x.shape), dtype=x.dtype) for x in inputs]
+        with np.errstate(all="ignore"):
+            op.forward(np, *arrays, **attrs)
+    except TypeError:
+        return True
+    except Exception:  # a complaint about the values: the int was taken
+        return False
+    return False
+
+
+def _unindex(g: Node, ref: Node, index: tuple) -> Node:
+    """``zeros_like(ref).at[index].add(g)``: the adjoint of ``ref[index]``."""
+    from symdiff.ops.indexing import UNINDEX, _make_index
+
+    nodes: list[Node] = []
+    made = _make_index(index, ref.shape, nodes)
+    return apply(UNINDEX, g, ref, *nodes, index=made)
+
+
+def _full(parser: _Parser, where: str, args: list, kwargs: dict) -> Node:
+    if len(args) != 2 or not isinstance(args[0], (tuple, int)) or not _is_number(args[1]) or set(kwargs) - {"dtype"}:
+        raise ParseError(f"{where}: full(shape, number, dtype=...) with a literal shape and number")
+    return _call(lambda: parser.graph.constant(np.full(args[0], args[1], dtype=kwargs.get("dtype", "float64"))), where)
+
+
+def _eye(parser: _Parser, where: str, args: list, kwargs: dict) -> Node:
+    if len(args) != 1 or not isinstance(args[0], int) or set(kwargs) - {"dtype"}:
+        raise ParseError(f"{where}: eye(n, dtype=...) with a literal n")
+    return _call(lambda: parser.graph.constant(np.eye(args[0], dtype=kwargs.get("dtype", "float64"))), where)
+
+
+def _einsum(parser: _Parser, where: str, args: list, kwargs: dict) -> Node:
+    """``einsum("ij,jk->ik", A, B)``; with an arrow, the op's terms and output as written."""
+    if not args or not isinstance(args[0], str) or kwargs:
+        raise ParseError(f'{where}: einsum("subscripts", operands...)')
+    operands = [parser._operand(a, 0) for a in args[1:]]
+    if "->" not in args[0]:
+        return _call(ops.einsum, where, args[0], *operands)
+    terms, out = args[0].split("->", 1)
+    return _call(apply, where, REGISTRY["einsum"], *operands, terms=tuple(terms.split(",")), out=out)
+
+
+def _const(parser: _Parser, where: str, args: list, kwargs: dict) -> Node:
+    raise ParseError(f"{where}: a constant array printed by its shape; its values are not in the text")
+
+
+_BUILDERS: dict[str, Callable[..., Node]] = {"full": _full, "eye": _eye, "einsum": _einsum, "const": _const}

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from symdiff.errors import ShapeError
+from symdiff.errors import LinAlgError, ShapeError, SymdiffError
 from symdiff.graph import Node, ancestors, consumers, format_shape, shape_matches
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import Op
@@ -36,6 +36,31 @@ def scalar_eligible(node: Node) -> bool:
         and node.dtype in SCALAR_DTYPES
         and all(u.shape == () and u.dtype in SCALAR_DTYPES for u in node.inputs)
     )
+
+
+def strong_scalars(node: Node) -> tuple[int, ...]:
+    """The positions of ``node``'s float64 scalar inputs that must reach numpy as ``np.float64``.
+
+    Plans hold float64 scalars as Python floats (scalar steps; in compiled code also inputs
+    and literal constants), which NEP 50 treats as weak: float32 array * Python float is
+    float32, while the graph, like numpy with a float64 scalar, says float64. Only where a
+    lower-precision float input meets them, and the node is float64, does it matter.
+    """
+    if node.dtype != np.float64 or not any(u.dtype.kind == "f" and u.dtype.itemsize < 8 for u in node.inputs):
+        return ()
+    return tuple(k for k, u in enumerate(node.inputs) if u.shape == () and u.dtype == np.float64)
+
+
+def _strengthened(fn: Callable[..., Any], positions: tuple[int, ...]) -> Callable[..., Any]:
+    """``fn`` with the arguments at ``positions`` made numpy float64 scalars (see strong_scalars)."""
+
+    def run(*args, **attrs):
+        args = list(args)
+        for k in positions:
+            args[k] = np.float64(args[k])
+        return fn(*args, **attrs)
+
+    return run
 
 
 @functools.cache
@@ -69,7 +94,7 @@ def unbound(order: Sequence[Node], bound: Mapping[Node, Any] | set) -> list[Node
 class Step:
     """One node of a plan: its forward, where its inputs are, and what to check."""
 
-    __slots__ = ("node", "fn", "args", "attrs", "check", "scalar")
+    __slots__ = ("node", "fn", "args", "attrs", "check", "scalar", "strong")
 
     def __init__(
         self, node: Node, slot: dict[Node, int], function: Callable[[Op], Callable[..., Any]], scalars: bool = True
@@ -79,24 +104,41 @@ class Step:
         # float64 scalars run on Python floats at math speed, as compiled code does
         self.scalar = scalars and scalar_eligible(node)
         self.fn = scalar_function(op) if self.scalar else function(op)
+        # float64 scalars held as Python floats, made numpy's where NEP 50 would demote them
+        self.strong = strong_scalars(node) if scalars and not self.scalar else ()
+        if self.strong:
+            self.fn = _strengthened(self.fn, self.strong)
         self.args = tuple(slot[u] for u in node.inputs)
         self.attrs = dict(node._attrs)
         # Shapes with unknown dimensions are checked at run time; a None dimension
         # must not be broadcast (see ops.core.broadcast_shapes).
-        self.check = None in node.shape or (op.elementwise and any(None in u.shape for u in node.inputs))
+        self.check = (
+            None in node.shape
+            or (op.elementwise and any(None in u.shape for u in node.inputs))
+            or (not op.elementwise and broadcast_risk(node))
+        )
 
 
 def check_node(node: Node, value: Any, inputs: Sequence[Any]) -> None:
     """Raise ShapeError if a computed value breaks its node's static shape, or broadcast a
     dimension declared None."""
-    shape = np.shape(value)
+    check_shapes(node, np.shape(value), [np.shape(v) for v in inputs])
+
+
+def check_shapes(node: Node, shape: tuple[int, ...], input_shapes: Sequence[tuple[int, ...]]) -> None:
+    """``check_node`` on shapes alone: the node's result ``shape`` from inputs of ``input_shapes``.
+
+    Raises ShapeError if ``shape`` breaks the node's static shape, or if the op broadcast a
+    dimension declared None (bound to 1) against another size: a None dimension is one
+    size wherever it meets another, never broadcast (see ops.core.broadcast_shapes).
+    """
     if not shape_matches(node.shape, shape):
         raise ShapeError(
             f"{node.op} (node #{node.index}) produced shape {shape}, but its static shape is {format_shape(node.shape)}"
         )
     if REGISTRY[node.op].elementwise:
         for k, u in enumerate(node.inputs):
-            ushape = np.shape(inputs[k])
+            ushape = input_shapes[k]
             for axis in range(-len(ushape), 0):
                 if u.shape[axis] is None and ushape[axis] != shape[axis]:
                     raise ShapeError(
@@ -104,17 +146,77 @@ def check_node(node: Node, value: Any, inputs: Sequence[Any]) -> None:
                         f"{shape}, but its declared dimension {axis} is None; a None dimension never "
                         "broadcasts: declare it as 1 to broadcast it"
                     )
+    elif len(node.inputs) > 1 and _broadcast_one(node, input_shapes):
+        listed = ", ".join(str(tuple(s)) for s in input_shapes)
+        raise ShapeError(
+            f"{node.op} (node #{node.index}): the values reaching it have shapes {listed}, and a dimension declared "
+            "None, bound to 1, was broadcast against another size; a None dimension never broadcasts: declare it "
+            "as 1 to broadcast it"
+        )
+
+
+# A size no bound value has: a dimension bound to 1 and set to it no longer broadcasts, so
+# the op's static shape rule tells a broadcast 1 from a 1 that meets another 1.
+_PROBE = 1_000_003
+
+
+def _fits(node: Node, shapes: Sequence[tuple], marks: set[tuple[int, int]]) -> tuple | None:
+    """The op's static shape of inputs ``shapes`` with the dimensions ``marks`` (input, axis)
+    set to the probe size; None if the op refuses them."""
+    probed = [tuple(_PROBE if (k, a) in marks else d for a, d in enumerate(s)) for k, s in enumerate(shapes)]
+    try:
+        return REGISTRY[node.op].shape(*probed, **dict(node._attrs))
+    except ShapeError:
+        return None
+
+
+def _broadcast_one(node: Node, input_shapes: Sequence[tuple[int, ...]]) -> bool:
+    """True if a non-elementwise op (matmul's stack, a solve's) broadcast a dimension declared
+    None and bound to 1: the op accepts the shapes with the declared 1s made the probe size,
+    and refuses them once the bound 1s are too (the refusal is conservative: when the
+    declared 1s alone already break the shapes, nothing is refused)."""
+    bound_ones = set()
+    declared_ones = set()
+    for k, u in enumerate(node.inputs):
+        for a, d in enumerate(u.shape):
+            if input_shapes[k][a] == 1:
+                (bound_ones if d is None else declared_ones).add((k, a))
+    if not bound_ones:
+        return False
+    try:
+        return _fits(node, input_shapes, declared_ones) is not None and (
+            _fits(node, input_shapes, declared_ones | bound_ones) is None
+        )
+    except Exception:  # a shape rule that cannot take the probe: no refusal from here
+        return False
 
 
 def broadcast_risk(node: Node) -> bool:
     """True if numpy could broadcast one of the node's unknown (None) dimensions at run time."""
-    if not REGISTRY[node.op].elementwise:
+    if REGISTRY[node.op].elementwise:
+        ndim = max(len(u.shape) for u in node.inputs)
+        for axis in range(-ndim, 0):
+            dims = [u.shape[axis] for u in node.inputs if len(u.shape) >= -axis and u.shape[axis] != 1]
+            if len(dims) > 1 and None in dims:
+                return True
         return False
-    ndim = max(len(u.shape) for u in node.inputs)
-    for axis in range(-ndim, 0):
-        dims = [u.shape[axis] for u in node.inputs if len(u.shape) >= -axis and u.shape[axis] != 1]
-        if len(dims) > 1 and None in dims:
-            return True
+    if len(node.inputs) < 2 or all(None not in u.shape for u in node.inputs):
+        return False
+    # another op (matmul's stack): with every None dimension one size, could one of them be 1
+    # and give the same result, but not another size (so another operand's size takes its place)?
+    base = [tuple(_PROBE if d is None else d for d in u.shape) for u in node.inputs]
+    try:
+        out = REGISTRY[node.op].shape(*base, **dict(node._attrs))
+        for k, u in enumerate(node.inputs):
+            for a, d in enumerate(u.shape):
+                if d is None:
+                    one, other = list(base), list(base)
+                    one[k] = base[k][:a] + (1,) + base[k][a + 1 :]
+                    other[k] = base[k][:a] + (_PROBE + 2,) + base[k][a + 1 :]
+                    if _fits(node, one, set()) == out and _fits(node, other, set()) is None:
+                        return True
+    except Exception:  # a shape rule that cannot take the probe: checked as it runs
+        return True
     return False
 
 
@@ -123,22 +225,53 @@ def check_call(node: Node, value: Any, *inputs: Any) -> None:
     check_node(node, value, inputs)
 
 
-def _execute(steps: Sequence[Step], env: list) -> None:
+def bound_variables(node: Node, shapes: Mapping[Node, tuple[int, ...]]) -> str:
+    """The variables ``node`` depends on that have a None dimension, with the shapes bound
+    to them (``shapes``), as an error message names them; "" if there are none."""
+    found = [v for v in ancestors([node]) if v.op == "variable" and None in v.shape and v in shapes]
+    if not found:
+        return ""
+    listed = ", ".join(
+        f"{v.name or f'#{v.index}'!r} of shape {format_shape(v.shape)} bound to {tuple(shapes[v])}" for v in found
+    )
+    return f"; it depends on the variable{'s' if len(found) > 1 else ''} {listed}"
+
+
+def naming_variables(error: ShapeError, node: Node, shapes: Mapping[Node, tuple[int, ...]]) -> ShapeError:
+    """``error`` with the variables behind ``node`` named (see ``bound_variables``)."""
+    named = bound_variables(node, shapes)
+    if not named or named in str(error):
+        return error
+    renamed = ShapeError(f"{error}{named}")
+    renamed.__cause__ = error.__cause__
+    return renamed
+
+
+def _execute(steps: Sequence[Step], env: list, leaves: Sequence[Node]) -> None:
     with np.errstate(all="ignore"):
         for k, step in enumerate(steps):
             try:
                 value = step.fn(*(env[i] for i in step.args), **step.attrs)
             except Exception as exc:
-                error = _evaluation_error(step, [env[i] for i in step.args], exc)
+                error = evaluation_error(step, [env[i] for i in step.args], exc)
+                if isinstance(error, ShapeError):
+                    error = naming_variables(error, step.node, _leaf_shapes(leaves, env))
                 if error is exc:
                     raise
                 raise error from exc
             if step.check:
-                check_node(step.node, value, [env[i] for i in step.args])
+                try:
+                    check_node(step.node, value, [env[i] for i in step.args])
+                except ShapeError as exc:
+                    raise naming_variables(exc, step.node, _leaf_shapes(leaves, env)) from None
             env[len(env) - len(steps) + k] = value
 
 
-def _evaluation_error(step: Step, values: Sequence[Any], exc: Exception) -> Exception:
+def _leaf_shapes(leaves: Sequence[Node], env: list) -> dict[Node, tuple[int, ...]]:
+    return {n: np.shape(env[i]) for i, n in enumerate(leaves)}
+
+
+def evaluation_error(step: Step, values: Sequence[Any], exc: Exception) -> Exception:
     """The error to raise when a step's forward failed: a ShapeError naming the op and the
     sizes if the bound sizes do not fit together (two None dimensions that disagree), else
     the original error, annotated with the op and the node."""
@@ -156,6 +289,8 @@ def _evaluation_error(step: Step, values: Sequence[Any], exc: Exception) -> Exce
         pass
     if isinstance(exc, ShapeError):
         return exc
+    if isinstance(exc, np.linalg.LinAlgError) and not isinstance(exc, SymdiffError):  # numpy's, not ours
+        return LinAlgError(f"while evaluating {node.op} (node #{node.index}): {exc}")
     try:
         return type(exc)(f"while evaluating {node.op} (node #{node.index}): {exc}")
     except Exception:
@@ -229,5 +364,5 @@ class Plan:
         ``finished=False`` returns the values as the functions made them (dask arrays stay lazy)."""
         env: list[Any] = [values[n] if n in values else n.value for n in self.leaves]
         env.extend([None] * len(self.steps))
-        _execute(self.steps, env)
+        _execute(self.steps, env, self.leaves)
         return [finish(env[i]) if finished else env[i] for i in self.out_slots]

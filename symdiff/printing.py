@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from symdiff.errors import ShapeError
 from symdiff.graph import Node, ancestors, consumers, format_shape
 from symdiff.ops import REGISTRY
+from symdiff.ops.core import broadcast_shapes
 
 # Past this many ops a subexpression gets its own line.
 INLINE_MAX = 24
@@ -35,17 +37,32 @@ def _leaf(node: Node) -> str:
     value = node.value
     if value.ndim == 0:
         return _folded_from(node) or format_number(value.item())
+    dtype = "" if node.dtype == np.float64 else f', dtype="{node.dtype.name}"'
     if node.uniform is not None:
-        if value.size == 1:  # (1,)-shaped: reads as the number, broadcasting is implicit
-            return format_number(node.uniform)
-        return f"full({format_shape(node.shape)}, {format_number(node.uniform)})"
-    if value.size <= 6:
+        return f"full({format_shape(node.shape)}, {format_number(node.uniform)}{dtype})"
+    if value.size <= 6:  # a Python list: 1.0 is a float, 1 an int, True a bool
         return str(np.asarray(value).tolist()).replace(" ", "")
     from symdiff.rules import identity_form  # the rule table's test, cached per constant
 
     if identity_form(node) == "eye":
-        return f"eye({value.shape[0]})"  # an identity (a Hessian's ridge term): written as one
-    return f"const{format_shape(node.shape)}"
+        return f"eye({value.shape[0]}{dtype})"  # an identity (a Hessian's ridge term): written as one
+    return f"const{format_shape(node.shape)}"  # its values are not written: the parser refuses it
+
+
+def _strength(text: str) -> int:
+    """A leaf's binding strength: a negative number binds as unary minus (``(-2)**x``)."""
+    return REGISTRY["neg"].precedence if text.startswith("-") else 100
+
+
+def _implicit(node: Node) -> tuple[Node, str | None] | None:
+    """For a node whose value is another's broadcast (``broadcast_like(s, x)``, a (1,)-shaped
+    constant): the shape it has before broadcasting and, for a constant, its text there. An
+    elementwise consumer that broadcasts it the same way anyway may write it as that value."""
+    if node.op == "constant" and node.uniform is not None and node.value.ndim and node.value.size == 1:
+        return (), format_number(node.uniform)
+    if node.inputs and REGISTRY[node.op].notation.transparent and node.inputs[0].shape != node.shape:
+        return node.inputs[0].shape, None
+    return None
 
 
 def _folded_from(node: Node) -> str | None:
@@ -60,10 +77,28 @@ def _folded_from(node: Node) -> str | None:
     return f"{op}({argument})" if len(argument) <= 8 else None
 
 
+def _literal(value) -> str:
+    """An attribute's value as the parser reads it back: tuples, ints, floats, bools, strings."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        items = [_literal(v) for v in value]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    return repr(value)
+
+
 def _attr_text(key: str, value) -> str:
+    if key == "dtype_to":
+        return f'{key}="{np.dtype(value).name}"'
     if isinstance(value, tuple) and len(value) == 1 and key == "axis":
-        value = value[0]
-    return f"{key}={value!r}"
+        value = value[0]  # axis=-1: the parser gives it back to an op that takes tuples as (-1,)
+    return f"{key}={_literal(value)}"
 
 
 def written_as_call(op) -> bool:
@@ -87,32 +122,71 @@ def _render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
     notation (its entry in the op table) says how it is written."""
     notation = REGISTRY[node.op].notation
     wrap = _wrapper(args)
-    if notation.transparent:
-        return args[0]
+    if notation.transparent and _implicit(node) is None:
+        return args[0]  # a check that passes its input on: the same value
     if notation.text is not None:
         found = notation.text(node, args, wrap)
         if found is not None:
             return found
     if notation.symbol and len(args) == 2:
-        p = notation.precedence
-        # Left-associative: the right operand of - / @ needs parentheses at equal strength.
-        right = wrap(1, p + 1 if notation.strict_right else p)
-        symbol = notation.symbol
+        p, symbol = notation.precedence, notation.symbol
+        # Left-associative, as in Python: the right operand of - / @ needs parentheses at equal
+        # strength (strict_right); x*y*z and x + y - z read as built up to rounding.
+        right = wrap(1, p + 1 if notation.strict_right or _mixes(node, 1) else p)
         if symbol in _OPPOSITE and right.startswith("-") and node.inputs[1].op == "constant":
             right, symbol = right[1:], _OPPOSITE[symbol]  # x - 2, not x + (-2)
         elif right.startswith("-"):  # x*(-y), not x*-y
             right = f"({right})"
-        return f"{wrap(0, p)}{_spaced(symbol)}{right}", p
+        return f"{wrap(0, p + 1 if _mixes(node, 0) else p)}{_spaced(symbol)}{right}", p
     shown = [_attr_text(k, v) for k, v in node._attrs if _shows_attr(node, k, v)]
     return f"{node.op}({', '.join([a[0] for a in args] + shown)})", 100
 
 
+def _mixes(node: Node, i: int) -> bool:
+    """Whether input ``i`` is a product of the other kind (``@`` beside ``*`` or ``/``):
+    bracketed on either side, ``(a*B)@v`` and ``a*(B@v)``, though Python needs only the
+    second, as readers of mathematics expect ``@`` to bind tighter."""
+    if not node.inputs[i].inputs:
+        return False
+    outer, inner = REGISTRY[node.op].notation, REGISTRY[node.inputs[i].op].notation
+    return (
+        inner.precedence == outer.precedence
+        and inner.symbol != outer.symbol
+        and "@" in (inner.symbol, outer.symbol)
+        and inner.symbol is not None
+    )
+
+
+def _arguments(node: Node, texts: dict, bare: dict) -> list[tuple[str, int]]:
+    """The texts of ``node``'s inputs, each implicit broadcast written as its value where
+    ``node`` (elementwise) broadcasts that value to the same shape anyway: ``x*s``, not
+    ``x*broadcast_like(s, x)``, while ``sum(broadcast_like(s, x))`` keeps it (n*s, not s)."""
+    args = [texts[u] for u in node.inputs]
+    op = REGISTRY[node.op]
+    if op.kind != "elementwise" or op.notation.transparent or not any(u in bare for u in node.inputs):
+        return args
+    shapes = [u.shape for u in node.inputs]
+    for i, u in enumerate(node.inputs):
+        if u in bare:
+            trial = shapes[:i] + [bare[u][0]] + shapes[i + 1 :]
+            try:
+                same = broadcast_shapes(*trial) == node.shape
+            except ShapeError:
+                same = False
+            if same:
+                shapes, args[i] = trial, bare[u][1]
+    return args
+
+
 def _shows_attr(node: Node, key: str, value) -> bool:
-    """Attributes at their defaults are not printed: a reduction over every axis, keepdims=False."""
+    """Attributes at their defaults are not printed: a reduction over every axis, keepdims=False,
+    a float64 dtype_to (symdiff.parse.implied_attrs puts them back)."""
     reduction = "keepdims" in dict(node._attrs)
     if reduction and key == "axis" and value == tuple(range(-node.inputs[0].ndim, 0)):
         return False
-    return not (key == "keepdims" and not value) and key != "dtype_to"
+    if key == "dtype_to":
+        return np.dtype(value) != np.float64
+    return not (key == "keepdims" and not value)
 
 
 def _spaced(symbol: str) -> str:
@@ -136,25 +210,40 @@ def _plan(root: Node) -> tuple[list[Node], set[Node]]:
     return nodes, named
 
 
-def to_text(root: Node) -> str:
-    """The expression of ``root`` as text (``str(node)``)."""
+def _lay_out(root: Node, leaf, render, label) -> tuple[list[tuple[str, str]], str]:
+    """The named lines ``(label, text)`` and the final text of ``root``, for one printer:
+    ``leaf(node)`` writes a variable or constant, ``render(node, args)`` an op given its
+    inputs' texts and strengths, ``label(k)`` the k-th line's name."""
     nodes, named = _plan(root)
     texts: dict[Node, tuple[str, int]] = {}
+    bare: dict[Node, tuple] = {}  # implicit broadcasts: (shape before, text of the value)
     lines = []
     taken = {n.name for n in nodes if n.op == "variable"}
     counter = 0
     for n in nodes:
-        texts[n] = (_leaf(n), 100) if not n.inputs else _render(n, [texts[u] for u in n.inputs])
+        if n.inputs:
+            texts[n] = render(n, _arguments(n, texts, bare))
+        else:
+            text = leaf(n)
+            texts[n] = (text, _strength(text))
+        implicit = _implicit(n)
+        if implicit is not None and n not in named:
+            shape, text = implicit
+            bare[n] = (shape, texts[n.inputs[0]] if text is None else (text, _strength(text)))
         if n in named:
             counter += 1
-            label = f"t{counter}"
-            while label in taken:
+            while label(counter) in taken:
                 counter += 1
-                label = f"t{counter}"
-            lines.append(f"{label} = {texts[n][0]}")
-            texts[n] = (label, 100)
-    lines.append(texts[root][0])
-    return "\n".join(lines)
+            lines.append((label(counter), texts[n][0]))
+            texts[n] = (label(counter), 100)
+    return lines, texts[root][0]
+
+
+def to_text(root: Node) -> str:
+    """The expression of ``root`` as text (``str(node)``): Python's reading of it, as
+    ``symdiff.parse.parse`` reads it back, is the node's value."""
+    lines, last = _lay_out(root, _leaf, _render, lambda k: f"t{k}")
+    return "\n".join([f"{name} = {text}" for name, text in lines] + [last])
 
 
 def _within(node: Node, limit: int) -> bool:
@@ -231,7 +320,7 @@ def _latex_leaf(node: Node) -> str:
 
 def _latex_render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
     notation = REGISTRY[node.op].notation
-    if notation.transparent:
+    if notation.transparent and _implicit(node) is None:
         return args[0]
     latex = notation.latex
     if callable(latex):
@@ -259,17 +348,8 @@ def to_latex(root: Node) -> str:
     >>> to_latex(X.T @ sd.tanh(X @ w))
     'X^{\\\\top} \\\\tanh\\\\left(X w\\\\right)'
     """
-    nodes, named = _plan(root)
-    texts: dict[Node, tuple[str, int]] = {}
-    rows = []
-    counter = 0
-    for n in nodes:
-        texts[n] = (_latex_leaf(n), 100) if not n.inputs else _latex_render(n, [texts[u] for u in n.inputs])
-        if n in named:
-            counter += 1
-            rows.append(f"t_{{{counter}}} &= {texts[n][0]}")
-            texts[n] = (f"t_{{{counter}}}", 100)
-    if not rows:
-        return texts[root][0]
-    rows.append(f"& {texts[root][0]}")
+    lines, last = _lay_out(root, _latex_leaf, _latex_render, lambda k: f"t_{{{k}}}")
+    if not lines:
+        return last
+    rows = [f"{name} &= {text}" for name, text in lines] + [f"& {last}"]
     return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"

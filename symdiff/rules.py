@@ -300,6 +300,14 @@ def _cancelled_det(root: Any, a: Node, d: Node, y: Node) -> Node | None:
     return _as_root(root, y) if _evaluates(y, "inv", a) else None
 
 
+def _log_det(root: Any, x: Node) -> Node | None:
+    # log(det(a)) = logdet(a) for every a (nan below 0, -inf at 0), without det's overflow or
+    # underflow; its derivative inv(a).T is where a is known invertible (det's is the adjugate)
+    from symdiff.ops.linalg import logdet
+
+    return _as_root(root, logdet(x))
+
+
 def _diagonal_of(node: Node) -> Node | None:
     """d if node is eye * d (d of shape (n,), (1, n) or (n, 1)): the matrix diag(d)."""
     if node.op != "mul" or node.ndim != 2:
@@ -683,6 +691,674 @@ def _where_same(root: Node, c: Node, x: Node) -> Node | None:
     return same_as(x, root)
 
 
+# == masks: an untaken where-branch or an unselected element contributes exactly 0 ==============
+# A derivative pass builds where(c, g, 0) for the branch of a where that is not taken, and a
+# scatter into zeros (unindex(g, x, i): g at [i], 0 elsewhere; untake, untake_along_axis) for a
+# selection x[i]. Such a zero times an infinite or nan local derivative (sqrt'(0) of an unused
+# element, exp(1000) of a branch not taken) would be nan. These rules carry the mask outwards
+# through every product, quotient, negation, cast, sum of masks, move of elements and sum along
+# axes the condition is constant on, so the product happens inside the where,
+# where(c, 0, g)*p -> where(c, 0, g*p), or on the selected elements alone,
+# unindex(g)*p -> unindex(g*p[i]): what is masked is exactly 0, at every order (a derivative of a
+# derivative is built through the same rules). A where whose branch is such a where carries its
+# mask too (the sum of two masks with different conditions is one). The rules rewrite derivative
+# nodes only (built in a derivative pass, or a mask that one built), so a forward graph's values
+# never change; each rewrite computes the same values as before wherever those were finite.
+_MOVES = ("expand_dims", "squeeze", "transpose", "flip", "roll", "reshape", "reshape_like")  # axes to axes
+# ops that place g into zeros: a selection's adjoint (and a join's tangent), each with the
+# selection that picks what sits at the places it writes (tril/triu: nothing moves)
+_SCATTERS = ("unindex", "untake", "untake_along_axis", "concat_place", "pad", "undiagonal", "tril", "triu")
+# selections that take each element at most once: the adjoints of stack, concatenate, split, pad, diagonal
+_SELECTIONS = ("getitem", "concat_part", "diagonal")
+
+
+def _masking(root: Any, mask: Node) -> bool:
+    return root.graph._gradient_depth > 0 or mask.is_gradient
+
+
+def _zero(n: Node) -> bool:
+    return fill_value(n) == 0
+
+
+def carries_mask(n: Node, depth: int = 4) -> bool:
+    """Whether ``n`` is a float where with a zero branch, or with a branch that is one (to ``depth``)."""
+    if n.op != "where" or n.dtype.kind != "f":
+        return False
+    return any(_zero(b) or (depth > 0 and carries_mask(b, depth - 1)) for b in n.inputs[1:])
+
+
+def _where(c: Node, a: Node, b: Node) -> Node:
+    from symdiff.ops.logic import where
+
+    return where(c, a, b)
+
+
+def _each_branch(
+    root: Any, w: Node, fn: Callable[[Node], Node], zero: Callable[[Node], Node] | None = None, cond=None
+) -> Node | None:
+    """``op(where(c, a, b))`` as ``where(cond(c), fn(a), fn(b))``; a zero branch stays as it is
+    (or becomes ``zero(it)``): 0*p is never computed, so it is 0 even where p is inf or nan."""
+    if not carries_mask(w) or not _masking(root, w):
+        return None
+    c, a, b = w.inputs
+
+    def branch(x: Node) -> Node:
+        if _zero(x):
+            return x if zero is None else zero(x)
+        return fn(x)
+
+    new_c = c if cond is None else cond(c)
+    if new_c is None:
+        return None
+    return _as_root(root, _where(new_c, branch(a), branch(b)))
+
+
+def _mask_product(root: Any, w: Node, p: Node) -> Node | None:
+    # where(c, v, 0) * p = where(c, v*p, 0*p), and 0*p is 0 (the documented fold)
+    if root.op == "div":
+        return _each_branch(root, w, lambda v: divide(v, p))
+    first = root.inputs[0] is w
+    return _each_branch(root, w, lambda v: multiply(v, p) if first else multiply(p, v))
+
+
+def _mask_sum(root: Any, w: Node, u: Node) -> Node | None:
+    # where(c, a, b) ± where(c, d, e) = where(c, a ± d, b ± e); with another condition, the
+    # second where goes into both branches of the first: the total still carries both masks
+    if not (carries_mask(w) and carries_mask(u)) or not (_masking(root, w) or _masking(root, u)):
+        return None
+    op = ar.add if root.op == "add" else subtract
+    first = root.inputs[0] is w
+    c, a, b = w.inputs
+    if u.inputs[0] is c:
+        d, e = u.inputs[1:]
+        pairs = ((a, d), (b, e)) if first else ((d, a), (e, b))
+        return _as_root(root, _where(c, *(op(x, y) for x, y in pairs)))
+    if w.shape != root.shape or u.shape != root.shape:
+        return None
+    return _as_root(root, _where(c, *(op(x, u) if first else op(u, x) for x in (a, b))))
+
+
+def _lifted_to(x: Node, ndim: int) -> Node:
+    from symdiff.ops.structure import expand_dims
+
+    return expand_dims(x, tuple(range(ndim - x.ndim))) if 0 < x.ndim < ndim else x
+
+
+def _mask_moved(root: Any, w: Node) -> Node | None:
+    """A move of elements (expand_dims, transpose, reshape, ...) of a mask moves its condition
+    and branches alike (a scalar stays as it is)."""
+    if not carries_mask(w):
+        return None
+    op, attrs, extra = REGISTRY[root.op], dict(root.attrs), tuple(root.inputs[1:])  # extra: reshape_like's ref
+    if root.op in ("reshape", "reshape_like") and any(n.ndim and n.shape != w.shape for n in w.inputs):
+        return None  # a reshape needs every part at the full shape
+
+    def move(n: Node) -> Node:
+        return n if n.ndim == 0 else apply(op, _lifted_to(n, w.ndim), *extra, **attrs)
+
+    return _each_branch(root, w, move, move, move)
+
+
+def _mask_broadcast(root: Any, w: Node) -> Node | None:
+    # broadcasting the condition broadcasts the where
+    op, attrs = REGISTRY[root.op], root.attrs
+    return _each_branch(root, w, lambda n: n, cond=lambda c: apply(op, c, *root.inputs[1:], **attrs))
+
+
+def _unbroadcast_condition(c: Node) -> Node:
+    while c.op in ("broadcast_like", "broadcast_to"):
+        c = c.inputs[0]
+    return c
+
+
+def _mask_reduced(root: Any, w: Node) -> Node | None:
+    """sum(where(c, a, b), axis) = where(c, sum(a), sum(b)) where c does not vary along axis
+    (the cotangent of a broadcast, summed back): the mask stays on the sum."""
+    from symdiff.ops.reduce import sum as sum_
+    from symdiff.ops.structure import squeeze
+
+    axis, keepdims = root.attrs["axis"], root.attrs["keepdims"]
+    c = _lifted_to(_unbroadcast_condition(w.inputs[0]), w.ndim)
+    if c.ndim != w.ndim or any(c.shape[k] != 1 for k in axis):
+        return None
+
+    def reduce(n: Node) -> Node:
+        if n.ndim == 0 and _zero(n):
+            return n
+        if n.shape != w.shape:
+            if None in w.shape:
+                return None
+            n = broadcast_to(n, w.shape)
+        return sum_(n, axis=axis, keepdims=keepdims)
+
+    if any(n.shape != w.shape and (None in w.shape) and not (n.ndim == 0 and _zero(n)) for n in w.inputs[1:]):
+        return None
+    return _each_branch(root, w, reduce, reduce, lambda _: c if keepdims else squeeze(c, axis))
+
+
+def _scatters(u: Node) -> bool:
+    """Whether ``u`` places its first input into zeros (a pad with another border does not)."""
+    return u.op in _SCATTERS and (u.op != "pad" or u.attrs["value"] == 0)
+
+
+def _base_ndim(u: Node) -> int:
+    """The rank of the scatter ``u`` without the batch axes in front of it."""
+    if u.op == "pad":
+        return len(u.attrs["widths"])
+    return 2 if u.op in ("tril", "triu") else u.inputs[1].ndim
+
+
+def _picked(u: Node, p: Node) -> Node | None:
+    """``p`` (shaped like the scatter ``u``, or broadcasting to it along batch axes only) at the
+    places ``u`` writes to: what ``u``'s values meet in an elementwise product."""
+    from symdiff.ops.indexing import TAKE, TAKE_ALONG_AXIS, _getitem
+    from symdiff.ops.join import _part, _unpad
+    from symdiff.ops.linalg import DIAGONAL
+
+    base = _base_ndim(u)
+    if p.ndim < base or p.ndim > u.ndim or p.shape[p.ndim - base :] != u.shape[u.ndim - base :]:
+        return None
+    p, attrs = _lifted_to(p, u.ndim), u.attrs
+    if u.op == "unindex":
+        return _getitem(p, attrs["index"].with_batch(u.ndim - base), u.inputs[2:])
+    if u.op in ("untake", "untake_along_axis"):
+        return apply(TAKE if u.op == "untake" else TAKE_ALONG_AXIS, p, u.inputs[2], axis=attrs["axis"])
+    if u.op == "concat_place":
+        return _part(p, u.inputs[1:], attrs["index"], attrs["axis"])
+    if u.op == "pad":
+        return _unpad(p, attrs["widths"])
+    if u.op == "undiagonal":
+        return apply(DIAGONAL, p, **attrs)
+    return p  # tril, triu: the kept elements stay in place
+
+
+def _scatter_each(root: Any, u: Node, fn: Callable[[Node], Node | None]) -> Node | None:
+    """``op(scatter(g))`` as ``scatter(op(g))`` for an op that keeps 0 (a product with what is
+    at the scattered places, a negation, a cast)."""
+    if not _scatters(u) or not _masking(root, u) or u.dtype.kind != "f":
+        return None
+    new = fn(u.inputs[0])
+    if new is None:
+        return None
+    return _as_root(root, apply(REGISTRY[u.op], new, *u.inputs[1:], **u.attrs))
+
+
+def _scatter_product(root: Any, u: Node, p: Node) -> Node | None:
+    # unindex(g)*p = unindex(g*p[i]): the elements that are not selected are never multiplied
+    if root.shape != u.shape:
+        return None
+    first = root.inputs[0] is u
+
+    def times(g: Node) -> Node | None:
+        at = _picked(u, p)
+        if at is None:
+            return None
+        if root.op == "div":
+            return divide(g, at)
+        return multiply(g, at) if first else multiply(at, g)
+
+    return _scatter_each(root, u, times)
+
+
+def _cast(dtype: np.dtype) -> Callable[[Node], Node | None]:
+    return lambda n: astype(n, dtype) if dtype.kind == "f" else None
+
+
+def _static_input(n: Node) -> np.ndarray | None:
+    # a reference stands in by its shape; an index node by its value, when it is a constant
+    if n.op == "constant":
+        return np.asarray(n.value)
+    return None if None in n.shape or n.dtype.kind != "f" else np.zeros(n.shape, dtype=n.dtype)
+
+
+def _run_static(n: Node, first: np.ndarray) -> np.ndarray | None:
+    rest = [_static_input(x) for x in n.inputs[1:]]
+    if any(r is None for r in rest):
+        return None
+    return np.asarray(REGISTRY[n.op].forward(np, first, *rest, **n.attrs))
+
+
+_STATIC_LIMIT = 1 << 16  # elements: deciding a fold at build time must stay cheap
+
+
+def _unwritten(root: Any, s: Any) -> Node | None:
+    """A selection of a scatter that takes only places the scatter left zero is 0 (where the
+    shapes, and indices, are known when it is built)."""
+    u = root.inputs[0]
+    g = u.inputs[0] if u.inputs else u
+    if not _scatters(u) or not _masking(root, u) or None in u.shape + g.shape + root.shape:
+        return None
+    if u.size > _STATIC_LIMIT or g.size > _STATIC_LIMIT:
+        return None
+    written = _run_static(u, np.ones(g.shape, dtype=bool if u.op in ("tril", "triu") else np.float64))
+    taken = None if written is None else _run_static(root, written != 0)
+    if taken is None or taken.any():
+        return None
+    return root.graph.uniform_constant(0, root.shape, root.dtype)
+
+
+def _injective(s: Node) -> bool:
+    return s.op in _SELECTIONS and (s.op != "getitem" or not s.attrs["index"].advanced)
+
+
+def _selected_each(root: Any, s: Node, fn: Callable[[Node], Node | None]) -> Node | None:
+    """``op(sel(scatter(g)))`` as ``sel(op(scatter(g)))`` for an op that keeps 0 (a negation, a
+    cast), so that a product that meets it later still finds the scatter."""
+    u = s.inputs[0]
+    if not _injective(s) or not _scatters(u) or not _masking(root, u) or u.dtype.kind != "f":
+        return None
+    new = fn(u)
+    if new is None or new.op != u.op:
+        return None
+    return _as_root(root, apply(REGISTRY[s.op], new, *s.inputs[1:], **s.attrs))
+
+
+def _same_places(u: Node, v: Node) -> bool:
+    """Whether the scatters ``u`` and ``v`` write to the same places of the same shape (their
+    references only give the shape)."""
+    if u.op != v.op or u.attrs != v.attrs or len(u.inputs) != len(v.inputs):
+        return False
+    if u.op == "concat_place":
+        return all(a.shape == b.shape for a, b in zip(u.inputs[1:], v.inputs[1:]))
+    refs = 0 if u.op in ("pad", "tril", "triu") else 1
+    return all(a.shape == b.shape for a, b in zip(u.inputs[1 : 1 + refs], v.inputs[1 : 1 + refs])) and all(
+        a is b for a, b in zip(u.inputs[1 + refs :], v.inputs[1 + refs :])
+    )
+
+
+def _scatter_sum(root: Any, u: Node, v: Node) -> Node | None:
+    # scatter(g) ± scatter(h) = scatter(g ± h) at the same places: the total is still a scatter
+    if not (_scatters(u) and _same_places(u, v)) or not (_masking(root, u) or _masking(root, v)):
+        return None
+    if u.shape != root.shape or v.shape != root.shape or u.dtype != v.dtype:
+        return None
+    g, h = u.inputs[0], v.inputs[0]
+    if root.inputs[0] is not u:
+        g, h = h, g
+    total = ar.add(g, h) if root.op == "add" else subtract(g, h)
+    return _as_root(root, apply(REGISTRY[u.op], total, *u.inputs[1:], **u.attrs))
+
+
+def _moved_product(root: Any, m: Node, p: Node) -> Node | None:
+    """move(x)*p = move(x*moveᵀ(p)) for x a scatter or a selection of one (the adjoint of
+    expand_dims, a squeeze, comes between a join's adjoint and the product): the product then
+    meets the scatter (scatter_product, selected_product)."""
+    x = m.inputs[0]
+    u = x.inputs[0] if x.op in _SELECTIONS and x.inputs else x
+    if _pushing or m.op not in ("expand_dims", "squeeze", "transpose") or not _scatters(u):
+        return None
+    if not _masking(root, u) or u.dtype.kind != "f" or p.op == "constant" or root.shape != m.shape:
+        return None
+    if root.op == "div" and root.inputs[0] is not m:
+        return None
+    nb, p = u.ndim - _base_ndim(u), _lifted_to(p, m.ndim)  # p may broadcast along batch axes only
+    if p.ndim != m.ndim or p.shape[nb:] != m.shape[nb:] or any(d not in (1, e) for d, e in zip(p.shape[:nb], m.shape)):
+        return None
+    back = REGISTRY[m.op].vjp_rule(0)(p, m, *m.inputs, **m.attrs)
+    if root.op == "div":
+        inner = divide(x, back)
+    else:
+        inner = multiply(x, back) if root.inputs[0] is m else multiply(back, x)
+    if inner.op not in _SCATTERS + _SELECTIONS:
+        return None  # the product did not reach the scatter: leave it as it was
+    return _as_root(root, apply(REGISTRY[m.op], inner, *m.inputs[1:], **m.attrs))
+
+
+_INVERSES = {"unindex": "getitem", "concat_place": "concat_part", "undiagonal": "diagonal"}
+
+
+def _unscattered(root: Any, s: Any) -> Node | None:
+    """sel(scatter(g)) = g where sel takes back exactly the places scatter wrote (x[i] of the
+    gradient of x[i])."""
+    u = root.inputs[0]
+    if _INVERSES.get(u.op) != root.op or root.attrs != u.attrs or not _masking(root, u):
+        return None
+    if root.op == "getitem" and (root.attrs["index"].advanced or len(root.inputs) > 1 or len(u.inputs) > 2):
+        return None
+    if root.op == "concat_part" and any(a.shape != b.shape for a, b in zip(root.inputs[1:], u.inputs[1:])):
+        return None
+    return _as_root(root, u.inputs[0])
+
+
+_pushing: list = []  # set while a product is moved: what that builds is not moved again
+_FOLDED_MASKS: weakref.WeakSet = weakref.WeakSet()  # constants a scatter or where of constants folded into
+
+
+def _folded_mask(root: Any) -> Node | None:
+    """A scatter or where of constants in a derivative pass, folded here (as apply would) and
+    remembered, so that a product with it keeps its zeros exact (_folded_scatter_product)."""
+    from symdiff.ops.core import FOLD_MAX_SIZE
+
+    op = REGISTRY[root.op]
+    if root.op in ("mul", "div") and not any(i in _FOLDED_MASKS for i in root.inputs):
+        return None
+    if root.graph._gradient_depth == 0 or root.dtype.kind != "f" or not op.fold or None in root.shape:
+        return None
+    if not all(i.op == "constant" for i in root.inputs) or int(np.prod(root.shape)) > FOLD_MAX_SIZE:
+        return None
+    if root.op == "pad" and root.attrs["value"] != 0:
+        return None
+    with np.errstate(all="ignore"):
+        value = np.asarray(op.forward(np, *(i.value for i in root.inputs), **root.attrs), dtype=root.dtype)
+    if value.shape != root.shape or np.count_nonzero(value) in (0, value.size):
+        return None  # no zeros, or all: nothing to keep
+    count = len(root.graph._nodes)
+    node = root.graph.constant(value)
+    if len(root.graph._nodes) > count:
+        node.origin = (root.op, root.inputs)
+    _FOLDED_MASKS.add(node)
+    return node
+
+
+def _folded_scatter_product(root: Any, k: Node, p: Node) -> Node | None:
+    """K*p = where(K != 0, K*p, 0) for a constant K that a scatter or a mask of constants folded
+    into (the gradient of sum(tril(x)), a Hessian's seed behind a where): its zeros stay exact,
+    and the where carries them on as a mask."""
+    if k not in _FOLDED_MASKS:
+        return None
+    if p.op == "constant":  # a product of constants is folded: it stays a mask (a seed times it)
+        return _folded_mask(root)
+    if _pushing or root.graph._gradient_depth == 0 or (root.op == "div" and root.inputs[0] is not k):
+        return None
+    nonzero = np.asarray(k.value) != 0
+    if nonzero.all():
+        return None
+    _pushing.append(root)
+    try:
+        # never root's own key (op, inputs): that would be interned unmasked and found next time
+        value = multiply(k, divide(1.0, p)) if root.op == "div" else multiply(*reversed(root.inputs))
+    finally:
+        _pushing.pop()
+    return _as_root(root, _where(root.graph.constant(nonzero), value, 0.0))
+
+
+def _selected_product(root: Any, s: Node, p: Node) -> Node | None:
+    """sel(scatter(g))*p = sel(scatter(g*picked(selᵀ(p)))) for a selection ``sel`` that takes each
+    element at most once: the places the scatter left zero are never multiplied, so p's inf or
+    nan there (sqrt'(0) of an element stack or concatenate joined but did not use) stays out."""
+    u = s.inputs[0]
+    if _pushing or not _scatters(u) or not _masking(root, u) or u.dtype.kind != "f" or not _injective(s):
+        return None
+    if p.op == "constant" or root.shape != s.shape or p.ndim > s.ndim or (root.op == "div" and root.inputs[0] is not s):
+        return None  # a constant factor (a seed) is finite: the product stays as it is
+    nb, p = u.ndim - _base_ndim(u), _lifted_to(p, s.ndim)  # p may broadcast along batch axes only
+    if p.shape[nb:] != s.shape[nb:] or any(d not in (1, e) for d, e in zip(p.shape[:nb], s.shape)):
+        return None
+    _pushing.append(root)
+    try:
+        if root.op == "div":  # times 1/p: a division by the zeros selᵀ places would be inf there
+            p = divide(1.0, p)
+        placed = REGISTRY[s.op].vjp_rule(0)(p, s, *s.inputs, **s.attrs)  # selᵀ: the selection's adjoint
+        at = _picked(u, placed)
+        if at is None:
+            return None
+        g = multiply(u.inputs[0], at) if root.inputs[0] is s else multiply(at, u.inputs[0])
+        moved = apply(REGISTRY[u.op], g, *u.inputs[1:], **u.attrs)
+        return _as_root(root, apply(REGISTRY[s.op], moved, *s.inputs[1:], **s.attrs))
+    finally:
+        _pushing.pop()
+
+
+_masked = Pat("where", name="w")
+_scatter = Pat(_SCATTERS, name="u")
+MASK_RULES = [
+    Rule(Pat("mul", _masked, Pat.var("p")), _mask_product, name="mask_product"),
+    Rule(Pat("div", _masked, Pat.var("p")), _mask_product, name="mask_quotient"),
+    Rule(Pat("neg", _masked), lambda root, w: _each_branch(root, w, negative, negative), name="mask_negation"),
+    Rule(
+        Pat("astype", _masked),
+        lambda root, w: _each_branch(root, w, *[_cast(root.dtype)] * 2) if root.dtype.kind == "f" else None,
+        name="mask_cast",
+    ),
+    Rule(Pat(("add", "sub"), _masked, Pat("where", name="u")), _mask_sum, name="mask_sum"),
+    Rule(Pat(_MOVES, _masked), _mask_moved, name="mask_moved"),
+    Rule(Pat("reshape_like", _masked, Pat.var("ref")), lambda root, w, ref: _mask_moved(root, w), name="mask_moved"),
+    Rule(Pat("broadcast_to", _masked), _mask_broadcast, name="mask_broadcast"),
+    Rule(Pat("broadcast_like", _masked, Pat.var("ref")), lambda root, w, ref: _mask_broadcast(root, w)),
+    Rule(Pat("sum", _masked), _mask_reduced, name="mask_reduced"),
+    Rule(Pat(("mul", "div"), _scatter, Pat.var("p")), _scatter_product, name="scatter_product"),
+    Rule(Pat("neg", _scatter), lambda root, u: _scatter_each(root, u, negative), name="scatter_negation"),
+    Rule(Pat("astype", _scatter), lambda root, u: _scatter_each(root, u, _cast(root.dtype)), name="scatter_cast"),
+    # a selection has index or reference inputs after the first: the scatter is checked inside
+    Rule(Pat(_SELECTIONS, name="s"), _unscattered, name="unscattered"),
+    Rule(Pat(_SELECTIONS + ("take", "take_along_axis"), name="s"), _unwritten, name="unwritten_selection"),
+    Rule(Pat(("add", "sub"), _scatter, Pat(_SCATTERS, name="v")), _scatter_sum, name="scatter_sum"),
+    Rule(Pat(("mul", "div"), Pat(_SELECTIONS, name="s"), Pat.var("p")), _selected_product, name="selected_product"),
+    Rule(Pat(_SCATTERS + ("where",)), _folded_mask, name="folded_mask"),
+    Rule(Pat(("mul", "div"), Pat("constant", name="k"), Pat.var("p")), _folded_scatter_product, name="folded_scatter"),
+    Rule(Pat(("mul", "div"), Pat(("expand_dims", "squeeze", "transpose"), name="m"), Pat.var("p")), _moved_product),
+    Rule(
+        Pat("neg", Pat(_SELECTIONS, name="s")), lambda root, s: _selected_each(root, s, negative), name="selected_neg"
+    ),
+    Rule(
+        Pat("astype", Pat(_SELECTIONS, name="s")),
+        lambda root, s: _selected_each(root, s, _cast(root.dtype)),
+        name="selected_cast",
+    ),
+]
+# == end of masks ==================================================================================
+
+
+# == kinks whose square is smooth (issue 19, A) ====================================================
+# |x|, norm(x), hypot(a, b) and std(x) have a kink where they are 0, and their derivative there is
+# a documented convention (0); sqrt(s) has an infinite one at s = 0. Their squares are smooth:
+# |x|² = x², norm(x)² = sum(x²), hypot(a, b)² = a² + b², std(x)² = var(x), sqrt(s)² = s for s >= 0.
+# Differentiating K² through K composes the conventions: 2 K dK, whose derivative at the kink,
+# 2 dK dK + 2 K d²K, is 0 (or nan) where the smooth form's is not (2 for |x|², 2I for norm(x)²).
+# So these rules build the smooth form before anything is differentiated. Each is an identity
+# for every real input: an even power of |u| is the power of u (bit for bit: the signs cancel);
+# the square of a norm or of std is what it computes inside (norm(x) is sqrt(sum(x*x))), so no
+# overflow or underflow appears that the original did not have; hypot(a, b)² is a² + b², which
+# overflows where hypot(a, b)² does. sqrt(s)**p and (s**q)**p become s**(q*p) only where s is
+# known to be >= 0 (``nonnegative``): for a negative s the original is nan, and stays so.
+_PRODUCT_OPS = frozenset({"mul", "div", "neg"})
+_SQUARED_KINKS = frozenset({"abs", "norm", "hypot", "std", "sqrt", "pow"})  # bases with a smooth even power
+_INNER_SQUARES = frozenset({"norm", "std", "sqrt"})  # whose square is what they compute inside
+_NONNEGATIVE = frozenset({"abs", "sqrt", "norm", "hypot", "std", "var", "relu", "softmax", "eye_like", "count"})
+_NONNEGATIVE_IF_ALL = frozenset(
+    {"add", "mul", "div", "sum", "mean", "max", "min", "prod", "cumsum", "cumprod", "minimum", "concatenate", "stack"}
+)
+_NONNEGATIVE_IF_ANY = frozenset({"maximum", "clip_below"})
+_NONNEGATIVE_THROUGH = frozenset(  # their first input's values, moved or repeated
+    {"broadcast_like", "broadcast_to", "reshape", "reshape_like", "transpose", "expand_dims", "squeeze"}
+    | {"getitem", "take", "take_along_axis", "flip", "roll", "tile", "repeat", "match_shape", "diagonal"}
+)
+
+
+def nonnegative(node: Node, depth: int = 6) -> bool:
+    """Never below 0 (nan allowed), as built: |x|, x**2, sqrt, norm, exp, sums and products of
+    such, ...; looked at ``depth`` levels deep (False past that: not known)."""
+    op = node.op
+    if op == "constant":
+        value = node.uniform if node.uniform is not None else node.value
+        return node.dtype.kind in "fiu" and not np.any(np.asarray(value) < 0)
+    if op in _NONNEGATIVE or positive(node):
+        return True
+    if depth == 0:
+        return False
+    inputs = node.inputs
+    if op == "pow":
+        return _even_integer(fill_value(inputs[1])) is not None or nonnegative(inputs[0], depth - 1)
+    if op == "mul" and inputs[0] is inputs[1]:
+        return True
+    if op in _NONNEGATIVE_IF_ALL:
+        return all(nonnegative(u, depth - 1) for u in inputs)
+    if op in _NONNEGATIVE_IF_ANY:
+        return any(nonnegative(u, depth - 1) for u in inputs)
+    if op == "where":
+        return nonnegative(inputs[1], depth - 1) and nonnegative(inputs[2], depth - 1)
+    if op in _NONNEGATIVE_THROUGH or (op == "astype" and node.dtype.kind == "f"):
+        return nonnegative(inputs[0], depth - 1)
+    return False
+
+
+def _even_integer(value: Any) -> int | None:
+    """``value`` as a nonzero even int (2, -2, 4.0, ...), else None."""
+    if value is None or isinstance(value, bool) or not np.isfinite(value) or not float(value).is_integer():
+        return None
+    n = int(value)
+    return n if n != 0 and n % 2 == 0 else None
+
+
+def _ratio(value: Any) -> Fraction | None:
+    """A finite exponent as the small fraction it stands for (1/3 for 0.333...), else None."""
+    if value is None or isinstance(value, bool) or not np.isfinite(value):
+        return None
+    r = Fraction(float(value)).limit_denominator(64)
+    return r if float(r) == float(value) else None
+
+
+def _in(u: Node, dtype: np.dtype) -> Node:
+    return u if u.dtype == dtype else astype(u, dtype)
+
+
+def _product_leaves(nodes: tuple[Node, ...], budget: int = 16) -> list[Node] | None:
+    """The factors of a product of ``nodes`` (through mul, div and neg), each as often as it
+    occurs; None past ``budget`` nodes (a long product is not searched)."""
+    leaves, stack = [], list(nodes)
+    while stack:
+        n = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return None
+        if n.op in _PRODUCT_OPS:
+            stack.extend(n.inputs)
+        else:
+            leaves.append(n)
+    return leaves
+
+
+def _is_float_abs(n: Node) -> bool:
+    return n.op == "abs" and n.dtype.kind == "f"
+
+
+def _without_abs(node: Node, drop: frozenset) -> Node:
+    """The product ``node`` with each |u| of ``drop`` as u: the same value up to its sign (a
+    product with ``_product_leaves`` searched first, so this visits as few nodes)."""
+    if node in drop:
+        return node.inputs[0]
+    if node.op not in _PRODUCT_OPS:
+        return node
+    inputs = tuple(_without_abs(u, drop) for u in node.inputs)
+    if all(a is b for a, b in zip(inputs, node.inputs)):
+        return node
+    return apply(REGISTRY[node.op], *inputs, **dict(node._attrs))
+
+
+def _root_power(r: Node, p: Any, dtype: np.dtype) -> Node | None:
+    """sqrt(s)**p and (s**q)**p as s**(q*p), where s >= 0 (for a negative s the original is nan)."""
+    if r.op == "sqrt":
+        s, q = r.inputs[0], Fraction(1, 2)
+    elif r.op == "pow":
+        s, q = r.inputs[0], _ratio(fill_value(r.inputs[1]))
+    else:
+        return None
+    outer = _ratio(p)
+    if q is None or outer is None or q * outer == 0 or s.dtype.kind != "f" or not nonnegative(s):
+        return None
+    e = q * outer
+    return _in(s, dtype) if e == 1 else power(_in(s, dtype), _number(float(e)))
+
+
+def _smooth_square(k: Node, dtype: np.dtype) -> Node | None:
+    """k*k written without k's kink, computed in ``dtype``; None where k is no such kink."""
+    from symdiff.ops.reduce import VAR
+    from symdiff.ops.reduce import sum as sum_
+
+    if k.op == "neg":  # (-k)² = k²; --k was folded when it was built, so this recurses once
+        return _smooth_square(k.inputs[0], dtype)
+    if k.op == "abs" and k.dtype.kind == "f":
+        return ar.square(_in(k.inputs[0], dtype))
+    if k.op == "norm":
+        return sum_(ar.square(_in(k.inputs[0], dtype)), axis=k.attrs["axis"], keepdims=k.attrs["keepdims"])
+    if k.op == "hypot":
+        return ar.add(*(ar.square(_in(u, dtype)) for u in k.inputs))
+    if k.op == "std":
+        return apply(VAR, _in(k.inputs[0], dtype), **dict(k._attrs))
+    return _root_power(k, 2, dtype)
+
+
+def _kink_power(root: Any, base: Node, p: Any) -> Node | None:
+    """base**p without base's kink: an even power of a product with |u| in it as that of u, an
+    even power of a kink as a power of its smooth square, sqrt(s)**p as s**(p/2) for s >= 0."""
+    if root.dtype.kind != "f" or p is None:
+        return None
+    dtype, n, new = root.dtype, _even_integer(p), None
+    if n is not None:
+        leaves = _product_leaves((base,))
+        drop = frozenset(u for u in leaves or () if _is_float_abs(u))
+        if drop:
+            new = power(_in(_without_abs(base, drop), dtype), n)
+        elif (square := _smooth_square(base, dtype)) is not None:
+            new = square if n == 2 else power(square, n // 2)
+    if new is None:
+        new = _root_power(base, p, dtype)
+    return None if new is None else same_as(new, root)
+
+
+def _paired_abs(root: Any, p: Node, q: Node) -> Node | None:
+    # |u| an even number of times among a product's factors: each can be u, the signs cancel
+    leaves = _product_leaves(root.inputs)
+    if leaves is None:
+        return None
+    drop = frozenset(u for u in leaves if _is_float_abs(u) and leaves.count(u) % 2 == 0)
+    if not drop:
+        return None
+    return _as_root(root, apply(REGISTRY[root.op], *(_without_abs(u, drop) for u in root.inputs)))
+
+
+def _paired_kink(root: Any, y: Node, k: Node) -> Node | None:
+    # (y*k)*k = y*k² and (y/k)/k = y/k², for a k whose square it computes inside (no new overflow)
+    square = _smooth_square(k, root.dtype) if k.op in _INNER_SQUARES and root.dtype.kind == "f" else None
+    if square is None:
+        return None
+    return _as_root(root, apply(REGISTRY[root.op], y, square))
+
+
+def _root_of_square(root: Any, t: Node, q: Fraction | None) -> Node | None:
+    """sqrt(u**2) = sqrt(u*u) = (u**2k)**(1/2k) = |u|, for every real u (the kink's convention:
+    d|u| = 0 at 0, not the nan of 0/0)."""
+    if q is None or root.dtype.kind != "f":
+        return None
+    if t.op == "pow":
+        u, n = t.inputs[0], _even_integer(fill_value(t.inputs[1]))
+        square = n is not None and n * q == 1
+    else:
+        u = t.inputs[0]
+        square = t.inputs[1] is u and q == Fraction(1, 2)
+    if not square or u.dtype.kind != "f":
+        return None
+    from symdiff.ops.functions import abs as abs_
+
+    return same_as(abs_(u), root)
+
+
+_kink = Pat.var("k", ops=_SQUARED_KINKS | _PRODUCT_OPS)
+_inner = Pat.var("k", ops=_INNER_SQUARES)
+_abs = Pat.var("p", ops=("abs",))
+KINK_RULES = [
+    Rule(Pat("pow", _kink, Pat.var("e")), lambda root, k, e: _kink_power(root, k, fill_value(e)), name="kink_power"),
+    Rule(Pat("mul", _kink, Pat.var("k")), lambda root, k: _kink_power(root, k, 2), name="kink_square"),
+    # a product gaining a factor |u| (w*|u|*|u|, (w/|u|)/|u|): searched only then, so other products cost nothing
+    Rule(Pat("mul", _abs, Pat.var("q")), _paired_abs, name="paired_abs"),
+    Rule(Pat("div", Pat.var("q"), _abs), _paired_abs, name="paired_abs"),
+    Rule(Pat("div", _abs, Pat.var("q")), _paired_abs, name="paired_abs"),
+    Rule(Pat("mul", Pat("mul", Pat.var("y"), _inner), Pat.var("k")), _paired_kink, name="paired_kink"),
+    Rule(Pat("div", Pat("div", Pat.var("y"), _inner, ordered=True), Pat.var("k")), _paired_kink, name="paired_kink"),
+    Rule(
+        Pat("sqrt", Pat(("pow", "mul"), name="t")),
+        lambda root, t: _root_of_square(root, t, Fraction(1, 2)),
+        name="root_of_square",
+    ),
+    Rule(
+        Pat("pow", Pat(("pow", "mul"), name="t"), Pat.var("q")),
+        lambda root, t, q: _root_of_square(root, t, _ratio(fill_value(q))),
+        name="root_of_square",
+    ),
+]
+# == end of kinks ==================================================================================
+
+
 # The roots the normal forms are computed at (a negation is a term with coefficient -1).
 SUMS = ("add", "sub", "neg", "mul")
 PRODUCTS = ("mul", "div")
@@ -710,6 +1386,7 @@ RULES = RuleTable(
         Rule(-_neg(x), lambda root, x: x),
         Rule(-Pat("mul", _scalar("a"), x), _negated_factor),
         Rule(x**1, _keep),
+        *KINK_RULES,  # kinks whose square is smooth (the section above)
         Rule(Pat("where", c, x, y), _known_condition),
         Rule(Pat("sum", Pat("constant", name="x")), _sum_of_uniform),
         Rule(Pat("broadcast_like", x, Pat.var("ref")), lambda root, x, ref: _uniform_broadcast(root, x)),
@@ -721,6 +1398,7 @@ RULES = RuleTable(
         Rule(Pat(("concatenate", "stack")), _rejoined),
         Rule(Pat("expand_dims", _det_ratio) * y, _cancelled_det),
         Rule(_det_ratio * y, _cancelled_det),
+        Rule(Pat("log", Pat("det", x)), _log_det),
         Rule(Pat("matmul", x, y), _identity_product),
         Rule(Pat("matmul", Pat("mul", Pat.var("p"), Pat.var("n")), Pat.var("v")), _factor_out),
         Rule(Pat("matmul", _neg(x), y), lambda root, x, y: _as_root(root, negative(_matmul(x, y)))),
@@ -738,6 +1416,7 @@ RULES = RuleTable(
         Rule(_pat("ones_like"), _static_fill(1)),
         Rule(_pat("count"), _static_count),
         Rule(Pat("eye_like", Pat.var("ref")), _static_eye),
+        *MASK_RULES,  # the masks of where and of selections (the section above)
         # simplify only: normal forms of whole sums and products, function pairs
         Rule(Pat(PRODUCTS), collect_factors, build=False, context=True),
         Rule(Pat(SUMS), collect_terms, build=False, context=True),

@@ -50,16 +50,26 @@ class SparseDerivative:
         self.kind = kind
         self.shape = pattern.shape
         self.nnz = pattern.nnz
+        # made once by scipy's own constructor (every attribute scipy sets), with arrays of its
+        # own: each result takes its attributes and fresh arrays, so no two results (nor a
+        # result and the pattern) share anything, and no call pays for the constructor's checks
+        self._template = sp.csr_matrix(
+            (np.zeros(pattern.nnz), pattern.indices.copy(), pattern.indptr.copy()), shape=pattern.shape
+        )
+        self._template.has_sorted_indices = True
+        self._template.has_canonical_format = True
 
     def matrix(self, values: Any) -> sp.csr_matrix:
-        """The CSR matrix with these values (the structure is shared, the values are not)."""
+        """A new CSR matrix of these values on the pattern: its data, indices and indptr are
+        its own, so changing it in place (``eliminate_zeros``, ``data *= 2``) changes nothing
+        else, neither the pattern nor any other result."""
+        template = self._template
         out = sp.csr_matrix.__new__(sp.csr_matrix)
-        # the structure was checked once when the pattern was made; filling values needs no
-        # new check (scipy's constructor alone would cost as much as a small Hessian)
-        out._shape = self.pattern.shape
-        out.indices, out.indptr = self.pattern.indices, self.pattern.indptr
-        out.data = np.asarray(values)
-        out.has_sorted_indices = True
+        out.__dict__.update(template.__dict__)  # what copy.copy does, without its protocol's cost
+        out.indices, out.indptr = template.indices.copy(), template.indptr.copy()
+        data = np.asarray(values)
+        # a fresh array from the evaluation is used as it is; a constant's (read-only) is copied
+        out.data = data if data.flags.writeable and data.flags.owndata else data.copy()
         return out
 
     def __repr__(self) -> str:
@@ -341,20 +351,24 @@ def _seeded_values(
 ) -> tuple[Node, int]:
     """The values of the pattern's non-zeros as one node: a forward-mode pass with one seed
     per colour (the compressed matrix, colours x rows), and the non-zeros picked out of it."""
-    from symdiff.autodiff import _forward, _zeros_for
+    from symdiff.autodiff import _forward
     from symdiff.ops.indexing import getitem
     from symdiff.ops.structure import reshape
 
+    graph = output.graph
+    if pattern.nnz == 0:
+        # no element depends on x (a zero Jacobian, the Hessian of a linear function): no pass
+        return graph.constant(np.zeros(0, dtype=output.dtype)), 0
     colour = star_colouring(pattern) if symmetric else _colouring(pattern)
-    count = int(colour.max()) + 1 if colour.size else 0
+    count = int(colour.max()) + 1
     seeds = np.zeros((count, x.size), dtype=x.dtype if x.dtype.kind == "f" else np.float64)
     seeds[colour, np.arange(x.size)] = 1.0
-    graph = output.graph
     with graph._derivative_pass():
         seed = graph.constant(seeds.reshape((count, *x.shape)))
         found = _forward([output], [x], [seed], what)
-        compressed = found[output] if output in found else _zeros_for(output, seed)
-        flat = reshape(compressed, (count, output.size))
+        if output not in found:  # the pattern is a superset of the dependence: zeros, (colours, y's size)
+            found[output] = graph.uniform_constant(0, (count, *output.shape), output.dtype)
+        flat = reshape(found[output], (count, output.size))
         if symmetric:
             rows, colours = _symmetric_reads(pattern, colour)
         else:

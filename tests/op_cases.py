@@ -92,6 +92,65 @@ def _index(shape, index):
     return _make_index(index, shape)
 
 
+def _adjugate_jvp_reference(a, e):
+    """d adj(a)[e] for invertible a: adj = det(a) a⁻¹, so d adj = det(a) (tr(a⁻¹ e) a⁻¹ - a⁻¹ e a⁻¹)."""
+    inv = np.linalg.inv(a)
+    trace = np.trace(inv @ e, axis1=-2, axis2=-1)[..., None, None]
+    return np.linalg.det(a)[..., None, None] * (trace * inv - inv @ e @ inv)
+
+
+def _linalg_cases() -> list[Case]:
+    """The adjugate (det's derivative), singular values and their helpers, from their own
+    generator (the draws of the cases after them stay as they were)."""
+    from symdiff.ops.linalg import ADJUGATE_JVP, TALL, adjugate
+
+    rng = np.random.default_rng(1919)
+    conditioned = lambda *shape: rng.standard_normal(shape) * 0.3 + np.eye(shape[-1]) * 2.0  # noqa: E731
+    nuc = lambda x: np.linalg.norm(x, "nuc")  # noqa: E731
+    return [
+        Case("adjugate", "matrix", adjugate, lambda a: np.linalg.det(a) * np.linalg.inv(a), [conditioned(3, 3)]),
+        Case(
+            "adjugate",
+            "stack",
+            adjugate,
+            lambda a: np.linalg.det(a)[:, None, None] * np.linalg.inv(a),
+            [conditioned(2, 3, 3)],
+        ),
+        Case(
+            "adjugate_jvp",
+            "matrix",
+            lambda a, e: apply(ADJUGATE_JVP, a, e),
+            _adjugate_jvp_reference,
+            [conditioned(3, 3), rng.standard_normal((3, 3))],
+        ),
+        Case(
+            "singular_values",
+            "wide-spectral",
+            lambda x: sd.norm(x, -2),
+            lambda x: np.linalg.norm(x, -2),
+            [rng.standard_normal((2, 4))],
+        ),
+        Case("singular_values", "tall-nuc", lambda x: sd.norm(x, "nuc"), nuc, [rng.standard_normal((4, 3))]),
+        Case(
+            "singular_values",
+            "wide-unknown",
+            lambda x: sd.norm(x, "nuc"),
+            nuc,
+            [rng.standard_normal((2, 3))],
+            shapes=[(None, None)],
+        ),
+        Case(
+            "tall",
+            "wide",
+            lambda x: apply(TALL, x, x),
+            np.transpose,
+            [rng.standard_normal((2, 3))],
+        ),
+    ]
+
+
+_ADJUGATE_CASES = _linalg_cases()
+
 CASES: list[Case] = [
     # arithmetic, with broadcasting
     Case("add", "scalars", lambda x, y: x + y, np.add, [normal(), normal()]),
@@ -463,6 +522,7 @@ CASES: list[Case] = [
     Case("inv", "stack", sd.inv, np.linalg.inv, [well_conditioned(2, 2, 2)]),
     Case("det", "matrix", sd.det, np.linalg.det, [well_conditioned(3, 3)]),
     Case("det", "stack", sd.det, np.linalg.det, [well_conditioned(2, 2, 2)]),
+    *_ADJUGATE_CASES,
     Case("cholesky", "matrix", sd.cholesky, lambda a: np.linalg.cholesky((a + a.T) / 2), [spd(3)]),
     Case(
         "cholesky",

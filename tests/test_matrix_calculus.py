@@ -171,7 +171,7 @@ def _identity_sized_work(node: sd.Node, size: int) -> bool:
     "build, text",
     [
         (lambda v: sd.hessian(v["x"] @ v["A"] @ v["x"], v["x"]), "A + A.T"),
-        (lambda v: sd.hessian(sd.sum((v["B"] @ v["x"] - v["b"]) ** 2), v["x"]), "2*B.T@B"),
+        (lambda v: sd.hessian(sd.sum((v["B"] @ v["x"] - v["b"]) ** 2), v["x"]), "2*(B.T@B)"),  # 2*B.T@B reads (2*B.T)@B
         (lambda v: sd.jacobian(v["A"] @ v["x"], v["x"]), "A"),
         (lambda v: sd.jacobian(sd.tanh(v["W"] @ v["x"]), v["x"]), "expand_dims(1 - tanh(W@x)**2, axis=-1)*W"),
         (
@@ -182,8 +182,7 @@ def _identity_sized_work(node: sd.Node, size: int) -> bool:
         (lambda v: sd.grad(sd.log(sd.det(v["S"])), v["S"]), "inv(S).T"),
         (
             lambda v: sd.hessian(sd.logsumexp(v["B"] @ v["x"]), v["x"]),  # B.T (diag(p) - p p.T) B, distributed
-            "t1 = B@x\nt2 = exp(t1 - expand_dims(logsumexp(t1), axis=-1))\nt3 = B.T\n"
-            "(t3*t2 - expand_dims(t3@t2, axis=-1)*t2)@B",
+            "(softmax(B@x, axis=-1)*(B.T - expand_dims(B.T@softmax(B@x, axis=-1), axis=-1)))@B",
         ),
     ],
 )

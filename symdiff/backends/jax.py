@@ -9,9 +9,11 @@ tracing only: the jitted function is XLA code with no interpreter in it.
 Float64: JAX computes in 32 bits unless 64-bit mode is on. A compiled function whose graph
 holds 64-bit values runs its jitted code inside ``jax.enable_x64(True)``, a context that
 ends with the call: the user's global JAX configuration is never changed. ``f.jax_function``
-is the plain function for the user's own ``jax.jit``, ``jax.vmap`` or sharding; it computes
-in whatever precision the caller's JAX is in (wrap the call in ``jax.enable_x64(True)``, or
-set ``JAX_ENABLE_X64=1``, for float64).
+is the plain function for the user's own ``jax.jit``, ``jax.vmap`` or sharding; for a graph
+of float64 values it computes in 64 bits or refuses (``in_x64``): called on numpy values it
+enables 64-bit mode itself; under a transform in 32-bit mode (its arguments already
+float32) it raises BackendError saying to wrap the transform in ``jax.enable_x64(True)``
+or set ``JAX_ENABLE_X64=1``.
 """
 
 from __future__ import annotations
@@ -26,24 +28,32 @@ import jax.scipy.linalg
 import numpy as np
 
 from symdiff.backends import unsupported_error
+from symdiff.errors import BackendError, ShapeError
 from symdiff.evaluate import Compiled as _NumpyCompiled
 from symdiff.graph import Node
 from symdiff.ops.core import Op, has_function, numpy_function
 from symdiff.ops.linalg import eigh_gaps_and_ties
-from symdiff.plan import Plan, check_node
+from symdiff.plan import Plan, check_node, evaluation_error, naming_variables
+
+
+def _one_stack(a, b):
+    """a and b (a vector as one column) broadcast to one stack of matrices, as numpy's solvers
+    read them (jax.scipy reads a b with fewer axes than a as a batch of vectors)."""
+    vector = b.ndim == 1
+    b = b[..., None] if vector else b
+    stack = jnp.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    return jnp.broadcast_to(a, stack + a.shape[-2:]), jnp.broadcast_to(b, stack + b.shape[-2:]), vector
 
 
 def _solve_triangular(a, b, lower, trans, unit):
-    vector = b.ndim == 1
-    x = jax.scipy.linalg.solve_triangular(
-        a, b[..., None] if vector else b, lower=lower, trans=int(trans), unit_diagonal=unit
-    )
+    a, b, vector = _one_stack(a, b)
+    x = jax.scipy.linalg.solve_triangular(a, b, lower=lower, trans=int(trans), unit_diagonal=unit)
     return x[..., 0] if vector else x
 
 
 def _cho_solve(c, b, lower):
-    vector = b.ndim == 1
-    x = jax.scipy.linalg.cho_solve((c, lower), b[..., None] if vector else b)
+    c, b, vector = _one_stack(c, b)
+    x = jax.scipy.linalg.cho_solve((c, lower), b)
     return x[..., 0] if vector else x
 
 
@@ -123,14 +133,50 @@ def trace_function(plan: Plan, single: bool) -> Callable[..., Any]:
         base = len(leaves)
         for k, step in enumerate(steps):
             values = [env[i] for i in step.args]
-            value = step.fn(*values, **step.attrs)
-            if step.check:  # shapes are static while tracing: the check costs nothing at run time
-                check_node(step.node, value, values)
+            # shapes are static while tracing: the checks cost nothing at run time, and a
+            # failure is the ShapeError the numpy backend raises, naming the variables
+            try:
+                value = step.fn(*values, **step.attrs)
+                if step.check:
+                    check_node(step.node, value, values)
+            except Exception as exc:
+                error = exc if isinstance(exc, ShapeError) else evaluation_error(step, values, exc)
+                if not isinstance(error, ShapeError):
+                    raise
+                shapes = {n: np.shape(env[i]) for i, n in enumerate(leaves)}
+                raise naming_variables(error, step.node, shapes) from (None if error is exc else exc)
             env[base + k] = value
         outs = [env[i] for i in out_slots]
         return outs[0] if single else outs
 
     jax_function.__name__ = "symdiff_jax_function"
+    return jax_function
+
+
+def in_x64(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a graph holding float64 values) computing in 64 bits wherever it is called.
+
+    Called on numpy values with JAX in 32-bit mode, it runs inside ``jax.enable_x64(True)``.
+    Given JAX arrays in 32-bit mode (a ``jax.vmap``, ``jax.jit`` or ``jax.grad`` of it, whose
+    arguments JAX has already made 32-bit), it cannot: it raises BackendError saying how to
+    enable 64-bit mode, rather than compute a float64 graph in float32.
+    """
+
+    @functools.wraps(fn)
+    def jax_function(*args: Any) -> Any:
+        if jax.config.read("jax_enable_x64"):
+            return fn(*args)
+        if any(isinstance(a, jax.Array) for a in args):
+            raise BackendError(
+                "f.jax_function computes a graph of float64 values, but JAX is in 32-bit mode, where "
+                "jax.vmap, jax.jit and JAX arrays hold float32: its result would be float32. Run the transform "
+                "and its call inside `with jax.enable_x64(True):`, or enable 64-bit mode for the process "
+                "(jax.config.update('jax_enable_x64', True) or JAX_ENABLE_X64=1), or build the graph with "
+                "float32 variables"
+            )
+        with jax.enable_x64(True):
+            return fn(*args)
+
     return jax_function
 
 
@@ -142,9 +188,12 @@ class Compiled(_NumpyCompiled):
     def _build(self, outputs: list[Node], inputs: list[Node]) -> None:
         self._plan = plan = Plan(outputs, inputs, function, scalars=False)
         self._check_bound(plan)
-        self.jax_function = trace_function(plan, self._single)
-        self._jitted = jax.jit(self.jax_function)
+        traced = trace_function(plan, self._single)
+        self._jitted = jax.jit(traced)
         self._x64 = any(_wide(n) for n in [*plan.leaves, *plan.computed])
+        # float64 is what 32-bit mode would silently lose; int64 indices and counts fit in int32
+        float64 = any(n.dtype == np.float64 for n in [*plan.leaves, *plan.computed])
+        self.jax_function = in_x64(traced) if float64 else traced
         self.source = None
 
     def _run(self, values: list[Any]) -> Any:

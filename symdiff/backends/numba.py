@@ -40,7 +40,7 @@ from symdiff.evaluate import check_value
 from symdiff.graph import Node
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import Op
-from symdiff.plan import Plan, finish
+from symdiff.plan import Plan, check_shapes, finish
 
 # numpy ufuncs that numba compiles for arrays and scalars alike (numba's supported-numpy list)
 UFUNCS = frozenset(
@@ -178,7 +178,12 @@ def _p_softmax(w: Writer, node: Node, a: list[str]) -> str:
 
 
 def _p_log_softmax(w: Writer, node: Node, a: list[str]) -> str:
-    return f"{a[0]} - {_p_logsumexp(w, node, a, keepdims=True)}"
+    # from x - max(x), as the op's forward: x - logsumexp(x) cancels for large x
+    x = node.inputs[0]
+    axes = _axes(node, x.ndim)
+    m = w.temp(reduce(w, "max", a[0], x.ndim, axes, True))
+    shifted = w.temp(f"{a[0]} - np.where(np.isfinite({m}), {m}, 0.0)")
+    return f"{shifted} - np.log({reduce(w, 'sum', f'np.exp({shifted})', x.ndim, axes, True)})"
 
 
 def _scalar_filled(node: Node, a: list[str]) -> str | None:
@@ -220,9 +225,13 @@ def _p_broadcast_to(w: Writer, node: Node, a: list[str]) -> str:
 
 
 def _p_broadcast_like(w: Writer, node: Node, a: list[str]) -> str:
-    if node.inputs[0].ndim == 0:
+    # x broadcast against ref, both ways (a Hessian's (n, 1) against (n,) is (n, n))
+    x, ref = node.inputs
+    if ref.ndim == 0:
+        return a[0]
+    if x.ndim == 0:
         return f"np.full({a[1]}.shape, {a[0]})"
-    return f"np.broadcast_to({a[0]}, {a[1]}.shape)"
+    return f"np.broadcast_to({a[0]}, np.broadcast_shapes({a[0]}.shape, {a[1]}.shape))"
 
 
 def _p_astype(w: Writer, node: Node, a: list[str]) -> str:
@@ -322,6 +331,55 @@ def _p_linalg(name: str) -> Callable[..., str]:
     return printer
 
 
+_ADJUGATE_SOURCE = """
+@numba.njit(cache=True, error_model="numpy")
+def _sd_adjugate_parts(a):
+    # a = U S Vt; the products of the other singular values (p) and of the others than two (q),
+    # by loops (no division: exact at singular a), as symdiff.ops.linalg's forwards
+    n = a.shape[0]
+    u, s, vt = np.linalg.svd(a)
+    sign = np.sign(np.linalg.det(u)) * np.sign(np.linalg.det(vt))
+    p = np.ones(n, a.dtype)
+    q = np.zeros((n, n), a.dtype)
+    for i in range(n):
+        for j in range(n):
+            if j != i:
+                p[i] *= s[j]
+                q[i, j] = 1.0
+                for k in range(n):
+                    if k != i and k != j:
+                        q[i, j] *= s[k]
+    return np.ascontiguousarray(u.T), p, q, np.ascontiguousarray(vt.T), sign
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_adjugate(a):
+    if not np.all(np.isfinite(a)):
+        return np.full(a.shape, np.nan, a.dtype)
+    ut, p, q, v, sign = _sd_adjugate_parts(a)
+    return (sign * (np.ascontiguousarray(v * p) @ ut)).astype(a.dtype)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_adjugate_jvp(a, t):
+    if not np.all(np.isfinite(a)):
+        return np.full(a.shape, np.nan, a.dtype)
+    ut, p, q, v, sign = _sd_adjugate_parts(a)
+    w = ut @ t @ v
+    inner = -q * w
+    d = q @ np.diag(w).copy()
+    for i in range(a.shape[0]):
+        inner[i, i] += d[i]
+    return (sign * (v @ inner @ ut)).astype(a.dtype)
+"""
+
+
+def _p_adjugate(w: Writer, node: Node, a: list[str]) -> str:
+    w.helper("_sd_adjugate", _ADJUGATE_SOURCE)  # defines the three functions
+    fn = "_sd_adjugate" if node.op == "adjugate" else "_sd_adjugate_jvp"
+    return _batched(w, node, a, [2] * len(a), _core_shape(a[0], 2), lambda *m: f"{fn}({', '.join(m)})")
+
+
 def _p_var(w: Writer, node: Node, a: list[str], root: bool = False) -> str:
     x = node.inputs[0]
     axes = _axes(node, x.ndim)
@@ -381,6 +439,8 @@ PRINTERS: dict[str, Callable[[Writer, Node, list[str]], str]] = {
     "matmul": _p_matmul,
     "inv": _p_linalg("inv"),
     "det": _p_linalg("det"),
+    "adjugate": _p_adjugate,
+    "adjugate_jvp": _p_adjugate,
     "solve": _p_linalg("solve"),
     "clip": lambda w, node, a: f"np.minimum(np.maximum({a[0]}, {a[1]}), {a[2]})",
     "round": lambda w, node, a: f"np.round({a[0]}, {node.attrs['decimals']})" if node.ndim else "",
@@ -471,12 +531,23 @@ def _literal(node: Node) -> str | None:
     return f"np.{v.dtype.name}({item})"
 
 
-def generate(plan: Plan) -> tuple[str, list[np.ndarray], list[Node]]:
+def generate(plan: Plan) -> tuple[str, list[np.ndarray], list[Node], list[Node]]:
     """The module source (helpers, then ``def compiled(inputs..., constants...)``), the
-    array constants to pass after the inputs, and the nodes whose shape check the function
-    returns after the outputs (True: passed)."""
+    array constants to pass after the inputs, the nodes whose shape check the function
+    returns after the outputs (True: passed), and then the nodes whose shapes it returns
+    (``(shape, *input_shapes)`` each, last), for ``plan.check_shapes`` to check after the
+    call: where numpy's broadcasting could take a None dimension bound to 1."""
     w = Writer()
+    shaped = [s.node for s in plan.compiled_checks()]
+    shapes: list[str] = []
     names: dict[Node, str] = {}
+    for n in (*plan.inputs, *(s.node for s in plan.steps)):
+        if n.dtype == np.float16:  # numba types no half-precision arithmetic (NotImplementedError)
+            what = f"variable {n}" if n.op == "variable" else f"op {n.op!r} (node #{n.index})"
+            raise BackendError(
+                f"the numba backend cannot run float16 ({what}): numba has no half-precision arithmetic; "
+                "use backend='numpy' or backend='jax' for this graph"
+            )
     for k, n in enumerate(plan.inputs):
         names[n] = f"x{k}"
     for n in plan.leaves:
@@ -495,7 +566,10 @@ def generate(plan: Plan) -> tuple[str, list[np.ndarray], list[Node]]:
         target = f"t{n.index}"
         w.lines.append(f"    {target} = {expr}")
         names[n] = target
-    result = ", ".join([names[n] for n in plan.outputs] + [flag for flag, _ in w.checks])
+        if n in shaped:  # a raise here would keep numba from caching: the caller checks
+            parts = [f"{names[m]}.shape" if m.ndim else "()" for m in (n, *n.inputs)]
+            shapes.append(w.temp(f"({', '.join(parts)},)"))
+    result = ", ".join([names[n] for n in plan.outputs] + [flag for flag, _ in w.checks] + shapes)
     params = [f"x{k}" for k in range(len(plan.inputs))] + [f"_c{k}" for k in range(len(w.constants))]
     helpers = "".join(w.helpers[k] for k in sorted(w.helpers))
     body = "\n".join(w.lines) or "    pass"
@@ -504,7 +578,7 @@ def generate(plan: Plan) -> tuple[str, list[np.ndarray], list[Node]]:
         f'{helpers}\n\n@numba.njit(cache=True, error_model="numpy")\n'
         f"def compiled({', '.join(params)}):\n{body}\n    return ({result},)\n"
     )
-    return source, w.constants, [node for _, node in w.checks]
+    return source, w.constants, [node for _, node in w.checks], shaped
 
 
 def cache_dir() -> Path:
@@ -559,7 +633,7 @@ class Compiled(_NumpyCompiled):
 
         self._plan = plan = Plan(outputs, inputs, numpy_function)
         self._check_bound(plan)
-        self.source, self._constants, self._checked = generate(plan)
+        self.source, self._constants, self._checked, self._shaped = generate(plan)
         module = load_module(self.source)
         self._dispatcher = module.compiled
         signature = _signature(inputs, self._constants)
@@ -590,14 +664,39 @@ class Compiled(_NumpyCompiled):
                 values.append(value if fast else check_value(node, value, "compiled function")[()])
             else:
                 values.append(np.ascontiguousarray(check_value(node, value, "compiled function")))
-        raw = self._code(*values, *self._constants)
+        try:
+            raw = self._code(*values, *self._constants)
+        except Exception:
+            self._refuse(values)  # the numpy backend's error for these values (a ShapeError naming them)
+            raise
+        if self._shaped:
+            raw, shapes = raw[: len(raw) - len(self._shaped)], raw[len(raw) - len(self._shaped) :]
+            for node, (shape, *inputs) in zip(self._shaped, shapes):
+                try:
+                    check_shapes(node, shape, inputs)
+                except ShapeError:
+                    self._refuse(values)
+                    raise
         if self._checked:
             flags, raw = raw[len(raw) - len(self._checked) :], raw[: len(raw) - len(self._checked)]
-            for ok, node in zip(flags, self._checked):
-                if not ok:
-                    raise ShapeError(
-                        f"{node.op} (node #{node.index}): a gradient has a shape other than its variable's: the "
-                        "bound values broadcast a dimension declared None (declare it as 1 to broadcast)"
-                    )
-        results = [np.float64(v) if type(v) is float else finish(v) for v in raw]
+            if not all(flags):
+                self._refuse(values)
+                raise ShapeError("a gradient has a shape other than its variable's")  # unreachable: run raised
+        results = [_finish(v, node.dtype) for v, node in zip(raw, self.outputs)]
         return results[0] if self._single else results
+
+    def _refuse(self, values: list[Any]) -> None:
+        """Raise what the numpy interpreter raises for these values (the same ShapeError, naming
+        the op and the variables, as every backend); return if it computes them."""
+        self._plan.run(dict(zip(self.inputs, values)))
+
+
+def _finish(value: Any, dtype: np.dtype) -> Any:
+    """A result as ``sd.evaluate`` returns it, in the output node's dtype: numba returns a
+    float32 scalar as a Python float, and promotes float32 by int64 (a count) to float64."""
+    if type(value) is float and dtype == np.float64:
+        return np.float64(value)
+    value = finish(value)
+    if value.dtype != dtype:
+        value = value.astype(dtype) if isinstance(value, np.ndarray) else dtype.type(value)
+    return value

@@ -148,6 +148,15 @@ def _literal(value: Any) -> str | None:
     return None
 
 
+def arguments(node: Node, names: dict[Node, str], strong: tuple[int, ...] = ()) -> list[str]:
+    """The source text of ``node``'s inputs; those at ``strong`` (``Step.strong``) as
+    ``np.float64(...)``, so that NEP 50 promotes them as the graph does."""
+    args = [names[u] for u in node.inputs]
+    for k in strong:
+        args[k] = f"np.float64({args[k]})"
+    return args
+
+
 def generate(plan: Plan, checks: dict[Node, Callable[..., None]]) -> tuple[str, dict[str, Any]]:
     """Python source for ``def compiled(<inputs>)`` and the namespace it runs in.
 
@@ -175,9 +184,10 @@ def generate(plan: Plan, checks: dict[Node, Callable[..., None]]) -> tuple[str, 
     depth: dict[Node, int] = {}
     lines = []
     scalar = {s.node: s.scalar for s in plan.steps}
+    strong = {s.node: s.strong for s in plan.steps if s.strong}
     for k, n in enumerate(computed):
         target = f"t{n.index}"
-        args = [names[u] for u in n.inputs]
+        args = arguments(n, names, strong.get(n, ()))
         op = REGISTRY[n.op]
         if scalar[n]:
             depth[n] = 1 + max((depth.get(u, 0) for u in n.inputs), default=0)

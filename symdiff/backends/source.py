@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from symdiff.backends.numpy import _call, function, generate
+from symdiff.backends.numpy import _call, arguments, function, generate
 from symdiff.backends.numpy import _literal as _scalar_literal
-from symdiff.errors import GraphError
-from symdiff.graph import Node
+from symdiff.errors import DTypeError, GraphError, ShapeError
+from symdiff.graph import Node, ancestors, format_shape
 from symdiff.ops import REGISTRY
 from symdiff.plan import Plan
 
@@ -172,15 +172,25 @@ def _literal(value: Any, emitter: Emitter) -> str:
     if isinstance(value, np.dtype):
         return f"np.dtype({value.str!r})"
     if isinstance(value, (np.ndarray, np.generic)):
-        arr = np.ascontiguousarray(value)
-        if arr.size and (arr == arr.flat[0]).all():
-            return f"np.full({arr.shape}, {_literal(arr.flat[0].item(), emitter)}, dtype={arr.dtype.str!r})"
-        if arr.size <= 64:
-            return f"np.array({arr.tolist()!r}, dtype={arr.dtype.str!r})"
-        return f"np.frombuffer({arr.tobytes()!r}, dtype={arr.dtype.str!r}).reshape({arr.shape})"
+        return _array_literal(np.asarray(value), emitter)
     if _is_symdiff(type(value)) and hasattr(value, "key"):  # a static Index
         return f"{emitter.name(type(value))}({_literal(value.key, emitter)})"
     raise GraphError(f"to_source: cannot write the value {value!r} into a standalone module")
+
+
+def _array_literal(arr: np.ndarray, emitter: Emitter) -> str:
+    """Source making exactly ``arr``: its shape (0-d, zero-length axes), dtype and every bit
+    (-0.0, nan payloads): a fill of one repeated bit pattern, a short list of finite
+    numbers, or else its bytes."""
+    dtype, shape = arr.dtype.str, arr.shape
+    flat = np.ascontiguousarray(arr).reshape(-1)  # a 0-d array becomes (1,) here, never in the module
+    cells = flat.view(np.uint8).reshape(flat.size, arr.dtype.itemsize)
+    finite = arr.dtype.kind != "f" or bool(np.isfinite(flat).all())
+    if flat.size > 1 and finite and (cells == cells[:1]).all():
+        return f"np.full({shape!r}, {_literal(flat[0].item(), emitter)}, dtype={dtype!r})"
+    if flat.size <= 64 and finite and arr.dtype.kind in "biuf":
+        return f"np.array({flat.tolist()!r}, dtype={dtype!r}).reshape({shape!r})"
+    return f"np.frombuffer({flat.tobytes()!r}, dtype={dtype!r}).reshape({shape!r})"
 
 
 def _callable(value: Any, emitter: Emitter, name: str) -> str:
@@ -199,19 +209,55 @@ def _callable(value: Any, emitter: Emitter, name: str) -> str:
 
 
 _CHECK = '''
-def _check(value, *inputs, op, declared, declared_inputs):
+def _check(value, *inputs, op, declared, declared_inputs, variables, shape_rule=None, attrs=None):
     """A None dimension must not be broadcast (as symdiff's compiled code checks)."""
     shape = np.shape(value)
     if len(shape) != len(declared) or any(d is not None and d != s for d, s in zip(declared, shape)):
-        raise ValueError(f"{op} produced shape {shape}, but its static shape is {declared}")
-    for k, (u, d) in enumerate(zip(inputs, declared_inputs)):
-        ushape = np.shape(u)
-        for axis in range(-len(ushape), 0):
-            if d[axis] is None and ushape[axis] != shape[axis]:
-                raise ValueError(
-                    f"{op}: input {k} has shape {ushape} and was broadcast to {shape}, but its declared dimension "
-                    f"{axis} is None; a None dimension never broadcasts: declare it as 1 to broadcast it"
-                )
+        raise ShapeError(f"{op} produced shape {shape}, but its static shape is {declared}{variables}")
+    shapes = [np.shape(u) for u in inputs]
+    if shape_rule is None:  # an elementwise op
+        for k, (ushape, d) in enumerate(zip(shapes, declared_inputs)):
+            for axis in range(-len(ushape), 0):
+                if d[axis] is None and ushape[axis] != shape[axis]:
+                    raise ShapeError(
+                        f"{op}: input {k} has shape {ushape} and was broadcast to {shape}, but its declared "
+                        f"dimension {axis} is None; a None dimension never broadcasts: declare it as 1 to "
+                        f"broadcast it{variables}"
+                    )
+        return
+    # another op (matmul's stack): its shape rule accepts the shapes with the declared 1s made
+    # a size no value has, and refuses them once the 1s bound to None dimensions are too
+    marks = [[(1_000_003 if n == 1 and d == 1 else n) for n, d in zip(s, ds)] for s, ds in zip(shapes, declared_inputs)]
+    probed = [[(1_000_003 if n == 1 and d is None else m) for n, m, d in zip(s, ms, ds)]
+              for s, ms, ds in zip(shapes, marks, declared_inputs)]
+    if probed == marks:
+        return
+    try:
+        shape_rule(*map(tuple, marks), **attrs)
+    except Exception:
+        return
+    try:
+        shape_rule(*map(tuple, probed), **attrs)
+    except ShapeError:
+        listed = ", ".join(str(s) for s in shapes)
+        raise ShapeError(
+            f"{op}: the values reaching it have shapes {listed}, and a dimension declared None, bound to 1, was "
+            f"broadcast against another size; a None dimension never broadcasts: declare it as 1 to broadcast "
+            f"it{variables}"
+        ) from None
+    except Exception:
+        return
+
+
+def _unfit(exc, op, variables, *values):
+    """The error of a step that failed: a ShapeError if the values' shapes do not fit together."""
+    if isinstance(exc, (ShapeError, np.linalg.LinAlgError)) or not isinstance(exc, ValueError):
+        return exc
+    listed = ", ".join(str(np.shape(v)) for v in values)
+    return ShapeError(
+        f"{op}: the values reaching it have shapes {listed}, which do not fit together ({exc}); check the sizes "
+        f"bound to dimensions declared None{variables}"
+    )
 '''
 
 _INPUT = '''
@@ -220,10 +266,10 @@ def _input(value, name, dtype, shape):
     arr = np.asarray(value)
     if arr.dtype != dtype:
         if arr.dtype.kind not in "biuf" or not np.can_cast(arr.dtype, dtype, casting="same_kind"):
-            raise TypeError(f"variable {name!r} has dtype {dtype} but was bound to a {arr.dtype} value")
+            raise DTypeError(f"variable {name!r} has dtype {dtype} but was bound to a {arr.dtype} value")
         arr = arr.astype(dtype)
     if arr.ndim != len(shape) or any(d is not None and d != s for d, s in zip(shape, arr.shape)):
-        raise ValueError(f"variable {name!r} has shape {shape} but was bound to a value of shape {arr.shape}")
+        raise ShapeError(f"variable {name!r} has shape {shape} but was bound to a value of shape {arr.shape}")
     return arr
 
 
@@ -237,6 +283,22 @@ def _finish(value):
 '''
 
 
+_CSR = '''
+def _csr(values, indices, indptr, shape):
+    """A new scipy.sparse CSR matrix of the values on the pattern, with arrays of its own."""
+    return scipy.sparse.csr_matrix((values, indices.copy(), indptr.copy()), shape=shape)
+
+'''
+
+
+def _sparse_positions(outputs: Any) -> dict[int, Any]:
+    """The sparse derivatives among ``outputs`` (``sd.sparse_hessian``), by position."""
+    from symdiff.sparse import SparseDerivative
+
+    listed = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return {k: o for k, o in enumerate(listed) if isinstance(o, SparseDerivative)}
+
+
 def _careful(plan: Plan, names: dict[Node, str], checks: set[Node], emitter: Emitter, defs: list[str]) -> str:
     """The function again with each scalar step computed as ``sd.evaluate`` does: the math
     template, or numpy's IEEE result where it raises (log(0), 1/0, overflow)."""
@@ -245,7 +307,7 @@ def _careful(plan: Plan, names: dict[Node, str], checks: set[Node], emitter: Emi
     for step in plan.steps:
         n = step.node
         op = REGISTRY[n.op]
-        args = [names[u] for u in n.inputs]
+        args = arguments(n, names, step.strong)
         if step.scalar:
             helper = f"_scalar_{op.name}"
             params = [f"a{k}" for k in range(len(args))]
@@ -264,13 +326,25 @@ def _careful(plan: Plan, names: dict[Node, str], checks: set[Node], emitter: Emi
             expr = f"{helper}({', '.join(args)})"
         else:
             expr = _call(op, n, args, namespace)
-        lines.append(f"    t{n.index} = {expr}")
+        if not step.scalar and any(None in u.shape for u in n.inputs):
+            # numpy's own refusal of sizes that do not fit, raised as the ShapeError symdiff raises
+            lines.append(f"    try:\n        t{n.index} = {expr}\n    except Exception as exc:")
+            lines.append(f"        raise _unfit(exc, {n.op!r}, {_variables(n)!r}, {', '.join(args)}) from exc")
+        else:
+            lines.append(f"    t{n.index} = {expr}")
         if n in checks:
             lines.append(f"    _check{n.index}(t{n.index}, {', '.join(args)})")
     result = ", ".join(names[n] for n in plan.outputs)
     body = "\n".join(lines) or "    pass"
     params = ", ".join(names[n] for n in plan.inputs)
     return f"def _compiled_careful({params}):\n{body}\n    return ({result},)\n"
+
+
+def _variables(node: Node) -> str:
+    """The end of an emitted shape error: the variables with None dimensions behind ``node``."""
+    found = [v for v in ancestors([node]) if v.op == "variable" and None in v.shape]
+    listed = ", ".join(f"{v.name or f'#{v.index}'!r} of shape {format_shape(v.shape)}" for v in found)
+    return f"; it depends on the variable{'s' if len(found) > 1 else ''} {listed}" if found else ""
 
 
 def _rename(source: str, names: dict[str, str]) -> str:
@@ -311,8 +385,10 @@ def to_source(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | Non
 
     if not isinstance(name, str) or not name.isidentifier() or name in ("compiled", "np"):
         raise GraphError(f"to_source: name {name!r} is not a Python identifier free for the function")
-    compiled = compile_(outputs, inputs)  # resolves and checks outputs and inputs as compile does
+    made = compile_(outputs, inputs)  # resolves and checks outputs and inputs as compile does
+    compiled = getattr(made, "compiled", made)  # the dense function under sparse outputs
     outs, ins, single = compiled.outputs, compiled.inputs, compiled._single
+    sparse = _sparse_positions(outputs)
     plan = Plan(outs, ins, function)
     checks = {s.node for s in plan.compiled_checks()}
     emitter = Emitter()
@@ -333,15 +409,22 @@ def to_source(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | Non
         if key in by_check:
             node = by_check[key]
             emitter.imports.setdefault("functools", "import functools")
+            rule = ""
+            if not REGISTRY[node.op].elementwise:  # its shape rule, for the probe of a broadcast 1
+                rule = f", shape_rule={emitter.name(REGISTRY[node.op].shape, f'_shape_{node.op}')}, attrs={{"
+                rule += ", ".join(f"{k!r}: {_literal(v, emitter)}" for k, v in node._attrs) + "}"
             defs.append(
                 f"{key} = functools.partial(_check, op={node.op!r}, declared={tuple(node.shape)!r}, "
-                f"declared_inputs={tuple(tuple(u.shape) for u in node.inputs)!r})\n"
+                f"declared_inputs={tuple(tuple(u.shape) for u in node.inputs)!r}, "
+                f"variables={_variables(node)!r}{rule})\n"
             )
         elif isinstance(value, (np.ndarray, np.generic)):
             defs.append(f"{key} = {_literal(value, emitter)}\n")
         else:
             defs.append(_callable(value, emitter, key))
     careful = _rename(_careful(plan, _names(plan, source), checks, emitter, defs), renamed)
+    emitter.name(ShapeError)  # the module's own, a ValueError as symdiff's is (and DTypeError a TypeError)
+    emitter.name(DTypeError)
     params = list(_names(plan, source)[n] for n in ins)
     prologue = []
     for node, param in zip(ins, params):
@@ -360,8 +443,19 @@ def to_source(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | Non
         "        except (ValueError, ZeroDivisionError, OverflowError):  # an IEEE edge in a scalar step\n"
         f"            raw = _compiled_careful({', '.join(params)})\n"
         "    results = [_finish(r) for r in raw]\n"
-        f"    return {'results[0]' if single else 'results'}\n"
+        + "".join(f"    results[{k}] = _sparse{k}(results[{k}])\n" for k in sparse)
+        + f"    return {'results[0]' if single else 'results'}\n"
     )
+    for k, derivative in sparse.items():  # a CSR matrix of the values on the pattern, as compile returns
+        emitter.imports.setdefault("scipy.sparse", "import scipy.sparse")
+        emitter.imports.setdefault("functools", "import functools")
+        pattern = derivative.pattern
+        defs.append(
+            f"_sparse{k} = functools.partial(_csr, indices={_array_literal(pattern.indices, emitter)}, "
+            f"indptr={_array_literal(pattern.indptr, emitter)}, shape={tuple(pattern.shape)!r})\n"
+        )
+    if sparse:
+        defs.insert(0, _CSR)
     header = f'"""{name}: generated by symdiff {_version()} (sd.to_source); imports no symdiff."""\n\n'
     imports = "\n".join(sorted(set(emitter.imports.values()))) + "\n"
     copied = "\n\n".join(emitter.defs.values())
@@ -371,7 +465,7 @@ def to_source(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | Non
         + "from __future__ import annotations\n\n"
         + imports
         + _INPUT
-        + (_CHECK if checks else "")
+        + _CHECK
         + "\n\n"
         + copied
         + "\n\n"

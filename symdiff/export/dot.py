@@ -154,12 +154,7 @@ def to_dot(
     >>> "= -12" in src and "∂f = -4" in src
     True
     """
-    roots, _ = node_list(outputs, "to_dot", "outputs")
-    check_same_graph("to_dot", *roots)
-    nodes = subgraph_nodes(roots[0].graph, roots)
-    cut: set[Node] = set()
-    if depth is not None:
-        nodes, cut = _within_depth(roots, nodes, depth)
+    roots, nodes, cut = drawn_nodes(outputs, depth, "to_dot")
     forward, gradients = _annotations(nodes, values, cost)
     cost_name = (cost.name or "f") if cost is not None else ""
     marked = set(roots)
@@ -222,6 +217,20 @@ def to_dot(
         ]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def drawn_nodes(
+    outputs: Node | Sequence[Node], depth: int | None = None, what: str = "to_dot"
+) -> tuple[list[Node], list[Node], set[Node]]:
+    """The outputs, the nodes a drawing of them shows (within ``depth`` edges of an output),
+    and those of them whose inputs were cut off."""
+    roots, _ = node_list(outputs, what, "outputs")
+    check_same_graph(what, *roots)
+    nodes = subgraph_nodes(roots[0].graph, roots)
+    cut: set[Node] = set()
+    if depth is not None:
+        nodes, cut = _within_depth(roots, nodes, depth)
+    return roots, nodes, cut
 
 
 def _within_depth(roots: list[Node], nodes: list[Node], depth: int) -> tuple[list[Node], set[Node]]:

@@ -147,8 +147,10 @@ def latex(node: Node) -> str:
     """LaTeX for a node.
 
     A scalar goes through sympy (with shared subexpressions as named lines of an
-    ``aligned`` block when the graph shares any); a tensor expression is written in
-    operator form, ``X^{\\top} \\left(2 \\left(X w - y\\right)\\right)``.
+    ``aligned`` block when the graph shares any); a tensor expression, and a scalar that
+    sympy cannot hold element by element (it depends on a variable of unknown size, or on
+    an op without a sympy form), is written in operator form,
+    ``X^{\\top} \\left(2 \\left(X w - y\\right)\\right)``.
 
     >>> g = sd.Graph(); x = g.variable("x")
     >>> sd.latex(sd.sin(x) ** 2)
@@ -156,11 +158,14 @@ def latex(node: Node) -> str:
     """
     if not isinstance(node, Node):
         raise GraphError(f"latex: expected a node, got {type(node).__name__}")
-    if node.shape != ():
-        from symdiff.printing import to_latex
+    from symdiff.printing import to_latex
 
+    if node.shape != ():
         return to_latex(node)
-    replacements, expr = to_sympy(node, cse=True)
+    try:
+        replacements, expr = to_sympy(node, cse=True)
+    except (ShapeError, GraphError):  # sizes known only at evaluation, or no sympy form: the operator form
+        return to_latex(node)
     if not replacements:
         return sympy.latex(expr)
     rows = [f"{sympy.latex(sym)} &= {sympy.latex(value)}" for sym, value in replacements]

@@ -123,9 +123,28 @@ def _product_latex(node: Node, wrap) -> tuple[str, int]:
     return rf"{wrap(0, 20)} \odot {wrap(1, 21)}", 20
 
 
+def _nonzero_constant(y: Node) -> bool:
+    return y.op == "constant" and bool(np.all(np.asarray(y.value) != 0))
+
+
+def _pow_dx(out: Node, x: Node, y: Node) -> Node:
+    # y x**(y-1) is 0 * inf = nan at x = 0 where y = 0 (and, at higher orders, where y is an
+    # integer below the order); the function is constant there (x**0 = 1), so the partial is 0.
+    # The base is swapped for 1 at those points rather than the product masked after the fact,
+    # so no inf is ever formed there and every higher derivative of this rule is nan-free too
+    # (the where's cotangent is 0 there, the power's partial finite). A constant nonzero
+    # exponent (x**2) needs no mask: its rule stays y*x**(y - 1).
+    if _nonzero_constant(y):
+        return multiply(y, power(x, subtract(y, 1)))
+    at_zero = where(equal(x, 0), equal(y, 0), False)
+    return multiply(y, power(where(at_zero, 1.0, x), subtract(y, 1)))
+
+
 def _pow_dy(out: Node, x: Node, y: Node) -> Node:
-    # log(x) is -inf at x = 0 where out is 0 (for y > 0): take 0, not 0 * -inf = nan.
-    return multiply(where(equal(x, 0), 0.0, log(x)), out)
+    # At x = 0 and y > 0, log(x) x**y -> 0 (x**y is 0 for every y > 0): take 0, not -inf * 0 =
+    # nan. The log's argument is made 1 there (not the log masked), so the log's own derivative
+    # is never 1/0 either. At x = 0, y <= 0 the function jumps (1 at y = 0, inf below): -inf.
+    return multiply(log(where(where(equal(x, 0), greater(y, 0), False), 1.0, x)), out)
 
 
 POW = define_op(
@@ -133,15 +152,16 @@ POW = define_op(
     numpy="power",
     shape=broadcast_shapes,
     kind="elementwise",
-    partials=(lambda out, x, y: multiply(y, power(x, subtract(y, 1))), _pow_dy),
+    partials=(_pow_dx, _pow_dy),
     symbol="**",
     precedence=40,
-    text=lambda node, args, wrap: (wrap(0, 41) + "**" + wrap(1, 40), 40),  # right-associative
+    # right-associative; a negative number as exponent reads as Python writes it (x**-2)
+    text=lambda node, args, wrap: (wrap(0, 41) + "**" + wrap(1, 30 if node.inputs[1].op == "constant" else 40), 40),
     latex=lambda node, args, wrap: (f"{wrap(0, 41)}^{{{args[1][0]}}}", 40),
     function="power",
     sympy=lambda x, y: x**y,
     sympy_name="Pow",
-    doc="d(x**y) = y x**(y-1) dx + log(x) x**y dy",
+    doc="d(x**y) = y x**(y-1) dx + log(x) x**y dy; at x = 0: 0 dx where y = 0, 0 dy where y > 0",
     scalar="_math.pow({0}, {1})",
 )
 
@@ -247,4 +267,4 @@ def astype(x: ArrayLike, dtype: Any) -> Node:
 __test__ = {f.__name__: f for f in (add, subtract, multiply, divide, negative)}
 
 from symdiff.ops.functions import log  # noqa: E402 (the derivative of pow needs them; they need multiply)
-from symdiff.ops.logic import equal, where  # noqa: E402
+from symdiff.ops.logic import equal, greater, where  # noqa: E402

@@ -292,10 +292,12 @@ LOGADDEXP = define_op(
     numpy="logaddexp",
     shape=broadcast_shapes,
     kind="elementwise",
-    partials=(lambda out, x, y: exp(subtract(x, out)), lambda out, x, y: exp(subtract(y, out))),
+    # exp(x - out) = sigmoid(x - y), from the difference of the inputs: x - out cancels when x
+    # is large (at x = y = 1e50, out rounds to x and each partial comes out 1, not 1/2)
+    partials=(lambda out, x, y: sigmoid(subtract(x, y)), lambda out, x, y: sigmoid(subtract(y, x))),
     properties=("commutative",),
     sympy=vectorize(lambda x, y: sympy.log(sympy.exp(x) + sympy.exp(y))),
-    doc="d log(exp x + exp y) = exp(x - out) dx + exp(y - out) dy, without overflow",
+    doc="d log(exp x + exp y) = σ(x - y) dx + σ(y - x) dy, without overflow or cancellation",
 )
 
 

@@ -317,6 +317,9 @@ def _batched_reshape(op: str, g: Node, nb: int, dims: Sequence[int | None]) -> N
 
 
 def _untile_forward(xp, g, x, reps):
+    # reps count from the last axis, as tile's: a tile made by a derivative rule (tile's
+    # adjoint's adjoint) has x with leading batch axes and the reps of the unbatched x
+    reps = (1,) * (np.ndim(x) - len(reps)) + tuple(reps)
     nb = np.ndim(g) - np.ndim(x)
     grouped = xp.reshape(g, np.shape(g)[:nb] + tuple(d for pair in zip(reps, np.shape(x)) for d in pair))
     return xp.sum(grouped, axis=tuple(nb + 2 * k for k in range(len(reps))))

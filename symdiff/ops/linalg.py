@@ -144,9 +144,9 @@ MATMUL = define_op(
     vjp=(_matmul_vjp_x, _matmul_vjp_y),
     jvp=(_matmul_jvp_x, _matmul_jvp_y),
     symbol="@",
-    precedence=25,
+    precedence=20,  # Python's: @ binds as * and /, left to right (a*B@v is (a*B)@v)
     strict_right=True,
-    latex=lambda node, args, wrap: (f"{wrap(0, 25)} {wrap(1, 26)}", 25),
+    latex=lambda node, args, wrap: (f"{wrap(0, 20)} {wrap(1, 21)}", 20),
     sympy=np.matmul,
     doc="d(X @ Y) = dX @ Y + X @ dY; gradients G @ Y.T and X.T @ G",
     sparsity="matmul",
@@ -255,11 +255,179 @@ DET = define_op(
     numpy="linalg.det",
     shape=lambda a: tuple(_square_shape(a, "det")[:-2]),
     kind="linalg",
-    vjp=(lambda g, out, a: multiply(expand_dims(multiply(g, out), (-2, -1)), mT(inv(a))),),
-    jvp=(lambda t, out, a: multiply(out, sum(multiply(mT(inv(a)), t), (-2, -1))),),
+    # the cofactors, not det(a)·a⁻¹: the derivative of det exists at every matrix, singular ones too
+    vjp=(lambda g, out, a: multiply(expand_dims(g, (-2, -1)), mT(adjugate(a))),),
+    jvp=(lambda t, out, a: sum(multiply(mT(adjugate(a)), t), (-2, -1)),),
     sympy=_sympy_linalg(lambda m: m.det(), keep_matrix=False),
-    doc="d det a = det a · tr(a⁻¹ da)",
+    doc="d det a = tr(adj(a) da): the adjugate (cofactors), exact at singular matrices",
 )
+
+
+# -- the adjugate: det's derivative, exact at singular matrices -----------------------------
+def _exclusive_products(xp, s):
+    """p[..., i] = the product of s[..., k] for k != i, by running products (no division:
+    exact where elements of s are 0)."""
+    one = xp.ones_like(s[..., :1])
+    before = xp.cumprod(xp.concatenate([one, s[..., :-1]], -1), -1)
+    after = xp.flip(xp.cumprod(xp.flip(xp.concatenate([s[..., 1:], one], -1), -1), -1), -1)
+    return before * after, before, after
+
+
+def _pair_products(xp, s):
+    """q[..., i, j] = the product of s[..., k] for k not in {i, j} (i != j), 0 on the diagonal;
+    O(n²) running products, no division."""
+    k = np.arange(np.shape(s)[-1])
+    run = xp.cumprod(xp.where(k > k[:, None], s[..., None, :], 1.0), -1)  # run[i, j]: k in (i, j]
+    inner = xp.concatenate([xp.ones_like(run[..., :1]), run[..., :-1]], -1)  # k in (i, j)
+    _, before, after = _exclusive_products(xp, s)  # k < i, k > j
+    upper = xp.triu(before[..., :, None] * inner * after[..., None, :], 1)
+    return upper + xp.swapaxes(upper, -1, -2)
+
+
+def _svd(xp, a):
+    """u, s, vᵀ of a (nan where a has a nan or inf: LAPACK stops there) and det(u) det(vᵀ) (±1)."""
+    finite = xp.all(xp.isfinite(a), axis=(-2, -1))
+    u, s, vt = xp.linalg.svd(xp.where(finite[..., None, None], a, 0.0))
+    sign = xp.where(finite, xp.sign(xp.linalg.det(u)) * xp.sign(xp.linalg.det(vt)), np.nan)
+    return u, s, vt, sign
+
+
+def _svd_adjugate(xp, a):
+    # a = U S Vᵀ: adj(a) = adj(Vᵀ) adj(S) adj(U) = det(U) det(V) · V diag(products of the other s) Uᵀ
+    u, s, vt, sign = _svd(xp, a)
+    p = _exclusive_products(xp, s)[0]
+    return sign[..., None, None] * ((xp.swapaxes(vt, -1, -2) * p[..., None, :]) @ xp.swapaxes(u, -1, -2))
+
+
+def _adjugate_forward(xp, a):
+    if xp is not np:
+        return _svd_adjugate(xp, a)
+    # numpy: det(a)·a⁻¹ from one LU where a is well-conditioned (its error is about cond(a)·eps),
+    # the SVD's form (2-4x the time) for the stack members that are singular or close to it
+    try:
+        inverse = np.linalg.inv(a)
+    except np.linalg.LinAlgError:  # an exactly singular member
+        return _svd_adjugate(np, a)
+    norm1 = np.max(np.sum(np.abs(a), -2), -1) * np.max(np.sum(np.abs(inverse), -2), -1)
+    fast = norm1 < 1e4  # False for nan
+    out = np.linalg.det(a)[..., None, None] * inverse
+    if not np.all(fast):
+        if a.ndim == 2:
+            return _svd_adjugate(np, a)
+        out[~fast] = _svd_adjugate(np, a[~fast])
+    return out
+
+
+def _adjugate_jvp_forward(xp, a, t):
+    # a = U S Vᵀ, a + εt = U (S + εW) Vᵀ with W = Uᵀ t V; for diagonal S,
+    # d adj(S)[W] = diag(Q diag(W)) - Q ∘ W with Q[i, j] = the product of s_k, k not in {i, j}
+    u, s, vt, sign = _svd(xp, a)
+    v, ut = xp.swapaxes(vt, -1, -2), xp.swapaxes(u, -1, -2)
+    w = ut @ t @ v
+    q = _pair_products(xp, s)
+    d = q @ xp.diagonal(w, axis1=-2, axis2=-1)[..., None]  # (..., n, 1)
+    inner = xp.eye(np.shape(a)[-1], dtype=w.dtype) * xp.swapaxes(d, -1, -2) - q * w
+    return sign[..., None, None] * (v @ inner @ ut)
+
+
+def _minor_parts(a: Node) -> tuple[Node, Node]:
+    """P, (n, n-1, n): P[j] is the identity without row j, so P[j] @ m @ P[i].T is m without row j
+    and column i; and the cofactor signs (-1)^(i+j), (n, n). Built from a's size (known or not)."""
+    from symdiff.ops.creation import eye_like, ones_like
+    from symdiff.ops.indexing import getitem
+    from symdiff.ops.products import cumprod
+
+    row = getitem(a, (0,) * (a.ndim - 1))  # (n,)
+    eye = eye_like(row)
+    below = tril(ones_like(getitem(eye, (slice(None), slice(1, None)))), -1)  # [j, k]: k < j
+    p = where(equal(expand_dims(below, -1), 1.0), getitem(eye, slice(None, -1)), getitem(eye, slice(1, None)))
+    alternate = cumprod(negative(ones_like(row)))  # (-1)^(j+1)
+    return p, multiply(expand_dims(alternate, -1), alternate)
+
+
+def _minors(m: Node, p: Node) -> Node:
+    """(..., n, n) -> (..., n, n, n-1, n-1): [..., j, i] is m without row j and column i."""
+    return matmul(matmul(expand_dims(p, -3), expand_dims(m, (-4, -3))), expand_dims(mT(p), -4))
+
+
+def _unminors(c: Node, p: Node) -> Node:
+    """The adjoint of _minors: each [..., j, i] put back in place (row j, column i left out), summed."""
+    return sum(matmul(matmul(mT(expand_dims(p, -3)), c), mT(expand_dims(mT(p), -4))), (-4, -3))
+
+
+def _adjugate_jvp(a: Node, t: Node) -> Node:
+    return apply(ADJUGATE_JVP, a, t)
+
+
+def _adjugate_jvp_jvp_a(f, out, a, e):
+    # d adj(a)[e][i, j] = (-1)^(i+j) tr(adj(a_ji) e_ji), with a_ji = a without row j and column i,
+    # so d² adj(a)[e, f][i, j] = (-1)^(i+j) tr(d adj(a_ji)[f_ji] e_ji): minors, at every order
+    p, sign = _minor_parts(a)
+    f = lift(f, out.ndim, f.ndim - a.ndim)  # f's batch axes in front of e's
+    k = _adjugate_jvp(_minors(a, p), _minors(f, p))
+    return multiply(mT(sum(multiply(k, mT(_minors(e, p))), (-2, -1))), sign)
+
+
+def _adjugate_jvp_vjp_a(g, out, a, e):
+    p, sign = _minor_parts(a)
+    k = mT(_adjugate_jvp(_minors(a, p), _minors(e, p)))
+    return _unminors(multiply(expand_dims(multiply(mT(g), sign), (-2, -1)), k), p)
+
+
+def _transposed_adjugate_jvp(g, a):
+    # the map e -> d adj(a)[e] has the adjoint g -> d adj(a)[gᵀ]ᵀ
+    return mT(_adjugate_jvp(a, mT(g)))
+
+
+def _adjugate_jvp_shape(a: Shape, t: Shape) -> Shape:
+    _square(a, "adjugate")
+    _square(t, "adjugate")
+    if not _dims_agree(a[-1], t[-1]):
+        raise ShapeError(f"the matrices are {format_shape(a[-2:])} and {format_shape(t[-2:])}")
+    n = a[-1] if a[-1] is not None else t[-1]
+    return broadcast_shapes(a[:-2], t[:-2]) + (n, n)
+
+
+def _sympy_adjugate_jvp(m: sympy.Matrix, e: sympy.Matrix) -> sympy.Matrix:
+    eps = sympy.Dummy("eps")
+    return (m + eps * e).adjugate().diff(eps).subs(eps, 0)
+
+
+ADJUGATE = define_op(
+    "adjugate",
+    _adjugate_forward,
+    lambda a: _square_shape(a, "adjugate"),
+    kind="linalg",
+    vjp=(lambda g, out, a: _transposed_adjugate_jvp(g, a),),
+    jvp=(lambda t, out, a: _adjugate_jvp(a, t),),
+    sympy=_sympy_linalg(lambda m: m.adjugate()),
+    doc="adj(a) = det(a) a⁻¹ wherever a is invertible, and defined at every a (from an SVD, the "
+    "products of the other singular values); d adj = adjugate_jvp",
+)
+ADJUGATE_JVP = define_op(
+    "adjugate_jvp",
+    _adjugate_jvp_forward,
+    _adjugate_jvp_shape,
+    kind="linalg",
+    vjp=(_adjugate_jvp_vjp_a, lambda g, out, a, e: _transposed_adjugate_jvp(g, a)),
+    jvp=(_adjugate_jvp_jvp_a, lambda t, out, a, e: _adjugate_jvp(a, lift(t, out.ndim, t.ndim - e.ndim))),
+    sympy=_sympy_linalg(_sympy_adjugate_jvp),
+    doc="d adj(a)[e] from an SVD of a, exact at singular a; its derivative in a is through the "
+    "adjugates of a's minors (every order exact)",
+)
+
+
+def adjugate(a: ArrayLike) -> Node:
+    """The adjugate of (a stack of) square matrices: ``det(a) * inv(a)`` where a is invertible,
+    and its continuous extension (the transposed cofactors) where it is not. ``det``'s
+    gradient is ``adjugate(a).T``, so it holds at singular matrices, at every order.
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 2))
+    >>> print(sd.evaluate(adjugate(A), {A: [[1.0, 2.0], [2.0, 4.0]]}))
+    [[ 4. -2.]
+     [-2.  1.]]
+    """
+    return apply(ADJUGATE, to_float(*as_nodes("adjugate", a)))
 
 
 def inv(a: ArrayLike) -> Node:
@@ -274,7 +442,8 @@ def inv(a: ArrayLike) -> Node:
 
 
 def det(a: ArrayLike) -> Node:
-    """Determinant of (a stack of) square matrices. ``d det a = det a tr(a⁻¹ da)``.
+    """Determinant of (a stack of) square matrices. ``d det a = tr(adj(a) da)``: the gradient is the
+    transposed adjugate (the cofactors), exact at singular matrices too, at every order.
 
     >>> g = sd.Graph(); A = g.variable("A", shape=(2, 2))
     >>> print(sd.evaluate(sd.grad(sd.det(A), A), {A: [[2.0, 0.0], [0.0, 4.0]]}))
@@ -873,14 +1042,92 @@ NORM = define_op(
 )
 
 
-def _singular_values(x: Node, axes: tuple[int, int]) -> Node:
-    """Singular values over ``axes`` (ascending), as the square roots of eigvalsh(xᵀ x)."""
-    from symdiff.ops.functions import maximum, sqrt
+def _tall_shape(h: Shape, ref: Shape) -> Shape:
+    rows, cols = ref[-2:]
+    if rows is None or cols is None:
+        return tuple(h[:-2]) + (None, None)
+    return tuple(h[:-2]) + (tuple(h[-2:]) if rows >= cols else (h[-1], h[-2]))
 
+
+TALL = define_op(
+    "tall",
+    lambda xp, h, ref: h if np.shape(ref)[-2] >= np.shape(ref)[-1] else xp.swapaxes(h, -1, -2),
+    _tall_shape,
+    kind="structural",
+    dtype=lambda h, ref: h,
+    vjp=(lambda g, out, h, ref: apply(TALL, g, ref), None),
+    properties=("linear",),
+    sparsity="dense",
+    doc="h, transposed where ref (h's shape, known at evaluation) has more columns than rows; its own adjoint",
+)
+
+
+def _tall(x: Node, like: Node | None = None) -> Node:
+    """x, or its matrix transpose where ``like`` (x itself by default) has more columns than rows:
+    the Gram matrix tallᵀ tall is then the smaller one, min(rows, cols) square."""
+    ref = x if like is None else like
+    rows, cols = ref.shape[-2:]
+    if rows is None or cols is None:
+        return apply(TALL, x, ref)
+    return mT(x) if cols > rows else x
+
+
+def _singular_values_forward(xp, x):
+    finite = xp.all(xp.isfinite(x), axis=(-2, -1))
+    s = xp.flip(xp.linalg.svd(xp.where(finite[..., None, None], x, 0.0), compute_uv=False), -1)
+    return xp.where(finite[..., None], s, np.nan)
+
+
+def _singular_values_shape(x: Shape) -> Shape:
+    if len(x) < 2:
+        raise ShapeError(f"singular values need matrices in the last two axes, got {format_shape(x)}")
+    rows, cols = x[-2:]
+    return tuple(x[:-2]) + (None if rows is None or cols is None else min(rows, cols),)
+
+
+def _gram_parts(x: Node, out: Node) -> tuple[Node, Node, Node]:
+    """x made tall (t), the eigenvectors V of tᵀ t (ascending, as out), and 1/s, with 0 for a
+    singular value that is 0 to rounding (at most max(m, n)·eps·s_max, numpy's matrix_rank):
+    ds_i = (t v_i)ᵀ dt v_i / s_i, where t v_i is rounding noise for such an s_i, so it contributes
+    0 (the subgradient of least norm) rather than noise divided by noise, or nan."""
+    from symdiff.ops.logic import less_equal
+    from symdiff.ops.reduce import max as max_
+
+    t = _tall(x)
+    size = max((d for d in x.shape[-2:] if d is not None), default=1)
+    tiny = less_equal(out, multiply(max_(out, -1, keepdims=True), float(size * np.finfo(out.dtype).eps)))
+    inverse = where(tiny, 0.0, divide(1.0, where(tiny, 1.0, out)))
+    return t, _eigh_vectors(matmul(mT(t), t)), inverse
+
+
+def _singular_values_vjp(g, out, x):
+    t, v, inverse = _gram_parts(x, out)
+    return _tall(matmul(t, matmul(multiply(v, expand_dims(multiply(g, inverse), -2)), mT(v))), x)
+
+
+def _singular_values_jvp(tx, out, x):
+    t, v, inverse = _gram_parts(x, out)
+    return multiply(sum(multiply(matmul(t, v), matmul(_tall(tx, x), v)), -2), inverse)
+
+
+SINGULAR_VALUES = define_op(
+    "singular_values",
+    _singular_values_forward,
+    _singular_values_shape,
+    kind="linalg",
+    vjp=(_singular_values_vjp,),
+    jvp=(_singular_values_jvp,),
+    unsupported={"sympy": "singular values of symbols are roots of a polynomial, in no numpy order"},
+    doc="singular values (ascending) of (stacks of) m x n matrices, min(m, n) of them, from an SVD; "
+    "ds_i = u_iᵀ dx v_i through the eigenvectors of the smaller Gram matrix (distinct values)",
+)
+
+
+def _singular_values(x: Node, axes: tuple[int, int]) -> Node:
+    """Singular values over ``axes`` (rows, cols), ascending."""
     n = x.ndim
     rest = tuple(k for k in range(n) if k - n not in axes)
-    m = transpose(x, rest + tuple(a + n for a in axes))
-    return sqrt(maximum(apply(EIGVALSH, matmul(mT(m), m)), 0.0))
+    return apply(SINGULAR_VALUES, transpose(x, rest + tuple(a + n for a in axes)))
 
 
 def norm(x: ArrayLike, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Node:  # noqa: A002
@@ -889,8 +1136,9 @@ def norm(x: ArrayLike, ord: Any = None, axis: Any = None, keepdims: bool = False
     Vectors: ``ord`` None/2 (Euclidean), 1, inf, -inf, 0 (count of non-zeros), or any p.
     Matrices (a 2-D input or two axes): None/"fro", "nuc", 1, -1, inf, -inf, 2, -2. The
     Euclidean and Frobenius norms have derivative ``x / norm`` and 0 at x = 0 (a
-    subgradient, no nan); "nuc", 2 and -2 use singular values (eigenvalues of xᵀx) and
-    differentiate where those are non-zero and distinct.
+    subgradient, no nan); "nuc", 2 and -2 use singular values (an SVD; derivatives through the
+    smaller Gram matrix, x xᵀ or xᵀ x, so wide and tall matrices alike) and differentiate
+    where those are distinct (a zero singular value contributes 0, a subgradient).
 
     >>> g = sd.Graph(); w = g.variable("w", shape=(2,))
     >>> print(sd.evaluate(sd.grad(sd.norm(w), w), {w: [3.0, 4.0]}))
@@ -1125,7 +1373,7 @@ def _einsum_spec(spec: str, ndims: list[int]) -> tuple[list[str], str]:
     if len(terms) != len(ndims):
         raise ShapeError(f"einsum: {spec!r} names {len(terms)} operand(s), got {len(ndims)}")
     for t, nd in zip(terms, ndims):
-        if len(t) != nd or not t.isalpha():
+        if len(t) != nd or not (t.isalpha() or not t):  # "" names a 0-d operand
             raise ShapeError(f"einsum: {spec!r}: subscripts {t!r} do not fit an operand with {nd} axes")
         if len(set(t)) != len(t):
             raise ShapeError(f"einsum: {spec!r}: a repeated index within one operand ({t!r}); use sd.diagonal")

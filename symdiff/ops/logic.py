@@ -24,6 +24,8 @@ def _comparison(name: str, symbol: str, relation, *, commutative: bool = False) 
         properties=("commutative",) if commutative else (),
         symbol=symbol,
         precedence=5,
+        # a > b > c is a chain in Python (a > b and b > c): a comparison of a comparison is bracketed
+        text=lambda node, args, wrap: (f"{wrap(0, 6)} {symbol} {wrap(1, 6)}", 5),
         sympy=lambda x, y: np.vectorize(relation, otypes=[object])(x, y),
         sympy_name=relation.__name__,  # StrictGreaterThan: what sympy.Gt builds
         doc=f"x {symbol} y; not differentiable",

@@ -13,7 +13,7 @@ import sympy
 
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape
-from symdiff.ops.arithmetic import divide, multiply, subtract
+from symdiff.ops.arithmetic import astype, divide, multiply, subtract
 from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, first_dtype, op_axes, to_float
 from symdiff.ops.functions import exp, share_mask
 from symdiff.ops.logic import equal, where
@@ -102,16 +102,41 @@ COUNT = define_op(
 )
 
 
+def accumulator(dtype: np.dtype) -> np.dtype:
+    """The dtype a reduction of ``dtype`` accumulates in: float32 for float16 (as numpy's mean:
+    a float16 sum of more than 65,504 ones, or a count past it, is inf), else ``dtype``."""
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+def _upcast(xp, x):
+    # half precision computes in float32; the forwards below cast their result back
+    # (np's dtypes: dask.array has no float16 attribute; compiled code may pass a Python float)
+    return x.astype(np.float32) if getattr(x, "dtype", None) == np.float16 else x
+
+
+def _downcast(value, x):
+    dtype = getattr(x, "dtype", None)
+    return value.astype(dtype) if dtype is not None and value.dtype != dtype else value
+
+
 def count(x: Node, axis: Any = None) -> Node:
-    """The number of elements along ``axis`` as a float scalar (a constant when known).
+    """The number of elements along ``axis`` as a float scalar (a constant when known): in x's
+    float dtype, float32 for a float16 x (float16 holds no integer past 65,504), float64 for
+    integers.
 
     >>> g = sd.Graph(); X = g.variable("X", shape=(None, 3))
     >>> print(sd.evaluate(sd.count(X), {X: np.ones((4, 3))}))
     12.0
     """
     (x,) = as_nodes("count", x)
-    dt = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    dt = accumulator(x.dtype) if x.dtype.kind == "f" else np.dtype(np.float64)
     return apply(COUNT, x, axis=op_axes("count", x, axis), dtype_to=dt.str)
+
+
+def _per_element(g: Node, x: Node, axis) -> Node:
+    """``g / n`` for n the count of x along axis, divided in the count's dtype and cast back to
+    g's (a float16 gradient of a mean over 70,000 elements is 1/70000, not 1/inf = 0)."""
+    return astype(divide(g, count(x, axis)), g.dtype)
 
 
 MEAN = define_op(
@@ -119,7 +144,7 @@ MEAN = define_op(
     numpy="mean",
     shape=_reduced_shape,
     kind="reduction",
-    vjp=(lambda g, out, x, axis, keepdims: broadcast_like(divide(_keep(g, axis, keepdims), count(x, axis)), x),),
+    vjp=(lambda g, out, x, axis, keepdims: broadcast_like(_per_element(_keep(g, axis, keepdims), x, axis), x),),
     properties=("linear",),
     latex=lambda node, args, wrap: _whole(node, r"\operatorname{mean}", wrap),
     sympy=lambda x, axis, keepdims: (
@@ -147,8 +172,9 @@ def mean(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:
 def _extremum_share(x: Node, out: Node, axis, keepdims) -> Node:
     # Ties share the gradient equally: mask / (number of maximal elements). The mask is
     # built with where, whose condition carries no gradient: its derivative is 0.
-    mask = share_mask(equal(x, _keep(out, axis, keepdims)), x.dtype)
-    return divide(mask, sum(mask, axis, keepdims=True))
+    # Counted in the accumulator's dtype (70,000 float16 ties share 1/70000 each, not 1/inf).
+    mask = share_mask(equal(x, _keep(out, axis, keepdims)), accumulator(x.dtype))
+    return astype(divide(mask, sum(mask, axis, keepdims=True)), x.dtype)
 
 
 def _sympy_extremum(fn):
@@ -212,7 +238,7 @@ def min(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa
 def _centered_share(x: Node, axis, ddof: int) -> Node:
     """(x - mean x) / (n - ddof): half the derivative of the variance by each element."""
     centered = subtract(x, mean(x, axis, keepdims=True))
-    return divide(centered, subtract(count(x, axis), float(ddof)))
+    return astype(divide(centered, subtract(count(x, axis), float(ddof))), x.dtype)
 
 
 def _var_shape(shape: Shape, *, axis: tuple[int, ...], keepdims: bool, ddof: int) -> Shape:
@@ -235,8 +261,18 @@ def _std_share(out: Node, x: Node, axis, keepdims, ddof) -> Node:
     return divide(_centered_share(x, axis, ddof), where(equal(spread, 0), 1.0, spread))
 
 
+def _var(xp, x, axis, keepdims, ddof):
+    # numpy's own var of float16 keeps its intermediate sum in float16 (70,000 ones: inf)
+    return _downcast(xp.var(_upcast(xp, x), axis=axis, keepdims=keepdims, ddof=ddof), x)
+
+
+def _std(xp, x, axis, keepdims, ddof):
+    return _downcast(xp.std(_upcast(xp, x), axis=axis, keepdims=keepdims, ddof=ddof), x)
+
+
 VAR = define_op(
     "var",
+    _var,
     numpy="var",
     shape=_var_shape,
     kind="reduction",
@@ -246,6 +282,7 @@ VAR = define_op(
 )
 STD = define_op(
     "std",
+    _std,
     numpy="std",
     shape=_var_shape,
     kind="reduction",
@@ -322,21 +359,32 @@ def running(op, x: ArrayLike, axis: int | None) -> Node:
 
 
 # -- logsumexp and the softmax family -------------------------------------------------
-def _logsumexp(xp, x, axis, keepdims):
+# Each is computed from x - max(x), never from x and a logsumexp of it: x - logsumexp(x) at
+# x = 1e15 keeps 3 bits of the answer. float16 computes in float32: a sum of 70,000 terms
+# near 1 is past float16's largest number.
+def _shifted(xp, x, axis):
+    """``x - max(x)`` along axis, in the accumulator's dtype, and the max (by 0 where the max is
+    not finite: a slice of all -inf, or an inf, would give inf - inf = nan)."""
+    x = _upcast(xp, x)
     m = xp.max(x, axis=axis, keepdims=True)
-    # A slice of all -inf (or an inf) would give inf - inf = nan: shift by 0 there instead.
     m = xp.where(xp.isfinite(m), m, 0)
-    out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
-    return out if keepdims else xp.squeeze(out, axis=axis)
+    return x - m, m
+
+
+def _logsumexp(xp, x, axis, keepdims):
+    shifted, m = _shifted(xp, x, axis)
+    out = xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True)) + m
+    return _downcast(out if keepdims else xp.squeeze(out, axis=axis), x)
 
 
 def _softmax(xp, x, axis):
-    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
-    return e / xp.sum(e, axis=axis, keepdims=True)
+    e = xp.exp(_shifted(xp, x, axis)[0])
+    return _downcast(e / xp.sum(e, axis=axis, keepdims=True), x)
 
 
 def _log_softmax(xp, x, axis):
-    return x - _logsumexp(xp, x, axis, True)
+    shifted = _shifted(xp, x, axis)[0]
+    return _downcast(shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True)), x)
 
 
 def _sympy_reduce_exp(x, axis, keepdims):
@@ -355,7 +403,9 @@ LOGSUMEXP = define_op(
     _logsumexp,
     _reduced_shape,
     kind="reduction",
-    **_reduction_rules(lambda out, x, axis, keepdims: exp(subtract(x, _keep(out, axis, keepdims)))),
+    # softmax(x), not exp(x - out): out carries the rounding of max(x) (at x = 1e15, 0.125),
+    # which the difference would keep and the exponential magnify
+    **_reduction_rules(lambda out, x, axis, keepdims: softmax(x, axis)),
     sympy=_sympy_reduce_exp,
     doc="log sum exp x, without overflow; d = sum softmax(x) dx",
 )
@@ -370,11 +420,18 @@ SOFTMAX = define_op(
     doc="exp x / sum exp x along axis, without overflow; d s = s (dx - sum(s dx))",
     sparsity="lane",
 )
+
+
+def _total(g: Node, axis) -> Node:
+    """sum(g) along axis, kept, in the accumulator's dtype (the sum of 70,000 float16 ones is 70000)."""
+    return sum(astype(g, accumulator(g.dtype)), axis, keepdims=True)
+
+
 LOG_SOFTMAX = define_op(
     "log_softmax",
     _log_softmax,
     lambda shape, axis: shape,
-    vjp=(lambda g, out, x, axis: subtract(g, multiply(exp(out), sum(g, axis, keepdims=True))),),
+    vjp=(lambda g, out, x, axis: subtract(g, astype(multiply(exp(out), _total(g, axis)), g.dtype)),),
     jvp=(lambda t, out, x, axis: subtract(t, sum(multiply(t, exp(out)), axis, keepdims=True)),),
     sympy=lambda x, axis: np.vectorize(sympy.log, otypes=[object])(_sympy_softmax(x, axis)),
     doc="x - logsumexp(x) along axis; d = dx - sum(softmax(x) dx)",

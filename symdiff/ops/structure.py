@@ -273,9 +273,9 @@ TRANSPOSE = define_op(
     dtype=first_dtype,
     vjp=(lambda g, out, x, axes: transpose(g, _batched_axes(tuple(np.argsort(axes)), g.ndim - out.ndim)),),
     jvp=(lambda t, out, x, axes: transpose(t, _batched_axes(axes, t.ndim - x.ndim)),),
-    precedence=50,
-    text=lambda node, args, wrap: (wrap(0, 50) + ".T", 50) if _reverses(node) else None,
-    latex=lambda node, args, wrap: (rf"{wrap(0, 50)}^{{\top}}", 50) if _reverses(node) else None,
+    precedence=60,  # x.T binds as x[i] and f(x) do (Python's primaries)
+    text=lambda node, args, wrap: (wrap(0, 60) + ".T", 60) if _reverses(node) else None,
+    latex=lambda node, args, wrap: (rf"{wrap(0, 60)}^{{\top}}", 60) if _reverses(node) else None,
     label="T",
     doc="permute axes; the gradient permutes back",
 )
