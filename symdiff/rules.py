@@ -12,6 +12,7 @@ contract and the two documented domain-extending rewrites (``x - x``, ``exp(x)/e
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable
 from fractions import Fraction
@@ -985,7 +986,7 @@ def _moved_product(root: Any, m: Node, p: Node) -> Node | None:
     meets the scatter (scatter_product, selected_product)."""
     x = m.inputs[0]
     u = x.inputs[0] if x.op in _SELECTIONS and x.inputs else x
-    if _pushing or m.op not in ("expand_dims", "squeeze", "transpose") or not _scatters(u):
+    if _pushing_state.roots or m.op not in ("expand_dims", "squeeze", "transpose") or not _scatters(u):
         return None
     if not _masking(root, u) or u.dtype.kind != "f" or p.op == "constant" or root.shape != m.shape:
         return None
@@ -1020,7 +1021,15 @@ def _unscattered(root: Any, s: Any) -> Node | None:
     return _as_root(root, u.inputs[0])
 
 
-_pushing: list = []  # set while a product is moved: what that builds is not moved again
+class _Pushing(threading.local):
+    """The products being moved, per thread: what moving one builds is not moved again
+    (graphs may be built from several threads at once)."""
+
+    def __init__(self) -> None:
+        self.roots: list = []
+
+
+_pushing_state = _Pushing()
 _FOLDED_MASKS: weakref.WeakSet = weakref.WeakSet()  # constants a scatter or where of constants folded into
 
 
@@ -1058,17 +1067,17 @@ def _folded_scatter_product(root: Any, k: Node, p: Node) -> Node | None:
         return None
     if p.op == "constant":  # a product of constants is folded: it stays a mask (a seed times it)
         return _folded_mask(root)
-    if _pushing or root.graph._gradient_depth == 0 or (root.op == "div" and root.inputs[0] is not k):
+    if _pushing_state.roots or root.graph._gradient_depth == 0 or (root.op == "div" and root.inputs[0] is not k):
         return None
     nonzero = np.asarray(k.value) != 0
     if nonzero.all():
         return None
-    _pushing.append(root)
+    _pushing_state.roots.append(root)
     try:
         # never root's own key (op, inputs): that would be interned unmasked and found next time
         value = multiply(k, divide(1.0, p)) if root.op == "div" else multiply(*reversed(root.inputs))
     finally:
-        _pushing.pop()
+        _pushing_state.roots.pop()
     return _as_root(root, _where(root.graph.constant(nonzero), value, 0.0))
 
 
@@ -1077,14 +1086,14 @@ def _selected_product(root: Any, s: Node, p: Node) -> Node | None:
     element at most once: the places the scatter left zero are never multiplied, so p's inf or
     nan there (sqrt'(0) of an element stack or concatenate joined but did not use) stays out."""
     u = s.inputs[0]
-    if _pushing or not _scatters(u) or not _masking(root, u) or u.dtype.kind != "f" or not _injective(s):
+    if _pushing_state.roots or not _scatters(u) or not _masking(root, u) or u.dtype.kind != "f" or not _injective(s):
         return None
     if p.op == "constant" or root.shape != s.shape or p.ndim > s.ndim or (root.op == "div" and root.inputs[0] is not s):
         return None  # a constant factor (a seed) is finite: the product stays as it is
     nb, p = u.ndim - _base_ndim(u), _lifted_to(p, s.ndim)  # p may broadcast along batch axes only
     if p.shape[nb:] != s.shape[nb:] or any(d not in (1, e) for d, e in zip(p.shape[:nb], s.shape)):
         return None
-    _pushing.append(root)
+    _pushing_state.roots.append(root)
     try:
         if root.op == "div":  # times 1/p: a division by the zeros selᵀ places would be inf there
             p = divide(1.0, p)
@@ -1096,7 +1105,7 @@ def _selected_product(root: Any, s: Node, p: Node) -> Node | None:
         moved = apply(REGISTRY[u.op], g, *u.inputs[1:], **u.attrs)
         return _as_root(root, apply(REGISTRY[s.op], moved, *s.inputs[1:], **s.attrs))
     finally:
-        _pushing.pop()
+        _pushing_state.roots.pop()
 
 
 _masked = Pat("where", name="w")
@@ -1112,9 +1121,17 @@ MASK_RULES = [
     ),
     Rule(Pat(("add", "sub"), _masked, Pat("where", name="u")), _mask_sum, name="mask_sum"),
     Rule(Pat(_MOVES, _masked), _mask_moved, name="mask_moved"),
-    Rule(Pat("reshape_like", _masked, Pat.var("ref")), lambda root, w, ref: _mask_moved(root, w), name="mask_moved"),
+    Rule(
+        Pat("reshape_like", _masked, Pat.var("ref")),
+        lambda root, w, ref: _mask_moved(root, w),
+        name="mask_reshaped_like",
+    ),
     Rule(Pat("broadcast_to", _masked), _mask_broadcast, name="mask_broadcast"),
-    Rule(Pat("broadcast_like", _masked, Pat.var("ref")), lambda root, w, ref: _mask_broadcast(root, w)),
+    Rule(
+        Pat("broadcast_like", _masked, Pat.var("ref")),
+        lambda root, w, ref: _mask_broadcast(root, w),
+        name="mask_broadcast_like",
+    ),
     Rule(Pat("sum", _masked), _mask_reduced, name="mask_reduced"),
     Rule(Pat(("mul", "div"), _scatter, Pat.var("p")), _scatter_product, name="scatter_product"),
     Rule(Pat("neg", _scatter), lambda root, u: _scatter_each(root, u, negative), name="scatter_negation"),
