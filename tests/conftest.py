@@ -27,6 +27,8 @@ SLOW = (
     "[numba]",
     "test_numba_",
     "test_100k_node_chain",
+    "test_memory_grows_linearly_with_the_graph",
+    "test_example_runs[newton_dask.py]",
     "test_every_backend_refuses_a_none_dimension_bound_inconsistently",
     "test_det_gradient_at_the_issue_matrix_everywhere",
 )
