@@ -109,6 +109,19 @@ def _graph_size(outputs) -> int:
     return sum(1 for n in ancestors(outputs) if n.inputs)
 
 
+def _derive_and_compile(t0: float, g: sd.Graph, f, derive: Callable[[], object], inputs: list, outputs=None):
+    """The build of a workload whose forward graph ``f`` is in ``g``, started at ``t0``: the
+    derivative ``derive()`` appended, then ``outputs(derivative)`` (the derivative by default)
+    compiled. Returns the derivative, the compiled function, the forward graph's size, the nodes
+    the derivative appended and the build's seconds."""
+    forward = _graph_size([f])
+    before = len(g)
+    derivative = derive()
+    appended = len(g) - before
+    fn = sd.compile(derivative if outputs is None else outputs(derivative), inputs=inputs)
+    return derivative, fn, forward, appended, time.perf_counter() - t0
+
+
 # -- chain: z = f(...f(w)), f(h) = h sin h + w ------------------------------------------
 def chain_reference(w: float, depth: int) -> tuple[float, float]:
     hs, h = [], w
@@ -135,12 +148,7 @@ def chain_graph(depth: int) -> tuple[sd.Graph, sd.Node, sd.Node]:
 def chain(depth: int, budget: float) -> Result:
     t0 = time.perf_counter()
     g, w, h = chain_graph(depth)
-    forward = _graph_size([h])
-    before = len(g)
-    dz = sd.grad(h, w)
-    appended = len(g) - before
-    f = sd.compile([h, dz], inputs=[w])
-    build = time.perf_counter() - t0
+    dz, f, forward, appended, build = _derive_and_compile(t0, g, h, lambda: sd.grad(h, w), [w], lambda dz: [h, dz])
     simplified = _graph_size(sd.simplify([h, dz]))
     got, expected = f(0.3), chain_reference(0.3, depth)
     assert abs(got[1] - expected[1]) <= 1e-9 * max(1.0, abs(expected[1])), (got, expected)
@@ -245,22 +253,10 @@ def mlp_reference(X, Y, W1, b1, W2, b2, W3, b3):
 def mlp(budget: float) -> Result:
     X_val, Y_val, params = mlp_data()
     t0 = time.perf_counter()
-    g = sd.Graph()
-    X, Y = g.variable("X", shape=(None, 784)), g.variable("Y", shape=(None, 10))
-    names = ["W1", "b1", "W2", "b2", "W3", "b3"]
-    P = [g.variable(n, shape=p.shape) for n, p in zip(names, params)]
-    h = X
-    for k in range(3):
-        h = h @ P[2 * k] + P[2 * k + 1]
-        if k < 2:
-            h = sd.relu(h)
-    loss = -sd.mean(sd.sum(Y * sd.log_softmax(h), axis=1))
-    forward = _graph_size([loss])
-    before = len(g)
-    grads = sd.grad(loss, P)
-    appended = len(g) - before
-    f = sd.compile([loss, *grads], inputs=[X, Y, *P])
-    build = time.perf_counter() - t0
+    g, X, Y, P, loss = _mlp_model(params, "float64")
+    grads, f, forward, appended, build = _derive_and_compile(
+        t0, g, loss, lambda: sd.grad(loss, P), [X, Y, *P], lambda grads: [loss, *grads]
+    )
     simplified = _graph_size(sd.simplify([loss, *grads]))
     args = [X_val, Y_val, *params]
     for a, b in zip(f(*args), mlp_reference(*args)):
@@ -276,7 +272,8 @@ def mlp(budget: float) -> Result:
     return Result("mlp", mine / ref, mine, ref, forward, appended, simplified, build, memory, peers)
 
 
-def _mlp_graph(params, dtype: str):
+def _mlp_model(params, dtype: str):
+    """The MLP's softmax cross-entropy in ``dtype``: the graph, X, Y, the parameters and the loss."""
     g = sd.Graph()
     X, Y = g.variable("X", shape=(None, 784), dtype=dtype), g.variable("Y", shape=(None, 10), dtype=dtype)
     P = [g.variable(n, shape=p.shape, dtype=dtype) for n, p in zip(["W1", "b1", "W2", "b2", "W3", "b3"], params)]
@@ -285,7 +282,11 @@ def _mlp_graph(params, dtype: str):
         h = h @ P[2 * k] + P[2 * k + 1]
         if k < 2:
             h = sd.relu(h)
-    loss = -sd.mean(sd.sum(Y * sd.log_softmax(h), axis=1))
+    return g, X, Y, P, -sd.mean(sd.sum(Y * sd.log_softmax(h), axis=1))
+
+
+def _mlp_graph(params, dtype: str):
+    g, X, Y, P, loss = _mlp_model(params, dtype)
     return [loss, *sd.grad(loss, P)], [X, Y, *P]
 
 
@@ -358,12 +359,7 @@ def rosen(n: int, budget: float) -> Result:
 
     t0 = time.perf_counter()
     g, x, f = rosen_graph(n)
-    forward = _graph_size([f])
-    before = len(g)
-    H = sd.hessian(f, x)
-    appended = len(g) - before
-    fn = sd.compile(H, inputs=[x])
-    build = time.perf_counter() - t0
+    H, fn, forward, appended, build = _derive_and_compile(t0, g, f, lambda: sd.hessian(f, x), [x])
     simplified = _graph_size(sd.simplify([H]))
     x0 = np.linspace(-1.2, 1.5, n)
     assert abs(sd.evaluate(f, {x: x0}) - rosen_f(x0)) < 1e-9 * rosen_f(x0)
@@ -410,12 +406,7 @@ def sparse_rosen(n: int, budget: float) -> Result:
 
     t0 = time.perf_counter()
     g, x, f = rosen_graph(n)
-    forward = _graph_size([f])
-    before = len(g)
-    H = sd.sparse_hessian(f, x)
-    appended = len(g) - before
-    fn = sd.compile(H, inputs=[x])
-    build = time.perf_counter() - t0
+    H, fn, forward, appended, build = _derive_and_compile(t0, g, f, lambda: sd.sparse_hessian(f, x), [x])
     x0 = np.linspace(-1.2, 1.5, n)
     got = fn(x0)
     assert got.nnz == 3 * n - 2

@@ -13,7 +13,19 @@ evaluate, compile, print or draw any part of it::
     sd.evaluate([y, dy, d2y], {"x": 1.5})
 """
 
+# The layers import one way (errors -> graph -> ops -> rewrite -> rules -> simplify -> autodiff
+# -> composite -> sparse -> plan -> backends -> evaluate -> printing -> export, parse -> testing, cli; checked
+# by the import-linter contracts in pyproject.toml). What a lower layer's objects get from a
+# higher one is installed here, by importing it first: the rule table's build-time rewrites
+# (x + 0 -> x, which every op's apply runs), Node's text (printing) and drawings, and
+# Graph.save / Graph.to_networkx (export). Node's operators come with symdiff.ops itself.
+from symdiff import rules as _rules  # noqa: F401, I001 (installs the build-time rewrites first)
+from symdiff import printing as _printing  # noqa: F401 (Node's repr and str)
+from symdiff.export import io as _io, nx as _nx, render as _render, sympy as _sympy  # noqa: F401 (the rest)
+
+from symdiff._version import __version__ as __version__
 from symdiff.autodiff import grad, hessian, hvp, jacobian, jvp, value_and_grad
+from symdiff.composite import Composite, composite
 from symdiff.backends.source import to_source
 from symdiff.errors import (
     BackendError,
@@ -37,7 +49,6 @@ from symdiff.simplify import simplify
 from symdiff.sparse import SparseDerivative, sparse_hessian, sparse_jacobian
 from symdiff.testing import check_grads
 
-__version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
@@ -51,6 +62,8 @@ __all__ = [
     "SymdiffError",
     "UnboundVariableError",
     "check_grads",
+    "Composite",
+    "composite",
     "compile",
     "evaluate",
     "from_sympy",

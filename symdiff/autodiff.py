@@ -11,16 +11,17 @@ Hessian. Nothing recurses on graph depth.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from symdiff.errors import GraphError, NonDifferentiableError, ShapeError
-from symdiff.graph import Node, ancestors, check_same_graph, describe, format_shape, node_list
+from symdiff.graph import Node, Region, ancestors, check_same_graph, describe, format_shape, node_list
 from symdiff.ops import REGISTRY, add, astype, broadcast_like, expand_dims, eye_like, match_shape, transpose, zeros_like
 from symdiff.ops import sum as reduce_sum
-from symdiff.ops.core import not_differentiable
+from symdiff.ops.core import not_differentiable, outputs_of
 from symdiff.ops.structure import lift
 
 DIFF, NONE, UNDEFINED = "diff", "none", "undefined"
@@ -33,14 +34,41 @@ def _edge(node: Node, i: int) -> str:
     UNDEFINED: the derivative does not exist (comparisons; integer or boolean values).
     """
     op = REGISTRY[node.op]
-    rule = op.vjp_rule(i)
+    rule = op.vjp_rule(i) if op.joint_vjp is None else op.joint_vjp
     if not op.differentiable or rule is not_differentiable:
         return UNDEFINED
     if rule is None:
         return NONE
-    if node.dtype.kind != "f" or node.inputs[i].dtype.kind != "f":
+    if node.regions and node.regions[0].vjp is None:  # as the body's outputs depend on its parameter i
+        kind = _body_edges(node.regions[0])[i]
+        if kind != DIFF:
+            return kind
+    if not _floating(node) or not _floating(node.inputs[i]):
         return UNDEFINED
     return DIFF
+
+
+_BODY_EDGES: weakref.WeakKeyDictionary[Region, list[str]] = weakref.WeakKeyDictionary()
+
+
+def _body_edges(region: Region) -> list[str]:
+    """How a derivative flows from a body's outputs back to each of its parameters: DIFF, or
+    UNDEFINED where only ops with no derivative connect them, or NONE where nothing does (as
+    ``_edge`` says of an op's inputs, so a call differentiates as its body inline would)."""
+    found = _BODY_EDGES.get(region)
+    if found is None:
+        diff = set(_ancestors(region.outputs, (DIFF,)))
+        linked = set(_ancestors(region.outputs, (DIFF, UNDEFINED)))
+        found = [DIFF if p in diff else UNDEFINED if p in linked else NONE for p in region.params]
+        _BODY_EDGES[region] = found
+    return found
+
+
+def _floating(node: Node) -> bool:
+    """Whether a node (any output of a node with several) has float values, which carry derivatives."""
+    if node.is_multi:
+        return any(dtype.kind == "f" for _, dtype in node.results)
+    return node.dtype.kind == "f"
 
 
 def _ancestors(roots: Sequence[Node], kinds: tuple[str, ...]) -> list[Node]:
@@ -96,6 +124,12 @@ def _explain_undefined(outputs: Sequence[Node], missing: Sequence[Node], what: s
         )
 
 
+def _sum_present(parts: Any) -> Node | None:
+    """The sum of the parts that are not None; None if none is."""
+    present = [p for p in parts if p is not None]
+    return add_all(present) if present else None
+
+
 def add_all(parts: list[Node]) -> Node:
     """The sum of one or more nodes, left to right."""
     total = parts[0]
@@ -140,46 +174,102 @@ def _backprop(outputs: Sequence[Node], seeds: Sequence[Node], wrt: Sequence[Node
         pending.setdefault(out, []).append(seed)
     wanted = set(wrt)
     result: dict[Node, Node] = {}
+    # a node with several outputs collects one cotangent per output, from its output nodes
+    by_output: dict[Node, list[list[Node]]] = {}
     for n in reversed(cone):
-        parts = pending.pop(n, None)
-        if parts is None:
-            continue
-        g = add_all(parts)
-        if n in wanted:
-            result[n] = g
+        if n.is_multi:
+            slots = by_output.pop(n, None)
+            if slots is None:
+                continue
+            g: Any = tuple(add_all(p) if p else None for p in slots)
+        else:
+            parts = pending.pop(n, None)
+            if parts is None:
+                continue
+            g = add_all(parts)
+            if n in wanted:
+                result[n] = g
+            if n.op == "output":
+                source = n.inputs[0]
+                slots = by_output.setdefault(source, [[] for _ in source.results])
+                slots[n._attrs[0][1]].append(g)
+                continue
         if not n.inputs:
             continue
-        op = REGISTRY[n.op]
-        attrs = dict(n._attrs)
-        for i, u in enumerate(n.inputs):
-            if u in in_cone and _edge(n, i) == DIFF:
-                c = op.vjp_rule(i)(g, n, *n.inputs, **attrs)
+        for u, c in zip(n.inputs, _contributions(n, g, [u in in_cone for u in n.inputs])):
+            if c is not None:
                 pending.setdefault(u, []).append(_unbroadcast(c, u, nb, n))
     return result
+
+
+def _contributions(n: Node, g: Any, reached: list[bool]) -> list[Node | None]:
+    """Each input's cotangent contribution from ``n``'s cotangent ``g`` (a tuple, one item or
+    None per output, for a node with several outputs); None where none flows."""
+    op = REGISTRY[n.op]
+    wanted = [i for i, r in enumerate(reached) if r and _edge(n, i) == DIFF]
+    if op.joint_vjp is not None:
+        found = op.joint_vjp(g if n.is_multi else (g,), n, wanted)
+        return [found[i] if i in wanted else None for i in range(len(n.inputs))]
+    attrs = dict(n._attrs)
+    out = outputs_of(n) if n.is_multi else n
+    return [op.vjp_rule(i)(g, out, *n.inputs, **attrs) if i in wanted else None for i in range(len(n.inputs))]
 
 
 def _forward(outputs: Sequence[Node], wrt: Sequence[Node], tangents: Sequence[Node], what: str) -> dict[Node, Node]:
     """Forward mode: the tangent node of each reached output given ``wrt`` tangents."""
     cone = _cone(outputs, wrt, what)
     nb = tangents[0].ndim - wrt[0].ndim
-    tan: dict[Node, Node] = dict(zip(wrt, tangents))
+    tan: dict[Node, Any] = dict(zip(wrt, tangents))
     for n in cone:
         if n in tan:
             continue
+        if n.op == "output":  # a node with several outputs has a tuple of tangents (None: zero)
+            t = tan.get(n.inputs[0])
+            if t is not None and t[n._attrs[0][1]] is not None:
+                tan[n] = t[n._attrs[0][1]]
+            continue
         op = REGISTRY[n.op]
-        attrs = dict(n._attrs)
-        parts = []
-        for i, u in enumerate(n.inputs):
-            t = tan.get(u)
-            if t is not None and _edge(n, i) == DIFF:
-                if op.elementwise:
-                    t = lift(t, n.ndim, nb)
-                parts.append(op.jvp_rule(i)(t, n, *n.inputs, **attrs))
+        ts = [tan.get(u) if _edge(n, i) == DIFF else None for i, u in enumerate(n.inputs)]
+        if op.joint_jvp is not None:
+            found = op.joint_jvp(ts, n)
+            if n.is_multi:
+                tan[n] = tuple(found)
+                continue
+            if found[0] is None:
+                continue
+            parts = [found[0]]
+        else:
+            attrs = dict(n._attrs)
+            out = outputs_of(n) if n.is_multi else n
+            parts = []
+            for i, t in enumerate(ts):
+                if t is not None:
+                    if op.elementwise:
+                        t = lift(t, n.ndim, nb)
+                    parts.append(op.jvp_rule(i)(t, out, *n.inputs, **attrs))
+            if n.is_multi:  # each input's rule gives a tuple, one tangent or None per output
+                tan[n] = tuple(_sum_present(p[k] for p in parts) for k in range(len(n.results)))
+                continue
+        if not parts:
+            continue  # no tangent reaches it (only zero ones): absent, as zero
         total = add_all(parts)
         if total.ndim < nb + n.ndim or any(a == 1 and b != 1 for a, b in zip(total.shape[nb:], n.shape)):
             total = broadcast_like(lift(total, n.ndim, nb), n)
         tan[n] = total
     return tan
+
+
+# the passes as other derivative passes seed them (sparse Jacobians and Hessians, by colour)
+forward_pass = _forward
+
+
+# (and bodies' derivatives: symdiff.composite); inside a derivative pass, errors naming ``what``
+reverse_pass = _backprop
+
+
+def zeros_for(w: Node, lead: Node | None = None) -> Node:
+    """Zeros shaped like ``w``, or like ``lead.shape + w.shape`` (see ``_zeros_for``)."""
+    return _zeros_for(w, lead)
 
 
 # -- public API -------------------------------------------------------------------
@@ -232,6 +322,9 @@ def _grad(cost: Node, wrts: list[Node], grad_output: Any, what: str) -> list[Nod
     # With unknown dimensions, a binding that broadcasts one would give a gradient of
     # the wrong shape: check it at evaluation rather than let it pass.
     return [match_shape(found[w], w) if w in found else _zeros_for(w) for w in wrts]
+
+
+gradient_pass = _grad  # for other derivative passes (the sparse Hessian's gradient)
 
 
 def grad(cost: Node, wrt: Node | Sequence[Node], grad_output: Any = None) -> Node | list[Node]:

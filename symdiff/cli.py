@@ -21,7 +21,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from symdiff import __version__
+from symdiff._version import __version__
 from symdiff.autodiff import grad
 from symdiff.backends.source import to_source
 from symdiff.errors import SymdiffError

@@ -14,14 +14,11 @@ import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from symdiff.errors import DTypeError, GraphError, ShapeError
-
-if TYPE_CHECKING:
-    import networkx
 
 Shape = tuple  # tuple[int | None, ...]; None is a dimension known only at evaluation
 
@@ -157,7 +154,10 @@ class Node:
     Nodes are immutable and compare by identity (they are dict keys). Arithmetic
     operators build new nodes: ``+ - * / ** @``, unary ``-``, ``x[i]``, ``x.T``;
     ``<, <=, >, >=`` build elementwise comparisons (use :func:`symdiff.equal` for
-    ``==``, which stays identity).
+    ``==``, which stays identity). The operators and numpy-style methods (``x.sum()``,
+    ``x.astype``, ``np.sum(x)``) are the op table's (``symdiff.ops.methods``), the text of
+    ``repr`` and ``str`` the printers' (``symdiff.printing``): those layers sit above this
+    module and install them (``install``) when symdiff is imported.
 
     Attributes
     ----------
@@ -189,25 +189,15 @@ class Node:
         "value",
         "uniform",
         "origin",
+        "results",
+        "regions",
         "_key",
         "__weakref__",
     )
     # Let numpy arrays on the left of an operator defer to our reflected methods.
     __array_ufunc__ = None
 
-    def __array_function__(self, func, types, args, kwargs):
-        """``np.sum(node)``, ``np.transpose(node)``...: numpy functions that symdiff has as ops
-        (same name, same semantics) build that op; any other raises a TypeError saying so."""
-        ops = _ops()
-        name = func.__name__
-        fn = getattr(ops, name) if name in ops.__all__ else None
-        if fn is None or kwargs.get("out") is not None:
-            hint = f"use sd.{name}(...), which builds a node" if fn else "docs/ops.md lists symdiff's ops"
-            raise TypeError(f"numpy.{name} cannot compute on symdiff nodes, which are symbolic; {hint}")
-        kwargs = {k: v for k, v in kwargs.items() if k != "out"}
-        return fn(*args, **kwargs)
-
-    def __init__(self, graph, op, inputs, attrs, shape, dtype, name, value, uniform, key):
+    def __init__(self, graph, op, inputs, attrs, shape, dtype, name, value, uniform, key, results=None, regions=()):
         self.graph = graph
         self.op = op
         self.inputs = inputs
@@ -218,6 +208,10 @@ class Node:
         self.value = value
         self.uniform = uniform  # the one element value if a constant's elements are all equal
         self.origin: tuple | None = None  # (op, inputs) a constant was first folded from: prints log(2)
+        # an op with several outputs: ((shape, dtype), ...) per output, and shape = dtype = None;
+        # its outputs are the nodes sd.ops.core.output(node, k) (see Node.is_multi)
+        self.results: tuple[tuple[Shape, np.dtype], ...] | None = results
+        self.regions: tuple[Region, ...] = regions  # the bodies the node runs (see Region)
         self._key = key
         self.is_gradient = graph._gradient_depth > 0
         self.index = len(graph._nodes)
@@ -227,6 +221,12 @@ class Node:
     def attrs(self) -> MappingProxyType:
         """The op's static attributes (axis, shape, index, ...), read-only."""
         return MappingProxyType(dict(self._attrs))
+
+    @property
+    def is_multi(self) -> bool:
+        """True for the node of an op with several outputs (``eigh``): it has no value of its own;
+        each output is a node of op ``"output"`` reading it (``sd.eigh(A)`` returns those)."""
+        return self.results is not None
 
     @property
     def ndim(self) -> int:
@@ -239,37 +239,17 @@ class Node:
             return None
         return int(np.prod(self.shape, dtype=np.int64))
 
-    @property
-    def T(self) -> Node:  # noqa: N802 (numpy's name)
-        return _ops().transpose(self)
-
     # -- printing -----------------------------------------------------------------
     def __repr__(self) -> str:
-        from symdiff.printing import short_text
+        # symdiff.printing installs the repr that adds the expression's text to this
+        return f"<{self._header()}>"
 
+    def _header(self) -> str:
+        """``Node #3 mul shape=(2,) dtype=float32 gradient``: what repr says before the text."""
         shape = "" if not self.shape else f" shape={format_shape(self.shape)}"
         dtype = "" if self.dtype == DEFAULT_DTYPE else f" dtype={self.dtype}"
         grad = " gradient" if self.is_gradient else ""
-        return f"<Node #{self.index} {self.op}{shape}{dtype}{grad}: {short_text(self)}>"
-
-    def __str__(self) -> str:
-        from symdiff.printing import to_text
-
-        return to_text(self)
-
-    def _repr_svg_(self) -> str | None:
-        """A drawing for Jupyter, when Graphviz is installed and the graph is small enough."""
-        from symdiff.export.nx import subgraph_nodes
-        from symdiff.export.render import to_svg
-
-        if len(subgraph_nodes(self.graph, self)) > 200:
-            return None
-        return to_svg(self)
-
-    def _repr_latex_(self) -> str | None:
-        from symdiff.printing import latex_or_none
-
-        return latex_or_none(self)
+        return f"Node #{self.index} {self.op}{shape}{dtype}{grad}"
 
     # -- identity -----------------------------------------------------------------
     __hash__ = object.__hash__
@@ -304,115 +284,8 @@ class Node:
             raise TypeError("len() of a node whose first dimension is unknown (None)")
         return self.shape[0]
 
-    # -- operators ----------------------------------------------------------------
-    def __add__(self, other):
-        return _ops().add(self, other)
-
-    def __radd__(self, other):
-        return _ops().add(other, self)
-
-    def __sub__(self, other):
-        return _ops().subtract(self, other)
-
-    def __rsub__(self, other):
-        return _ops().subtract(other, self)
-
-    def __mul__(self, other):
-        return _ops().multiply(self, other)
-
-    def __rmul__(self, other):
-        return _ops().multiply(other, self)
-
-    def __truediv__(self, other):
-        return _ops().divide(self, other)
-
-    def __rtruediv__(self, other):
-        return _ops().divide(other, self)
-
-    def __pow__(self, other):
-        return _ops().power(self, other)
-
-    def __rpow__(self, other):
-        return _ops().power(other, self)
-
-    def __matmul__(self, other):
-        return _ops().matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return _ops().matmul(other, self)
-
-    def __neg__(self):
-        return _ops().negative(self)
-
     def __pos__(self):
         return self
-
-    def __abs__(self):
-        return _ops().abs(self)
-
-    def __lt__(self, other):
-        return _ops().less(self, other)
-
-    def __le__(self, other):
-        return _ops().less_equal(self, other)
-
-    def __gt__(self, other):
-        return _ops().greater(self, other)
-
-    def __ge__(self, other):
-        return _ops().greater_equal(self, other)
-
-    def __getitem__(self, index):
-        return _ops().getitem(self, index)
-
-    # -- numpy-style methods ------------------------------------------------------
-    def sum(self, axis=None, keepdims: bool = False) -> Node:
-        return _ops().sum(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis=None, keepdims: bool = False) -> Node:
-        return _ops().mean(self, axis=axis, keepdims=keepdims)
-
-    def max(self, axis=None, keepdims: bool = False) -> Node:
-        return _ops().max(self, axis=axis, keepdims=keepdims)
-
-    def min(self, axis=None, keepdims: bool = False) -> Node:
-        return _ops().min(self, axis=axis, keepdims=keepdims)
-
-    def reshape(self, *shape) -> Node:
-        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
-            shape = shape[0]
-        return _ops().reshape(self, shape)
-
-    def transpose(self, *axes) -> Node:
-        if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
-            axes = axes[0]
-        return _ops().transpose(self, axes or None)
-
-    def astype(self, dtype: Any) -> Node:
-        """This node converted to ``dtype``, as ``ndarray.astype`` (``sd.astype``).
-
-        >>> g = sd.Graph(); i = g.variable("i", dtype="int32")
-        >>> i.astype("float32").dtype
-        dtype('float32')
-        """
-        return _ops().astype(self, dtype)
-
-    def dot(self, other: Any) -> Node:
-        """The matrix product ``self @ other``, as ``ndarray.dot`` for vectors and matrices.
-
-        >>> g = sd.Graph(); A = g.variable("A", shape=(2, 3)); v = g.variable("v", shape=(3,))
-        >>> A.dot(v).shape
-        (2,)
-        """
-        other_shape = other.shape if isinstance(other, Node) else np.shape(other)
-        if self.ndim > 2 or len(other_shape) > 2:
-            raise ShapeError(
-                "dot: for arrays of more than 2 dimensions numpy's dot is not matmul; use sd.matmul "
-                f"(shapes {format_shape(self.shape)} and {format_shape(other_shape)})"
-            )
-        if self.ndim == 0 or len(other_shape) == 0:
-            return _ops().multiply(self, other)  # numpy's dot of a scalar is the product
-        return _ops().matmul(self, other)
 
 
 def _refuse_comparison(symbol: str, instead: str, other: object) -> None:
@@ -424,13 +297,6 @@ def _refuse_comparison(symbol: str, instead: str, other: object) -> None:
             f"a symdiff node compared with {type(other).__name__} by {symbol}: on nodes, {symbol} is identity, "
             f"not elementwise; use {instead}(node, value) for the elementwise comparison"
         )
-
-
-def _ops():
-    # Node's operators are defined by the op table, which imports this module.
-    from symdiff import ops
-
-    return ops
 
 
 class Graph:
@@ -454,6 +320,10 @@ class Graph:
         self._gradient_depth = 0
         self._aliases: list[tuple] = []  # table keys that name an existing node (folded results)
         self._outputs: dict[str, Node] = {}  # named at saving; set by sd.load
+        # a body's graph (see Region): the graph it is part of, and the outer nodes it reads
+        # (each stands inside as one of its variables), while its function is traced
+        self.parent: Graph | None = None
+        self._captures: dict[Node, Node] | None = None
 
     # -- inspection ---------------------------------------------------------------
     @property
@@ -494,6 +364,46 @@ class Graph:
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""
         return f"<Graph{label} {len(self)} nodes, variables: {', '.join(self._variables) or 'none'}>"
+
+    # -- bodies -------------------------------------------------------------------
+    def body(self, name: str) -> Graph:
+        """A new, empty graph for a body traced inside this one (see :class:`Region`): while it
+        is open for tracing, an outer node used in it is captured (see ``capture``)."""
+        inner = Graph(name)
+        inner.parent = self
+        inner._captures = {}
+        return inner
+
+    def capture(self, node: Node) -> Node:
+        """The variable that stands in this body graph for ``node``, a node of a graph around it
+        (made the first time): the body reads it as a parameter, its caller passes ``node``.
+
+        Raises GraphError if this graph is not a body being traced (a node of a finished body
+        used outside it, say), or ``node`` is not from a graph around it.
+        """
+        if self._captures is None or self.parent is None or not encloses(node.graph, self.parent):
+            where = f"the body {self.name!r}" if self.parent is not None else "this graph"
+            raise GraphError(
+                f"{describe(node)} belongs to another graph, which {where} cannot read: a node of a body "
+                "(an sd.composite's parameter, say) can only be used while that body is traced"
+            )
+        if node.graph is not self.parent:
+            node = self.parent.capture(node)
+        found = self._captures.get(node)
+        if found is None:
+            base = node.name if node.op == "variable" else "captured"
+            name, k = base, 0
+            while name in self._variables:
+                k += 1
+                name = f"{base}_{k}"
+            found = self.variable(name, node.shape, node.dtype)
+            self._captures[node] = found
+        return found
+
+    def seal(self) -> dict[Node, Node]:
+        """End the tracing of this body graph; the outer nodes it captured, each with its stand-in."""
+        captures, self._captures = self._captures or {}, None
+        return captures
 
     # -- leaves -------------------------------------------------------------------
     def variable(self, name: str, shape: Any = (), dtype: Any = DEFAULT_DTYPE) -> Node:
@@ -602,15 +512,24 @@ class Graph:
         return self._add(Node(self, "constant", (), (), arr.shape, arr.dtype, None, arr, uniform, full))
 
     # -- building (used by the op table) -----------------------------------------
-    def _make(self, op: str, inputs: tuple, attrs: tuple, shape: Shape, dtype: np.dtype) -> Node:
-        key = (op, inputs, attrs)
+    def _make(
+        self,
+        op: str,
+        inputs: tuple,
+        attrs: tuple,
+        shape: Shape | None,
+        dtype: np.dtype | None,
+        results: tuple | None = None,
+        regions: tuple[Region, ...] = (),
+    ) -> Node:
+        key = (op, inputs, attrs, regions) if regions else (op, inputs, attrs)
         found = self._table.get(key)
         if found is not None:
             return found
-        return self._add(Node(self, op, inputs, attrs, shape, dtype, None, None, None, key))
+        return self._add(Node(self, op, inputs, attrs, shape, dtype, None, None, None, key, results, regions))
 
-    def _lookup(self, op: str, inputs: tuple, attrs: tuple) -> Node | None:
-        return self._table.get((op, inputs, attrs))
+    def _lookup(self, op: str, inputs: tuple, attrs: tuple, regions: tuple = ()) -> Node | None:
+        return self._table.get((op, inputs, attrs, regions) if regions else (op, inputs, attrs))
 
     def _alias(self, op: str, inputs: tuple, attrs: tuple, node: Node) -> Node:
         """Record that ``op(inputs, attrs)`` is ``node`` (a constant it folded to)."""
@@ -666,41 +585,68 @@ class Graph:
                 self._variables.pop(node.name, None)
         del self._nodes[nodes:]
 
-    # -- export -------------------------------------------------------------------
-    def save(self, path: Any, outputs: dict[str, Node] | None = None) -> None:
-        """Write the graph to ``path`` as JSON (read it back with :func:`symdiff.load`).
 
-        The file keeps every node in order with its names, shapes, dtypes, constants and
-        ``is_gradient``, and the ``outputs`` named here (``{"loss": loss, "grad": gw}``),
-        which the loaded graph gives back as ``h.outputs["loss"]``. Its format is described
-        in ``symdiff/export/io.py`` and ``docs/export.md``.
+class Region:
+    """A body that a node runs: a function written as a graph of its own (a composite op's
+    definition; a loop's step).
 
-        >>> import tempfile, pathlib
-        >>> g = sd.Graph(); w = g.variable("w", shape=(2,)); loss = sd.sum(w ** 2)
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.json"
-        >>> g.save(path, outputs={"loss": loss, "grad": sd.grad(loss, w)})
-        >>> print(sd.load(path).outputs["grad"])
-        2*w
-        """
-        from symdiff.export.io import save
+    ``graph`` is the body's graph, whose ``parent`` is the graph of the nodes that run it;
+    ``params`` are its variables, bound on each run to the running node's inputs, in order;
+    ``outputs`` are what it returns. A body is closed: an outer node it reads was captured
+    while it was traced and is one of its params too (the running node passes it as one of
+    its last inputs), so ``node.inputs`` stays the whole dependency set of every node, and
+    every pass that walks inputs (ordering, pruning, sparsity) is right without looking inside.
+    Several regions may share one body graph: a derivative body is built, as derivatives are,
+    by appending to the graph of the body it differentiates.
+    """
 
-        save(self, path, outputs)
+    __slots__ = ("graph", "params", "outputs", "name", "several", "derived", "vjp", "arguments", "__weakref__")
 
-    def to_networkx(self, outputs: Node | list[Node] | None = None) -> networkx.DiGraph:
-        """The graph (or the part ``outputs`` need) as a ``networkx.DiGraph``.
+    def __init__(
+        self, graph: Graph, params: tuple[Node, ...], outputs: tuple[Node, ...], name: str, several: bool | None = None
+    ):
+        for n in (*params, *outputs):
+            if n.graph is not graph:
+                raise GraphError(f"{name}: {describe(n)} is not a node of the body's graph")
+        self.graph, self.params, self.outputs, self.name = graph, tuple(params), tuple(outputs), name
+        # whether a node running it has several outputs (a function may return a 1-tuple)
+        self.several = len(self.outputs) > 1 if several is None else several
+        self.vjp: Any = None  # a reverse-mode rule of the user's for the body's arguments (sd.composite)
+        self.arguments = len(self.params)  # how many params are arguments; the rest stand for captured nodes
+        self.derived: dict[tuple, Region] = {}  # derivative bodies built from this one, by what they compute
 
-        Nodes are keyed by their index in ``g.nodes`` and carry ``op``, ``name``,
-        ``shape``, ``dtype``, ``is_gradient`` and ``label``; edges carry ``position``
-        (which input of the consumer the edge feeds).
+    def __repr__(self) -> str:
+        params = ", ".join(p.name for p in self.params)
+        return f"<Region {self.name}({params}) -> {len(self.outputs)} output(s), {len(self.graph)} nodes>"
 
-        >>> g = sd.Graph(); x = g.variable("x")
-        >>> G = g.to_networkx()
-        >>> G.nodes[x.index]["op"]
-        'variable'
-        """
-        from symdiff.export.nx import to_networkx
 
-        return to_networkx(self, outputs)
+def encloses(outer: Graph, inner: Graph) -> bool:
+    """True if ``inner`` is ``outer`` or a body graph inside it (at any depth)."""
+    g: Graph | None = inner
+    while g is not None:
+        if g is outer:
+            return True
+        g = g.parent
+    return False
+
+
+def regions_in(nodes: Iterable[Node]) -> list[Region]:
+    """The bodies ``nodes`` run and, inside them, the bodies their nodes run: each once, every
+    one after the bodies it runs (the order in which printing defines them and a drawing or a
+    file lists them)."""
+    found: dict[Region, None] = {}
+
+    def visit(region: Region) -> None:  # recursion as deep as bodies nest
+        if region not in found:
+            for n in ancestors(region.outputs):
+                for inner in n.regions:
+                    visit(inner)
+            found[region] = None
+
+    for n in nodes:
+        for region in n.regions:
+            visit(region)
+    return list(found)
 
 
 _constant_ids = itertools.count()
@@ -719,3 +665,70 @@ def _uniform(arr: np.ndarray) -> Any:
         return None
     flat = arr.reshape(-1)
     return flat[0].item() if flat.size and (flat == flat[0]).all() else None
+
+
+# -- what the layers above install ----------------------------------------------------------
+# Node's operators and numpy-style methods come from the op table, its text from the printers,
+# its drawings and Graph's files from the exports: each layer imports this module, so this
+# module names them only. Until installed, each is a stub that says so (a clear error instead
+# of an AttributeError or an unsupported operand, should a graph be built mid-import).
+_INSTALLED_LATER: dict[type, dict[str, str]] = {
+    Node: {
+        **dict.fromkeys(
+            "__add__ __radd__ __sub__ __rsub__ __mul__ __rmul__ __truediv__ __rtruediv__ __pow__ __rpow__ "
+            "__matmul__ __rmatmul__ __neg__ __abs__ __lt__ __le__ __gt__ __ge__ __getitem__ __array_function__ "
+            "T sum mean max min reshape transpose astype dot".split(),
+            "symdiff.ops",
+        ),
+        "__repr__": "symdiff.printing",
+        "__str__": "symdiff.printing",
+        "_repr_latex_": "symdiff.export.sympy",
+        "_repr_svg_": "symdiff.export.render",
+    },
+    Graph: {"save": "symdiff.export.io", "to_networkx": "symdiff.export.nx"},
+}
+_OPTIONAL = ("__repr__", "__str__", "_repr_latex_", "_repr_svg_")  # a working default, or absent
+
+
+def _stub(cls: type, name: str, by: str) -> Any:
+    def missing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise GraphError(f"{cls.__name__}.{name} is installed by {by}, which is not imported yet: import symdiff")
+
+    missing.__name__, missing.__qualname__ = name, f"{cls.__name__}.{name}"
+    return property(missing) if name == "T" else missing
+
+
+for _cls, _names in _INSTALLED_LATER.items():
+    for _name, _by in _names.items():
+        if _name not in _OPTIONAL:
+            setattr(_cls, _name, _stub(_cls, _name, _by))
+del _cls, _names, _name, _by
+
+
+def install(cls: type, methods: dict[str, Any]) -> None:
+    """Give ``cls`` (Node or Graph) methods defined by a layer above this module: the op table
+    installs Node's operators, the printers its text, the exports Graph.save and to_networkx.
+
+    Raises GraphError for a name this module does not list as installed later, so every
+    method Node and Graph have is named here.
+    """
+    for name, method in methods.items():
+        if name not in _INSTALLED_LATER.get(cls, {}):
+            raise GraphError(f"{cls.__name__}.{name} is not among the methods symdiff.graph lets a layer install")
+        fn = method.fget if isinstance(method, property) else method
+        fn.__qualname__ = f"{cls.__name__}.{name}"
+        setattr(cls, name, method)
+
+
+def not_installed(cls: type) -> list[str]:
+    """The methods of ``cls`` still missing their layer's definition (none once symdiff is imported).
+
+    >>> from symdiff.graph import not_installed
+    >>> not_installed(sd.Node), not_installed(sd.Graph)
+    ([], [])
+    """
+    return [
+        name
+        for name in _INSTALLED_LATER.get(cls, {})
+        if name not in _OPTIONAL and getattr(getattr(cls, name), "fget", getattr(cls, name)).__module__ == __name__
+    ]

@@ -13,7 +13,14 @@ The grammar is Python's expression syntax for arrays, and reads back everything
   ``einsum("ij,jk->ik", A, B)``;
 - ``x.T``, ``x[1:, None, i]``, ``zeros_like(x).at[i].add(g)``, ``[a, b, c]`` (a vector of
   scalars, or a constant array of numbers), tuples as attribute values;
-- numbered lines ``t1 = ...`` before the expression (how a large graph prints).
+- numbered lines ``t1 = ...`` before the expression (how a large graph prints);
+- an op's output by name, ``eigh(A).eigenvalues``, ``t1.logabsdet`` (``t1 = slogdet(A)``), and
+  a body's by position, ``f(x)[0]``;
+- definitions ``f(x, c) = c*tanh(x/c)`` (or ``f(x, c) =`` and an indented block of lines, the
+  last the result; a tuple ``(a, b)`` for several outputs) before the lines that call them: each
+  is a composite op (``sd.composite``), in whose body only its parameters, its own lines, the
+  definitions before it and the graph's variables (captured) are in scope. A definition of an
+  op's name calls the definition from the lines after it.
 
 Anything else (other attributes, strings outside calls, unknown functions, assignments to
 variables) is rejected with the position of the offence. Parsing is iterative
@@ -32,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from symdiff import ops
+from symdiff.composite import Composite, composite
 from symdiff.errors import SymdiffError
 from symdiff.graph import Graph, Node
 from symdiff.ops import REGISTRY, apply
@@ -68,7 +76,7 @@ MAX_LENGTH = 100_000
 
 _TOKEN = re.compile(
     r"[ \t\r]*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r'|(?P<string>"[A-Za-z0-9_,.\->]*")|(?P<attr>\.(?:T|at|add)\b)|(?P<newline>\n)'
+    r'|(?P<string>"[A-Za-z0-9_,.\->]*")|(?P<attr>\.[A-Za-z_][A-Za-z0-9_]*)|(?P<newline>\n)'
     r"|(?P<op>\*\*|==|!=|>=|<=|[-+*/^@<>(),\[\]:=]))"
 )
 _COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
@@ -98,6 +106,22 @@ class _Empty:
 
 
 _EMPTY = _Empty()
+
+
+class _Multi:
+    """The outputs of one node with several (``eigh(A)``, a body's call), waiting for one of
+    them to be picked by name (``.eigenvalues``) or position (``[0]``)."""
+
+    def __init__(self, outputs: tuple[Node, ...], names: tuple[str, ...] | None, what: str):
+        self.outputs, self.names, self.what = outputs, names, what
+
+    def pick(self, key: str | int, pos: int) -> Node:
+        if isinstance(key, str) and self.names and key in self.names:
+            return self.outputs[self.names.index(key)]
+        if isinstance(key, int) and not isinstance(key, bool) and self.names is None and 0 <= key < len(self.outputs):
+            return self.outputs[key]
+        known = ", ".join(f".{n}" for n in self.names) if self.names else f"[0] to [{len(self.outputs) - 1}]"
+        raise ParseError(f"{self.what} at position {pos} has no output {key!r} (its outputs: {known})")
 
 
 class _At:
@@ -147,48 +171,142 @@ def parse(text: str, graph: Graph) -> Node:
 
     Names that are already variables of the graph are used as they are; new ones
     are created as scalar float64 variables. Reads what ``str(node)`` prints, numbered
-    lines included, as the same value.
+    lines and the definitions of the bodies it calls included, as the same value.
 
     >>> g = sd.Graph()
     >>> from symdiff.parse import parse
     >>> print(parse("x**2*sin(y) - 3", g))
     x**2*sin(y) - 3
+    >>> print(parse("softclip(x, c) = c*tanh(x/c)\\nsoftclip(x, 2)", g))
+    softclip(x, c) = c*tanh(x/c)
+    softclip(x, 2)
     """
     if not isinstance(text, str):
         raise ParseError(f"expected an expression string, got {type(text).__name__}")
+    if "\n" not in text:  # one line: its leading spaces are not an indented block (" -x^2")
+        text = text.strip()
     with graph._transaction():  # a failed parse leaves no variables behind
-        tokens = _tokens(text)
-        statements: list[list[tuple[str, str, int]]] = [[]]
-        for token in tokens:
-            if token[0] == "newline":
-                statements.append([])
-            else:
-                statements[-1].append(token)
-        statements = [s for s in statements if s]
+        statements = _statements(text)
         if not statements:
             raise ParseError("empty expression")
-        names: dict[str, Node] = {}
-        for statement in statements[:-1]:
-            if len(statement) < 3 or statement[0][0] != "name" or statement[1][1] != "=":
-                where = statement[0][2]
-                raise ParseError(f"line at position {where} is not 'name = expression' (only the last is the result)")
-            target = statement[0][1]
-            if target.startswith("__") or target in graph._variables or target in _LITERALS:
-                raise ParseError(f"cannot assign to {target!r} at position {statement[0][2]}")
-            names[target] = _Parser(statement[2:], graph, names).run()
-        return _Parser(statements[-1], graph, names).run()
+        functions: dict[str, Composite] = {}
+        names: dict[str, Any] = {}
+        k = 0
+        while k < len(statements):
+            statement, indented = statements[k]
+            where = statement[0][2]
+            if indented:
+                raise ParseError(f"indented line at position {where} outside a definition 'f(x) ='")
+            header = _definition(statement)
+            if header is None:
+                break
+            name, params, rest = header
+            body = [rest] if rest else []
+            k += 1
+            while not rest and k < len(statements) and statements[k][1]:
+                body.append(statements[k][0])
+                k += 1
+            if not body:
+                raise ParseError(f"definition {name!r} at position {where} has no body (its lines are indented)")
+            functions[name] = _define(name, params, body, functions, graph, where)
+        if k == len(statements):
+            raise ParseError("the text ends without an expression after its definitions")
+        lines = statements[k:]
+        for statement, indented in lines:
+            if indented or _definition(statement) is not None:
+                raise ParseError(f"line at position {statement[0][2]}: definitions and indented lines come first")
+        return _run_lines([s for s, _ in lines], graph, names, functions, body=False)
+
+
+def _statements(text: str) -> list[tuple[list[tuple[str, str, int]], bool]]:
+    """The text's lines as token lists, each with whether it is indented."""
+    statements: list[list[tuple[str, str, int]]] = [[]]
+    for token in _tokens(text):
+        if token[0] == "newline":
+            statements.append([])
+        else:
+            statements[-1].append(token)
+    return [(s, s[0][2] > text.rfind("\n", 0, s[0][2]) + 1) for s in statements if s]
+
+
+def _definition(statement: list[tuple[str, str, int]]) -> tuple[str, list[str], list] | None:
+    """``f(x, c) = ...``: the name, the parameters and the tokens after ``=``; None for another line."""
+    if len(statement) < 4 or statement[0][0] != "name" or statement[1][1] != "(":
+        return None
+    params, k = [], 2
+    while k < len(statement) and statement[k][1] != ")":
+        kind, value, pos = statement[k]
+        if kind != "name" or (params and statement[k - 1][1] != ","):
+            return None
+        params.append(value)
+        k += 1
+        if k < len(statement) and statement[k][1] == ",":
+            k += 1
+    if k + 1 >= len(statement) or statement[k + 1][1] != "=":
+        return None
+    name, pos = statement[0][1], statement[0][2]
+    if name.startswith("__") or name in _BUILDERS or name in _LITERALS or name in CONSTANTS:
+        raise ParseError(f"definition at position {pos}: {name!r} cannot be defined")
+    if not params or len(set(params)) != len(params) or any(p.startswith("__") or p in _LITERALS for p in params):
+        raise ParseError(f"definition {name!r} at position {pos}: its parameters must be distinct names (at least one)")
+    return name, params, statement[k + 2 :]
+
+
+def _define(name: str, params: list[str], body: list, functions: dict, graph: Graph, where: int) -> Composite:
+    """A composite op whose body is the definition's lines, read when it is traced."""
+    if name in functions or name in graph._variables:
+        raise ParseError(f"definition at position {where}: {name!r} is defined already")
+    scope = dict(functions)  # a body calls the definitions before it
+
+    def fn(*args: Node) -> Any:
+        return _run_lines(body, args[0].graph, dict(zip(params, args)), scope, body=True)
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    fn.__signature__ = inspect.Signature([inspect.Parameter(p, kind) for p in params])  # type: ignore[attr-defined]
+    return composite(fn, name=name)
+
+
+def _run_lines(statements: list, graph: Graph, names: dict[str, Any], functions: dict, body: bool) -> Any:
+    """Numbered lines ``t1 = ...`` then the result: a node (a body's may also be a tuple)."""
+    for statement in statements[:-1]:
+        if len(statement) < 3 or statement[0][0] != "name" or statement[1][1] != "=":
+            where = statement[0][2]
+            raise ParseError(f"line at position {where} is not 'name = expression' (only the last is the result)")
+        target = statement[0][1]
+        if target.startswith("__") or target in graph._variables or target in _LITERALS:
+            raise ParseError(f"cannot assign to {target!r} at position {statement[0][2]}")
+        names[target] = _Parser(statement[2:], graph, names, functions, body).value()
+    parser = _Parser(statements[-1], graph, names, functions, body)
+    if not body:
+        return parser.run()
+    value = parser.value()
+    if isinstance(value, _Multi):
+        return value.outputs
+    if isinstance(value, tuple):
+        return tuple(parser._operand(v, statements[-1][0][2]) for v in value)
+    return parser._operand(value, statements[-1][0][2])
 
 
 class _Parser:
     """One expression (one line), by shunting-yard: ``values`` holds operands (nodes, numbers,
     lists, tuples, strings), ``stack`` pending operators and open brackets."""
 
-    def __init__(self, tokens: list[tuple[str, str, int]], graph: Graph, names: dict[str, Node]):
+    def __init__(
+        self, tokens: list[tuple[str, str, int]], graph: Graph, names: dict[str, Any], functions=None, body=False
+    ):
         self.tokens, self.graph, self.names = tokens, graph, names
+        self.functions: dict[str, Composite] = functions or {}
+        self.body = body  # a definition's line: no new variables (a name not in scope is an error)
         self.values: list[Any] = []
         self.stack: list[Any] = []  # ("op", symbol, pos) | ("neg", "-", pos) | _Frame
 
     def run(self) -> Node:
+        """The line's value as a node."""
+        value = self._operand(self.value(), self.tokens[0][2])
+        return value if isinstance(value, Node) else self.graph.constant(float(value))
+
+    def value(self) -> Any:
+        """The line's value: a node, a number, a list, a tuple, or the outputs of an op."""
         tokens, k = self.tokens, 0
         expect_operand = True
         while k < len(tokens):
@@ -239,8 +357,9 @@ class _Parser:
             if kind in ("number", "name", "string"):
                 raise ParseError(f"{kind} {value!r} at position {pos} follows an operand (missing operator?)")
             if kind == "attr":
+                opens = not isinstance(self.values[-1], _Multi) and value in (".at", ".add")
                 k = self._attribute(value, pos, following, k)
-                expect_operand = value != ".T"  # .at[ and .add( open a bracket
+                expect_operand = opens  # .at[ and .add( open a bracket
             elif value == "[":
                 subject = self.values.pop()
                 self.stack.append(_Frame("index", pos, len(self.values), subject=subject))
@@ -263,8 +382,7 @@ class _Parser:
             self._reduce()
         if len(self.values) != 1:
             raise ParseError("could not read the text as one expression")
-        value = self._operand(self.values[0], tokens[0][2])
-        return value if isinstance(value, Node) else self.graph.constant(float(value))
+        return self.values[0]
 
     # -- operators -----------------------------------------------------------------------
     def _frame(self) -> _Frame | None:
@@ -316,6 +434,9 @@ class _Parser:
             return value
         if isinstance(value, list):
             return self._array(value, pos)
+        if isinstance(value, _Multi):
+            known = ", ".join(f".{n}" for n in value.names) if value.names else "[0], [1], ..."
+            raise ParseError(f"{value.what} before position {pos} has several outputs: pick one ({known})")
         what = "a string" if isinstance(value, str) else "a tuple" if isinstance(value, tuple) else "nothing"
         raise ParseError(f"operand at position {pos} is {what}, not a value")
 
@@ -345,18 +466,27 @@ class _Parser:
             return _LITERALS[name]
         if name in CONSTANTS:
             return CONSTANTS[name]
-        if name in FUNCTIONS or name in REGISTRY:
+        if name in FUNCTIONS or name in REGISTRY or name in self.functions:
             raise ParseError(f"function {name!r} at position {pos} is not called")
+        if self.body:  # a variable of a graph around the body: captured, as tracing a function does
+            outer = self.graph.parent
+            while outer is not None and name not in outer._variables:
+                outer = outer.parent
+            if outer is None:
+                raise ParseError(f"name {name!r} at position {pos} is neither a parameter nor a variable")
+            return self.graph.capture(outer._variables[name])
         return self.graph.variable(name)
 
-    @staticmethod
-    def _check_function(name: str, pos: int) -> None:
-        if name not in FUNCTIONS and name not in REGISTRY and name not in _BUILDERS:
+    def _check_function(self, name: str, pos: int) -> None:
+        if name not in FUNCTIONS and name not in REGISTRY and name not in _BUILDERS and name not in self.functions:
             known = ", ".join(sorted(FUNCTIONS))
             raise ParseError(f"unknown function {name!r} at position {pos} (functions: {known}; and the op table's)")
 
     def _attribute(self, attr: str, pos: int, following: tuple, k: int) -> int:
         subject = self.values[-1]
+        if isinstance(subject, _Multi):
+            self.values[-1] = subject.pick(attr[1:], pos)
+            return k
         if attr == ".T":
             node = self._operand(subject, pos)
             if not isinstance(node, Node):
@@ -371,7 +501,10 @@ class _Parser:
             self.values.pop()
             self.stack.append(_Frame("add", pos, len(self.values), subject=subject))
             return k + 1
-        raise ParseError(f"unexpected {attr!r} at position {pos} (only x.T, x.at[index].add(g))")
+        raise ParseError(
+            f"unexpected character '.' at position {pos} ({attr!r}: only x.T, x.at[index].add(g) and an op's "
+            "outputs, eigh(A).eigenvalues, follow a dot)"
+        )
 
     def _may_be_empty(self, closer: str) -> bool:
         """An empty place before ``closer``: a slice's part, ``(2,)``, ``f()``, ``[]``."""
@@ -436,6 +569,10 @@ class _Parser:
             return frame.items[0] if frame.commas == 0 and frame.items else tuple(frame.items)
         if frame.kind == "list":
             return list(frame.items)
+        if frame.kind == "index" and isinstance(frame.subject, _Multi):
+            if len(frame.items) != 1 or frame.commas:
+                raise ParseError(f"{frame.subject.what} at position {frame.pos}: pick one output, [k]")
+            return frame.subject.pick(frame.items[0], frame.pos)
         if frame.kind in ("index", "at"):
             index = tuple(self._index_entry(v, pos) for v in frame.items)
             if frame.kind == "at":
@@ -459,6 +596,14 @@ class _Parser:
 
     def _function(self, frame: _Frame) -> Node:
         name, args, kwargs, where = frame.name, frame.items, frame.kwargs, f"{frame.name}() at position {frame.pos}"
+        if name in self.functions:
+            if kwargs:
+                raise ParseError(f"{where}: a definition takes no keywords")
+            nodes = [self._operand(a, frame.pos) for a in args]
+            if nodes and not any(isinstance(a, Node) for a in nodes):
+                nodes[0] = self.graph.constant(float(nodes[0]))
+            out = _call(self.functions[name], where, *nodes)
+            return _Multi(tuple(out), None, f"{name}()") if isinstance(out, tuple) else out
         if name in _BUILDERS:
             return _BUILDERS[name](self, where, args, kwargs)
         nodes = [a if isinstance(a, (str, tuple)) else self._operand(a, frame.pos) for a in args]
@@ -478,7 +623,8 @@ class _Parser:
             raise ParseError(f"{where} takes at least one input")
         if not any(isinstance(a, Node) for a in nodes):
             nodes[0] = self.graph.constant(float(nodes[0]) if isinstance(nodes[0], (int, float)) else nodes[0])
-        return _call(lambda *xs: apply(op, *xs, **implied_attrs(op, xs, kwargs)), where, *nodes)
+        out = _call(lambda *xs: apply(op, *xs, **implied_attrs(op, xs, kwargs)), where, *nodes)
+        return _Multi(tuple(out), op.outputs, f"{name}()") if isinstance(out, tuple) else out
 
 
 def _is_number(value: Any) -> bool:

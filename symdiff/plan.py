@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from symdiff.errors import LinAlgError, ShapeError, SymdiffError
-from symdiff.graph import Node, ancestors, consumers, format_shape, shape_matches
+from symdiff.graph import Node, Region, ancestors, consumers, format_shape, shape_matches
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import Op
 
@@ -46,7 +46,9 @@ def strong_scalars(node: Node) -> tuple[int, ...]:
     float32, while the graph, like numpy with a float64 scalar, says float64. Only where a
     lower-precision float input meets them, and the node is float64, does it matter.
     """
-    if node.dtype != np.float64 or not any(u.dtype.kind == "f" and u.dtype.itemsize < 8 for u in node.inputs):
+    if node.dtype != np.float64 or not any(
+        u.dtype is not None and u.dtype.kind == "f" and u.dtype.itemsize < 8 for u in node.inputs
+    ):
         return ()
     return tuple(k for k, u in enumerate(node.inputs) if u.shape == () and u.dtype == np.float64)
 
@@ -92,9 +94,13 @@ def unbound(order: Sequence[Node], bound: Mapping[Node, Any] | set) -> list[Node
 
 
 class Step:
-    """One node of a plan: its forward, where its inputs are, and what to check."""
+    """One node of a plan: its forward, where its inputs are, and what to check.
 
-    __slots__ = ("node", "fn", "args", "attrs", "check", "scalar", "strong")
+    ``fn`` is the backend's function of the op as ``function(op)`` gave it (a callable, or a
+    printer for a backend that prints code); ``call`` is what an interpreter calls: ``fn`` with
+    the float64 scalars at ``strong`` made numpy's first (see ``strong_scalars``)."""
+
+    __slots__ = ("node", "fn", "call", "args", "attrs", "check", "scalar", "strong")
 
     def __init__(
         self, node: Node, slot: dict[Node, int], function: Callable[[Op], Callable[..., Any]], scalars: bool = True
@@ -103,26 +109,48 @@ class Step:
         self.node = node
         # float64 scalars run on Python floats at math speed, as compiled code does
         self.scalar = scalars and scalar_eligible(node)
-        self.fn = scalar_function(op) if self.scalar else function(op)
+        if node.regions and not getattr(function, "prints", False):
+            # the plan nests: the body runs by a plan of its own, with the same functions (a
+            # backend that prints code prints the body from its own function of the op)
+            self.fn = body_function(node.regions[0], function, scalars)
+        else:
+            self.fn = scalar_function(op) if self.scalar else function(op)
         # float64 scalars held as Python floats, made numpy's where NEP 50 would demote them
-        self.strong = strong_scalars(node) if scalars and not self.scalar else ()
-        if self.strong:
-            self.fn = _strengthened(self.fn, self.strong)
+        self.strong = strong_scalars(node) if scalars and not self.scalar and not node.regions else ()
+        self.call = _strengthened(self.fn, self.strong) if self.strong else self.fn
         self.args = tuple(slot[u] for u in node.inputs)
         self.attrs = dict(node._attrs)
         # Shapes with unknown dimensions are checked at run time; a None dimension
         # must not be broadcast (see ops.core.broadcast_shapes).
-        self.check = (
+        self.check = not node.is_multi and (
             None in node.shape
             or (op.elementwise and any(None in u.shape for u in node.inputs))
             or (not op.elementwise and broadcast_risk(node))
         )
 
 
+def body_function(region: Region, function: Callable[[Op], Callable[..., Any]], scalars: bool) -> Callable[..., Any]:
+    """A body as a function of its parameters' values: its outputs' values (a tuple if it has
+    several), computed by a plan of its own with the same step functions."""
+    plan = Plan(list(region.outputs), list(region.params), function, scalars)
+    params, several = region.params, region.several
+
+    def run(*args: Any, **_: Any) -> Any:
+        values = plan.run(dict(zip(params, args)), finished=False)
+        return tuple(values) if several else values[0]
+
+    return run
+
+
+def shape_of(value: Any) -> tuple[int, ...]:
+    """A value's shape; () for the tuple of arrays a node with several outputs computes."""
+    return () if isinstance(value, tuple) else np.shape(value)
+
+
 def check_node(node: Node, value: Any, inputs: Sequence[Any]) -> None:
     """Raise ShapeError if a computed value breaks its node's static shape, or broadcast a
     dimension declared None."""
-    check_shapes(node, np.shape(value), [np.shape(v) for v in inputs])
+    check_shapes(node, np.shape(value), [shape_of(v) for v in inputs])
 
 
 def check_shapes(node: Node, shape: tuple[int, ...], input_shapes: Sequence[tuple[int, ...]]) -> None:
@@ -238,7 +266,10 @@ def bound_variables(node: Node, shapes: Mapping[Node, tuple[int, ...]]) -> str:
 
 
 def naming_variables(error: ShapeError, node: Node, shapes: Mapping[Node, tuple[int, ...]]) -> ShapeError:
-    """``error`` with the variables behind ``node`` named (see ``bound_variables``)."""
+    """``error`` with the variables behind ``node`` named (see ``bound_variables``); a node that
+    runs a body passes on its body's error, which names the body's own parameters."""
+    if node.regions:
+        return error
     named = bound_variables(node, shapes)
     if not named or named in str(error):
         return error
@@ -251,7 +282,7 @@ def _execute(steps: Sequence[Step], env: list, leaves: Sequence[Node]) -> None:
     with np.errstate(all="ignore"):
         for k, step in enumerate(steps):
             try:
-                value = step.fn(*(env[i] for i in step.args), **step.attrs)
+                value = step.call(*(env[i] for i in step.args), **step.attrs)
             except Exception as exc:
                 error = evaluation_error(step, [env[i] for i in step.args], exc)
                 if isinstance(error, ShapeError):
@@ -276,7 +307,7 @@ def evaluation_error(step: Step, values: Sequence[Any], exc: Exception) -> Excep
     sizes if the bound sizes do not fit together (two None dimensions that disagree), else
     the original error, annotated with the op and the node."""
     node = step.node
-    shapes = [np.shape(v) for v in values]
+    shapes = [shape_of(v) for v in values]
     try:
         REGISTRY[node.op].shape(*shapes, **step.attrs)
     except ShapeError as shape_exc:
@@ -299,6 +330,8 @@ def evaluation_error(step: Step, values: Sequence[Any], exc: Exception) -> Excep
 
 def finish(value: Any) -> Any:
     """A computed value as evaluate returns it: a numpy scalar for 0-d, a writable array otherwise."""
+    if isinstance(value, tuple):  # a node with several outputs: each as evaluate returns it
+        return tuple(finish(v) for v in value)
     arr = np.asarray(value)
     if arr.ndim == 0:
         return arr[()]
@@ -308,8 +341,8 @@ def finish(value: Any) -> Any:
 class Plan:
     """The needed nodes of some outputs, in order, with their slots and lifetimes.
 
-    ``function(op)`` gives the callable a step runs (``fn(*arrays, **attrs)``): the numpy
-    backend's by default. ``scalars=False``: every step runs its op's array function (a
+    ``function(op)`` gives the callable a step runs (``fn(*arrays, **attrs)``): the backend's,
+    which its caller passes (the plan knows no backend). ``scalars=False``: every step runs its op's array function (a
     backend that traces, such as JAX, has no Python floats).
 
     Attributes
@@ -328,11 +361,9 @@ class Plan:
         self,
         outputs: Sequence[Node],
         inputs: Sequence[Node],
-        function: Callable[[Op], Callable[..., Any]] | None = None,
+        function: Callable[[Op], Callable[..., Any]],
         scalars: bool = True,
     ):
-        if function is None:  # the numpy backend's functions; a backend passes its own
-            from symdiff.backends.numpy import function
         order = needed(outputs, set(inputs))
         self.inputs = list(inputs)
         self.outputs = list(outputs)

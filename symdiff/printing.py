@@ -11,24 +11,19 @@ into an exponentially long tree:
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
 import numpy as np
 
 from symdiff.errors import ShapeError
-from symdiff.graph import Node, ancestors, consumers, format_shape
+from symdiff.graph import Node, Region, ancestors, consumers, format_shape, install, regions_in
 from symdiff.ops import REGISTRY
+from symdiff.ops.constants import folded_from, format_number, identity_form
 from symdiff.ops.core import broadcast_shapes
 
 # Past this many ops a subexpression gets its own line.
 INLINE_MAX = 24
-
-
-def format_number(v: float | int | bool) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    v = v.item() if hasattr(v, "item") else v
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e16:
-        return str(int(v))
-    return repr(v)
 
 
 def _leaf(node: Node) -> str:
@@ -36,14 +31,12 @@ def _leaf(node: Node) -> str:
         return node.name
     value = node.value
     if value.ndim == 0:
-        return _folded_from(node) or format_number(value.item())
+        return folded_from(node) or format_number(value.item())
     dtype = "" if node.dtype == np.float64 else f', dtype="{node.dtype.name}"'
     if node.uniform is not None:
         return f"full({format_shape(node.shape)}, {format_number(node.uniform)}{dtype})"
     if value.size <= 6:  # a Python list: 1.0 is a float, 1 an int, True a bool
         return str(np.asarray(value).tolist()).replace(" ", "")
-    from symdiff.rules import identity_form  # the rule table's test, cached per constant
-
     if identity_form(node) == "eye":
         return f"eye({value.shape[0]}{dtype})"  # an identity (a Hessian's ridge term): written as one
     return f"const{format_shape(node.shape)}"  # its values are not written: the parser refuses it
@@ -63,18 +56,6 @@ def _implicit(node: Node) -> tuple[Node, str | None] | None:
     if node.inputs and REGISTRY[node.op].notation.transparent and node.inputs[0].shape != node.shape:
         return node.inputs[0].shape, None
     return None
-
-
-def _folded_from(node: Node) -> str | None:
-    """``log(2)`` for the constant 0.6931471805599453 that folding log(2) made: a number
-    whose digits say less than the function of a short number it came from."""
-    if node.origin is None or len(format_number(node.value.item())) <= 8:
-        return None
-    op, inputs = node.origin
-    if len(inputs) != 1 or not written_as_call(REGISTRY[op]) or inputs[0].shape != () or inputs[0].dtype.kind != "f":
-        return None
-    argument = format_number(inputs[0].value.item())
-    return f"{op}({argument})" if len(argument) <= 8 else None
 
 
 def _literal(value) -> str:
@@ -99,11 +80,6 @@ def _attr_text(key: str, value) -> str:
     if isinstance(value, tuple) and len(value) == 1 and key == "axis":
         value = value[0]  # axis=-1: the parser gives it back to an op that takes tuples as (-1,)
     return f"{key}={_literal(value)}"
-
-
-def written_as_call(op) -> bool:
-    """True for an op printed as ``name(args)``: no infix symbol and no form of its own."""
-    return not (op.notation.symbol or op.notation.text or op.notation.transparent)
 
 
 def _wrapper(args: list[tuple[str, int]], left: str = "(", right: str = ")"):
@@ -193,32 +169,36 @@ def _spaced(symbol: str) -> str:
     return f" {symbol} " if symbol in ("+", "-", ">", "<", ">=", "<=", "==", "!=") else symbol
 
 
-def _plan(root: Node) -> tuple[list[Node], set[Node]]:
+def _plan(roots: list[Node]) -> tuple[list[Node], set[Node]]:
     """The subgraph in order, and which of its nodes get a line of their own."""
-    nodes = ancestors([root])
-    uses, _ = consumers(nodes)
+    nodes = ancestors(roots)
+    uses, _ = consumers(nodes, roots)  # a root is used once as a root: named if used again
     size: dict[Node, int] = {}  # ops on the node's line, with named inputs counting one
     tree: dict[Node, int] = {}  # ops of the fully expanded tree, capped (it grows exponentially)
     named: set[Node] = set()
     for n in nodes:
         size[n] = 1 + sum(1 if u in named else size[u] for u in n.inputs)
         tree[n] = min(INLINE_MAX + 1, 1 + sum(tree[u] for u in n.inputs))
-        if n is not root and n.inputs and (uses[n] > 1 or size[n] > INLINE_MAX):
+        if n.inputs and (uses[n] > 1 or (size[n] > INLINE_MAX and n not in roots)):
             named.add(n)
-    if tree[root] <= INLINE_MAX:
-        named.clear()  # small enough: print it inline, repeats and all
+    if sum(tree[r] for r in roots) <= INLINE_MAX:
+        # small enough: print it inline, repeats and all; but a node with several outputs, more
+        # than one of them used, is computed once and says so: t1 = eigh(A), t1.eigenvalues
+        named = {n for n in named if n.is_multi}
     return nodes, named
 
 
-def _lay_out(root: Node, leaf, render, label) -> tuple[list[tuple[str, str]], str]:
-    """The named lines ``(label, text)`` and the final text of ``root``, for one printer:
+def _lay_out(
+    roots: list[Node], leaf, render, label, taken: set[str] = frozenset()
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The named lines ``(label, text)`` and the final texts of ``roots``, for one printer:
     ``leaf(node)`` writes a variable or constant, ``render(node, args)`` an op given its
-    inputs' texts and strengths, ``label(k)`` the k-th line's name."""
-    nodes, named = _plan(root)
+    inputs' texts and strengths, ``label(k)`` the k-th line's name (none of ``taken``)."""
+    nodes, named = _plan(roots)
     texts: dict[Node, tuple[str, int]] = {}
     bare: dict[Node, tuple] = {}  # implicit broadcasts: (shape before, text of the value)
     lines = []
-    taken = {n.name for n in nodes if n.op == "variable"}
+    taken = set(taken) | {n.name for n in nodes if n.op == "variable"}
     counter = 0
     for n in nodes:
         if n.inputs:
@@ -236,13 +216,100 @@ def _lay_out(root: Node, leaf, render, label) -> tuple[list[tuple[str, str]], st
                 counter += 1
             lines.append((label(counter), texts[n][0]))
             texts[n] = (label(counter), 100)
-    return lines, texts[root][0]
+    return lines, [texts[r][0] for r in roots]
+
+
+# -- bodies (sd.composite): each defined once, before the expression --------------------------
+# Names a body's definition may not take: the parser's own functions (the ops the text calls
+# are taken as well; a definition of another op's name is read as the definition).
+_RESERVED = frozenset({"full", "eye", "einsum", "const"})
+
+
+class _Style:
+    """One printer: how it writes leaves, ops, line names, a body's header and its definition."""
+
+    def __init__(self, leaf, render, label, prefix, header, define, several):
+        self.leaf, self.render, self.label = leaf, render, label
+        # prefix(name): how a call of a body of that name starts; header(name, params): a definition's left side
+        self.prefix, self.header, self.define, self.several = prefix, header, define, several
+
+
+def _definitions(roots: list[Node], style: _Style) -> tuple[list[str], Any]:
+    """The definitions of the bodies ``roots`` run (inner bodies first), and the ``render`` that
+    writes their calls by the names they were defined under. Two bodies of one name (a composite
+    traced for two input types) that print alike are defined once; otherwise the later is
+    renamed ``name_2``, and its calls with it."""
+    nodes = ancestors(roots)
+    regions = regions_in(nodes)
+    if not regions:
+        return [], style.render
+    printed: dict[Region, str] = {}
+    defined: dict[str, tuple] = {}  # printed name -> its definition's body text
+    taken = set(_RESERVED) | {n.name for n in nodes if n.op == "variable"}
+    for n in itertools.chain(nodes, *(ancestors(r.outputs) for r in regions)):
+        if n.op not in ("variable", "constant") and not n.regions:
+            taken.add(n.op)
+    out: list[str] = []
+
+    def render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
+        text, strength = style.render(node, args)
+        if node.regions:
+            old, new = style.prefix(node.regions[0].name), style.prefix(printed[node.regions[0]])
+            if old != new and text.startswith(old):
+                text = new + text[len(old) :]
+        return text, strength
+
+    for region in regions:
+        lines, finals = _lay_out(list(region.outputs), style.leaf, render, style.label, taken)
+        final = style.several(finals) if region.several else finals[0]
+        body = (tuple(lines), final)
+        name, k = region.name, 1
+        while name in taken and defined.get(name) != body:
+            k += 1
+            name = f"{region.name}_{k}"
+        printed[region] = name
+        if name not in defined:
+            defined[name] = body
+            taken.add(name)
+            out.append(style.define(style.header(name, [p.name for p in region.params]), lines, final))
+    return out, render
+
+
+def _text_header(name: str, params: list[str]) -> str:
+    return f"{name}({', '.join(params)})"
+
+
+def _text_define(header: str, lines: list[tuple[str, str]], final: str) -> str:
+    if not lines:
+        return f"{header} = {final}"
+    return "\n".join([f"{header} ="] + [f"    {name} = {text}" for name, text in lines] + [f"    {final}"])
+
+
+def _tuple_text(items: list[str]) -> str:
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _text_style() -> _Style:
+    return _Style(_leaf, _render, lambda k: f"t{k}", lambda name: f"{name}(", _text_header, _text_define, _tuple_text)
 
 
 def to_text(root: Node) -> str:
     """The expression of ``root`` as text (``str(node)``): Python's reading of it, as
-    ``symdiff.parse.parse`` reads it back, is the node's value."""
-    lines, last = _lay_out(root, _leaf, _render, lambda k: f"t{k}")
+    ``symdiff.parse.parse`` reads it back, is the node's value.
+
+    The bodies it runs (``sd.composite``) are defined first, each once, one per line
+    (``softclip(x, c) = c*tanh(x/c)``; a long body as an indented block after ``f(x, c) =``);
+    shared subexpressions are numbered lines ``t1 = ...`` before the expression.
+    """
+    style = _text_style()
+    definitions, render = _definitions([root], style)
+    lines, (last,) = _lay_out([root], _leaf, render, style.label)
+    return "\n".join(definitions + [f"{name} = {text}" for name, text in lines] + [last])
+
+
+def _expression_text(root: Node) -> str:
+    """``to_text`` without the bodies' definitions (a call reads ``softclip(x, 2)``)."""
+    lines, (last,) = _lay_out([root], _leaf, _render, lambda k: f"t{k}")
     return "\n".join([f"{name} = {text}" for name, text in lines] + [last])
 
 
@@ -269,23 +336,11 @@ def short_text(node: Node, limit: int = 60) -> str:
     if not node.inputs:
         return _leaf(node)
     if _within(node, INLINE_MAX):
-        text = to_text(node)
+        text = _expression_text(node)
         if "\n" not in text and len(text) <= limit:
             return text
     args = ", ".join(_leaf(u) if not u.inputs else f"#{u.index}" for u in node.inputs)
     return f"{node.op}({args})"
-
-
-def latex_or_none(node: Node) -> str | None:
-    """``$...$`` LaTeX for a scalar node if sympy can express it, else None."""
-    if node.shape != () or len(ancestors([node])) > 200:
-        return None
-    try:
-        from symdiff.export.sympy import latex
-
-        return f"${latex(node)}$"
-    except Exception:
-        return None
 
 
 # -- LaTeX in operator form (tensor expressions) -------------------------------------------
@@ -348,8 +403,45 @@ def to_latex(root: Node) -> str:
     >>> to_latex(X.T @ sd.tanh(X @ w))
     'X^{\\\\top} \\\\tanh\\\\left(X w\\\\right)'
     """
-    lines, last = _lay_out(root, _latex_leaf, _latex_render, lambda k: f"t_{{{k}}}")
-    if not lines:
+    style = _Style(
+        _latex_leaf, _latex_render, lambda k: f"t_{{{k}}}", _latex_prefix, _latex_header, _latex_define, _latex_tuple
+    )
+    definitions, render = _definitions([root], style)
+    lines, (last,) = _lay_out([root], _latex_leaf, render, style.label)
+    if not lines and not definitions:
         return last
-    rows = [f"{name} &= {text}" for name, text in lines] + [f"& {last}"]
+    rows = definitions + [f"{name} &= {text}" for name, text in lines] + [f"& {last}"]
     return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"
+
+
+def _latex_prefix(name: str) -> str:
+    return rf"\operatorname{{{_escape(name)}}}"
+
+
+def _escape(name: str) -> str:
+    return name.replace("_", r"\_")
+
+
+def _latex_header(name: str, params: list[str]) -> str:
+    return rf"{_latex_prefix(name)}\left({', '.join(_latex_name(p) for p in params)}\right)"
+
+
+def _latex_define(header: str, lines: list[tuple[str, str]], final: str) -> str:
+    """A body's rows: its own lines, indented, then ``f(x, c) &= ...``."""
+    return r" \\ ".join([rf"\quad {name} &= {text}" for name, text in lines] + [f"{header} &= {final}"])
+
+
+def _latex_tuple(items: list[str]) -> str:
+    return r"\left(" + ", ".join(items) + r"\right)"
+
+
+# -- Node's text -----------------------------------------------------------------------------
+def _node_repr(node: Node) -> str:
+    return f"<{node._header()}: {short_text(node)}>"
+
+
+def _node_str(node: Node) -> str:
+    return to_text(node)
+
+
+install(Node, {"__repr__": _node_repr, "__str__": _node_str})

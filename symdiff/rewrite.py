@@ -36,6 +36,18 @@ def fill_value(node: Any) -> float | int | bool | None:
     return node.uniform if node.op == "constant" else None
 
 
+def _operators(op: str) -> tuple[Callable[[Pat, Any], Pat], Callable[[Pat, Any], Pat]]:
+    """``p <op> q`` and the reflected ``q <op> p`` as methods building the pattern ``Pat(op, ...)``."""
+
+    def forward(self: Pat, other: Any) -> Pat:
+        return Pat(op, self, other)
+
+    def reflected(self: Pat, other: Any) -> Pat:
+        return Pat(op, other, self)
+
+    return forward, reflected
+
+
 class Pat:
     """A pattern: an op (a name, a set of names, or any), input patterns, a binding name
     and a test on the node."""
@@ -108,32 +120,11 @@ class Pat:
             yield from self._inputs_match(inputs, found, k + 1)
 
     # expressions of patterns are patterns of expressions
-    def __add__(self, other: Any) -> Pat:
-        return Pat("add", self, other)
-
-    def __radd__(self, other: Any) -> Pat:
-        return Pat("add", other, self)
-
-    def __sub__(self, other: Any) -> Pat:
-        return Pat("sub", self, other)
-
-    def __rsub__(self, other: Any) -> Pat:
-        return Pat("sub", other, self)
-
-    def __mul__(self, other: Any) -> Pat:
-        return Pat("mul", self, other)
-
-    def __rmul__(self, other: Any) -> Pat:
-        return Pat("mul", other, self)
-
-    def __truediv__(self, other: Any) -> Pat:
-        return Pat("div", self, other)
-
-    def __rtruediv__(self, other: Any) -> Pat:
-        return Pat("div", other, self)
-
-    def __pow__(self, other: Any) -> Pat:
-        return Pat("pow", self, other)
+    __add__, __radd__ = _operators("add")
+    __sub__, __rsub__ = _operators("sub")
+    __mul__, __rmul__ = _operators("mul")
+    __truediv__, __rtruediv__ = _operators("div")
+    __pow__ = _operators("pow")[0]
 
     def __neg__(self) -> Pat:
         return Pat("neg", self)
@@ -156,10 +147,16 @@ class Rule:
     """``pattern -> fn(root, **bindings)``; ``build`` rules also run while building.
 
     ``context=True`` passes the simplifier's context as the keyword ``ctx`` (which nodes
-    are shared); build rules have none.
+    are shared); build rules have none. ``extends_domain=True`` marks a rule that can give a
+    finite value where the original gives inf or nan (``x - x -> 0`` at an infinite x), other
+    than by moving where a reassociated sum or product overflows: docs/concepts.md lists
+    exactly these. ``flattens``: the ops of inputs the rule reads through as part of its root
+    (the inner sums of a sum), so the simplifier rewrites such an input with its consumer
+    rather than on its own. ``guard``: the ops one of the root's inputs must have, for a
+    pattern that cannot say so itself ("every input is a constant").
     """
 
-    __slots__ = ("pattern", "fn", "build", "context", "name", "_hints")
+    __slots__ = ("pattern", "fn", "build", "context", "name", "extends_domain", "flattens", "_hints", "_guard")
 
     def __init__(
         self,
@@ -169,18 +166,26 @@ class Rule:
         build: bool = True,
         context: bool = False,
         name: str | None = None,
+        extends_domain: bool = False,
+        flattens: Iterable[str] = (),
+        guard: Iterable[str] | None = None,
     ):
         if pattern.ops is None and not name:
             raise TypeError("a rule's root pattern names its op(s)")
         self.pattern, self.fn, self.build, self.context = pattern, fn, build, context
         self.name = name or getattr(fn, "__name__", "rule")
+        self.extends_domain = extends_domain
+        self.flattens = frozenset(flattens)
         # what each input's op can be; a rule whose inputs cannot match is skipped without a search
         hints = tuple(p.hint for p in pattern.src or ())
         self._hints = hints if any(h is not None for h in hints) else None
+        self._guard = None if guard is None else frozenset(guard)
 
     @property
     def guard(self) -> frozenset[str] | None:
         """The ops one of the root's inputs must have for the rule to match (None: no such need)."""
+        if self._guard is not None:
+            return self._guard
         if self._hints is None:
             return None
         return frozenset().union(*(h for h in self._hints if h is not None))
@@ -213,7 +218,8 @@ class Rule:
         return None
 
     def __repr__(self) -> str:
-        return f"<Rule {self.name}: {self.pattern!r}{'' if self.build else ' (simplify)'}>"
+        flags = ("" if self.build else " (simplify)") + (" (extends the domain)" if self.extends_domain else "")
+        return f"<Rule {self.name}: {self.pattern!r}{flags}>"
 
 
 class RuleTable:
@@ -225,14 +231,29 @@ class RuleTable:
         for rule in self.rules:
             for op in rule.pattern.ops:
                 self.by_op.setdefault(op, []).append(rule)
+        self._position = {rule: k for k, rule in enumerate(self.rules)}
+        self._found: dict[tuple[str, str | None, bool], list[Rule]] = {}  # for_op's answers
+        self._flattened: dict[str, frozenset[str]] = {}
 
     def for_op(self, op: str, *, build: bool) -> list[Rule]:  # build: the build rules, else simplify's
-        """The rules whose root is ``op``'s kind (``"kind:elementwise"``), then those for ``op``."""
-        found = self.by_op.get(op, [])
+        """The rules whose root is ``op`` or its kind (``"kind:elementwise"``), in table order."""
         entry = REGISTRY.get(op)
-        if entry is not None:
-            found = self.by_op.get(f"kind:{entry.kind}", []) + found
-        return [r for r in found if r.build == build]
+        kind = None if entry is None else entry.kind
+        key = (op, kind, build)
+        found = self._found.get(key)
+        if found is None:
+            found = self.by_op.get(op, []) + self.by_op.get(f"kind:{kind}", [])
+            found = sorted((r for r in found if r.build == build), key=self._position.__getitem__)
+            self._found[key] = found
+        return found
+
+    def flattened(self, op: str) -> frozenset[str]:
+        """The ops the simplify rules at ``op`` read through (``flattens``): a sum's inner sums.
+        An input of one of these ops used nowhere else is rewritten as part of ``op``'s node."""
+        found = self._flattened.get(op)
+        if found is None:
+            found = self._flattened[op] = frozenset().union(*(r.flattens for r in self.for_op(op, build=False)))
+        return found
 
     def rewrite(self, root: Any, rules: Iterable[Rule], ctx: Any = None) -> Node | None:
         """The first rule's replacement for ``root`` that is not root itself, or None."""
@@ -243,6 +264,8 @@ class RuleTable:
         return None
 
 
-def of_kind(kind: str, *src: Any, name: str | None = None) -> Pat:
-    """A pattern for the root of every op of a kind (``of_kind("elementwise")``)."""
-    return Pat(f"kind:{kind}", *src, name=name)
+def of_kind(kind: str | Iterable[str], *src: Any, name: str | None = None) -> Pat:
+    """A pattern for the root of every op of a kind, or of any of several kinds
+    (``of_kind("elementwise")``, ``of_kind(KINDS)``: every op)."""
+    kinds = [kind] if isinstance(kind, str) else kind
+    return Pat([f"kind:{k}" for k in kinds], *src, name=name)

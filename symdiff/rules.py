@@ -1,13 +1,15 @@
 """The one rule table: every rewrite symdiff makes, as pattern -> replacement.
 
 Rules marked ``build`` apply to every node as it is built (``x + 0`` is ``x`` before
-anything is appended); the others only when :func:`symdiff.simplify` is asked for
+anything is appended), the last of them constant folding (every input a constant: the
+value computed now); the others only when :func:`symdiff.simplify` is asked for
 (collecting like terms, merging factors into powers, ``exp(log x)``). Every rule
 fires only where it holds for every value the original accepts, up to rounding: a
 replacement has the root's shape and dtype (or the rule does not fire), constants
 merge only into representable numbers (``ops.core.representable``), and cancelling
-``x/x`` needs x to be nonzero (an op property). See docs/concepts.md for the
-contract and the two documented domain-extending rewrites (``x - x``, ``exp(x)/exp(x)``).
+``x/x`` needs x to be nonzero (an op property). The rules that may turn an inf or nan
+into a finite value (``x - x -> 0``, ``log(exp(x)) -> x``) are flagged ``extends_domain``;
+docs/concepts.md lists exactly these (tests/test_rule_table.py checks it).
 """
 
 from __future__ import annotations
@@ -23,7 +25,19 @@ import numpy as np
 from symdiff.graph import Node
 from symdiff.ops import arithmetic as ar
 from symdiff.ops.arithmetic import astype, divide, multiply, negative, power, subtract
-from symdiff.ops.core import BUILD_REWRITES, REGISTRY, Candidate, apply, broadcast_shapes, representable
+from symdiff.ops.constants import element_scale, folded_from, identity_form
+from symdiff.ops.core import (
+    BUILD_REWRITES,
+    KINDS,
+    REGISTRY,
+    Candidate,
+    apply,
+    attrs_key,
+    broadcast_shapes,
+    foldable_shape,
+    rebuild,
+    representable,
+)
 from symdiff.ops.creation import eye_value
 from symdiff.ops.structure import broadcast_to, reshape, transpose
 from symdiff.rewrite import Pat, Rule, RuleTable, fill_value, of_kind
@@ -79,6 +93,38 @@ def _neg(p: Pat) -> Pat:
 
 
 # -- build rules: true for every value, cheap, local -------------------------------------
+def foldable(root: Any) -> bool:
+    """Whether ``root`` can be computed now: every input a constant, its op not declared
+    ``fold=False``, and a result small enough (``ops.core.foldable_shape``)."""
+    for u in root.inputs:  # a loop, not all(...): this runs for every node with a constant input
+        if u.op != "constant":
+            return False
+    return REGISTRY[root.op].fold and foldable_shape(root.shape)
+
+
+def _computed(root: Any) -> Any:
+    with np.errstate(all="ignore"):  # inf and nan as numpy gives them when the graph runs
+        return REGISTRY[root.op].forward(np, *(i.value for i in root.inputs), **root.attrs)
+
+
+def _folded(root: Any, value: Any) -> Node:
+    """``value`` as a constant of ``root``'s dtype that remembers ``root`` as its origin (so it
+    prints as ``log(2)``), unless an equal constant was there already."""
+    count = len(root.graph._nodes)
+    node = root.graph.constant(np.asarray(value, dtype=root.dtype))
+    if len(root.graph._nodes) > count:
+        node.origin = (root.op, root.inputs)
+    return node
+
+
+def _constant_folding(root: Candidate) -> Node | None:
+    """A node whose every input is a constant is computed now (``2*3`` is 6) and its key made an
+    alias of the constant, so building it again finds that; the table's last build rule."""
+    if not foldable(root):
+        return None
+    return root.graph._alias(root.op, root.inputs, attrs_key(root.attrs), _folded(root, _computed(root)))
+
+
 def _scalar_operands(root: Candidate) -> Node | None:
     """A uniform constant operand of an elementwise op as a scalar, where that keeps the shape:
     ``full((99,), 100) * t`` computes the same as ``100 * t`` when t is (99,) already."""
@@ -133,9 +179,7 @@ def _negated_product(root: Any) -> Node:
 
 def _negated_factor(root: Any, a: Node, x: Node) -> Node | None:
     # -(2*x) = -2*x; a constant that prints as where it came from (log(2)) keeps its form
-    from symdiff.printing import _folded_from
-
-    return multiply(negative(a), x) if _folded_from(a) is None else None
+    return multiply(negative(a), x) if folded_from(a) is None else None
 
 
 def _negated_quotient(root: Any) -> Node:
@@ -238,43 +282,8 @@ def _rejoined(root: Any) -> Node | None:
 # -- identities in matrix products ---------------------------------------------------------
 # A Jacobian or Hessian seeds its pass with the identity (unit vectors, one per seed); these
 # rules fold the products with it at build time, so no identity-sized constant does work:
-# the Hessian of x@A@x is built as A + A.T, not as n matrix-vector products with e_i.
-_IDENTITY_FORMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_ELEMENT_SCALE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _is_eye(v: np.ndarray) -> bool:
-    n = v.shape[0]
-    return v.shape == (n, n) and np.count_nonzero(v) == n and bool(np.all(np.diagonal(v) == 1))
-
-
-def identity_form(node: Node) -> str | None:
-    """ "eye" for an (n, n) identity constant, "rows" for (n, 1, n) (unit row vectors), "cols" for
-    (n, n, 1) (unit columns), "elements" for (m, k, m, k) (the identity on m x k matrices);
-    None for anything else. Checked once per constant."""
-    if node.op != "constant":
-        return None
-    form = _IDENTITY_FORMS.get(node, False)
-    if form is not False:
-        return form
-    s, v, form = node.shape, node.value, None
-    if node.uniform is None and node.dtype.kind == "f" and len(s) in (2, 3):
-        if len(s) == 2 and s[0] == s[1] and _is_eye(v):
-            form = "eye"
-        elif len(s) == 3 and s[1] == 1 and s[0] == s[2] and _is_eye(v[:, 0, :]):
-            form = "rows"
-        elif len(s) == 3 and s[2] == 1 and s[0] == s[1] and _is_eye(v[:, :, 0]):
-            form = "cols"
-    if form is None and node.uniform is None and node.dtype.kind == "f" and len(s) == 4 and s[:2] == s[2:]:
-        flat = v.reshape(s[0] * s[1], s[0] * s[1])
-        scale = flat[0, 0]
-        if scale != 0 and _is_eye(flat / scale):
-            form = "elements"  # c times the identity on a matrix's elements: a Hessian's seed by a matrix
-            _ELEMENT_SCALE[node] = scale
-    _IDENTITY_FORMS[node] = form
-    return form
-
-
+# the Hessian of x@A@x is built as A + A.T, not as n matrix-vector products with e_i. Which
+# constants are identities: symdiff.ops.constants.identity_form (the printers ask it too).
 def _as_root(root: Any, node: Node) -> Node | None:
     if node.shape != root.shape:
         return None
@@ -334,7 +343,7 @@ def _identity_product(root: Any, x: Node, y: Node) -> Node | None:
     if fx == "elements" and y.ndim == 2:
         # E[a, b, i, j] = δ_ai δ_bj, so (E @ M)[a, b, i, :] = δ_ai M[b, :]: an outer product, not a matmul
         m = x.shape[0]
-        delta = root.graph.constant((_ELEMENT_SCALE[x] * np.eye(m, dtype=x.dtype)).reshape(m, 1, m, 1))
+        delta = root.graph.constant((element_scale(x) * np.eye(m, dtype=x.dtype)).reshape(m, 1, m, 1))
         return _as_root(root, multiply(delta, expand_dims(y, (0, 2))))
     if y.ndim in (1, 2) and (d := _diagonal_of(x)) is not None:
         return _as_root(root, multiply(expand_dims(d, -1) if y.ndim == 2 else d, y))  # diag(d) @ M
@@ -1036,25 +1045,16 @@ _FOLDED_MASKS: weakref.WeakSet = weakref.WeakSet()  # constants a scatter or whe
 def _folded_mask(root: Any) -> Node | None:
     """A scatter or where of constants in a derivative pass, folded here (as apply would) and
     remembered, so that a product with it keeps its zeros exact (_folded_scatter_product)."""
-    from symdiff.ops.core import FOLD_MAX_SIZE
-
-    op = REGISTRY[root.op]
     if root.op in ("mul", "div") and not any(i in _FOLDED_MASKS for i in root.inputs):
         return None
-    if root.graph._gradient_depth == 0 or root.dtype.kind != "f" or not op.fold or None in root.shape:
-        return None
-    if not all(i.op == "constant" for i in root.inputs) or int(np.prod(root.shape)) > FOLD_MAX_SIZE:
+    if root.graph._gradient_depth == 0 or root.dtype.kind != "f" or not foldable(root):
         return None
     if root.op == "pad" and root.attrs["value"] != 0:
         return None
-    with np.errstate(all="ignore"):
-        value = np.asarray(op.forward(np, *(i.value for i in root.inputs), **root.attrs), dtype=root.dtype)
+    value = np.asarray(_computed(root), dtype=root.dtype)
     if value.shape != root.shape or np.count_nonzero(value) in (0, value.size):
         return None  # no zeros, or all: nothing to keep
-    count = len(root.graph._nodes)
-    node = root.graph.constant(value)
-    if len(root.graph._nodes) > count:
-        node.origin = (root.op, root.inputs)
+    node = _folded(root, value)
     _FOLDED_MASKS.add(node)
     return node
 
@@ -1111,8 +1111,8 @@ def _selected_product(root: Any, s: Node, p: Node) -> Node | None:
 _masked = Pat("where", name="w")
 _scatter = Pat(_SCATTERS, name="u")
 MASK_RULES = [
-    Rule(Pat("mul", _masked, Pat.var("p")), _mask_product, name="mask_product"),
-    Rule(Pat("div", _masked, Pat.var("p")), _mask_product, name="mask_quotient"),
+    Rule(Pat("mul", _masked, Pat.var("p")), _mask_product, name="mask_product", extends_domain=True),
+    Rule(Pat("div", _masked, Pat.var("p")), _mask_product, name="mask_quotient", extends_domain=True),
     Rule(Pat("neg", _masked), lambda root, w: _each_branch(root, w, negative, negative), name="mask_negation"),
     Rule(
         Pat("astype", _masked),
@@ -1133,17 +1133,32 @@ MASK_RULES = [
         name="mask_broadcast_like",
     ),
     Rule(Pat("sum", _masked), _mask_reduced, name="mask_reduced"),
-    Rule(Pat(("mul", "div"), _scatter, Pat.var("p")), _scatter_product, name="scatter_product"),
+    Rule(Pat(("mul", "div"), _scatter, Pat.var("p")), _scatter_product, name="scatter_product", extends_domain=True),
     Rule(Pat("neg", _scatter), lambda root, u: _scatter_each(root, u, negative), name="scatter_negation"),
     Rule(Pat("astype", _scatter), lambda root, u: _scatter_each(root, u, _cast(root.dtype)), name="scatter_cast"),
     # a selection has index or reference inputs after the first: the scatter is checked inside
     Rule(Pat(_SELECTIONS, name="s"), _unscattered, name="unscattered"),
     Rule(Pat(_SELECTIONS + ("take", "take_along_axis"), name="s"), _unwritten, name="unwritten_selection"),
     Rule(Pat(("add", "sub"), _scatter, Pat(_SCATTERS, name="v")), _scatter_sum, name="scatter_sum"),
-    Rule(Pat(("mul", "div"), Pat(_SELECTIONS, name="s"), Pat.var("p")), _selected_product, name="selected_product"),
+    Rule(
+        Pat(("mul", "div"), Pat(_SELECTIONS, name="s"), Pat.var("p")),
+        _selected_product,
+        name="selected_product",
+        extends_domain=True,
+    ),
     Rule(Pat(_SCATTERS + ("where",)), _folded_mask, name="folded_mask"),
-    Rule(Pat(("mul", "div"), Pat("constant", name="k"), Pat.var("p")), _folded_scatter_product, name="folded_scatter"),
-    Rule(Pat(("mul", "div"), Pat(("expand_dims", "squeeze", "transpose"), name="m"), Pat.var("p")), _moved_product),
+    Rule(
+        Pat(("mul", "div"), Pat("constant", name="k"), Pat.var("p")),
+        _folded_scatter_product,
+        name="folded_scatter",
+        extends_domain=True,
+    ),
+    Rule(
+        Pat(("mul", "div"), Pat(("expand_dims", "squeeze", "transpose"), name="m"), Pat.var("p")),
+        _moved_product,
+        name="moved_product",
+        extends_domain=True,
+    ),
     Rule(
         Pat("neg", Pat(_SELECTIONS, name="s")), lambda root, s: _selected_each(root, s, negative), name="selected_neg"
     ),
@@ -1256,10 +1271,7 @@ def _without_abs(node: Node, drop: frozenset) -> Node:
         return node.inputs[0]
     if node.op not in _PRODUCT_OPS:
         return node
-    inputs = tuple(_without_abs(u, drop) for u in node.inputs)
-    if all(a is b for a, b in zip(inputs, node.inputs)):
-        return node
-    return apply(REGISTRY[node.op], *inputs, **dict(node._attrs))
+    return rebuild(node, [_without_abs(u, drop) for u in node.inputs])
 
 
 def _root_power(r: Node, p: Any, dtype: np.dtype) -> Node | None:
@@ -1354,7 +1366,12 @@ _kink = Pat.var("k", ops=_SQUARED_KINKS | _PRODUCT_OPS)
 _inner = Pat.var("k", ops=_INNER_SQUARES)
 _abs = Pat.var("p", ops=("abs",))
 KINK_RULES = [
-    Rule(Pat("pow", _kink, Pat.var("e")), lambda root, k, e: _kink_power(root, k, fill_value(e)), name="kink_power"),
+    Rule(
+        Pat("pow", _kink, Pat.var("e")),
+        lambda root, k, e: _kink_power(root, k, fill_value(e)),
+        name="kink_power",
+        extends_domain=True,  # (s**3)**(1/3) is s for s >= 0, also where s**3 overflows
+    ),
     Rule(Pat("mul", _kink, Pat.var("k")), lambda root, k: _kink_power(root, k, 2), name="kink_square"),
     # a product gaining a factor |u| (w*|u|*|u|, (w/|u|)/|u|): searched only then, so other products cost nothing
     Rule(Pat("mul", _abs, Pat.var("q")), _paired_abs, name="paired_abs"),
@@ -1366,18 +1383,24 @@ KINK_RULES = [
         Pat("sqrt", Pat(("pow", "mul"), name="t")),
         lambda root, t: _root_of_square(root, t, Fraction(1, 2)),
         name="root_of_square",
+        extends_domain=True,  # sqrt(u**2) is |u|, also where u**2 overflows
     ),
     Rule(
         Pat("pow", Pat(("pow", "mul"), name="t"), Pat.var("q")),
         lambda root, t, q: _root_of_square(root, t, _ratio(fill_value(q))),
         name="root_of_square",
+        extends_domain=True,
     ),
 ]
 # == end of kinks ==================================================================================
 
 
-# The roots the normal forms are computed at (a negation is a term with coefficient -1).
-SUMS = ("add", "sub", "neg", "mul")
+# The roots the normal forms are computed at (a negation is a term with coefficient -1; a
+# product's, of a factor -1), and the ops each reads through (``flattens``): a single-use
+# inner sum is part of the outer sum, so the simplifier rewrites it there, not on its own.
+# A product scaled by a constant (``2*(3*x + y)``) is also a sum's term, read through only then.
+_SUM_OPS = frozenset({"add", "sub", "neg"})
+SUMS = ("add", "sub", "neg")
 PRODUCTS = ("mul", "div")
 
 _det_ratio = Pat("div", Pat("det", Pat.var("a"), name="d"), Pat.var("d"))
@@ -1393,7 +1416,7 @@ RULES = RuleTable(
         Rule(x - _neg(y), lambda root, x, y: ar.add(x, y)),
         Rule(x * 1, _keep),
         Rule(x * -1, lambda root, x: negative(x) if same_type(x, root) else None),
-        Rule(Pat.const(0, "zero") * x, _zero_product),
+        Rule(Pat.const(0, "zero") * x, _zero_product, name="zero_product", extends_domain=True),
         Rule(_scalar("a") * Pat("mul", _scalar("b"), x, ordered=True), _merge_factors),
         Rule(a * Pat("div", Pat.const(1, "one"), c, ordered=True), _times_reciprocal),
         Rule(Pat("neg", name="n") * b, lambda root, n, b: _negated_product(root)),
@@ -1413,10 +1436,10 @@ RULES = RuleTable(
         Rule(Pat("match_shape", x, Pat.var("ref")), _known_shapes),
         Rule(_pat("getitem"), _full_slice),
         Rule(Pat(("concatenate", "stack")), _rejoined),
-        Rule(Pat("expand_dims", _det_ratio) * y, _cancelled_det),
-        Rule(_det_ratio * y, _cancelled_det),
-        Rule(Pat("log", Pat("det", x)), _log_det),
-        Rule(Pat("matmul", x, y), _identity_product),
+        Rule(Pat("expand_dims", _det_ratio) * y, _cancelled_det, name="cancelled_det", extends_domain=True),
+        Rule(_det_ratio * y, _cancelled_det, name="cancelled_det", extends_domain=True),
+        Rule(Pat("log", Pat("det", x)), _log_det, name="log_det", extends_domain=True),
+        Rule(Pat("matmul", x, y), _identity_product, name="identity_product", extends_domain=True),
         Rule(Pat("matmul", Pat("mul", Pat.var("p"), Pat.var("n")), Pat.var("v")), _factor_out),
         Rule(Pat("matmul", _neg(x), y), lambda root, x, y: _as_root(root, negative(_matmul(x, y)))),
         Rule(Pat("matmul", x, _neg(y)), lambda root, x, y: _as_root(root, negative(_matmul(x, y)))),
@@ -1424,7 +1447,7 @@ RULES = RuleTable(
         Rule(Pat("undiagonal", x, Pat.var("ref")), _uniform_diagonal),
         Rule(Pat("squeeze", Pat("expand_dims", x, name="e")), _squeeze_expanded),
         Rule(Pat("expand_dims", Pat("squeeze", x, name="e")), _squeeze_expanded),
-        Rule(Pat("sum", Pat("mul", name="p")), _summed_diagonal),
+        Rule(Pat("sum", Pat("mul", name="p")), _summed_diagonal, name="summed_diagonal", extends_domain=True),
         Rule(Pat("sum", Pat("mul", name="p")), _row_products),
         Rule(Pat("sum", _neg(x)), _summed_negation),
         Rule(Pat("squeeze", Pat("matmul", m, Pat("expand_dims", b, name="e"), name="p")), _batched_matvec),
@@ -1434,19 +1457,27 @@ RULES = RuleTable(
         Rule(_pat("count"), _static_count),
         Rule(Pat("eye_like", Pat.var("ref")), _static_eye),
         *MASK_RULES,  # the masks of where and of selections (the section above)
+        # last: a node no other rule replaced, every input a constant, is computed now
+        Rule(of_kind(KINDS), _constant_folding, name="constant_folding", guard=("constant",)),
         # simplify only: normal forms of whole sums and products, function pairs
-        Rule(Pat(PRODUCTS), collect_factors, build=False, context=True),
-        Rule(Pat(SUMS), collect_terms, build=False, context=True),
-        Rule(Pat("exp", Pat("log", x)), _exp_log, build=False),
-        Rule(Pat("log", Pat("exp", x)), lambda root, x: x, build=False),
-        Rule(Pat("pow", Pat("pow", x, Pat.var("p")), Pat.var("q")), _pow_pow, build=False),
+        Rule(Pat(PRODUCTS), collect_factors, build=False, context=True, extends_domain=True, flattens=_PRODUCT_OPS),
+        Rule(Pat(SUMS), collect_terms, build=False, context=True, extends_domain=True, flattens=_SUM_OPS),
+        Rule(Pat("mul"), collect_terms, build=False, context=True, extends_domain=True),  # 2*(3*x + y): a term
+        Rule(Pat("exp", Pat("log", x)), _exp_log, build=False, name="exp_log"),
+        Rule(Pat("log", Pat("exp", x)), lambda root, x: x, build=False, name="log_exp", extends_domain=True),
+        Rule(
+            Pat("pow", Pat("pow", x, Pat.var("p")), Pat.var("q")),
+            _pow_pow,
+            build=False,
+            name="pow_pow",
+            extends_domain=True,
+        ),
         Rule(Pat("where", c, x, x), _where_same, build=False),
     ]
 )
 
 
-def _build_rewrite(op: str) -> Callable[[Candidate], Node | None]:
-    rules = RULES.for_op(op, build=True)
+def _build_rewrite(rules: list[Rule]) -> Callable[[Candidate], Node | None]:
     # A node none of whose inputs has an op that some rule's pattern names (a constant, a
     # negation, ...) can only meet the rules that name none: the usual case, decided at once.
     unguarded = [r for r in rules if r.guard is None]
@@ -1465,11 +1496,11 @@ def install() -> None:
     """Make the build rules part of ``apply`` (for every op, and for ops declared later by kind)."""
     BUILD_REWRITES.clear()
     for op in REGISTRY:
-        if RULES.for_op(op, build=True):
-            BUILD_REWRITES[op] = _build_rewrite(op)
-    for kind in {"elementwise"}:
-        rules = [r for r in RULES.by_op.get(f"kind:{kind}", []) if r.build]
-        BUILD_REWRITES[kind] = lambda root, rules=rules: RULES.rewrite(root, rules)
+        if rules := RULES.for_op(op, build=True):
+            BUILD_REWRITES[op] = _build_rewrite(rules)
+    for kind in KINDS:
+        if rules := [r for r in RULES.by_op.get(f"kind:{kind}", []) if r.build]:
+            BUILD_REWRITES[kind] = _build_rewrite(rules)
 
 
 install()

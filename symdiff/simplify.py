@@ -5,7 +5,9 @@ of the one rule table (``symdiff.rules``) until nothing changes: like terms coll
 ``2*cos(t)``), constant factors merged (``2*(3*x)`` -> ``6*x``), repeated factors
 turned into powers (``x*x`` -> ``x**2``), ``exp(log x)`` for positive x,
 ``log(exp x)``, powers of powers. Shapes and dtypes never change, and neither do
-values, up to rounding (a rewrite may reassociate floating-point arithmetic).
+values, up to rounding (a rewrite may reassociate floating-point arithmetic), except
+that the rules flagged ``extends_domain`` may give a number where the original gives
+inf or nan (``x - x`` is 0 for an infinite x): docs/concepts.md lists them.
 
 Everything simpler that can be done while building (``x*1``, ``x+0``, ``0*x``,
 ``--x``, ``sum`` of a broadcast constant, transpose of transpose, reshape of
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from symdiff.graph import Node, ancestors, check_same_graph, consumers, gc_paused, node_list
-from symdiff.ops import REGISTRY, apply
+from symdiff.ops.core import rebuild
 from symdiff.rules import RULES
 
 MAX_PASSES = 8
@@ -31,22 +33,13 @@ def _rewrite(node: Node, shared: Callable[[Node], bool]) -> Node:
     Only float nodes are rewritten: integer arithmetic wraps, so its sums do not regroup.
     """
     for _ in range(MAX_PASSES):
-        if node.dtype.kind != "f":
+        if node.is_multi or node.dtype.kind != "f":
             return node
         new = RULES.rewrite(node, RULES.for_op(node.op, build=False), shared)
         if new is None:
             return node
         node = new
     return node
-
-
-def _rebuild(node: Node, inputs: tuple[Node, ...]) -> Node:
-    # apply runs the build rules: a rebuilt node is as simple as building makes it
-    return apply(REGISTRY[node.op], *inputs, **dict(node._attrs))
-
-
-_SUMS = {"add", "sub", "neg"}
-_PRODUCTS = {"mul", "div", "neg"}
 
 
 def _one_pass(outputs: Sequence[Node]) -> list[Node]:
@@ -66,15 +59,16 @@ def _one_pass(outputs: Sequence[Node]) -> list[Node]:
             else:
                 inputs = tuple(done[u] for u in n.inputs)
                 # Only the root of a sum or a product is rewritten: flattening each node of a
-                # long chain again would take quadratic time.
+                # long chain again would take quadratic time. An inner node is one that the
+                # rules at its only consumer read through (the table's ``flattens``).
                 parent = consumer.get(n) if uses.get(n) == 1 else None
-                interior = parent is not None and (
-                    (n.op in _SUMS and parent.op in _SUMS) or (n.op in _PRODUCTS and parent.op in _PRODUCTS)
-                )
+                interior = parent is not None and n.op in RULES.flattened(parent.op)
                 graph._gradient_depth += n.is_gradient  # a simplified derivative node is still one
                 try:
-                    # a node whose inputs did not change is itself, unless a rule fires
-                    rebuilt = n if inputs == n.inputs else _rebuild(n, inputs)
+                    # a node whose inputs did not change is itself, unless a rule fires; rebuild
+                    # runs the build rules (a rebuilt node is as simple as building makes it) and
+                    # knows output nodes, nodes with several outputs and nodes with bodies
+                    rebuilt = rebuild(n, inputs)
                     done[n] = rebuilt if interior or not RULES.for_op(n.op, build=False) else _rewrite(rebuilt, shared)
                 finally:
                     graph._gradient_depth -= n.is_gradient

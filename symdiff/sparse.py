@@ -8,7 +8,10 @@ such as indexing, reshaping or joining: the element it selects, found by running
 on element positions; its adjoint, which adds: the transpose of that; a matrix product:
 rows times columns). An op without a finer rule is taken as dense: every output element
 depends on everything its inputs depend on. The pattern never misses a non-zero; it is
-exact for the first kinds.
+exact for the first kinds. A node with several outputs (eigh) has one pattern per output,
+each by the op's kind, and an output node takes its own; a node that runs a body (a
+composite call, its derivative calls) has the body's patterns, found by the same walk
+through the body with its parameters bound to the inputs' patterns.
 
 A Hessian's pattern is the Jacobian pattern of the gradient graph, which symdiff has as a
 graph. Columns that share no row get the same colour (a greedy distance-2 colouring,
@@ -22,6 +25,7 @@ value is read from its row or its column.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -163,12 +167,24 @@ def _matmul(node: Node, a: Node, b: Node, da: Any, db: Any, n: int) -> sp.csr_ma
     return _union(parts, (node.size, n))
 
 
-def dependencies(outputs: list[Node], x: Node, what: str) -> dict[Node, sp.csr_matrix]:
-    """For each node between x and the outputs, which elements of x each element may depend on."""
+def dependencies(outputs: list[Node], x: Node, what: str) -> dict[Node, Any]:
+    """For each node between x and the outputs, which elements of x each element may depend on
+    (a node with several outputs: a tuple, one pattern or None per output)."""
     n = _static_size(x, what, "x")
-    deps: dict[Node, sp.csr_matrix] = {x: sp.identity(n, dtype=bool, format="csr")}
-    for node in ancestors(outputs, lambda u: () if u is x else u.inputs):
-        if node is x or not node.inputs:
+    return _propagate(outputs, {x: sp.identity(n, dtype=bool, format="csr")}, n, what)
+
+
+def _propagate(outputs: Sequence[Node], deps: dict[Node, Any], n: int, what: str) -> dict[Node, Any]:
+    """``deps`` (the patterns of some nodes: x, or a body's parameters) extended to every node
+    between them and the outputs, in topological order."""
+    starts = set(deps)
+    for node in ancestors(outputs, lambda u: () if u in starts else u.inputs):
+        if node in starts or not node.inputs:
+            continue
+        if node.op == "output":  # output k of a node with several: that output's pattern
+            found = deps.get(node.inputs[0])
+            if found is not None and found[node._attrs[0][1]] is not None:
+                deps[node] = found[node._attrs[0][1]]
             continue
         op = REGISTRY[node.op]
         # an input without a derivative rule (a shape reference, an index) carries no dependence
@@ -177,13 +193,48 @@ def dependencies(outputs: list[Node], x: Node, what: str) -> dict[Node, sp.csr_m
             continue
         if not op.differentiable:
             continue  # comparisons, signs, indices: no derivative flows through them
-        _static_size(node, what, "an intermediate node")
-        deps[node] = _rule(node, op, inputs, n)
+        results = [_Result(node, k) for k in range(len(node.results))] if node.is_multi else [node]
+        for r in results:
+            _static_size(r, what, "an intermediate node")
+        if op.sparsity == "body":
+            patterns = _through_body(node, inputs, n, what)
+        else:
+            patterns = [_rule(r, op, inputs, n) for r in results]
+        if any(p is not None for p in patterns):  # a body's outputs may depend on nothing seeded
+            deps[node] = tuple(patterns) if node.is_multi else patterns[0]
     return deps
 
 
+class _Result:
+    """Output k of a node with several outputs, as the rules read a node: that output's shape
+    and dtype, the node's op, inputs and attributes."""
+
+    def __init__(self, node: Node, k: int):
+        self.node, self.k = node, k
+        self.shape, self.dtype = node.results[k]
+
+    @property
+    def size(self) -> int | None:
+        return None if None in self.shape else int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.node, name)
+
+
+def _through_body(node: Node, inputs: list, n: int, what: str) -> list[sp.csr_matrix | None]:
+    """A node that runs its body on its inputs: the patterns of the body's outputs, found with
+    its parameters bound to the inputs' patterns (a separable function stays separable)."""
+    region = node.regions[0]
+    found = _propagate(region.outputs, {p: d for p, d in zip(region.params, inputs) if d is not None}, n, what)
+    return [found.get(y) for y in region.outputs]
+
+
 def _carries(op: Any, i: int) -> bool:
-    rule = op.vjp_rule(i)
+    rule = op.vjp_rule(i) if op.joint_vjp is None else op.joint_vjp
     return rule is not None and rule is not not_differentiable
 
 
@@ -241,7 +292,10 @@ def _selection(node: Node, op: Any, inputs: list, n: int) -> sp.csr_matrix | Non
             arrays.append(a)
             offset += u.size if d is not None else 0
         with np.errstate(all="ignore"):
-            runs.append(np.asarray(functools.partial(op.forward, np)(*arrays, **dict(node._attrs)), dtype=np.float64))
+            result = functools.partial(op.forward, np)(*arrays, **dict(node._attrs))
+            if isinstance(node, _Result):  # one output of several
+                result = result[node.k]
+            runs.append(np.asarray(result, dtype=np.float64))
     plain, shifted = runs
     moved = shifted - plain
     if plain.size != node.size or not np.all((moved == 0) | (moved == total + 1)):
@@ -351,7 +405,7 @@ def _seeded_values(
 ) -> tuple[Node, int]:
     """The values of the pattern's non-zeros as one node: a forward-mode pass with one seed
     per colour (the compressed matrix, colours x rows), and the non-zeros picked out of it."""
-    from symdiff.autodiff import _forward
+    from symdiff.autodiff import forward_pass
     from symdiff.ops.indexing import getitem
     from symdiff.ops.structure import reshape
 
@@ -365,7 +419,7 @@ def _seeded_values(
     seeds[colour, np.arange(x.size)] = 1.0
     with graph._derivative_pass():
         seed = graph.constant(seeds.reshape((count, *x.shape)))
-        found = _forward([output], [x], [seed], what)
+        found = forward_pass([output], [x], [seed], what)
         if output not in found:  # the pattern is a superset of the dependence: zeros, (colours, y's size)
             found[output] = graph.uniform_constant(0, (count, *output.shape), output.dtype)
         flat = reshape(found[output], (count, output.size))
@@ -376,6 +430,17 @@ def _seeded_values(
             colours = colour[cols]
         values = getitem(flat, (colours, rows))
     return values, count
+
+
+def _check_node(node: Any, what: str, role: str) -> None:
+    """Raise GraphError unless ``node`` is a node with one value (one output of eigh, not eigh)."""
+    if not isinstance(node, Node):
+        raise GraphError(f"{what}: {role} must be a node, got {type(node).__name__}")
+    if node.is_multi:
+        raise GraphError(
+            f"{what}: {role} {describe(node)} has {len(node.results)} outputs and no value of its own; "
+            f"pass one of them (sd.{node.op}(...)[k])"
+        )
 
 
 def _flat(node: Node, what: str, role: str) -> None:
@@ -401,8 +466,7 @@ def sparse_jacobian(y: Node, x: Node) -> SparseDerivative:
     from symdiff.graph import check_same_graph
 
     for role, node in (("y", y), ("x", x)):
-        if not isinstance(node, Node):
-            raise GraphError(f"sparse_jacobian: {role} must be a node, got {type(node).__name__}")
+        _check_node(node, "sparse_jacobian", role)
     check_same_graph("sparse_jacobian", y, x)
     _flat(y, "sparse_jacobian", "y")
     _static_size(y, "sparse_jacobian", "y")
@@ -427,12 +491,11 @@ def sparse_hessian(f: Node, x: Node) -> SparseDerivative:
     >>> H.nnz, H.colors
     (10, 3)
     """
-    from symdiff.autodiff import _grad
+    from symdiff.autodiff import gradient_pass
     from symdiff.graph import check_same_graph
 
     for role, node in (("f", f), ("x", x)):
-        if not isinstance(node, Node):
-            raise GraphError(f"sparse_hessian: {role} must be a node, got {type(node).__name__}")
+        _check_node(node, "sparse_hessian", role)
     check_same_graph("sparse_hessian", f, x)
     if f.shape != ():
         raise ShapeError(
@@ -442,7 +505,7 @@ def sparse_hessian(f: Node, x: Node) -> SparseDerivative:
     _flat(f, "sparse_hessian", "f")
     n = _static_size(x, "sparse_hessian", "x")
     with f.graph._derivative_pass():  # a failure appends nothing
-        (gradient,) = _grad(f, [x], None, "sparse_hessian")
+        (gradient,) = gradient_pass(f, [x], None, "sparse_hessian")
         deps = dependencies([gradient], x, "sparse_hessian")
         pattern = deps.get(gradient, sp.csr_matrix((n, n), dtype=bool))
         pattern = sp.csr_matrix(pattern + pattern.T, dtype=bool)  # the Hessian is symmetric; so is its pattern

@@ -3,6 +3,12 @@
 Registered here, before Hypothesis's pytest plugin reads the command line. The numba
 backend's disk cache goes to a folder of the test session's own, not the user's
 ~/.cache (subprocesses the tests start inherit it).
+
+BLAS runs one thread per process: the tests' matrices are tiny and pytest-xdist already
+runs a process per core, and OpenBLAS's threads spinning beside them made a 3x3 triangular
+solve take milliseconds instead of microseconds on a busy 2-core machine. Set before numpy is
+imported (pytest-xdist's workers and the tests' subprocesses inherit it); an explicit
+setting in the environment wins.
 """
 
 import os
@@ -12,6 +18,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("SYMDIFF_CACHE_DIR", tempfile.mkdtemp(prefix="symdiff-tests-"))
+for _variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
 settings.register_profile(
     "ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
@@ -22,7 +30,8 @@ settings.load_profile("ci")
 
 # Tests that take tens of seconds on 2 cores (numba's first builds of Hessian code, the
 # 100,000-node chain, the widest property sweeps): the README's command skips them, CI runs
-# them with --runslow. Matched against pytest's node ids.
+# them with --runslow. Matched against pytest's node ids. (tests/test_backends.py marks most
+# of its per-case numba and jax runs slow itself.)
 SLOW = (
     "[numba]",
     "test_numba_",
@@ -31,6 +40,13 @@ SLOW = (
     "test_example_runs[newton_dask.py]",
     "test_every_backend_refuses_a_none_dimension_bound_inconsistently",
     "test_det_gradient_at_the_issue_matrix_everywhere",
+    # every op case as a standalone module in one subprocess (one sweep of all the cases)
+    "test_emitted_source_runs_without_symdiff_bit_for_bit",
+    # the backends page builds numba and jax code for each of its examples
+    "test_code_blocks_run[backends.md]",
+    # the long-chain programs of the widest property sweeps; the other deep contracts stay
+    "test_reverse_and_forward_mode_agree[deep]",
+    "test_simplify_never_changes_a_finite_value[deep]",
 )
 
 

@@ -99,6 +99,30 @@ def _adjugate_jvp_reference(a, e):
     return np.linalg.det(a)[..., None, None] * (trace * inv - inv @ e @ inv)
 
 
+def _times_x(op: str, build, reference, case_id: str = "times-x", points=None) -> Case:
+    """A piecewise-constant function times x, so the product has a derivative to check: at
+    points off the jumps (between integers by default)."""
+    if points is None:
+        points = _rng.uniform(0.1, 0.9, 4) + [-2, -1, 0, 3]
+    return Case(op, case_id, lambda x: build(x) * x, lambda x: reference(x) * x, [points])
+
+
+def _same_call(
+    op: str, case_id: str, sd_fn: Callable, ref_fn: Callable, inputs: list, *args, shapes=None, **kwargs
+) -> Case:
+    """A case whose two sides are the same call: ``sd_fn(*xs, *args, **kwargs)`` against
+    ``ref_fn(*arrays, *args, **kwargs)`` (``sd.flip(x, 0)`` and ``np.flip(x, 0)``); ``shapes`` as
+    for ``Case``."""
+    return Case(
+        op,
+        case_id,
+        lambda *xs: sd_fn(*xs, *args, **kwargs),
+        lambda *xs: ref_fn(*xs, *args, **kwargs),
+        inputs,
+        shapes=shapes,
+    )
+
+
 def _linalg_cases() -> list[Case]:
     """The adjugate (det's derivative), singular values and their helpers, from their own
     generator (the draws of the cases after them stay as they were)."""
@@ -150,6 +174,10 @@ def _linalg_cases() -> list[Case]:
 
 
 _ADJUGATE_CASES = _linalg_cases()
+_SOFTCLIP = sd.composite(lambda x, c: c * sd.tanh(x / c), name="softclip")
+_POLAR = sd.composite(
+    lambda v: (sd.norm(v, axis=-1, keepdims=True), v / sd.norm(v, axis=-1, keepdims=True)), name="polar"
+)
 
 CASES: list[Case] = [
     # arithmetic, with broadcasting
@@ -192,26 +220,10 @@ CASES: list[Case] = [
     Case("erf", "vector", sd.erf, scipy.special.erf, [normal(4)]),
     Case("erfc", "vector", sd.erfc, scipy.special.erfc, [normal(4) * 2]),
     Case("log_sigmoid", "vector", sd.log_sigmoid, lambda x: -np.logaddexp(0, -x), [normal(4) * 3]),
-    Case(
-        "floor",
-        "times-x",
-        lambda x: sd.floor(x) * x,
-        lambda x: np.floor(x) * x,
-        [_rng.uniform(0.1, 0.9, 4) + [-2, -1, 0, 3]],
-    ),
-    Case(
-        "ceil",
-        "times-x",
-        lambda x: sd.ceil(x) * x,
-        lambda x: np.ceil(x) * x,
-        [_rng.uniform(0.1, 0.9, 4) + [-2, -1, 0, 3]],
-    ),
-    Case(
-        "round",
-        "decimals",
-        lambda x: sd.round(x, 1) * x,
-        lambda x: np.round(x, 1) * x,
-        [np.array([0.12, -0.33, 1.07, 2.51])],
+    _times_x("floor", sd.floor, np.floor),
+    _times_x("ceil", sd.ceil, np.ceil),
+    _times_x(
+        "round", lambda x: sd.round(x, 1), lambda x: np.round(x, 1), "decimals", np.array([0.12, -0.33, 1.07, 2.51])
     ),
     Case("arctan2", "broadcast", sd.arctan2, np.arctan2, [normal(2, 3), away_from_zero(3)]),
     Case("logaddexp", "broadcast", sd.logaddexp, np.logaddexp, [normal(2, 3) * 3, normal(3)]),
@@ -223,13 +235,7 @@ CASES: list[Case] = [
         np.clip,
         [np.array([-1.3, -0.2, 0.4, 1.6]), np.array(-0.7), np.array([0.9, 0.9, -0.9, 0.9])],
     ),
-    Case(
-        "clip_below",
-        "lower-only",
-        lambda x, lo: sd.clip(x, lo, None),
-        lambda x, lo: np.clip(x, lo, None),
-        [np.array([-1.3, -0.2, 0.4]), np.array(-0.7)],
-    ),
+    _same_call("clip_below", "lower-only", sd.clip, np.clip, [np.array([-1.3, -0.2, 0.4]), np.array(-0.7)], None),
     Case(
         "clip_above",
         "upper-only",
@@ -237,43 +243,23 @@ CASES: list[Case] = [
         lambda x, hi: np.clip(x, None, hi),
         [np.array([-1.3, -0.2, 1.6]), np.array(0.9)],
     ),
-    Case("flip", "axis0", lambda x: sd.flip(x, 0), lambda x: np.flip(x, 0), [normal(3, 2)]),
+    _same_call("flip", "axis0", sd.flip, np.flip, [normal(3, 2)], 0),
     Case("flip", "all", sd.flip, np.flip, [normal(2, 3)]),
-    Case("roll", "axes", lambda x: sd.roll(x, (1, -2), (0, 1)), lambda x: np.roll(x, (1, -2), (0, 1)), [normal(3, 4)]),
-    Case("roll", "flat", lambda x: sd.roll(x, 5), lambda x: np.roll(x, 5), [normal(2, 3)]),
-    Case("cumsum", "axis1", lambda x: sd.cumsum(x, 1), lambda x: np.cumsum(x, 1), [normal(2, 3)]),
+    _same_call("roll", "axes", sd.roll, np.roll, [normal(3, 4)], (1, -2), (0, 1)),
+    _same_call("roll", "flat", sd.roll, np.roll, [normal(2, 3)], 5),
+    _same_call("cumsum", "axis1", sd.cumsum, np.cumsum, [normal(2, 3)], 1),
     Case("cumsum", "flat", sd.cumsum, np.cumsum, [normal(2, 2)]),
-    Case("cumsum", "unknown", lambda x: sd.cumsum(x, -1), lambda x: np.cumsum(x, -1), [normal(3)], shapes=[(None,)]),
-    Case("cumprod", "axis1", lambda x: sd.cumprod(x, 1), lambda x: np.cumprod(x, 1), [normal(2, 3)]),
+    _same_call("cumsum", "unknown", sd.cumsum, np.cumsum, [normal(3)], -1, shapes=[(None,)]),
+    _same_call("cumprod", "axis1", sd.cumprod, np.cumprod, [normal(2, 3)], 1),
     Case("cumprod", "zeros", sd.cumprod, np.cumprod, [np.array([1.5, 0.0, -0.7, 0.0, 1.2])]),
-    Case(
-        "cumprod", "unknown", lambda x: sd.cumprod(x, 0), lambda x: np.cumprod(x, 0), [normal(3, 2)], shapes=[(None, 2)]
-    ),
+    _same_call("cumprod", "unknown", sd.cumprod, np.cumprod, [normal(3, 2)], 0, shapes=[(None, 2)]),
     Case("prod", "all", sd.prod, np.prod, [normal(2, 3)]),
-    Case(
-        "prod",
-        "one-zero",
-        lambda x: sd.prod(x, axis=1),
-        lambda x: np.prod(x, axis=1),
-        [np.array([[1.5, 0.0, -0.7], [0.3, 2.0, 1.1]])],
-    ),
+    _same_call("prod", "one-zero", sd.prod, np.prod, [np.array([[1.5, 0.0, -0.7], [0.3, 2.0, 1.1]])], axis=1),
     Case("prod", "two-zeros", sd.prod, np.prod, [np.array([0.0, 2.0, 0.0, -1.3])]),
-    Case(
-        "prod",
-        "axes-keepdims",
-        lambda x: sd.prod(x, (0, 2), keepdims=True),
-        lambda x: np.prod(x, (0, 2), keepdims=True),
-        [normal(2, 2, 3)],
-    ),
-    Case("var", "axis0-ddof1", lambda x: sd.var(x, 0, ddof=1), lambda x: np.var(x, 0, ddof=1), [normal(4, 3)]),
+    _same_call("prod", "axes-keepdims", sd.prod, np.prod, [normal(2, 2, 3)], (0, 2), keepdims=True),
+    _same_call("var", "axis0-ddof1", sd.var, np.var, [normal(4, 3)], 0, ddof=1),
     Case("var", "all-unknown", sd.var, np.var, [normal(3, 2)], shapes=[(None, 2)]),
-    Case(
-        "std",
-        "keepdims",
-        lambda x: sd.std(x, -1, keepdims=True),
-        lambda x: np.std(x, -1, keepdims=True),
-        [normal(2, 4)],
-    ),
+    _same_call("std", "keepdims", sd.std, np.std, [normal(2, 4)], -1, keepdims=True),
     Case(
         "concatenate",
         "axis0",
@@ -333,25 +319,14 @@ CASES: list[Case] = [
         lambda x: np.split(x, 2, axis=1)[1] * 2.0,
         [normal(2, 4)],
     ),
-    Case(
-        "pad",
-        "constant",
-        lambda x: sd.pad(x, ((1, 0), (2, 1)), constant_values=0.5),
-        lambda x: np.pad(x, ((1, 0), (2, 1)), constant_values=0.5),
-        [normal(2, 3)],
+    _same_call("pad", "constant", sd.pad, np.pad, [normal(2, 3)], ((1, 0), (2, 1)), constant_values=0.5),
+    _same_call("pad", "reflect", sd.pad, np.pad, [normal(4)], 2, mode="reflect"),
+    _same_call(
+        "pad", "edge-unknown", sd.pad, np.pad, [normal(2, 3)], ((0, 0), (1, 2)), mode="edge", shapes=[(None, 3)]
     ),
-    Case("pad", "reflect", lambda x: sd.pad(x, 2, mode="reflect"), lambda x: np.pad(x, 2, mode="reflect"), [normal(4)]),
-    Case(
-        "pad",
-        "edge-unknown",
-        lambda x: sd.pad(x, ((0, 0), (1, 2)), mode="edge"),
-        lambda x: np.pad(x, ((0, 0), (1, 2)), mode="edge"),
-        [normal(2, 3)],
-        shapes=[(None, 3)],
-    ),
-    Case("tile", "2d", lambda x: sd.tile(x, (2, 3)), lambda x: np.tile(x, (2, 3)), [normal(2, 2)]),
-    Case("tile", "promote", lambda x: sd.tile(x, (2, 1, 2)), lambda x: np.tile(x, (2, 1, 2)), [normal(3)]),
-    Case("repeat", "axis0", lambda x: sd.repeat(x, 3, axis=0), lambda x: np.repeat(x, 3, axis=0), [normal(2, 2)]),
+    _same_call("tile", "2d", sd.tile, np.tile, [normal(2, 2)], (2, 3)),
+    _same_call("tile", "promote", sd.tile, np.tile, [normal(3)], (2, 1, 2)),
+    _same_call("repeat", "axis0", sd.repeat, np.repeat, [normal(2, 2)], 3, axis=0),
     Case(
         "tile",
         "unknown",
@@ -385,14 +360,8 @@ CASES: list[Case] = [
         [normal(2, 3)],
         shapes=[(None, None)],
     ),
-    Case("repeat", "flat", lambda x: sd.repeat(x, 2), lambda x: np.repeat(x, 2), [normal(2, 2)]),
-    Case(
-        "repeat",
-        "counts",
-        lambda x: sd.repeat(x, [2, 0, 1], axis=1),
-        lambda x: np.repeat(x, [2, 0, 1], axis=1),
-        [normal(2, 3)],
-    ),
+    _same_call("repeat", "flat", sd.repeat, np.repeat, [normal(2, 2)], 2),
+    _same_call("repeat", "counts", sd.repeat, np.repeat, [normal(2, 3)], [2, 0, 1], axis=1),
     Case("kron", "matrices", sd.kron, np.kron, [normal(2, 3), normal(2, 2)]),
     Case("kron", "vector-matrix", sd.kron, np.kron, [normal(3), normal(2, 2)]),
     Case("relu", "vector", sd.relu, lambda x: np.maximum(x, 0), [away_from_zero(5)]),
@@ -474,8 +443,8 @@ CASES: list[Case] = [
     ),
     # reductions
     Case("sum", "all", sd.sum, np.sum, [normal(2, 3)]),
-    Case("sum", "axis0", lambda x: sd.sum(x, axis=0), lambda x: np.sum(x, axis=0), [normal(2, 3)]),
-    Case("sum", "axes-0-2", lambda x: sd.sum(x, axis=(0, 2)), lambda x: np.sum(x, axis=(0, 2)), [normal(2, 3, 2)]),
+    _same_call("sum", "axis0", sd.sum, np.sum, [normal(2, 3)], axis=0),
+    _same_call("sum", "axes-0-2", sd.sum, np.sum, [normal(2, 3, 2)], axis=(0, 2)),
     Case(
         "sum",
         "keepdims",
@@ -484,28 +453,14 @@ CASES: list[Case] = [
         [normal(2, 3)],
     ),
     Case("mean", "all", sd.mean, np.mean, [normal(2, 3)]),
-    Case("mean", "axis1", lambda x: sd.mean(x, axis=1), lambda x: np.mean(x, axis=1), [normal(2, 3)]),
+    _same_call("mean", "axis1", sd.mean, np.mean, [normal(2, 3)], axis=1),
     Case("max", "all", sd.max, np.max, [distinct(2, 3)]),
-    Case(
-        "max",
-        "axis1-keepdims",
-        lambda x: sd.max(x, axis=1, keepdims=True),
-        lambda x: np.max(x, axis=1, keepdims=True),
-        [distinct(3, 4)],
-    ),
-    Case("min", "axis0", lambda x: sd.min(x, axis=0), lambda x: np.min(x, axis=0), [distinct(3, 2)]),
+    _same_call("max", "axis1-keepdims", sd.max, np.max, [distinct(3, 4)], axis=1, keepdims=True),
+    _same_call("min", "axis0", sd.min, np.min, [distinct(3, 2)], axis=0),
     Case("logsumexp", "all", sd.logsumexp, scipy.special.logsumexp, [normal(4)]),
-    Case(
-        "logsumexp",
-        "axis1",
-        lambda x: sd.logsumexp(x, axis=1),
-        lambda x: scipy.special.logsumexp(x, axis=1),
-        [normal(2, 3)],
-    ),
+    _same_call("logsumexp", "axis1", sd.logsumexp, scipy.special.logsumexp, [normal(2, 3)], axis=1),
     Case("softmax", "last", sd.softmax, lambda x: scipy.special.softmax(x, axis=-1), [normal(2, 3)]),
-    Case(
-        "softmax", "axis0", lambda x: sd.softmax(x, axis=0), lambda x: scipy.special.softmax(x, axis=0), [normal(3, 2)]
-    ),
+    _same_call("softmax", "axis0", sd.softmax, scipy.special.softmax, [normal(3, 2)], axis=0),
     Case("log_softmax", "last", sd.log_softmax, lambda x: scipy.special.log_softmax(x, axis=-1), [normal(2, 3)]),
     # linear algebra
     Case("matmul", "mat@mat", lambda x, y: x @ y, np.matmul, [normal(2, 3), normal(3, 2)]),
@@ -531,49 +486,45 @@ CASES: list[Case] = [
         lambda a, b: scipy.linalg.solve_triangular(np.linalg.cholesky((a + a.T) / 2), b, lower=True),
         [spd(3), normal(3)],
     ),
-    Case(
-        "tensordot",
-        "two-axes",
-        lambda x, y: sd.tensordot(x, y, 2),
-        lambda x, y: np.tensordot(x, y, 2),
-        [normal(2, 3, 2), normal(3, 2, 2)],
-    ),
-    Case(
-        "tensordot",
-        "paired",
-        lambda x, y: sd.tensordot(x, y, ([0, 2], [1, 0])),
-        lambda x, y: np.tensordot(x, y, ([0, 2], [1, 0])),
-        [normal(2, 3, 4), normal(4, 2, 2)],
-    ),
-    Case(
-        "tensordot",
-        "outer",
-        lambda x, y: sd.tensordot(x, y, 0),
-        lambda x, y: np.tensordot(x, y, 0),
-        [normal(2), normal(3)],
-    ),
+    _same_call("tensordot", "two-axes", sd.tensordot, np.tensordot, [normal(2, 3, 2), normal(3, 2, 2)], 2),
+    _same_call("tensordot", "paired", sd.tensordot, np.tensordot, [normal(2, 3, 4), normal(4, 2, 2)], ([0, 2], [1, 0])),
+    _same_call("tensordot", "outer", sd.tensordot, np.tensordot, [normal(2), normal(3)], 0),
     Case("logdet", "spd", sd.logdet, lambda a: np.linalg.slogdet(a)[1], [spd(3)]),
     Case("logdet", "stack", sd.logdet, lambda a: np.linalg.slogdet(a)[1], [well_conditioned(2, 3, 3)]),
     Case(
-        "logabsdet",
+        "slogdet",
         "negative-det",
         lambda a: sd.slogdet(a)[1] * sd.slogdet(a)[0],
         lambda a: np.prod(np.linalg.slogdet(a)),
         [np.array([[0.3, 2.0, 0.1], [1.5, 0.2, 0.4], [0.1, 0.3, 1.7]])],
     ),
     Case(
-        "eigvalsh",
-        "weighted",
+        "eigh",
+        "eigenvalues-weighted",
         lambda a: sd.eigh(a)[0] * np.array([1.0, 2.0, 3.0]),
         lambda a: np.linalg.eigvalsh((a + a.T) / 2) * [1, 2, 3],
         [normal(3, 3)],
     ),
     Case(
-        "eigh_vectors",
-        "squared",  # the squares do not depend on each eigenvector's sign
+        "eigh",
+        "eigenvectors-squared",  # the squares do not depend on each eigenvector's sign
         lambda a: sd.eigh(a)[1] ** 2,
         lambda a: np.linalg.eigh((a + a.T) / 2)[1] ** 2,
         [np.array([[2.0, 0.3, -0.4], [0.1, 1.0, 0.2], [-0.2, 0.5, -1.0]])],
+    ),
+    Case(
+        "composite",
+        "softclip",
+        lambda x, y: _SOFTCLIP(x, 1.5) * y,
+        lambda x, y: 1.5 * np.tanh(x / 1.5) * y,
+        [normal(2, 3), normal(3)],
+    ),
+    Case(
+        "composite",
+        "two-outputs",
+        lambda x: _POLAR(x)[0] + _POLAR(x)[1],
+        lambda x: np.sqrt(np.sum(x * x, -1, keepdims=True)) + x / np.sqrt(np.sum(x * x, -1, keepdims=True)),
+        [positive(2, 3)],
     ),
     Case(
         "eigh_gaps",
@@ -584,12 +535,13 @@ CASES: list[Case] = [
         ),
         [np.array([-1.0, 0.5, 2.0])],
     ),
-    Case(
+    _same_call(
         "solve_triangular",
         "lower-vector",
-        lambda a, b: sd.solve_triangular(a, b, lower=True),
-        lambda a, b: scipy.linalg.solve_triangular(a, b, lower=True),
+        sd.solve_triangular,
+        scipy.linalg.solve_triangular,
         [well_conditioned(3, 3), normal(3)],
+        lower=True,
     ),
     Case(
         "solve_triangular",
@@ -617,41 +569,16 @@ CASES: list[Case] = [
     Case("expm", "matrix", sd.expm, scipy.linalg.expm, [normal(3, 3) * 0.5]),
     Case("expm", "stack", sd.expm, lambda a: np.stack([scipy.linalg.expm(m) for m in a]), [normal(2, 2, 2) * 0.5]),
     Case("norm", "vector", sd.norm, np.linalg.norm, [normal(4)]),
-    Case(
-        "norm",
-        "fro-axis-keepdims",
-        lambda x: sd.norm(x, axis=(0, 2), keepdims=True),
-        lambda x: np.linalg.norm(x, axis=(0, 2), keepdims=True),
-        [normal(2, 3, 2)],
-    ),
-    Case(
-        "norm",
-        "rows-unknown",
-        lambda x: sd.norm(x, axis=1),
-        lambda x: np.linalg.norm(x, axis=1),
-        [normal(3, 2)],
-        shapes=[(None, 2)],
-    ),
-    Case("norm", "p3", lambda x: sd.norm(x, 3), lambda x: np.linalg.norm(x, 3), [away_from_zero(4)]),
-    Case("norm", "inf", lambda x: sd.norm(x, np.inf), lambda x: np.linalg.norm(x, np.inf), [distinct(4)]),
-    Case("norm", "matrix-1", lambda x: sd.norm(x, 1), lambda x: np.linalg.norm(x, 1), [distinct(3, 3)]),
-    Case(
-        "norm",
-        "matrix-inf-axes",
-        lambda x: sd.norm(x, -np.inf, axis=(1, 0)),
-        lambda x: np.linalg.norm(x, -np.inf, axis=(1, 0)),
-        [distinct(3, 2)],
-    ),
-    Case("norm", "nuc", lambda x: sd.norm(x, "nuc"), lambda x: np.linalg.norm(x, "nuc"), [well_conditioned(3, 3)]),
-    Case("norm", "spectral", lambda x: sd.norm(x, 2), lambda x: np.linalg.norm(x, 2), [well_conditioned(3, 3)]),
-    Case("diagonal", "offset", lambda x: sd.diagonal(x, 1), lambda x: np.diagonal(x, 1), [normal(3, 4)]),
-    Case(
-        "diagonal",
-        "axes-stack",
-        lambda x: sd.diagonal(x, -1, 2, 0),
-        lambda x: np.diagonal(x, -1, 2, 0),
-        [normal(3, 2, 3)],
-    ),
+    _same_call("norm", "fro-axis-keepdims", sd.norm, np.linalg.norm, [normal(2, 3, 2)], axis=(0, 2), keepdims=True),
+    _same_call("norm", "rows-unknown", sd.norm, np.linalg.norm, [normal(3, 2)], axis=1, shapes=[(None, 2)]),
+    _same_call("norm", "p3", sd.norm, np.linalg.norm, [away_from_zero(4)], 3),
+    _same_call("norm", "inf", sd.norm, np.linalg.norm, [distinct(4)], np.inf),
+    _same_call("norm", "matrix-1", sd.norm, np.linalg.norm, [distinct(3, 3)], 1),
+    _same_call("norm", "matrix-inf-axes", sd.norm, np.linalg.norm, [distinct(3, 2)], -np.inf, axis=(1, 0)),
+    _same_call("norm", "nuc", sd.norm, np.linalg.norm, [well_conditioned(3, 3)], "nuc"),
+    _same_call("norm", "spectral", sd.norm, np.linalg.norm, [well_conditioned(3, 3)], 2),
+    _same_call("diagonal", "offset", sd.diagonal, np.diagonal, [normal(3, 4)], 1),
+    _same_call("diagonal", "axes-stack", sd.diagonal, np.diagonal, [normal(3, 2, 3)], -1, 2, 0),
     Case("diagonal", "trace-unknown", sd.trace, np.trace, [normal(3, 3)], shapes=[(None, None)]),
     Case(
         "undiagonal",
@@ -662,7 +589,7 @@ CASES: list[Case] = [
         wrt=[0],
     ),
     Case("diag", "vector", sd.diag, np.diag, [normal(3)]),
-    Case("diag", "offset", lambda v: sd.diag(v, -2), lambda v: np.diag(v, -2), [normal(2)]),
+    _same_call("diag", "offset", sd.diag, np.diag, [normal(2)], -2),
     Case("outer", "vectors", sd.outer, np.outer, [normal(3), normal(2)]),
     Case("outer", "flattened", sd.outer, np.outer, [normal(2, 2), normal(3)]),
     Case(
@@ -694,26 +621,14 @@ CASES: list[Case] = [
     ),
     # shape ops
     Case("transpose", "T", lambda x: x.T, np.transpose, [normal(2, 3)]),
-    Case(
-        "transpose",
-        "axes",
-        lambda x: sd.transpose(x, (1, 2, 0)),
-        lambda x: np.transpose(x, (1, 2, 0)),
-        [normal(2, 3, 2)],
-    ),
+    _same_call("transpose", "axes", sd.transpose, np.transpose, [normal(2, 3, 2)], (1, 2, 0)),
     Case("reshape", "2x3-3x2", lambda x: sd.reshape(x, (3, 2)), lambda x: x.reshape(3, 2), [normal(2, 3)]),
     Case("reshape", "minus-one", lambda x: x.reshape(2, -1), lambda x: x.reshape(2, -1), [normal(6)]),
     Case(
         "expand_dims", "middle", lambda x: sd.expand_dims(x, 1) * x, lambda x: np.expand_dims(x, 1) * x, [normal(2, 3)]
     ),
-    Case("squeeze", "axis", lambda x: sd.squeeze(x, 0), lambda x: np.squeeze(x, 0), [normal(1, 3)]),
-    Case(
-        "broadcast_to",
-        "matrix",
-        lambda x: sd.broadcast_to(x, (2, 3)),
-        lambda x: np.broadcast_to(x, (2, 3)),
-        [normal(3)],
-    ),
+    _same_call("squeeze", "axis", sd.squeeze, np.squeeze, [normal(1, 3)], 0),
+    _same_call("broadcast_to", "matrix", sd.broadcast_to, np.broadcast_to, [normal(3)], (2, 3)),
     Case(
         "broadcast_like",
         "rows",
@@ -759,19 +674,21 @@ CASES: list[Case] = [
         [normal(4)],
         shapes=[(None,)],
     ),
-    Case(
+    _same_call(
         "take_along_axis",
         "rows",
-        lambda x, i: sd.take_along_axis(x, i, 1),
-        lambda x, i: np.take_along_axis(x, i, 1),
+        sd.take_along_axis,
+        np.take_along_axis,
         [normal(3, 4), np.array([[3, 1], [0, 0], [2, 3]])],
+        1,
     ),
-    Case(
+    _same_call(
         "take_along_axis",
         "broadcast-axis0",
-        lambda x, i: sd.take_along_axis(x, i, 0),
-        lambda x, i: np.take_along_axis(x, i, 0),
+        sd.take_along_axis,
+        np.take_along_axis,
         [normal(3, 2), np.array([[2], [0], [2], [1]])],
+        0,
     ),
     Case(
         "untake_along_axis",
@@ -815,7 +732,7 @@ CASES: list[Case] = [
         [normal(3)],
     ),
     Case("tril", "k0", sd.tril, np.tril, [normal(3, 3)]),
-    Case("triu", "k1", lambda x: sd.triu(x, 1), lambda x: np.triu(x, 1), [normal(3, 3)]),
+    _same_call("triu", "k1", sd.triu, np.triu, [normal(3, 3)], 1),
     Case(
         "match_shape",
         "unknown",
@@ -833,14 +750,7 @@ CASES: list[Case] = [
         shapes=[(None,)],
     ),
     Case("count", "mean-by-hand", lambda x: sd.sum(x) / sd.count(x), np.mean, [normal(2, 3)], shapes=[(None, 3)]),
-    Case(
-        "mean",
-        "unknown-rows",
-        lambda x: sd.mean(x, axis=0),
-        lambda x: np.mean(x, axis=0),
-        [normal(4, 2)],
-        shapes=[(None, 2)],
-    ),
+    _same_call("mean", "unknown-rows", sd.mean, np.mean, [normal(4, 2)], axis=0, shapes=[(None, 2)]),
     Case(
         "sum",
         "unknown-rows",
@@ -852,4 +762,4 @@ CASES: list[Case] = [
 ]
 
 # Ops whose derivative is zero by definition, checked by the tests that say so.
-ZERO_DERIVATIVE = {"sign", "signdet", "stop_gradient", "zeros_like", "ones_like", "eye_like", "count"}
+ZERO_DERIVATIVE = {"sign", "stop_gradient", "zeros_like", "ones_like", "eye_like", "count"}

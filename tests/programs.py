@@ -208,7 +208,7 @@ class Program:
 def with_unknown_dims(xs: list[sd.Node], y: sd.Node):
     """``y`` rebuilt in a new graph on variables whose dimensions above 1 are None."""
     from symdiff.graph import ancestors
-    from symdiff.ops import REGISTRY, apply
+    from symdiff.ops.core import rebuild
 
     g = sd.Graph()
     new = {}
@@ -223,7 +223,7 @@ def with_unknown_dims(xs: list[sd.Node], y: sd.Node):
         elif n.op == "variable":
             new[n] = g.variable(n.name, shape=n.shape, dtype=n.dtype)
         else:
-            new[n] = apply(REGISTRY[n.op], *(new[u] for u in n.inputs), **dict(n._attrs))
+            new[n] = rebuild(n, [new[u] for u in n.inputs])
     return g, [new[x] for x in xs], new[y]
 
 

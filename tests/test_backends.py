@@ -51,16 +51,22 @@ def _build(case):
 
 def _unsupported(backend, nodes):
     module = load(backend)
-    ops = {n.op for n in sd.graph.ancestors(nodes) if n.op in REGISTRY}
+    reached = sd.graph.ancestors(nodes)
+    for region in sd.graph.regions_in(reached):  # the ops a body runs, too
+        reached += sd.graph.ancestors(region.outputs)
+    ops = {n.op for n in reached if n.op in REGISTRY}
     return sorted(op for op in ops if module.unsupported(REGISTRY[op]) is not None)
 
 
+# numba builds each case's native code for seconds, jax compiles it with XLA for about one:
+# one case in EVERY[backend] runs by default, every case with --runslow (CI runs it)
+EVERY = {"numba": 12, "jax": 3}
+
+
 def _case_backend_params():
-    # numba builds each case's native code for seconds: one case in six runs by default, every
-    # case with --runslow (CI runs it)
     for i, case in enumerate(CASES):
         for backend in OTHER:
-            marks = [pytest.mark.slow] if backend == "numba" and i % 6 else []
+            marks = [pytest.mark.slow] if i % EVERY[backend] else []
             yield pytest.param(case, backend, id=f"{case.name}-{backend}", marks=marks)
 
 

@@ -25,10 +25,17 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import symdiff as sd
+from symdiff.backends import installed
 from symdiff.graph import ancestors
 from symdiff.ops import REGISTRY
 
 from . import oracles
+
+# these run every way a graph runs, every backend included
+every_backend = pytest.mark.skipif(
+    not (installed("numba") and installed("jax")),
+    reason="runs on every backend: needs numba and jax (the test extra installs them)",
+)
 
 BACKENDS = ("numpy", "numba", "jax")
 
@@ -88,6 +95,7 @@ def _of_rank(rng: np.random.Generator, n: int, rank: int) -> np.ndarray:
     return (rng.integers(-3, 4, (n, rank)) @ rng.integers(-3, 4, (rank, n))).astype(float)
 
 
+@every_backend
 def test_det_gradient_at_the_issue_matrix_everywhere():
     g = sd.Graph()
     A = g.variable("A", shape=(2, 2))
@@ -149,6 +157,7 @@ def test_det_derivatives_at_random_singular_matrices(n, seed, data):
         np.testing.assert_allclose(value, grad_fn(m), rtol=1e-9, atol=1e-9 * max(1.0, np.abs(a).max()) ** n)
 
 
+@every_backend
 def test_det_edges_1x1_zero_and_float32():
     g = sd.Graph()
     a1 = g.variable("a1", shape=(1, 1))
@@ -163,6 +172,7 @@ def test_det_edges_1x1_zero_and_float32():
     np.testing.assert_allclose(value, [[4.0, -2.0], [-2.0, 1.0]], rtol=1e-6)
 
 
+@every_backend
 def test_det_gradient_of_a_stack_with_a_singular_member_everywhere():
     g = sd.Graph()
     S = g.variable("S", shape=(3, 2, 2))
@@ -196,6 +206,7 @@ def test_log_det_is_logdet_with_the_inverse_as_gradient():
             np.testing.assert_array_equal(sd.evaluate(sd.log(sd.det(X)), {X: x}), np.log(np.linalg.det(x)))
 
 
+@every_backend
 def test_numpy_linalg_errors_are_symdiff_errors():
     """A singular matrix to inv or solve raises sd.LinAlgError (a SymdiffError and numpy's
     LinAlgError) naming the op, from evaluate and from compile on numpy and numba."""
@@ -218,6 +229,7 @@ def test_numpy_linalg_errors_are_symdiff_errors():
 
 
 # == H3: einsum with 0-d operands ===============================================================
+@every_backend
 @pytest.mark.parametrize(
     "spec, shapes",
     [
@@ -262,6 +274,7 @@ def _norm_case(x: np.ndarray, order, shape):
     return X, y, sd.grad(y, X)
 
 
+@every_backend
 def test_norms_of_the_issue_wide_matrix_everywhere():
     # [[1, 2, 3]] has one singular value, |(1, 2, 3)| = sqrt(14): every one of these norms is it,
     # its gradient x/|x| and its Hessian (I - x xᵀ/|x|²)/|x|
@@ -343,6 +356,7 @@ def test_norms_of_stacked_and_rank_deficient_matrices():
         (lambda a, b: sd.cho_solve((a, True), b), lambda a, b: scipy.linalg.cho_solve((a, True), b)),
     ],
 )
+@every_backend
 @pytest.mark.parametrize(
     "a_shape, b_shape", [((2, 2, 2), (2, 2)), ((2, 2, 2), (2,)), ((2, 2), (3, 2, 2)), ((2, 1, 2, 2), (3, 2, 1))]
 )

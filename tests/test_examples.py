@@ -30,6 +30,11 @@ EXPECTED = {
     "newton_dask.py": ["converged: |w - true w|", "in 10 chunks"],
 }
 ARGUMENTS = {"newton_dask.py": ["1000000"]}  # 10^6 rows in CI; 10^7 by default
+# examples that import an optional library: (module, what to install)
+NEEDS = {
+    "mlp_digits.py": ("sklearn", 'scikit-learn (python -m pip install ".[examples]")'),
+    "newton_dask.py": ("dask", 'dask (python -m pip install ".[dask]")'),
+}
 
 
 def test_every_example_is_listed():
@@ -39,8 +44,8 @@ def test_every_example_is_listed():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_runs(name, tmp_path):
-    if name == "mlp_digits.py" and importlib.util.find_spec("sklearn") is None:
-        pytest.skip('needs scikit-learn (python -m pip install ".[examples]")')
+    if name in NEEDS and importlib.util.find_spec(NEEDS[name][0]) is None:
+        pytest.skip(f"needs {NEEDS[name][1]}")
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *ARGUMENTS.get(name, [])],
         capture_output=True,

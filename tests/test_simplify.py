@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 import symdiff as sd
+from symdiff import rules
 from symdiff.graph import ancestors
 
 
@@ -91,7 +90,9 @@ def test_simplified_derivative_nodes_stay_marked(g):
     assert sd.simplify(d).is_gradient
 
 
-def test_simplify_runs_in_linear_time():
+def test_simplify_runs_in_linear_time(monkeypatch):
+    # counted, not timed: the nodes the normal forms of sums and products read, and the rules
+    # tried; flattening each node of a long chain again would read quadratically many
     def build(depth):
         g = sd.Graph()
         w = g.variable("w")
@@ -100,14 +101,35 @@ def test_simplify_runs_in_linear_time():
             h = h * sd.sin(h) + w
         return [h, sd.grad(h, w)]
 
-    small, large = build(200), build(2000)
-    t0 = time.perf_counter()
+    work = {"read": 0, "tried": 0}
+
+    def reading(normal_form):
+        def read(node, shared):  # the normal form asks each node it reads whether it is shared
+            def counted(n):
+                work["read"] += 1
+                return shared(n)
+
+            return normal_form(node, counted)
+
+        return read
+
+    monkeypatch.setattr(rules, "_terms", reading(rules._terms))
+    monkeypatch.setattr(rules, "_factors", reading(rules._factors))
+    tried = rules.Rule.apply
+
+    def trying(self, root, ctx=None):
+        work["tried"] += 1
+        return tried(self, root, ctx)
+
+    small, large = build(200), build(2000)  # built before counting: simplify's work alone
+    monkeypatch.setattr(rules.Rule, "apply", trying)
     sd.simplify(small)
-    t1 = time.perf_counter()
+    at_small = dict(work)
     out = sd.simplify(large)
-    t2 = time.perf_counter()
-    # a generous bound that a quadratic pass (100x) would break
-    assert (t2 - t1) < 30 * max(t1 - t0, 1e-3)
+    at_large = {k: work[k] - at_small[k] for k in work}
+    # 10x the depth: linear work is about 10x; a bound that a quadratic pass (100x) would break
+    assert at_small["read"] > 0 and at_large["read"] < 30 * at_small["read"]
+    assert at_small["tried"] > 0 and at_large["tried"] < 30 * at_small["tried"]
     assert len([n for n in ancestors(out) if n.inputs]) <= 9 * 2000
 
 

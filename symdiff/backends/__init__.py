@@ -35,3 +35,11 @@ def load(name: str) -> ModuleType:
 
 def unsupported_error(backend: str, op: str, reason: str) -> BackendError:
     return BackendError(f"the {backend} backend cannot run op {op!r}: {reason}; use backend='numpy' for this graph")
+
+
+def described(reason: str | None, *cases: tuple[bool, str], otherwise: str) -> str:
+    """How a backend runs an op, for docs/ops.md's table: ``"none: <reason>"`` where it cannot
+    (``reason`` from its ``unsupported``), else the text of the first case that holds."""
+    if reason is not None:
+        return f"none: {reason}"
+    return next((text for holds, text in cases if holds), otherwise)

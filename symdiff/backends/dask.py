@@ -46,10 +46,8 @@ DASK_LINALG = frozenset({"matmul", "tensordot", "outer", "einsum", "eigh_gaps"})
 ONE_TASK: dict[str, str] = {
     "cholesky": "dask's cholesky returns the upper factor, of single matrices",
     "logdet": "dask.array.linalg has no slogdet",
-    "logabsdet": "dask.array.linalg has no slogdet",
-    "signdet": "dask.array.linalg has no slogdet",
-    "eigvalsh": "dask.array.linalg has no eigh",
-    "eigh_vectors": "dask.array.linalg has no eigh",
+    "slogdet": "dask.array.linalg has no slogdet",
+    "eigh": "dask.array.linalg has no eigh",
     "unindex": "it adds into places by index (numpy's add.at), which dask arrays have not",
     "untake": "it adds into places by index (numpy's add.at), which dask arrays have not",
     "untake_along_axis": "it adds into places by index (numpy's add.at), which dask arrays have not",
@@ -63,10 +61,12 @@ CHUNKWISE: dict[str, str] = {
 
 
 def how(op: Op) -> tuple[str, str]:
-    """How dask runs ``op``: ``("dask", "")``, ``("chunks", why)``, ``("task", why)`` or
-    ``("refused", why)``."""
+    """How dask runs ``op``: ``("dask", "")``, ``("chunks", why)``, ``("task", why)``,
+    ``("refused", why)`` or ``("body", "")`` (a node that runs its body runs each op of it)."""
     if op.name in UNSUPPORTED:
         return "refused", UNSUPPORTED[op.name]
+    if op.sparsity == "body":  # the plan nests: each op of the body runs as here
+        return "body", ""
     if op.name in ONE_TASK:
         return "task", ONE_TASK[op.name]
     if op.name in CHUNKWISE:
@@ -99,9 +99,12 @@ def _one_task(op: Op, fn: Callable[..., Any]) -> Callable[..., Any]:
                 f"the inputs have shapes {shapes} (call compute_chunk_sizes() on them first)"
             )
         shape = op.shape(*shapes, **attrs)
-        dtype = np.dtype(op.dtype(*(np.result_type(a) for a in args), **attrs))
+        dtype = op.dtype(*(np.result_type(a) for a in args), **attrs)
+        if op.outputs:  # one task for all outputs (eigh's one LAPACK call), an array of each
+            task = dask.delayed(lambda *values: tuple(np.asarray(v) for v in fn(*values, **attrs)), nout=len(shape))
+            return tuple(da.from_delayed(t, s, dtype=np.dtype(d)) for t, s, d in zip(task(*args), shape, dtype))
         task = dask.delayed(lambda *values: np.asarray(fn(*values, **attrs)))(*args)
-        return da.from_delayed(task, shape, dtype=dtype)
+        return da.from_delayed(task, shape, dtype=np.dtype(dtype))
 
     return run
 
@@ -171,6 +174,8 @@ def support(op: Op) -> str:
         return f"numpy's forward on each chunk: {why}"
     if kind == "task":
         return f"numpy's forward as one task: {why}"
+    if kind == "body":
+        return "forward (xp = dask.array) of each op of its body"
     return f"`da.{op.numpy}`" if op.numpy is not None and "forward" in op.derived else "forward (xp = dask.array)"
 
 

@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import jax.scipy.linalg
 import numpy as np
 
-from symdiff.backends import unsupported_error
+from symdiff.backends import described, unsupported_error
+from symdiff.backends.base import Compiled as _NumpyCompiled
 from symdiff.errors import BackendError, ShapeError
-from symdiff.evaluate import Compiled as _NumpyCompiled
 from symdiff.graph import Node
 from symdiff.ops.core import Op, has_function, numpy_function
 from symdiff.ops.linalg import eigh_gaps_and_ties
@@ -80,7 +80,7 @@ def unsupported(op: Op) -> str | None:
     """Why this backend cannot run ``op`` (None: it can)."""
     if op.name in UNSUPPORTED:
         return UNSUPPORTED[op.name]
-    if op.name in OVERRIDES or op.generic:
+    if op.name in OVERRIDES or op.generic or op.sparsity == "body":  # a body runs each of its ops as here
         return None
     if op.numpy is not None and has_function(jnp, op.numpy):
         return None
@@ -89,12 +89,12 @@ def unsupported(op: Op) -> str | None:
 
 def support(op: Op) -> str:
     """How this backend runs ``op``, for docs/ops.md's table."""
-    reason = unsupported(op)
-    if reason is not None:
-        return f"none: {reason}"
-    if op.name in OVERRIDES:
-        return "override"
-    return f"`jnp.{op.numpy}`" if op.numpy is not None and "forward" in op.derived else "forward (xp = jnp)"
+    return described(
+        unsupported(op),
+        (op.name in OVERRIDES, "override"),
+        (op.sparsity == "body", "its body, traced"),
+        otherwise=f"`jnp.{op.numpy}`" if op.numpy is not None and "forward" in op.derived else "forward (xp = jnp)",
+    )
 
 
 @functools.cache

@@ -33,11 +33,12 @@ from typing import Any
 import numba
 import numpy as np
 
-from symdiff.backends import unsupported_error
+from symdiff.backends import described, unsupported_error
+from symdiff.backends.base import Compiled as _NumpyCompiled
+from symdiff.backends.base import check_value
+from symdiff.backends.numpy import function as numpy_function
 from symdiff.errors import BackendError, ShapeError
-from symdiff.evaluate import Compiled as _NumpyCompiled
-from symdiff.evaluate import check_value
-from symdiff.graph import Node
+from symdiff.graph import Node, Region
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import Op
 from symdiff.plan import Plan, check_shapes, finish
@@ -53,11 +54,14 @@ UFUNCS = frozenset(
 class Writer:
     """Statements of the function being printed, its extra arguments and helpers."""
 
-    def __init__(self) -> None:
+    def __init__(self, outer: Writer | None = None) -> None:
         self.lines: list[str] = []
         self.constants: list[np.ndarray] = []  # passed as arguments after the inputs
-        self.helpers: dict[str, str] = {}  # name -> source, printed before the function
+        # name -> source, printed before the function; shared with the bodies' writers
+        self.helpers: dict[str, str] = outer.helpers if outer is not None else {}
+        self.bodies: dict[Region, Body | None] = outer.bodies if outer is not None else {}
         self.checks: list[tuple[str, Node]] = []  # (flag, node): returned after the outputs
+        self.shaped: list[tuple[str, Node]] = []  # ((shape, *input shapes), node): returned last
         self._k = 0
 
     def temp(self, expr: str) -> str:
@@ -74,6 +78,37 @@ class Writer:
     def helper(self, name: str, source: str) -> str:
         self.helpers.setdefault(name, source)
         return name
+
+
+class Body:
+    """A body printed as a function of its own (``@numba.njit``), as ``compiled`` is: it takes its
+    parameters, then its array constants, and returns its outputs, then its checks' flags and
+    shapes (a node calling it passes them on)."""
+
+    def __init__(self, outer: Writer, region: Region, name: str):
+        w = Writer(outer)
+        outs = _print(w, Plan(list(region.outputs), list(region.params), function))
+        self.name, self.constants, self.outputs = name, w.constants, len(outs)
+        self.checks, self.shaped = [node for _, node in w.checks], [node for _, node in w.shaped]
+        w.helper(name, _function(name, len(region.params), w, outs))
+
+
+def _p_body(w: Writer, node: Node, a: list[str]) -> str:
+    """A node that runs a body: a call of the body's function (printed once per body)."""
+    region = node.regions[0]
+    body = w.bodies.get(region)
+    if body is None:
+        name = f"_body{len(w.bodies)}_{region.name}"
+        w.bodies[region] = None  # the number taken before the bodies it calls take theirs
+        body = w.bodies[region] = Body(w, region, name)
+    called = w.temp(f"{body.name}({', '.join([*a, *(w.constant(c) for c in body.constants)])})")
+    k = body.outputs
+    for j, checked in enumerate(body.checks):
+        w.checks.append((f"{called}[{k + j}]", checked))
+    k += len(body.checks)
+    for j, checked in enumerate(body.shaped):
+        w.shaped.append((f"{called}[{k + j}]", checked))
+    return called if region.several else f"{called}[0]"
 
 
 def _refuse(node: Node, reason: str) -> BackendError:
@@ -454,11 +489,14 @@ PRINTERS: dict[str, Callable[[Writer, Node, list[str]], str]] = {
     "clip_above": lambda w, node, a: f"np.minimum({a[0]}, {a[1]})",
     "reshape_like": lambda w, node, a: f"np.ascontiguousarray({a[0]}).reshape({a[1]}.shape)",
     "concat_part": _p_concat_part,
+    "output": lambda w, node, a: f"{a[0]}[{node.attrs['index']}]",
 }
 
 
 def unsupported(op: Op) -> str | None:
     """Why this backend cannot run ``op`` (None: it can, for the shapes its printer accepts)."""
+    if op.sparsity == "body":  # runs its body, each op of it as here
+        return None
     if op.name in PRINTERS or op.numpy in UFUNCS and op.elementwise or op.scalar is not None and op.elementwise:
         return None
     return "numba compiles no form of it (numba's numpy has no such function); not written for numba yet"
@@ -466,12 +504,12 @@ def unsupported(op: Op) -> str | None:
 
 def support(op: Op) -> str:
     """How this backend runs ``op``, for docs/ops.md's table."""
-    reason = unsupported(op)
-    if reason is not None:
-        return f"none: {reason}"
-    if op.name in PRINTERS:
-        return "printer"
-    return f"`np.{op.numpy}`" if op.numpy in UFUNCS else "scalar template, looped"
+    return described(
+        unsupported(op),
+        (op.sparsity == "body", "its body, a njit function of its own"),
+        (op.name in PRINTERS, "printer"),
+        otherwise=f"`np.{op.numpy}`" if op.numpy in UFUNCS else "scalar template, looped",
+    )
 
 
 @functools.cache
@@ -480,9 +518,14 @@ def function(op: Op) -> Callable[..., str]:
     reason = unsupported(op)
     if reason is not None:
         raise unsupported_error("numba", op.name, reason)
+    if op.sparsity == "body":
+        return _p_body
     if op.name in PRINTERS:
         return PRINTERS[op.name]
     return functools.partial(_elementwise, op)
+
+
+function.prints = True  # a plan's steps hold printers, bodies included (symdiff.plan.Step)
 
 
 _NUMBA_TYPES = {"bool": "boolean"}
@@ -536,10 +579,34 @@ def generate(plan: Plan) -> tuple[str, list[np.ndarray], list[Node], list[Node]]
     array constants to pass after the inputs, the nodes whose shape check the function
     returns after the outputs (True: passed), and then the nodes whose shapes it returns
     (``(shape, *input_shapes)`` each, last), for ``plan.check_shapes`` to check after the
-    call: where numpy's broadcasting could take a None dimension bound to 1."""
+    call: where numpy's broadcasting could take a None dimension bound to 1. A body (a
+    composite's) is a njit function of its own, printed once, called where nodes run it."""
     w = Writer()
-    shaped = [s.node for s in plan.compiled_checks()]
-    shapes: list[str] = []
+    outs = _print(w, plan)
+    function_source = _function("compiled", len(plan.inputs), w, outs)
+    helpers = "".join(w.helpers[k] for k in sorted(w.helpers))
+    source = (
+        "# generated by symdiff's numba backend\nimport math as _math\n\nimport numba\nimport numpy as np\n"
+        f"{helpers}\n{function_source}"
+    )
+    return source, w.constants, [node for _, node in w.checks], [node for _, node in w.shaped]
+
+
+def _function(name: str, arity: int, w: Writer, outs: list[str]) -> str:
+    """``def name(x0.., constants..)`` of ``w``'s statements, returning ``outs``, the flags of
+    its checks and the shapes to check."""
+    result = ", ".join(outs + [flag for flag, _ in w.checks] + [shape for shape, _ in w.shaped])
+    params = [f"x{k}" for k in range(arity)] + [f"_c{k}" for k in range(len(w.constants))]
+    body = "\n".join(w.lines) or "    pass"
+    return (
+        f'\n\n@numba.njit(cache=True, error_model="numpy")\n'
+        f"def {name}({', '.join(params)}):\n{body}\n    return ({result},)\n"
+    )
+
+
+def _print(w: Writer, plan: Plan) -> list[str]:
+    """The plan's steps as statements of ``w``; the names of its outputs."""
+    shaped = {s.node for s in plan.compiled_checks()}
     names: dict[Node, str] = {}
     for n in (*plan.inputs, *(s.node for s in plan.steps)):
         if n.dtype == np.float16:  # numba types no half-precision arithmetic (NotImplementedError)
@@ -556,11 +623,10 @@ def generate(plan: Plan) -> tuple[str, list[np.ndarray], list[Node], list[Node]]
     for step in plan.steps:
         n = step.node
         args = [names[u] for u in n.inputs]
-        op = REGISTRY[n.op]
         if step.scalar:
-            expr = op.scalar.format(*args)
+            expr = REGISTRY[n.op].scalar.format(*args)
         else:
-            expr = function(op)(w, n, args)
+            expr = step.fn(w, n, args)  # the plan's function of the op: this backend's printer
             if not expr:
                 raise _refuse(n, "this form of it (broadcast operands, a scalar) has no numba printer")
         target = f"t{n.index}"
@@ -568,17 +634,8 @@ def generate(plan: Plan) -> tuple[str, list[np.ndarray], list[Node], list[Node]]
         names[n] = target
         if n in shaped:  # a raise here would keep numba from caching: the caller checks
             parts = [f"{names[m]}.shape" if m.ndim else "()" for m in (n, *n.inputs)]
-            shapes.append(w.temp(f"({', '.join(parts)},)"))
-    result = ", ".join([names[n] for n in plan.outputs] + [flag for flag, _ in w.checks] + shapes)
-    params = [f"x{k}" for k in range(len(plan.inputs))] + [f"_c{k}" for k in range(len(w.constants))]
-    helpers = "".join(w.helpers[k] for k in sorted(w.helpers))
-    body = "\n".join(w.lines) or "    pass"
-    source = (
-        "# generated by symdiff's numba backend\nimport math as _math\n\nimport numba\nimport numpy as np\n"
-        f'{helpers}\n\n@numba.njit(cache=True, error_model="numpy")\n'
-        f"def compiled({', '.join(params)}):\n{body}\n    return ({result},)\n"
-    )
-    return source, w.constants, [node for _, node in w.checks], shaped
+            w.shaped.append((w.temp(f"({', '.join(parts)},)"), n))
+    return [names[n] for n in plan.outputs]
 
 
 def cache_dir() -> Path:
@@ -629,9 +686,7 @@ class Compiled(_NumpyCompiled):
     backend = "numba"
 
     def _build(self, outputs: list[Node], inputs: list[Node]) -> None:
-        from symdiff.backends.numpy import function as numpy_function
-
-        self._plan = plan = Plan(outputs, inputs, numpy_function)
+        self._plan = plan = Plan(outputs, inputs, function)
         self._check_bound(plan)
         self.source, self._constants, self._checked, self._shaped = generate(plan)
         module = load_module(self.source)
@@ -688,7 +743,7 @@ class Compiled(_NumpyCompiled):
     def _refuse(self, values: list[Any]) -> None:
         """Raise what the numpy interpreter raises for these values (the same ShapeError, naming
         the op and the variables, as every backend); return if it computes them."""
-        self._plan.run(dict(zip(self.inputs, values)))
+        Plan(self.outputs, self.inputs, numpy_function).run(dict(zip(self.inputs, values)))
 
 
 def _finish(value: Any, dtype: np.dtype) -> Any:

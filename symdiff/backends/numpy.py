@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from symdiff.graph import Node
+from symdiff.graph import Node, Region
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import Op, numpy_function
 from symdiff.plan import SCALAR_DTYPES, Plan
@@ -157,6 +157,16 @@ def arguments(node: Node, names: dict[Node, str], strong: tuple[int, ...] = ()) 
     return args
 
 
+def body_names(plan: Plan) -> dict[Region, str]:
+    """The name under which generated code calls each body its plan's steps run (``_body0``, ...):
+    one per body, however many nodes run it."""
+    names: dict[Region, str] = {}
+    for step in plan.steps:
+        if step.node.regions:
+            names.setdefault(step.node.regions[0], f"_body{len(names)}")
+    return names
+
+
 def generate(plan: Plan, checks: dict[Node, Callable[..., None]]) -> tuple[str, dict[str, Any]]:
     """Python source for ``def compiled(<inputs>)`` and the namespace it runs in.
 
@@ -185,6 +195,7 @@ def generate(plan: Plan, checks: dict[Node, Callable[..., None]]) -> tuple[str, 
     lines = []
     scalar = {s.node: s.scalar for s in plan.steps}
     strong = {s.node: s.strong for s in plan.steps if s.strong}
+    bodies = body_names(plan)
     for k, n in enumerate(computed):
         target = f"t{n.index}"
         args = arguments(n, names, strong.get(n, ()))
@@ -196,6 +207,9 @@ def generate(plan: Plan, checks: dict[Node, Callable[..., None]]) -> tuple[str, 
                 names[n] = op.scalar.format(*args)  # no statement: the consumer's expression holds it
                 continue
             expr = _statement_template(op.scalar).format(*args)
+        elif n.regions:  # the plan's function of the body (plan.body_function)
+            namespace[bodies[n.regions[0]]] = plan.steps[k].call
+            expr = f"{bodies[n.regions[0]]}({', '.join(args)})"
         else:
             expr = _call(op, n, args, namespace)
         depth[n] = 0

@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from symdiff.backends.numpy import _call, arguments, function, generate
+from symdiff._version import __version__
+from symdiff.backends.base import Compiled, as_outputs, resolve_inputs, sparse_outputs
+from symdiff.backends.numpy import _call, arguments, body_names, function, generate
 from symdiff.backends.numpy import _literal as _scalar_literal
 from symdiff.errors import DTypeError, GraphError, ShapeError
-from symdiff.graph import Node, ancestors, format_shape
+from symdiff.graph import Node, Region, ancestors, format_shape
 from symdiff.ops import REGISTRY
 from symdiff.plan import Plan
 
@@ -299,9 +301,12 @@ def _sparse_positions(outputs: Any) -> dict[int, Any]:
     return {k: o for k, o in enumerate(listed) if isinstance(o, SparseDerivative)}
 
 
-def _careful(plan: Plan, names: dict[Node, str], checks: set[Node], emitter: Emitter, defs: list[str]) -> str:
+def _careful(
+    plan: Plan, names: dict[Node, str], checks: set[Node], emitter: Emitter, defs: list[str], bodies: dict[Region, str]
+) -> str:
     """The function again with each scalar step computed as ``sd.evaluate`` does: the math
-    template, or numpy's IEEE result where it raises (log(0), 1/0, overflow)."""
+    template, or numpy's IEEE result where it raises (log(0), 1/0, overflow); a body is run by
+    its careful function (``bodies``)."""
     namespace: dict[str, Any] = {}
     lines = []
     for step in plan.steps:
@@ -324,9 +329,11 @@ def _careful(plan: Plan, names: dict[Node, str], checks: set[Node], emitter: Emi
                 f"        return _np_{op.name}({floats})[()]\n"
             )
             expr = f"{helper}({', '.join(args)})"
+        elif n.regions:
+            expr = f"{bodies[n.regions[0]]}({', '.join(args)})"
         else:
             expr = _call(op, n, args, namespace)
-        if not step.scalar and any(None in u.shape for u in n.inputs):
+        if not step.scalar and any(u.shape is not None and None in u.shape for u in n.inputs):
             # numpy's own refusal of sizes that do not fit, raised as the ShapeError symdiff raises
             lines.append(f"    try:\n        t{n.index} = {expr}\n    except Exception as exc:")
             lines.append(f"        raise _unfit(exc, {n.op!r}, {_variables(n)!r}, {', '.join(args)}) from exc")
@@ -347,10 +354,12 @@ def _variables(node: Node) -> str:
     return f"; it depends on the variable{'s' if len(found) > 1 else ''} {listed}" if found else ""
 
 
-def _rename(source: str, names: dict[str, str]) -> str:
+def _rename(source: str, names: dict[str, str], calls: bool = True) -> str:
+    """``source`` with the names called (``calls``), or all names, renamed as ``names`` says."""
     if not names:
         return source
-    pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r")(?=\()")
+    end = r"(?=\()" if calls else r"(?!\w)"
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + ")" + end)
     return pattern.sub(lambda m: names[m.group(1)], source)
 
 
@@ -366,42 +375,33 @@ def _names(plan: Plan, source: str) -> dict[Node, str]:
     return names
 
 
-def to_source(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | None = None, name: str = "f") -> str:
-    """A standalone Python module (as a string) defining ``<name>(<inputs>)``, which computes
-    ``outputs`` (one value, or a list for a list of outputs).
-
-    The module imports numpy and math (scipy where an op needs it: erf, triangular and
-    Cholesky solves, expm), never symdiff, and returns the same bits as
-    ``sd.compile(outputs, inputs)``: the same generated function, the same IEEE fallback.
-
-    >>> g = sd.Graph(); x = g.variable("x")
-    >>> src = sd.to_source(sd.grad(sd.sin(x) * x, x), [x], name="dfdx")
-    >>> namespace = {}
-    >>> exec(src, namespace)
-    >>> print(namespace["dfdx"](0.5))
-    0.9182168195493894
-    """
-    from symdiff.evaluate import compile as compile_
-
-    if not isinstance(name, str) or not name.isidentifier() or name in ("compiled", "np"):
-        raise GraphError(f"to_source: name {name!r} is not a Python identifier free for the function")
-    made = compile_(outputs, inputs)  # resolves and checks outputs and inputs as compile does
-    compiled = getattr(made, "compiled", made)  # the dense function under sparse outputs
-    outs, ins, single = compiled.outputs, compiled.inputs, compiled._single
-    sparse = _sparse_positions(outputs)
-    plan = Plan(outs, ins, function)
+def _function(
+    plan: Plan,
+    emitter: Emitter,
+    defs: list[str],
+    bodies: dict[Region, tuple[str, str, str]],
+    name: str,
+    careful_name: str,
+    prefix: str = "",
+) -> tuple[str, str]:
+    """The plan printed as ``def <name>`` and its IEEE-careful twin ``def <careful_name>``; what
+    they use is added to ``defs`` (and the bodies they call to ``bodies``). ``prefix`` makes a
+    body's own names (its constants ``_c5``, checks, bound forwards) its own in the module."""
     checks = {s.node for s in plan.compiled_checks()}
-    emitter = Emitter()
     source, namespace = generate(plan, {n: None for n in checks})
+    called = {local: _body(region, emitter, defs, bodies) for region, local in body_names(plan).items()}
     # the generated function's own names (_sum, _getitem9) are renamed _op_sum, _op_getitem9:
     # copied forwards keep their symdiff names (_logsumexp), which may be the same
     renamed = {
         k: f"_op{k}" for k, v in namespace.items() if callable(v) and not k.startswith("_check") and k not in ("np",)
     }
+    renamed.update({local: names[0] for local, names in called.items()})
     source = _rename(source, renamed)
-    namespace = {renamed.get(k, k): v for k, v in namespace.items()}
-    defs: list[str] = []
-    by_check = {f"_check{n.index}": n for n in checks}
+    namespace = {renamed.get(k, k): v for k, v in namespace.items() if k not in called}
+    # a body's names made of node numbers (_c5, _check5, _op_getitem9) are numbers of its own graph
+    own = {k: f"{prefix}{k}" for k in namespace if prefix and k[-1].isdigit()}
+    by_check = {own.get(f"_check{n.index}", f"_check{n.index}"): n for n in checks}
+    namespace = {own.get(k, k): v for k, v in namespace.items()}
     for key in sorted(namespace):
         value = namespace[key]
         if key in ("np", "_math"):
@@ -422,7 +422,57 @@ def to_source(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | Non
             defs.append(f"{key} = {_literal(value, emitter)}\n")
         else:
             defs.append(_callable(value, emitter, key))
-    careful = _rename(_careful(plan, _names(plan, source), checks, emitter, defs), renamed)
+    careful_bodies = {region: called[local][1] for region, local in body_names(plan).items()}
+    careful = _careful(plan, _names(plan, source), checks, emitter, defs, careful_bodies)
+    careful = _rename(_rename(careful, renamed), own, calls=False)
+    source = _rename(source, own, calls=False).replace("def compiled(", f"def {name}(", 1)
+    return source, careful.replace("def _compiled_careful(", f"def {careful_name}(", 1)
+
+
+def _body(
+    region: Region, emitter: Emitter, defs: list[str], bodies: dict[Region, tuple[str, str, str]]
+) -> tuple[str, str]:
+    """The names of the two functions (fast, careful) that run ``region`` in the module: printed
+    once per body (a body and its derivative bodies each), however many nodes call it."""
+    if region not in bodies:
+        k = len(bodies)
+        name = f"_body{k}_{region.name}"
+        bodies[region] = (name, f"{name}_careful", "")
+        plan = Plan(list(region.outputs), list(region.params), function)
+        fast, careful = _function(plan, emitter, defs, bodies, name, f"{name}_careful", f"_b{k}")
+        if not region.several:  # one output: its value, not a 1-tuple (as plan.body_function)
+            fast, careful = (re.sub(r"return \((.*),\)\n$", r"return \1\n", text) for text in (fast, careful))
+        bodies[region] = (name, f"{name}_careful", fast + "\n\n" + careful)
+    return bodies[region][:2]
+
+
+def to_source(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | None = None, name: str = "f") -> str:
+    """A standalone Python module (as a string) defining ``<name>(<inputs>)``, which computes
+    ``outputs`` (one value, or a list for a list of outputs).
+
+    The module imports numpy and math (scipy where an op needs it: erf, triangular and
+    Cholesky solves, expm), never symdiff, and returns the same bits as
+    ``sd.compile(outputs, inputs)``: the same generated function, the same IEEE fallback.
+
+    >>> g = sd.Graph(); x = g.variable("x")
+    >>> src = sd.to_source(sd.grad(sd.sin(x) * x, x), [x], name="dfdx")
+    >>> namespace = {}
+    >>> exec(src, namespace)
+    >>> print(namespace["dfdx"](0.5))
+    0.9182168195493894
+    """
+    if not isinstance(name, str) or not name.isidentifier() or name in ("compiled", "np"):
+        raise GraphError(f"to_source: name {name!r} is not a Python identifier free for the function")
+    # the outputs and inputs resolved and checked as sd.compile does, and the same plan printed once
+    outs, single = as_outputs(sparse_outputs(outputs)[0], "to_source")
+    ins = resolve_inputs(outs, inputs, "to_source")
+    sparse = _sparse_positions(outputs)
+    plan = Plan(outs, ins, function)
+    Compiled._check_bound(plan, "to_source")
+    emitter = Emitter()
+    defs: list[str] = []
+    bodies: dict[Region, tuple[str, str, str]] = {}
+    source, careful = _function(plan, emitter, defs, bodies, "compiled", "_compiled_careful")
     emitter.name(ShapeError)  # the module's own, a ValueError as symdiff's is (and DTypeError a TypeError)
     emitter.name(DTypeError)
     params = list(_names(plan, source)[n] for n in ins)
@@ -471,6 +521,7 @@ def to_source(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | Non
         + "\n\n"
         + "".join(unique)
         + "\n\n"
+        + "".join(f"{text}\n\n" for _, _, text in bodies.values())
         + source
         + "\n\n"
         + careful
@@ -479,6 +530,4 @@ def to_source(outputs: Node | Sequence[Node], inputs: Sequence[Node | str] | Non
 
 
 def _version() -> str:
-    from symdiff import __version__
-
     return __version__

@@ -2,8 +2,11 @@
 forward/backward figure with values and gradients on every node.
 
 Forward nodes are drawn plain, derivative nodes (``is_gradient``) filled orange and
-grouped in a cluster beside them, with a legend. The same graph always gives the
-same text.
+grouped in a cluster beside them, with a legend. A node with several outputs (``eigh``) is
+drawn once, its outputs as small nodes named by the output hanging from it; a body
+(``sd.composite``) is drawn once as a cluster ``subgraph cluster_body<k>`` labelled by its
+definition's left side, and each node that runs it has a dotted "runs" edge to it. The same
+graph always gives the same text.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import numpy as np
 
 from symdiff.errors import GraphError
 from symdiff.export.nx import subgraph_nodes
-from symdiff.graph import Node, check_same_graph, format_shape, node_list
+from symdiff.graph import Node, Region, ancestors, check_same_graph, format_shape, node_list, regions_in
 from symdiff.ops import REGISTRY
-from symdiff.printing import format_number
+from symdiff.ops.constants import format_number
 
 FORWARD_FILL = "#ffffff"
 GRADIENT_FILL = "#ffd8a8"
@@ -52,7 +55,7 @@ def _ordered(node: Node) -> bool:
 def label(node: Node) -> str:
     """The short label of a node in a drawing: its name, value or op symbol, and its shape."""
     text = _symbol(node)
-    if node.shape:
+    if node.shape:  # a node with several outputs has none: its outputs show theirs
         text += f"\n{format_shape(node.shape)}"
     return text
 
@@ -103,14 +106,16 @@ def _annotations(
         if cost is not None:
             raise GraphError("to_dot: cost= needs values= (the point at which to show the gradients)")
         return {}, {}
-    computed = [n for n in nodes if n.op != "constant" or n.value.size <= 16]
+    computed = [n for n in nodes if not n.is_multi and (n.op != "constant" or n.value.size <= 16)]
     forward = dict(zip(computed, evaluate(computed, values)))
     gradients: dict[Node, Any] = {}
     if cost is not None:
         if not isinstance(cost, Node) or cost.shape != ():
             raise GraphError("to_dot: cost must be a scalar node")
         graph = cost.graph
-        targets = [n for n in nodes if n.dtype.kind == "f" and n.op != "constant" and not n.is_gradient]
+        targets = [
+            n for n in nodes if not n.is_multi and n.dtype.kind == "f" and n.op != "constant" and not n.is_gradient
+        ]
         with graph._scratch():
             nodes_grads = grad(cost, targets)
             gradients = dict(zip(targets, evaluate(nodes_grads, values)))
@@ -166,8 +171,11 @@ def to_dot(
     ]
     if title:
         lines.append(f'  labelloc="t"; label="{_escape(title)}";')
+    bodies = body_nodes(nodes)
+    if bodies:
+        lines.append("  compound=true;")  # a "runs" edge ends at its body's cluster
 
-    def node_line(n: Node, indent: str) -> str:
+    def node_line(n: Node, indent: str, name: str | None = None) -> str:
         if n in forward or n in gradients:
             attrs = [f"label={_html_label(n, forward.get(n), gradients.get(n), cost_name)}"]
         else:
@@ -176,12 +184,15 @@ def to_dot(
             attrs += ["shape=ellipse", "style=filled", f'fillcolor="{LEAF_FILL}"']
         elif n.op == "constant":
             attrs += ["shape=box", 'style="filled,rounded"', f'fillcolor="{LEAF_FILL}"', "fontsize=9"]
+        elif n.op == "output":  # a small node under the node whose output it is
+            fill = GRADIENT_FILL if n.is_gradient else FORWARD_FILL
+            attrs += ["shape=box", 'style="filled,rounded"', f'fillcolor="{fill}"', "fontsize=9", "height=0.2"]
         else:
             fill = GRADIENT_FILL if n.is_gradient else FORWARD_FILL
             attrs += ["shape=box", "style=filled", f'fillcolor="{fill}"']
         if n in marked:
             attrs.append("peripheries=2")
-        return f"{indent}n{n.index} [{', '.join(attrs)}];"
+        return f"{indent}{name or f'n{n.index}'} [{', '.join(attrs)}];"
 
     drawn = set(nodes)
     forward_nodes = [n for n in nodes if not n.is_gradient]
@@ -198,13 +209,21 @@ def to_dot(
         if n in cut:
             lines.append(f"  more{n.index} -> n{n.index} [style=dashed];")
             continue
-        for position, u in enumerate(n.inputs):
-            if u not in drawn:
-                continue
-            extra = [f'color="{GRADIENT_EDGE}"'] if n.is_gradient else []
-            if _ordered(n):  # which operand is which: x - y is not y - x
-                extra.append(f'taillabel="{position}"')
-            lines.append(f"  n{u.index} -> n{n.index}" + (f" [{', '.join(extra)}]" if extra else "") + ";")
+        lines += _edges(n, drawn, "n")
+    body_ids = {region: k for k, (region, _) in enumerate(bodies)}
+    for n in nodes:
+        lines += _runs(n, f"n{n.index}", body_ids)
+    for k, (region, inside) in enumerate(bodies):
+        params = ", ".join(p.name for p in region.params)
+        lines.append(f"  subgraph cluster_body{k} {{")
+        lines.append(f'    label="{_escape(f"{region.name}({params})")}"; style="rounded"; color="#5f3dc4";')
+        saved, marked = marked, set(region.outputs)
+        lines += [node_line(n, "    ", f"b{k}_{n.index}") for n in inside]
+        marked = saved
+        for n in inside:
+            lines += _edges(n, set(inside), f"b{k}_", "    ")
+            lines += _runs(n, f"b{k}_{n.index}", body_ids, "    ")
+        lines.append("  }")
     if derivative:
         lines += [
             "  subgraph cluster_legend {",
@@ -217,6 +236,37 @@ def to_dot(
         ]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _edges(n: Node, drawn: set[Node], prefix: str, indent: str = "  ") -> list[str]:
+    """The edges into ``n`` from its drawn inputs (node names ``prefix + index``)."""
+    out = []
+    for position, u in enumerate(n.inputs):
+        if u not in drawn:
+            continue
+        extra = [f'color="{GRADIENT_EDGE}"'] if n.is_gradient else []
+        if n.op == "output":  # hangs from the node whose output it is
+            extra += ["arrowhead=none", "style=bold"]
+        elif _ordered(n):  # which operand is which: x - y is not y - x
+            extra.append(f'taillabel="{position}"')
+        style = f" [{', '.join(extra)}]" if extra else ""
+        out.append(f"{indent}{prefix}{u.index} -> {prefix}{n.index}{style};")
+    return out
+
+
+def _runs(n: Node, name: str, body_ids: dict[Region, int], indent: str = "  ") -> list[str]:
+    """A dotted edge from a node to each body it runs (to the cluster, at the body's first output)."""
+    return [
+        f"{indent}{name} -> b{body_ids[r]}_{r.outputs[0].index} [lhead=cluster_body{body_ids[r]}, style=dotted, "
+        f'label="runs", fontsize=8, constraint=false];'
+        for r in n.regions
+    ]
+
+
+def body_nodes(nodes: Sequence[Node]) -> list[tuple[Region, list[Node]]]:
+    """Each body that ``nodes`` run (at any depth, each once) with the nodes a drawing of it shows:
+    its parameters and what its outputs need."""
+    return [(r, ancestors([*r.params, *r.outputs])) for r in regions_in(nodes)]
 
 
 def drawn_nodes(

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from symdiff.errors import GraphError
-from symdiff.export.dot import drawn_nodes, to_dot
-from symdiff.graph import Node
+from symdiff.export.dot import body_nodes, drawn_nodes, to_dot
+from symdiff.export.nx import subgraph_nodes
+from symdiff.graph import Node, install
 
 # Graphviz's layout grows faster than the node count: a few seconds at 1,000 nodes, minutes at 5,000.
 MAX_NODES = 1_000
@@ -29,10 +30,11 @@ def _too_large(outputs: Node | Sequence[Node], options: dict[str, Any], max_node
     if max_nodes is None:
         return None
     _, nodes, _ = drawn_nodes(outputs, options.get("depth"), what)
-    if len(nodes) <= max_nodes:
+    count = len(nodes) + sum(len(inside) for _, inside in body_nodes(nodes))  # each body drawn once
+    if count <= max_nodes:
         return None
     return (
-        f"{what}: the drawing would have {len(nodes)} nodes, more than max_nodes={max_nodes}, and Graphviz "
+        f"{what}: the drawing would have {count} nodes, more than max_nodes={max_nodes}, and Graphviz "
         "would take minutes to lay it out; draw less: depth=3 keeps the nodes within 3 edges of the outputs, "
         "or pass a sub-graph (fewer outputs, one derivative), or write only the DOT source (a .dot path); "
         "max_nodes=None draws it anyway"
@@ -92,3 +94,13 @@ def to_svg(outputs: Node | Sequence[Node], *, max_nodes: int | None = MAX_NODES,
         return None
     result = subprocess.run([program, "-Tsvg"], input=to_dot(outputs, **options), capture_output=True, text=True)
     return result.stdout if result.returncode == 0 else None
+
+
+def _node_svg(self: Node) -> str | None:
+    """A drawing for Jupyter, when Graphviz is installed and the graph is small enough."""
+    if len(subgraph_nodes(self.graph, self)) > 200:
+        return None
+    return to_svg(self)
+
+
+install(Node, {"_repr_svg_": _node_svg})

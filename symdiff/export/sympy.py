@@ -10,9 +10,10 @@ import sympy
 
 from symdiff import ops
 from symdiff.errors import GraphError, ShapeError
-from symdiff.graph import Graph, Node, ancestors, consumers, format_shape
+from symdiff.graph import Graph, Node, ancestors, consumers, format_shape, install
 from symdiff.ops import REGISTRY, apply
-from symdiff.printing import written_as_call
+from symdiff.ops.constants import written_as_call
+from symdiff.printing import to_latex
 
 # Tensors up to this many elements convert (each element is a sympy expression).
 MAX_ELEMENTS = 10_000
@@ -71,16 +72,33 @@ def _object_array(node: Node, env: dict[Node, np.ndarray]) -> np.ndarray:
             else np.array(_number(node.value.item()), dtype=object)
         )
     op = REGISTRY[node.op]
+    for shape in [r[0] for r in node.results] if node.is_multi else [node.shape]:
+        if None in shape or int(np.prod(shape, dtype=np.int64)) > MAX_ELEMENTS:
+            raise ShapeError(
+                f"to_sympy: {node.op} (node #{node.index}) has shape {format_shape(shape)}; "
+                f"only static shapes up to {MAX_ELEMENTS} elements convert"
+            )
+    if op.sympy is None and node.regions:
+        return _inline(node, env)
     if op.sympy is None:
         reason = op.unsupported.get("sympy")
         raise GraphError(f"to_sympy: op {node.op!r} has no sympy translation" + (f" ({reason})" if reason else ""))
-    if node.size is None or node.size > MAX_ELEMENTS:
-        raise ShapeError(
-            f"to_sympy: {node.op} (node #{node.index}) has shape {format_shape(node.shape)}; "
-            f"only static shapes up to {MAX_ELEMENTS} elements convert"
-        )
     value = op.sympy(*(env[u] for u in node.inputs), **dict(node._attrs))
+    if node.is_multi:  # one array per output (slogdet's sign and log|det|)
+        return tuple(np.asarray(v, dtype=object) for v in value)
     return np.asarray(value, dtype=object)
+
+
+def _inline(node: Node, env: dict[Node, Any]) -> Any:
+    """A node that runs a body, without a sympy rule of its own (``sd.composite``): its body
+    converted with its parameters standing for the node's inputs (inlined)."""
+    region = node.regions[0]
+    inner: dict[Node, Any] = dict(zip(region.params, (env[u] for u in node.inputs)))
+    for n in ancestors(region.outputs):
+        if n not in inner:
+            inner[n] = _object_array(n, inner)
+    outs = tuple(inner[o] for o in region.outputs)
+    return outs if region.several else outs[0]
 
 
 def _as_sympy(value: np.ndarray) -> Any:
@@ -98,7 +116,10 @@ def to_sympy(node: Node, cse: bool = False) -> Any:
     matrix (a vector is a column), a sympy Array for more dimensions.
 
     Variables become symbols of the same name; a tensor variable ``w`` becomes
-    elements ``w_0, w_1, ...``.
+    elements ``w_0, w_1, ...``. An op with several outputs converts by its sympy rule (each
+    output node picks its part: ``slogdet``'s sign and log|det|), or is refused with the op's
+    reason (``eigh``); a node that runs a body (``sd.composite``) converts as its body with its
+    parameters replaced by the node's inputs (inlined).
 
     With ``cse=True``, returns ``(replacements, expression)`` as ``sympy.cse`` does:
     every subexpression the graph shares becomes a symbol ``t1, t2, ...`` defined in
@@ -125,7 +146,7 @@ def to_sympy(node: Node, cse: bool = False) -> Any:
     env: dict[Node, np.ndarray] = {}
     for n in nodes:
         value = _object_array(n, env)
-        if n in shared:
+        if n in shared and not n.is_multi:  # a node of several outputs: its outputs are named
             named = np.empty(value.shape, dtype=object)
             for i in np.ndindex(value.shape):
                 element = value[i]
@@ -158,8 +179,6 @@ def latex(node: Node) -> str:
     """
     if not isinstance(node, Node):
         raise GraphError(f"latex: expected a node, got {type(node).__name__}")
-    from symdiff.printing import to_latex
-
     if node.shape != ():
         return to_latex(node)
     try:
@@ -171,6 +190,20 @@ def latex(node: Node) -> str:
     rows = [f"{sympy.latex(sym)} &= {sympy.latex(value)}" for sym, value in replacements]
     rows.append(f"& {sympy.latex(expr)}")
     return "\\begin{aligned}" + " \\\\ ".join(rows) + "\\end{aligned}"
+
+
+def latex_or_none(node: Node) -> str | None:
+    """``$...$`` LaTeX for a scalar node if sympy can express it, else None (``_repr_latex_``,
+    which Jupyter shows)."""
+    if node.shape != () or len(ancestors([node])) > 200:
+        return None
+    try:
+        return f"${latex(node)}$"
+    except Exception:
+        return None
+
+
+install(Node, {"_repr_latex_": latex_or_none})
 
 
 # -- from sympy -------------------------------------------------------------------

@@ -3,8 +3,10 @@
 arithmetic (add ... pow, astype), functions (exp, sin, ..., maximum), logic (comparisons,
 where), structure (axes, broadcasting, reshape, transpose, triangles), indexing (getitem,
 take), creation (zeros_like, eye_like, stop_gradient), reduce (sum ... softmax), linalg
-(matmul, solve, inv, det, cholesky). The rewrite rules that apply while building are in
-``symdiff.rules``, the one rule table.
+(matmul, solve, inv, det, cholesky). ``methods`` installs Node's operators; ``constants``
+answers what rules and printers ask of a constant. The rewrite rules that apply while
+building are in ``symdiff.rules``, the one rule table, which sits above this package and
+fills ``core.BUILD_REWRITES`` when symdiff is imported.
 """
 
 from symdiff.ops.arithmetic import add, astype, divide, multiply, negative, power, square, subtract
@@ -212,5 +214,7 @@ for _name in __all__:
         globals()[_name] = atomic(globals()[_name])
 del _name
 
-# The build-time rewrites (x + 0 -> x) are part of apply from here on.
-from symdiff import rules as _rules  # noqa: E402, F401
+# Node's operators (x + y, x[i], x.T, x.sum()) call the wrapped functions above.
+from symdiff.ops.methods import install_node_methods  # noqa: E402
+
+install_node_methods()

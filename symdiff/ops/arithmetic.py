@@ -12,24 +12,15 @@ from typing import Any
 import numpy as np
 
 from symdiff.graph import Node
-from symdiff.ops.core import (
-    apply,
-    as_nodes,
-    broadcast_shapes,
-    common_dtype,
-    define_op,
-    derive_function,
-    same_shape,
-)
+from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, derive_function
+from symdiff.ops.families import elementwise_op
 
 ArrayLike = Any
 
 
-ADD = define_op(
+ADD = elementwise_op(
     "add",
     numpy="add",
-    shape=broadcast_shapes,
-    kind="elementwise",
     dtype=common_dtype,
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g),
     properties=("linear", "commutative"),
@@ -41,11 +32,9 @@ ADD = define_op(
     doc="d(x + y) = dx + dy",
     scalar="({0} + {1})",
 )
-SUB = define_op(
+SUB = elementwise_op(
     "sub",
     numpy="subtract",
-    shape=broadcast_shapes,
-    kind="elementwise",
     dtype=common_dtype,
     vjp=(lambda g, out, x, y: g, lambda g, out, x, y: negative(g)),
     properties=("linear",),
@@ -58,11 +47,9 @@ SUB = define_op(
     doc="d(x - y) = dx - dy",
     scalar="({0} - {1})",
 )
-MUL = define_op(
+MUL = elementwise_op(
     "mul",
     numpy="multiply",
-    shape=broadcast_shapes,
-    kind="elementwise",
     dtype=common_dtype,
     # x*g, not g*x, for the second input: derivatives print in the order a reader writes them
     vjp=(lambda g, out, x, y: multiply(g, y), lambda g, out, x, y: multiply(x, g)),
@@ -76,11 +63,9 @@ MUL = define_op(
     doc="d(x y) = y dx + x dy",
     scalar="({0} * {1})",
 )
-DIV = define_op(
+DIV = elementwise_op(
     "div",
     numpy="true_divide",
-    shape=broadcast_shapes,
-    kind="elementwise",
     vjp=(lambda g, out, x, y: divide(g, y), lambda g, out, x, y: negative(divide(multiply(g, out), y))),
     symbol="/",
     precedence=20,
@@ -91,11 +76,9 @@ DIV = define_op(
     doc="d(x / y) = dx / y - (x / y) dy / y",
     scalar="({0} / {1})",
 )
-NEG = define_op(
+NEG = elementwise_op(
     "neg",
     numpy="negative",
-    shape=same_shape,
-    kind="elementwise",
     dtype=common_dtype,
     vjp=(lambda g, out, x: negative(g),),
     properties=("linear",),
@@ -147,11 +130,9 @@ def _pow_dy(out: Node, x: Node, y: Node) -> Node:
     return multiply(log(where(where(equal(x, 0), greater(y, 0), False), 1.0, x)), out)
 
 
-POW = define_op(
+POW = elementwise_op(
     "pow",
     numpy="power",
-    shape=broadcast_shapes,
-    kind="elementwise",
     partials=(_pow_dx, _pow_dy),
     symbol="**",
     precedence=40,

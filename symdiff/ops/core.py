@@ -8,8 +8,8 @@ about a particular op; a new op is one ``define_op`` call.
 Derivative rules build graph nodes from symdiff ops and nothing else (never
 numbers), which is why every derivative can be differentiated again.
 
-Rule conventions
-----------------
+Derivative rule conventions
+---------------------------
 ``vjp[i](g, out, *inputs, **attrs)`` returns the gradient contribution for input
 ``i`` given the incoming gradient ``g`` (a cotangent shaped like ``out``, possibly
 with extra *leading* batch axes, which a rule must carry through: use negative
@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from symdiff.errors import GraphError, ShapeError
-from symdiff.graph import Node, Shape, format_shape
+from symdiff.graph import Node, Region, Shape, describe, encloses, format_shape, shape_matches
 
-Rule = Callable[..., Node]
+DerivativeRule = Callable[..., Node]  # one input's vjp or jvp (not a rewrite rule: symdiff.rewrite)
 
 
 class _NotDifferentiable:
@@ -50,7 +50,7 @@ class _NotDifferentiable:
 
 
 not_differentiable: Any = _NotDifferentiable()
-RuleTable = Sequence[Rule | None] | Callable[[int], Rule | None]
+DerivativeRules = Sequence[DerivativeRule | None] | Callable[[int], DerivativeRule | None]  # one per input
 
 # What an op is decides what symdiff can derive for it (the jvp rule, the public function,
 # the sparsity pattern): an op writes out only what its kind cannot derive.
@@ -111,8 +111,8 @@ class Op:
     forward: Callable[..., Any]
     shape: Callable[..., Shape]
     dtype: Callable[..., np.dtype]
-    vjp: RuleTable | None = None
-    jvp: RuleTable | None = None
+    vjp: DerivativeRules | None = None
+    jvp: DerivativeRules | None = None
     differentiable: bool = True
     numpy: str | None = None
     generic: bool = True
@@ -125,6 +125,9 @@ class Op:
     derived: frozenset[str] = frozenset()
     unsupported: dict[str, str] = field(default_factory=dict)
     sparsity: str = "dense"
+    outputs: tuple[str, ...] | None = None
+    joint_vjp: Callable[..., list[Node | None]] | None = None
+    joint_jvp: Callable[..., list[Node | None]] | None = None
 
     @property
     def elementwise(self) -> bool:
@@ -146,17 +149,17 @@ class Op:
     def sympy_name(self) -> str | None:
         return self.notation.sympy_name
 
-    def vjp_rule(self, i: int) -> Rule | None:
+    def vjp_rule(self, i: int) -> DerivativeRule | None:
         return _rule(self.vjp, i)
 
-    def jvp_rule(self, i: int) -> Rule | None:
+    def jvp_rule(self, i: int) -> DerivativeRule | None:
         return _rule(self.jvp, i)
 
     def __repr__(self) -> str:
         return f"<Op {self.name}>"
 
 
-def _rule(table: RuleTable | None, i: int) -> Rule | None:
+def _rule(table: DerivativeRules | None, i: int) -> DerivativeRule | None:
     if table is None:
         return None
     if callable(table):
@@ -231,7 +234,7 @@ def _forward_of(name: str, forward: Callable[..., Any] | None, numpy: str | None
     return (lambda xp, *arrays, **attrs: forward(*arrays, **attrs)), False
 
 
-def _linear_jvp(op_name: str, i: int) -> Rule:
+def _linear_jvp(op_name: str, i: int) -> DerivativeRule:
     """A linear op's forward-mode rule: the op itself, applied with the tangent in input i's place."""
 
     def rule(t: Node, out: Node, *inputs: Node, **attrs: Any) -> Node:
@@ -250,8 +253,8 @@ def define_op(
     numpy: str | None = None,
     kind: str | None = None,
     dtype: Callable[..., np.dtype] | None = None,
-    vjp: RuleTable | None = None,
-    jvp: RuleTable | None = None,
+    vjp: DerivativeRules | None = None,
+    jvp: DerivativeRules | None = None,
     partials: Sequence[Callable[..., Node] | None] | None = None,
     differentiable: bool = True,
     elementwise: bool = False,
@@ -272,6 +275,9 @@ def define_op(
     scalar: str | None = None,
     arity: int | None = None,
     sparsity: str | None = None,
+    outputs: Sequence[str] | None = None,
+    joint_vjp: Callable[..., list[Node | None]] | None = None,
+    joint_jvp: Callable[..., list[Node | None]] | None = None,
 ) -> Op:
     """Register a new op and return it; build nodes of it with :func:`apply`.
 
@@ -314,16 +320,18 @@ def define_op(
     unsupported : dict, optional
         Aspects the op does not have, with the reason shown to users
         (``{"sympy": "a count of elements is not an expression"}``).
-    sympy : callable or "forward", optional
+    sympy : callable, "forward" or "body", optional
         ``sympy(*object_arrays, **attrs)``: the op on numpy arrays of sympy
         expressions, used by :func:`symdiff.to_sympy`; ``"forward"`` when the forward
-        itself does that (it only moves elements). Structural ops get it by default.
+        itself does that (it only moves elements); ``"body"`` for a node that runs a body
+        (converted as its body). Structural ops get it by default.
     sympy_name : str, optional
         The sympy function this op corresponds to, for :func:`symdiff.from_sympy`.
     doc : str
         A one-line math description (``"d sin x = cos x dx"``).
     fold : bool
-        Whether to compute the op at build time when every input is a constant.
+        Whether to compute the op at build time when every input is a constant (the
+        rule table's last build rule, ``constant_folding``).
     scalar : str, optional
         A Python expression computing the op on float64 scalars, with ``{0}``, ``{1}``
         for the inputs and ``_math`` for the math module (``"_math.sin({0})"``). Used by
@@ -336,6 +344,20 @@ def define_op(
         How the op maps its inputs' dependency patterns (``sd.sparse_jacobian``; see
         ``SPARSITY``); by default from its kind: elementwise ops ``"elementwise"``,
         structural ops ``"selection"``, reductions ``"reduction"``, others ``"dense"``.
+    outputs : sequence of str, optional
+        For an op with several outputs, their names (``("eigenvalues", "eigenvectors")``, as
+        numpy's result tuple names them). The forward then returns a tuple, the shape and dtype
+        rules a tuple (one per output), :func:`apply` returns the output nodes (see
+        :func:`output`); ``vjp[i](gs, outs, *inputs, **attrs)`` receives the tuple of the
+        outputs' cotangents (None where an output has none) and the output nodes, and
+        ``jvp[i](t, outs, *inputs, **attrs)`` returns a tuple of tangents (None for zero).
+    joint_vjp, joint_jvp : callable, optional
+        Rules for all inputs at once, for an op whose derivative is best built in one piece (a
+        node with a body: one derivative body, not one per input).
+        ``joint_vjp(gs, node, wanted) -> [cotangent or None per input]`` (``wanted``: the
+        input positions the pass needs) and ``joint_jvp(ts, node) -> [tangent or None per
+        output]`` (``ts``: a tangent or None per input); ``gs`` holds a cotangent or None per
+        output (one item for a one-output op). The driver calls them instead of ``vjp``/``jvp``.
 
     See ``docs/adding-an-op.md`` for a worked example.
     """
@@ -382,7 +404,10 @@ def define_op(
                 )
             jvp = tuple(None if r is None else _linear_jvp(name, i) for i, r in enumerate(vjp))
             derived.add("jvp")
-    if sympy == "forward" or (sympy is None and kind == "structural" and generic):
+    if sympy == "body":  # a node that runs a body converts as its body (symdiff.export.sympy)
+        sympy = None
+        derived.add("sympy")
+    elif sympy == "forward" or (sympy is None and kind == "structural" and generic):
         # moving elements is the same on arrays of sympy expressions: the forward itself
         sympy = functools.partial(fn, np)
         derived.add("sympy")
@@ -398,7 +423,7 @@ def define_op(
         dtype=dtype,
         vjp=vjp,
         jvp=jvp,
-        differentiable=differentiable and (vjp is not None),
+        differentiable=differentiable and (vjp is not None or joint_vjp is not None),
         numpy=numpy,
         generic=generic,
         properties=frozenset(properties),
@@ -412,6 +437,9 @@ def define_op(
         arity=arity,
         derived=frozenset(derived),
         sparsity=sparsity,
+        outputs=tuple(outputs) if outputs is not None else None,
+        joint_vjp=joint_vjp,
+        joint_jvp=joint_jvp,
     )
     REGISTRY[name] = op
     return op
@@ -427,6 +455,7 @@ SPARSITY = {
     "matmul": "rows times columns; a constant operand's zeros are structural",
     "none": "no dependence on its input's values (a shape, a count, a stopped gradient)",
     "dense": "every output element on everything the inputs depend on (conservative)",
+    "body": "runs its body once on its inputs: the body's own pattern, its parameters bound to the inputs'",
 }
 
 # What every op must have, each written, derived by its kind, or marked unsupported with a
@@ -445,7 +474,7 @@ def aspects(op: Op) -> dict[str, str]:
             out[rule] = f"none: {op.unsupported[rule]}"
         elif not op.differentiable and getattr(op, rule) is None:
             out[rule] = "none: not differentiable (a comparison or an index has no derivative)"
-        elif getattr(op, rule) is None:
+        elif getattr(op, rule) is None and getattr(op, f"joint_{rule}") is None:
             out[rule] = "missing"
         else:
             out[rule] = "derived" if rule in op.derived else "written"
@@ -459,7 +488,7 @@ def aspects(op: Op) -> dict[str, str]:
     if "sympy" in op.unsupported:
         out["sympy"] = f"none: {op.unsupported['sympy']}"
     else:
-        out["sympy"] = "missing" if op.sympy is None else "derived" if "sympy" in op.derived else "written"
+        out["sympy"] = "derived" if "sympy" in op.derived else "missing" if op.sympy is None else "written"
     out["forward"] = "derived" if "forward" in op.derived else "written"
     if op.generic:
         out["array_module"] = out["forward"]
@@ -468,7 +497,7 @@ def aspects(op: Op) -> dict[str, str]:
     return out
 
 
-def _partial_rule(partial: Callable[..., Node]) -> Rule:
+def _partial_rule(partial: Callable[..., Node]) -> DerivativeRule:
     """``g * partial(out, *inputs)``: an elementwise op's reverse rule from its partial derivative."""
 
     def rule(g: Node, out: Node, *inputs: Node, **attrs: Any) -> Node:
@@ -524,7 +553,9 @@ def graph_of(op_name: str, args: Sequence[Any]):
         if isinstance(a, Node):
             if graph is None:
                 graph, first = a.graph, i
-            elif a.graph is not graph:
+            elif a.graph is not graph and encloses(graph, a.graph):
+                graph, first = a.graph, i  # a node of a body traced inside: the body captures the others
+            elif a.graph is not graph and not encloses(a.graph, graph):
                 raise GraphError(
                     f"{op_name}: input {first} and input {i} belong to different graphs; "
                     "every input of an op must come from the same Graph"
@@ -552,7 +583,7 @@ def as_nodes(op_name: str, *args: Any) -> tuple[Node, ...]:
     out = []
     for a in args:
         if isinstance(a, Node):
-            out.append(a)
+            out.append(a if a.graph is graph else graph.capture(a))
         elif type(a) is float and floats:
             with np.errstate(over="ignore"):  # 1e300 in a float32 graph is inf, as in numpy
                 out.append(graph.constant(np.asarray(a, dtype=np.result_type(*floats))))
@@ -653,20 +684,17 @@ def apply(op: Op, *args: Any, **attrs: Any) -> Node:
 
     Arguments that are not nodes are wrapped as constants. Shapes are checked by
     the op's shape rule; the build-time rewrite rules may return an equal, simpler
-    node (``x + 0`` is ``x``); when every input is a small constant the result is
-    computed now and returned as a constant (constant folding).
+    node (``x + 0`` is ``x``); the last of them, constant folding, returns the result
+    as a constant when every input is a small constant (``symdiff.rules``).
 
     >>> g = sd.Graph(); x = g.variable("x")
     >>> from symdiff.ops.core import REGISTRY, apply
     >>> apply(REGISTRY["sin"], x) is sd.sin(x)
     True
     """
-    if op.arity is not None and len(args) != op.arity:
-        raise GraphError(f"{op.name} takes {op.arity} input(s), got {len(args)}")
-    inputs = as_nodes(op.name, *args)
-    graph = inputs[0].graph
-    key = attrs_key(attrs)
-    found = graph._lookup(op.name, inputs, key)
+    if op.outputs is not None:
+        return apply_multi(op, *args, **attrs)
+    inputs, graph, key, found = _prepared(op, args, attrs)
     if found is not None:
         return found
     shape, dtype = _output_type(op, inputs, attrs)
@@ -675,15 +703,91 @@ def apply(op: Op, *args: Any, **attrs: Any) -> Node:
         found = rewrite(Candidate(op.name, inputs, attrs, shape, dtype, graph))
         if found is not None:
             return found
-    if op.fold and all(i.op == "constant" for i in inputs) and _small(shape):
-        with np.errstate(all="ignore"):
-            value = op.forward(np, *(i.value for i in inputs), **attrs)
-        count = len(graph._nodes)
-        folded = graph.constant(np.asarray(value, dtype=dtype))
-        if len(graph._nodes) > count:
-            folded.origin = (op.name, inputs)
-        return graph._alias(op.name, inputs, key, folded)
     return graph._make(op.name, inputs, key, shape, dtype)
+
+
+def _prepared(op: Op, args: Sequence[Any], attrs: dict[str, Any]) -> tuple[tuple[Node, ...], Any, tuple, Node | None]:
+    """``op(args)``'s inputs as nodes, their graph, the attributes' key, and the node if it exists."""
+    if op.arity is not None and len(args) != op.arity:
+        raise GraphError(f"{op.name} takes {op.arity} input(s), got {len(args)}")
+    inputs = as_nodes(op.name, *args)
+    graph = inputs[0].graph
+    key = attrs_key(attrs)
+    return inputs, graph, key, graph._lookup(op.name, inputs, key)
+
+
+def apply_multi(op: Op, *args: Any, **attrs: Any) -> tuple[Node, ...]:
+    """:func:`apply` for an op with several outputs: the output nodes, one per name in
+    ``op.outputs``, reading one node of the op (computed once however many are used).
+
+    >>> g = sd.Graph(); A = g.variable("A", shape=(3, 3))
+    >>> w, v = sd.eigh(A)
+    >>> w.op, w.inputs[0] is v.inputs[0], w.inputs[0].is_multi
+    ('output', True, True)
+    """
+    inputs, graph, key, node = _prepared(op, args, attrs)
+    if node is None:
+        shapes, dtypes = _output_types(op, inputs, attrs)
+        if op.fold and all(i.op == "constant" for i in inputs) and all(foldable_shape(s) for s in shapes):
+            with np.errstate(all="ignore"):
+                values = op.forward(np, *(i.value for i in inputs), **attrs)
+            return tuple(graph.constant(np.asarray(v, dtype=d)) for v, d in zip(values, dtypes))
+        node = graph._make(op.name, inputs, key, None, None, results=tuple(zip(shapes, dtypes)))
+    return outputs_of(node)
+
+
+def outputs_of(node: Node) -> tuple[Node, ...]:
+    """The output nodes of a node with several outputs (see :func:`output`)."""
+    return tuple(output(node, k) for k in range(len(node.results)))
+
+
+def output(node: Node, k: int) -> Node:
+    """Output ``k`` of ``node``, an op's node with several outputs: a node of op ``"output"``
+    (attribute ``index``) whose shape and dtype are that output's."""
+    if not node.is_multi:
+        raise GraphError(f"output: {node.op} (node #{node.index}) has one output; it is its own value")
+    if not 0 <= k < len(node.results):
+        raise GraphError(f"output: {node.op} (node #{node.index}) has {len(node.results)} outputs, no output {k}")
+    shape, dtype = node.results[k]
+    return node.graph._make("output", (node,), (("index", k),), shape, dtype)
+
+
+def output_name(node: Node) -> str:
+    """The name of the output an ``"output"`` node reads (``"eigenvalues"``), or ``"k"`` for a body's."""
+    source, k = node.inputs[0], node._attrs[0][1]
+    names = REGISTRY[source.op].outputs
+    return names[k] if names else str(k)
+
+
+def rebuild(node: Node, inputs: Sequence[Any]) -> Any:
+    """``node``'s op with the same attributes (and bodies) on other ``inputs``, through the
+    build-time rules as any new node: what a rewrite that replaces inputs builds. A node with
+    several outputs may give the tuple of its outputs instead (constants it folded to); an
+    ``"output"`` node's input may be such a tuple."""
+    if node.op == "output":
+        source, k = inputs[0], node._attrs[0][1]
+        return source[k] if isinstance(source, tuple) else output(source, k)
+    if all(a is b for a, b in zip(inputs, node.inputs)):
+        return node
+    if node.regions:  # the same bodies run on other inputs of the same types
+        graph = graph_of(node.op, inputs)
+        return graph._make(node.op, tuple(inputs), node._attrs, node.shape, node.dtype, node.results, node.regions)
+    op, attrs = REGISTRY[node.op], dict(node._attrs)
+    if node.is_multi:  # the new node, or its outputs if they folded to constants
+        outs = apply_multi(op, *inputs, **attrs)
+        return outs[0].inputs[0] if outs[0].op == "output" else outs
+    return apply(op, *inputs, **attrs)
+
+
+def _output_types(op: Op, inputs: Sequence[Node], attrs: dict[str, Any]) -> tuple[tuple, tuple]:
+    """An op's shape and dtype rules, for an op with several outputs: a tuple of each."""
+    try:
+        shapes = tuple(tuple(s) for s in op.shape(*(i.shape for i in inputs), **attrs))
+    except ShapeError as exc:
+        listed = ", ".join(format_shape(i.shape) for i in inputs)
+        raise ShapeError(f"{op.name}: {exc} (input shapes: {listed})") from None
+    dtypes = tuple(np.dtype(d) for d in op.dtype(*(i.dtype for i in inputs), **attrs))
+    return shapes, dtypes
 
 
 def _output_type(op: Op, inputs: Sequence[Node], attrs: dict[str, Any]) -> tuple[Shape, np.dtype]:
@@ -696,24 +800,55 @@ def _output_type(op: Op, inputs: Sequence[Node], attrs: dict[str, Any]) -> tuple
     return shape, np.dtype(op.dtype(*(i.dtype for i in inputs), **attrs))
 
 
-def restore(op: Op, inputs: Sequence[Node], attrs: dict[str, Any]) -> Node:
-    """Append ``op(inputs, attrs)`` exactly as given: checked by the op's arity, shape and
-    dtype rules, but neither folded nor merged with an equal node (loading a saved graph)."""
+def restore(op: Op, inputs: Sequence[Node], attrs: dict[str, Any], regions: tuple[Region, ...] = ()) -> Node:
+    """Append ``op(inputs, attrs)`` (running ``regions``) exactly as given: checked by the op's
+    arity, shape and dtype rules (a body's node: by its body's parameters and outputs; an output
+    node: by the node it reads), but neither folded nor merged with an equal node (loading a
+    saved graph)."""
     if op.arity is not None and len(inputs) != op.arity:
         raise GraphError(f"{op.name} takes {op.arity} input(s), got {len(inputs)}")
     if not inputs:
         raise GraphError(f"{op.name} has no inputs")
     graph = graph_of(op.name, inputs)
-    shape, dtype = _output_type(op, inputs, attrs)
-    key = (op.name, tuple(inputs), attrs_key(attrs))
-    return graph._append(Node(graph, op.name, tuple(inputs), key[2], shape, dtype, None, None, None, key))
+    results = None
+    if regions:
+        region = regions[0]
+        if any(r.graph.parent is not graph for r in regions):
+            raise GraphError(f"{op.name}: a body it runs is not a body of its graph")
+        if len(inputs) != len(region.params) or not all(
+            shape_matches(p.shape, x.shape) for x, p in zip(inputs, region.params)
+        ):
+            raise GraphError(f"{op.name}: its inputs do not fit the parameters of its body {region.name!r}")
+        shape = dtype = None
+        if region.several:
+            results = tuple((o.shape, o.dtype) for o in region.outputs)
+        else:
+            shape, dtype = region.outputs[0].shape, region.outputs[0].dtype
+    elif op is OUTPUT:
+        source, k = inputs[0], attrs.get("index")
+        if not source.is_multi or not isinstance(k, int) or not 0 <= k < len(source.results):
+            raise GraphError(f"output: {describe(source)} has no output {k!r}")
+        shape, dtype = source.results[k]
+    elif op.outputs is not None:
+        shapes, dtypes = _output_types(op, inputs, attrs)
+        if len(shapes) != len(op.outputs):
+            raise GraphError(f"{op.name}: {len(shapes)} results for {len(op.outputs)} outputs")
+        results, shape, dtype = tuple(zip(shapes, dtypes)), None, None
+    else:
+        shape, dtype = _output_type(op, inputs, attrs)
+    key_attrs = attrs_key(attrs)
+    key = (op.name, tuple(inputs), key_attrs, regions) if regions else (op.name, tuple(inputs), key_attrs)
+    node = Node(graph, op.name, tuple(inputs), key_attrs, shape, dtype, None, None, None, key, results, regions)
+    return graph._append(node)
 
 
 # Constant inputs are folded at build time when the result has at most this many elements.
 FOLD_MAX_SIZE = 1 << 20
 
 
-def _small(shape: Shape) -> bool:
+def foldable_shape(shape: Shape) -> bool:
+    """Whether a result of ``shape`` is folded when its inputs are constants: static, and at
+    most ``FOLD_MAX_SIZE`` elements."""
     return all(d is not None for d in shape) and int(np.prod(shape, dtype=np.int64)) <= FOLD_MAX_SIZE
 
 
@@ -777,3 +912,35 @@ def op_axes(op: str, x: Node, axis: Any) -> tuple[int, ...]:
 def batch_ndim(g: Node, out: Node) -> int:
     """How many leading batch axes a cotangent or tangent carries beyond ``out``."""
     return g.ndim - out.ndim
+
+
+# -- several outputs ----------------------------------------------------------------
+def _output_shape(*_: Any, **__: Any) -> Shape:
+    raise ShapeError("an output node takes its shape from the node it reads (build it with output(node, k))")
+
+
+def _routed(*_: Any, **__: Any) -> Node:
+    raise GraphError("an output node's derivative is routed by the derivative pass, not computed by a rule")
+
+
+OUTPUT = define_op(
+    "output",
+    lambda xp, t, index: t[index],
+    _output_shape,
+    kind="structural",
+    vjp=(_routed,),
+    jvp=(_routed,),
+    dtype=lambda *_, **__: np.dtype(np.float64),
+    # eigh(A).eigenvalues; a body's outputs have no names: f(x)[0], as Python indexes a tuple
+    text=lambda node, args, wrap: (
+        f"{wrap(0, 100)}[{output_name(node)}]"
+        if output_name(node).isdigit()
+        else f"{wrap(0, 100)}.{output_name(node)}",
+        100,
+    ),
+    # braced: the input may be a subscripted line name (t_{1})
+    latex=lambda node, args, wrap: (f"{{{wrap(0, 100)}}}_{{\\mathrm{{{output_name(node)}}}}}", 100),
+    label=lambda node: output_name(node),
+    fold=False,
+    doc="output k of an op with several outputs (eigh's eigenvalues); the derivative pass routes its derivatives",
+)

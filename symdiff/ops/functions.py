@@ -17,16 +17,8 @@ import sympy
 
 from symdiff.graph import Node
 from symdiff.ops.arithmetic import add, divide, multiply, negative, square, subtract
-from symdiff.ops.core import (
-    apply,
-    as_nodes,
-    broadcast_shapes,
-    common_dtype,
-    define_op,
-    derive_function,
-    same_shape,
-    special_function,
-)
+from symdiff.ops.core import Op, apply, as_nodes, common_dtype, derive_function, float_dtype, special_function
+from symdiff.ops.families import elementwise_op
 
 ArrayLike = Any
 
@@ -40,20 +32,41 @@ def vectorize(fn: Callable) -> Callable:
     return lifted
 
 
-def _function(name: str, partial, sympy_fn, doc: str, *, numpy: str | None = None, forward=None, scalar=None, **extra):
-    """A differentiable elementwise function, declared by its partial derivative ``partial(out, x)``."""
-    return define_op(
+def _function(name: str, partials, sympy_fn, doc: str, *, numpy: str | None = None, forward=None, scalar=None, **extra):
+    """A differentiable elementwise function, declared by its partial derivatives: ``partials``
+    is ``partial(out, x)`` for a function of one input, a tuple ``(d/dx, d/dy)`` of two (which
+    broadcast). numpy's function ``name`` computes it unless ``forward`` is given; a function
+    of one input is the math module's of the same name on scalars (``asin`` for ``arcsin``)."""
+    unary = not isinstance(partials, tuple)
+    if unary:
+        scalar = scalar or f"_math.{name.replace('arc', 'a', 1)}({{0}})"
+    return elementwise_op(
         name,
         forward,
-        same_shape,
         numpy=numpy if numpy is not None or forward is not None else name,
-        kind="elementwise",
-        partials=(partial,),
+        partials=(partials,) if unary else partials,
         sympy=vectorize(sympy_fn),
         # sympy functions such as sympy.sin are classes: from_sympy maps them back by name
         sympy_name=sympy_fn.__name__ if isinstance(sympy_fn, type) else None,
         doc=doc,
-        scalar=scalar or f"_math.{name}({{0}})",
+        scalar=scalar,
+        **extra,
+    )
+
+
+def _flat(name: str, sympy_fn, doc: str, *, scalar=None, shape=None, **extra):
+    """A piecewise-constant function (sign, floor): its derivative is 0 wherever it exists, and
+    taken as 0 at the jumps too, so no gradient flows through it; integers stay integers."""
+    return elementwise_op(
+        name,
+        numpy=name,
+        shape=shape,
+        dtype=common_dtype,
+        vjp=(None,),
+        sympy=None if sympy_fn is None else vectorize(sympy_fn),
+        sympy_name=None if sympy_fn is None else sympy_fn.__name__,
+        doc=doc,
+        scalar=scalar,
         **extra,
     )
 
@@ -68,11 +81,9 @@ def _softplus(xp, x):
 
 
 EXP = _function("exp", lambda out, x: out, sympy.exp, "d exp x = exp x dx", latex=r"\exp", properties=("positive",))
-LOG = define_op(
+LOG = elementwise_op(
     "log",
     numpy="log",
-    shape=same_shape,
-    kind="elementwise",
     vjp=(lambda g, out, x: divide(g, x),),
     sympy=vectorize(sympy.log),
     sympy_name="log",
@@ -115,37 +126,21 @@ SOFTPLUS = _function(
     properties=("positive",),
 )
 # sign has derivative 0 everywhere (including the kink at 0): no gradient flows through it.
-SIGN = define_op(
-    "sign",
-    numpy="sign",
-    shape=same_shape,
-    kind="elementwise",
-    dtype=common_dtype,
-    vjp=(None,),
-    sympy=vectorize(sympy.sign),
-    sympy_name="sign",
-    doc="d sign x = 0",
-)
+SIGN = _flat("sign", sympy.sign, "d sign x = 0")
 # abs'(0) = 0 (the subgradient API.md fixes): sign(0) = 0.
-ABS = define_op(
+ABS = _function(
     "abs",
-    numpy="abs",
-    shape=same_shape,
-    kind="elementwise",
+    lambda out, x: sign(x),
+    sympy.Abs,
+    "d |x| = sign(x) dx; 0 at x = 0",
     dtype=common_dtype,
-    partials=(lambda out, x: sign(x),),
-    sympy=vectorize(sympy.Abs),
-    sympy_name="Abs",
     latex=lambda node, args, wrap: (rf"\left|{args[0][0]}\right|", 100),
-    doc="d |x| = sign(x) dx; 0 at x = 0",
     scalar="abs({0})",
 )
 # relu'(0) = 0: the gradient flows only where x > 0.
-RELU = define_op(
+RELU = elementwise_op(
     "relu",
     lambda xp, x: xp.maximum(x, 0),
-    same_shape,
-    kind="elementwise",
     dtype=common_dtype,
     vjp=(lambda g, out, x: where(greater(x, 0), g, 0.0),),
     sympy=vectorize(lambda x: sympy.Max(0, x)),
@@ -160,7 +155,6 @@ ARCSIN = _function(
     lambda out, x: divide(1.0, sqrt(subtract(1.0, square(x)))),
     sympy.asin,
     "d arcsin x = dx / sqrt(1 - x²); inf at ±1",
-    scalar="_math.asin({0})",
     latex=r"\arcsin",
 )
 ARCCOS = _function(
@@ -168,7 +162,6 @@ ARCCOS = _function(
     lambda out, x: negative(divide(1.0, sqrt(subtract(1.0, square(x))))),
     sympy.acos,
     "d arccos x = -dx / sqrt(1 - x²); -inf at ±1",
-    scalar="_math.acos({0})",
     latex=r"\arccos",
 )
 ARCTAN = _function(
@@ -176,7 +169,6 @@ ARCTAN = _function(
     lambda out, x: divide(1.0, add(1.0, square(x))),
     sympy.atan,
     "d arctan x = dx / (1 + x²)",
-    scalar="_math.atan({0})",
     latex=r"\arctan",
 )
 SINH = _function("sinh", lambda out, x: cosh(x), sympy.sinh, "d sinh x = cosh x dx", latex=r"\sinh")
@@ -186,21 +178,18 @@ ARCSINH = _function(
     lambda out, x: divide(1.0, sqrt(add(square(x), 1.0))),
     sympy.asinh,
     "d arcsinh x = dx / sqrt(x² + 1)",
-    scalar="_math.asinh({0})",
 )
 ARCCOSH = _function(
     "arccosh",
     lambda out, x: divide(1.0, sqrt(subtract(square(x), 1.0))),
     sympy.acosh,
     "d arccosh x = dx / sqrt(x² - 1); inf at 1",
-    scalar="_math.acosh({0})",
 )
 ARCTANH = _function(
     "arctanh",
     lambda out, x: divide(1.0, subtract(1.0, square(x))),
     sympy.atanh,
     "d arctanh x = dx / (1 - x²); inf at ±1",
-    scalar="_math.atanh({0})",
 )
 
 
@@ -237,33 +226,14 @@ ERFC = _function(
 )
 
 
-def _rounding(name: str, sympy_fn, doc: str, scalar: str):
-    # the derivative is 0 wherever it exists, and taken as 0 at the jumps too
-    return define_op(
-        name,
-        numpy=name,
-        shape=same_shape,
-        kind="elementwise",
-        dtype=common_dtype,
-        vjp=(None,),
-        sympy=vectorize(sympy_fn),
-        sympy_name=sympy_fn.__name__,
-        doc=doc,
-        scalar=scalar,
-    )
-
-
-FLOOR = _rounding("floor", sympy.floor, "d floor x = 0 (the jumps at integers included)", "float(_math.floor({0}))")
-CEIL = _rounding("ceil", sympy.ceiling, "d ceil x = 0 (the jumps at integers included)", "float(_math.ceil({0}))")
-ROUND = define_op(
+FLOOR = _flat("floor", sympy.floor, "d floor x = 0 (the jumps at integers included)", scalar="float(_math.floor({0}))")
+CEIL = _flat("ceil", sympy.ceiling, "d ceil x = 0 (the jumps at integers included)", scalar="float(_math.ceil({0}))")
+ROUND = _flat(
     "round",
-    numpy="round",
+    None,
+    "d round x = 0 (to nearest, ties to even, as numpy; the jumps included)",
     shape=lambda shape, decimals: shape,
-    kind="elementwise",
-    dtype=common_dtype,
-    vjp=(None,),
     unsupported={"sympy": "sympy has no rounding to nearest with ties to even"},
-    doc="d round x = 0 (to nearest, ties to even, as numpy; the jumps included)",
 )
 
 
@@ -272,32 +242,22 @@ def _sum_of_squares(x: Node, y: Node) -> Node:
     return add(square(x), square(y))
 
 
-ARCTAN2 = define_op(
+ARCTAN2 = _function(
     "arctan2",
-    numpy="arctan2",
-    shape=broadcast_shapes,
-    kind="elementwise",
     # the origin is a branch point: both partials are 0/0 = nan there, as the angle has no derivative
-    partials=(
-        lambda out, y, x: divide(x, _sum_of_squares(x, y)),
-        lambda out, y, x: negative(divide(y, _sum_of_squares(x, y))),
-    ),
-    sympy=vectorize(sympy.atan2),
-    sympy_name="atan2",
-    doc="d atan2(y, x) = (x dy - y dx) / (x² + y²); nan at the origin",
+    (lambda out, y, x: divide(x, _sum_of_squares(x, y)), lambda out, y, x: negative(divide(y, _sum_of_squares(x, y)))),
+    sympy.atan2,
+    "d atan2(y, x) = (x dy - y dx) / (x² + y²); nan at the origin",
     scalar="_math.atan2({0}, {1})",
 )
-LOGADDEXP = define_op(
+LOGADDEXP = _function(
     "logaddexp",
-    numpy="logaddexp",
-    shape=broadcast_shapes,
-    kind="elementwise",
     # exp(x - out) = sigmoid(x - y), from the difference of the inputs: x - out cancels when x
     # is large (at x = y = 1e50, out rounds to x and each partial comes out 1, not 1/2)
-    partials=(lambda out, x, y: sigmoid(subtract(x, y)), lambda out, x, y: sigmoid(subtract(y, x))),
+    (lambda out, x, y: sigmoid(subtract(x, y)), lambda out, x, y: sigmoid(subtract(y, x))),
+    lambda x, y: sympy.log(sympy.exp(x) + sympy.exp(y)),
+    "d log(exp x + exp y) = σ(x - y) dx + σ(y - x) dy, without overflow or cancellation",
     properties=("commutative",),
-    sympy=vectorize(lambda x, y: sympy.log(sympy.exp(x) + sympy.exp(y))),
-    doc="d log(exp x + exp y) = σ(x - y) dx + σ(y - x) dy, without overflow or cancellation",
 )
 
 
@@ -306,15 +266,12 @@ def _hypot_share(out: Node, x: Node) -> Node:
     return divide(x, where(equal(out, 0), 1.0, out))
 
 
-HYPOT = define_op(
+HYPOT = _function(
     "hypot",
-    numpy="hypot",
-    shape=broadcast_shapes,
-    kind="elementwise",
-    partials=(lambda out, x, y: _hypot_share(out, x), lambda out, x, y: _hypot_share(out, y)),
+    (lambda out, x, y: _hypot_share(out, x), lambda out, x, y: _hypot_share(out, y)),
+    lambda x, y: sympy.sqrt(x**2 + y**2),
+    "d sqrt(x² + y²) = (x dx + y dy) / out; 0 at the origin",
     properties=("commutative",),
-    sympy=vectorize(lambda x, y: sympy.sqrt(x**2 + y**2)),
-    doc="d sqrt(x² + y²) = (x dx + y dy) / out; 0 at the origin",
     scalar="_math.hypot({0}, {1})",
 )
 
@@ -324,102 +281,60 @@ _EXAMPLE = """    >>> g = sd.Graph(); x = g.variable("x")
     {result}"""
 
 
-def _example(call: str, result: str) -> str:
-    return _EXAMPLE.format(call=call, result=result)
+def _public(op: Op, summary: str, call: str, result: str) -> Callable[..., Node]:
+    """The public function of ``op`` (see ``derive_function``), its example ``print(sd.<call>)``
+    printing ``result``. A float function (an op whose dtype rule is ``float_dtype``) casts
+    integer inputs to float first; the others (sign, floor, maximum) keep integers integers."""
+    example = _EXAMPLE.format(call=call, result=result)
+    return derive_function(op, summary, example, floats=op.dtype is float_dtype)
 
 
-exp = derive_function(EXP, "Elementwise ``e**x``.", _example("grad(sd.exp(2 * x), x)", "2*exp(2*x)"), floats=True)
-log = derive_function(
-    LOG,
-    "Natural logarithm (``log 0 = -inf``, ``log`` of a negative is nan).",
-    _example("grad(sd.log(x), x)", "1/x"),
-    floats=True,
-)
-sin = derive_function(SIN, "Elementwise sine.", _example("grad(sd.sin(x), x)", "cos(x)"), floats=True)
-cos = derive_function(COS, "Elementwise cosine.", _example("grad(sd.cos(x), x)", "-sin(x)"), floats=True)
-tan = derive_function(TAN, "Elementwise tangent.", _example("grad(sd.tan(x), x)", "1 + tan(x)**2"), floats=True)
-tanh = derive_function(
-    TANH, "Elementwise hyperbolic tangent.", _example("grad(sd.tanh(x), x)", "1 - tanh(x)**2"), floats=True
-)
-sigmoid = derive_function(
+exp = _public(EXP, "Elementwise ``e**x``.", "grad(sd.exp(2 * x), x)", "2*exp(2*x)")
+log = _public(LOG, "Natural logarithm (``log 0 = -inf``, ``log`` of a negative is nan).", "grad(sd.log(x), x)", "1/x")
+sin = _public(SIN, "Elementwise sine.", "grad(sd.sin(x), x)", "cos(x)")
+cos = _public(COS, "Elementwise cosine.", "grad(sd.cos(x), x)", "-sin(x)")
+tan = _public(TAN, "Elementwise tangent.", "grad(sd.tan(x), x)", "1 + tan(x)**2")
+tanh = _public(TANH, "Elementwise hyperbolic tangent.", "grad(sd.tanh(x), x)", "1 - tanh(x)**2")
+log1p = _public(LOG1P, "``log(1 + x)``, accurate for small x.", "evaluate(sd.log1p(x), {x: 1e-20})", "1e-20")
+expm1 = _public(EXPM1, "``exp(x) - 1``, accurate for small x.", "evaluate(sd.expm1(x), {x: 1e-20})", "1e-20")
+softplus = _public(SOFTPLUS, "``log(1 + exp(x))`` without overflow.", "evaluate(sd.softplus(x), {x: 1000.0})", "1000.0")
+arcsin = _public(ARCSIN, "Elementwise inverse sine (nan outside [-1, 1]).", "grad(sd.arcsin(x), x)", "1/sqrt(1 - x**2)")
+arccos = _public(ARCCOS, "Elementwise inverse cosine (nan outside [-1, 1]).", "evaluate(sd.arccos(x), {x: 1.0})", "0.0")
+arctan = _public(ARCTAN, "Elementwise inverse tangent.", "grad(sd.arctan(x), x)", "1/(1 + x**2)")
+sinh = _public(SINH, "Elementwise hyperbolic sine.", "grad(sd.sinh(x), x)", "cosh(x)")
+cosh = _public(COSH, "Elementwise hyperbolic cosine.", "grad(sd.cosh(x), x)", "sinh(x)")
+arcsinh = _public(ARCSINH, "Elementwise inverse hyperbolic sine.", "evaluate(sd.arcsinh(x), {x: 0.0})", "0.0")
+floor = _public(FLOOR, "Elementwise floor, as ``numpy.floor``.", "evaluate(sd.floor(x), {x: -1.5})", "-2.0")
+ceil = _public(CEIL, "Elementwise ceiling, as ``numpy.ceil``.", "evaluate(sd.ceil(x), {x: -1.5})", "-1.0")
+sigmoid = _public(
     SIGMOID,
     "Logistic function ``1 / (1 + exp(-x))``, computed without overflow.",
-    _example("grad(sd.sigmoid(x), x)", "sigmoid(x)*(1 - sigmoid(x))"),
-    floats=True,
+    "grad(sd.sigmoid(x), x)",
+    "sigmoid(x)*(1 - sigmoid(x))",
 )
-sqrt = derive_function(
-    SQRT,
-    "Elementwise square root; its derivative is inf at 0 (IEEE).",
-    _example("grad(sd.sqrt(x), x)", "0.5/sqrt(x)"),
-    floats=True,
+sqrt = _public(
+    SQRT, "Elementwise square root; its derivative is inf at 0 (IEEE).", "grad(sd.sqrt(x), x)", "0.5/sqrt(x)"
 )
-log1p = derive_function(
-    LOG1P, "``log(1 + x)``, accurate for small x.", _example("evaluate(sd.log1p(x), {x: 1e-20})", "1e-20"), floats=True
+arccosh = _public(
+    ARCCOSH, "Elementwise inverse hyperbolic cosine (nan below 1).", "evaluate(sd.arccosh(x), {x: 1.0})", "0.0"
 )
-expm1 = derive_function(
-    EXPM1, "``exp(x) - 1``, accurate for small x.", _example("evaluate(sd.expm1(x), {x: 1e-20})", "1e-20"), floats=True
+arctanh = _public(
+    ARCTANH, "Elementwise inverse hyperbolic tangent (nan outside [-1, 1]).", "grad(sd.arctanh(x), x)", "1/(1 - x**2)"
 )
-softplus = derive_function(
-    SOFTPLUS,
-    "``log(1 + exp(x))`` without overflow.",
-    _example("evaluate(sd.softplus(x), {x: 1000.0})", "1000.0"),
-    floats=True,
-)
-arcsin = derive_function(
-    ARCSIN,
-    "Elementwise inverse sine (nan outside [-1, 1]).",
-    _example("grad(sd.arcsin(x), x)", "1/sqrt(1 - x**2)"),
-    floats=True,
-)
-arccos = derive_function(
-    ARCCOS,
-    "Elementwise inverse cosine (nan outside [-1, 1]).",
-    _example("evaluate(sd.arccos(x), {x: 1.0})", "0.0"),
-    floats=True,
-)
-arctan = derive_function(
-    ARCTAN, "Elementwise inverse tangent.", _example("grad(sd.arctan(x), x)", "1/(1 + x**2)"), floats=True
-)
-sinh = derive_function(SINH, "Elementwise hyperbolic sine.", _example("grad(sd.sinh(x), x)", "cosh(x)"), floats=True)
-cosh = derive_function(COSH, "Elementwise hyperbolic cosine.", _example("grad(sd.cosh(x), x)", "sinh(x)"), floats=True)
-arcsinh = derive_function(
-    ARCSINH, "Elementwise inverse hyperbolic sine.", _example("evaluate(sd.arcsinh(x), {x: 0.0})", "0.0"), floats=True
-)
-arccosh = derive_function(
-    ARCCOSH,
-    "Elementwise inverse hyperbolic cosine (nan below 1).",
-    _example("evaluate(sd.arccosh(x), {x: 1.0})", "0.0"),
-    floats=True,
-)
-arctanh = derive_function(
-    ARCTANH,
-    "Elementwise inverse hyperbolic tangent (nan outside [-1, 1]).",
-    _example("grad(sd.arctanh(x), x)", "1/(1 - x**2)"),
-    floats=True,
-)
-log_sigmoid = derive_function(
+log_sigmoid = _public(
     LOG_SIGMOID,
     "``log(sigmoid(x)) = -softplus(-x)``, finite for large negative x.",
-    _example("evaluate(sd.log_sigmoid(x), {x: -1000.0})", "-1000.0"),
-    floats=True,
+    "evaluate(sd.log_sigmoid(x), {x: -1000.0})",
+    "-1000.0",
 )
-floor = derive_function(
-    FLOOR, "Elementwise floor, as ``numpy.floor``.", _example("evaluate(sd.floor(x), {x: -1.5})", "-2.0")
+erf = _public(
+    ERF, "The error function, as ``scipy.special.erf``.", "grad(sd.erf(x), x)", "1.1283791670955126*exp(-x**2)"
 )
-ceil = derive_function(
-    CEIL, "Elementwise ceiling, as ``numpy.ceil``.", _example("evaluate(sd.ceil(x), {x: -1.5})", "-1.0")
-)
-erf = derive_function(
-    ERF,
-    "The error function, as ``scipy.special.erf``.",
-    _example("grad(sd.erf(x), x)", "1.1283791670955126*exp(-x**2)"),
-    floats=True,
-)
-erfc = derive_function(
+erfc = _public(
     ERFC,
     "The complementary error function ``1 - erf(x)``, as ``scipy.special.erfc``.",
-    _example("evaluate(sd.erfc(x), {x: 10.0})", "2.088487583762545e-45"),
-    floats=True,
+    "evaluate(sd.erfc(x), {x: 10.0})",
+    "2.088487583762545e-45",
 )
 arctan2 = derive_function(
     ARCTAN2,
@@ -429,17 +344,14 @@ arctan2 = derive_function(
     0.7853981633974483""",
     floats=True,
 )
-logaddexp = derive_function(
+logaddexp = _public(
     LOGADDEXP,
     "``log(exp(x) + exp(y))`` without overflow.",
-    _example("evaluate(sd.logaddexp(x, x), {x: 1000.0})", "1000.6931471805599"),
-    floats=True,
+    "evaluate(sd.logaddexp(x, x), {x: 1000.0})",
+    "1000.6931471805599",
 )
-hypot = derive_function(
-    HYPOT,
-    "``sqrt(x**2 + y**2)`` without overflow.",
-    _example("evaluate(sd.grad(sd.hypot(x, 0.0), x), {x: 0.0})", "0.0"),
-    floats=True,
+hypot = _public(
+    HYPOT, "``sqrt(x**2 + y**2)`` without overflow.", "evaluate(sd.grad(sd.hypot(x, 0.0), x), {x: 0.0})", "0.0"
 )
 
 
@@ -475,20 +387,17 @@ def clip(x: ArrayLike, a_min: ArrayLike | None, a_max: ArrayLike | None) -> Node
     return apply(CLIP, *as_nodes("clip", x, a_min, a_max))
 
 
-sign = derive_function(
-    SIGN,
-    "Elementwise sign (-1, 0 or 1). No gradient flows through it.",
-    _example("evaluate(sd.sign(x), {x: -3.0})", "-1.0"),
+sign = _public(
+    SIGN, "Elementwise sign (-1, 0 or 1). No gradient flows through it.", "evaluate(sd.sign(x), {x: -3.0})", "-1.0"
 )
-abs = derive_function(  # noqa: A001 (numpy's name)
-    ABS,
-    "Elementwise absolute value; the subgradient at 0 is 0.",
-    _example("evaluate(sd.grad(sd.abs(x), x), {x: 0.0})", "0.0"),
+abs = _public(  # noqa: A001 (numpy's name)
+    ABS, "Elementwise absolute value; the subgradient at 0 is 0.", "evaluate(sd.grad(sd.abs(x), x), {x: 0.0})", "0.0"
 )
-relu = derive_function(
+relu = _public(
     RELU,
     "``maximum(x, 0)``; its derivative is 1 where x > 0 and 0 elsewhere (0 at x = 0).",
-    _example("evaluate(sd.grad(sd.relu(x), x), {x: 0.0})", "0.0"),
+    "evaluate(sd.grad(sd.relu(x), x), {x: 0.0})",
+    "0.0",
 )
 
 
@@ -509,18 +418,8 @@ def _tie_mask(x: Node, y: Node, first_wins) -> Node:
 
 
 def _extremum(name, wins, sympy_fn, doc):
-    return define_op(
-        name,
-        numpy=name,
-        shape=broadcast_shapes,
-        kind="elementwise",
-        dtype=common_dtype,
-        partials=(lambda out, x, y: _tie_mask(x, y, wins), lambda out, x, y: _tie_mask(y, x, wins)),
-        properties=("commutative",),
-        sympy=vectorize(sympy_fn),
-        sympy_name=sympy_fn.__name__,
-        doc=doc,
-    )
+    partials = (lambda out, x, y: _tie_mask(x, y, wins), lambda out, x, y: _tie_mask(y, x, wins))
+    return _function(name, partials, sympy_fn, doc, dtype=common_dtype, properties=("commutative",))
 
 
 MAXIMUM = _extremum("maximum", lambda x, y: greater(x, y), sympy.Max, "d max(x, y): to the larger; halves at a tie")
@@ -535,11 +434,9 @@ def _inside(x: Node, lo: Node, hi: Node) -> Node:
     return where(greater_equal(x, lo), less_equal(x, hi), False)
 
 
-CLIP = define_op(
+CLIP = elementwise_op(
     "clip",
     numpy="clip",
-    shape=broadcast_shapes,
-    kind="elementwise",
     dtype=common_dtype,
     partials=(
         lambda out, x, lo, hi: _mask(_inside(x, lo, hi), out),
@@ -549,37 +446,51 @@ CLIP = define_op(
     sympy=vectorize(lambda x, lo, hi: sympy.Min(sympy.Max(x, lo), hi)),
     doc="min(max(x, lo), hi); d = dx where lo <= x <= hi, dlo below, dhi above",
 )
-CLIP_BELOW = define_op(
-    "clip_below",
-    lambda xp, x, lo: xp.clip(x, lo, None),
-    broadcast_shapes,
-    kind="elementwise",
-    dtype=common_dtype,
-    partials=(lambda out, x, lo: _mask(greater_equal(x, lo), out), lambda out, x, lo: _mask(less(x, lo), out)),
-    sympy=vectorize(sympy.Max),
-    doc="clip(x, lo, None): max(x, lo); d = dx where x >= lo, else dlo",
-)
-CLIP_ABOVE = define_op(
-    "clip_above",
-    lambda xp, x, hi: xp.clip(x, None, hi),
-    broadcast_shapes,
-    kind="elementwise",
-    dtype=common_dtype,
-    partials=(lambda out, x, hi: _mask(less_equal(x, hi), out), lambda out, x, hi: _mask(greater(x, hi), out)),
-    sympy=vectorize(sympy.Min),
-    doc="clip(x, None, hi): min(x, hi); d = dx where x <= hi, else dhi",
-)
 
 
-maximum = derive_function(
+def _clip_lower(xp, x, b):
+    return xp.clip(x, b, None)
+
+
+def _clip_upper(xp, x, b):
+    return xp.clip(x, None, b)
+
+
+def _clip_side(name: str, below: bool, doc: str):
+    """clip with one bound b, a lower one (``below``: max(x, b)) or an upper one (min(x, b)): the
+    gradient goes to x where x is within the bound (b included), to b beyond it."""
+
+    def within(x: Node, b: Node) -> Node:
+        return greater_equal(x, b) if below else less_equal(x, b)
+
+    def beyond(x: Node, b: Node) -> Node:
+        return less(x, b) if below else greater(x, b)
+
+    return elementwise_op(
+        name,
+        _clip_lower if below else _clip_upper,
+        dtype=common_dtype,
+        partials=(lambda out, x, b: _mask(within(x, b), out), lambda out, x, b: _mask(beyond(x, b), out)),
+        sympy=vectorize(sympy.Max if below else sympy.Min),
+        doc=doc,
+    )
+
+
+CLIP_BELOW = _clip_side("clip_below", True, "clip(x, lo, None): max(x, lo); d = dx where x >= lo, else dlo")
+CLIP_ABOVE = _clip_side("clip_above", False, "clip(x, None, hi): min(x, hi); d = dx where x <= hi, else dhi")
+
+
+maximum = _public(
     MAXIMUM,
     "Elementwise maximum. The gradient goes to the larger input; at a tie each gets half.",
-    _example("evaluate(sd.grad(sd.maximum(x, 1.0), x), {x: 1.0})", "0.5"),
+    "evaluate(sd.grad(sd.maximum(x, 1.0), x), {x: 1.0})",
+    "0.5",
 )
-minimum = derive_function(
+minimum = _public(
     MINIMUM,
     "Elementwise minimum. The gradient goes to the smaller input; at a tie each gets half.",
-    _example("evaluate(sd.grad(sd.minimum(x, 1.0), x), {x: 3.0})", "0.0"),
+    "evaluate(sd.grad(sd.minimum(x, 1.0), x), {x: 3.0})",
+    "0.0",
 )
 
 __test__ = {

@@ -23,7 +23,7 @@ from symdiff.ops.core import (
     index_set,
     not_differentiable,
 )
-from symdiff.ops.structure import transpose
+from symdiff.ops.structure import moving_op, transpose
 
 ArrayLike = Any
 
@@ -288,15 +288,12 @@ GETITEM = define_op(
     sympy=_sympy_indexing(_getitem_forward, 1),
     doc="x[index]; the gradient is scattered back into zeros shaped like x (index nodes have none)",
 )
-UNINDEX = define_op(
+UNINDEX = moving_op(
     "unindex",
     _unindex_forward,
     _unindex_shape,
-    dtype=first_dtype,
-    kind="structural",
     vjp=_index_inputs(lambda g, out, h, ref, *nodes, index: _getitem(g, index.with_batch(g.ndim - ref.ndim), nodes), 2),
     jvp=_index_inputs(lambda t, out, h, ref, *nodes, index: unindex(t, ref, index, nodes), 2),
-    properties=("linear",),
     # the gradient of x[i]: zeros shaped like x with g added at [i]
     text=lambda node, args, wrap: (
         f"zeros_like({args[1][0]}).at[{node.attrs['index'].text([a[0] for a in args[2:]])}].add({args[0][0]})",

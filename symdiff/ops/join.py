@@ -15,10 +15,11 @@ import numpy as np
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape, format_shape
 from symdiff.ops.arithmetic import astype, multiply
-from symdiff.ops.core import apply, as_nodes, define_op, first_dtype, op_axes
+from symdiff.ops.core import apply, as_nodes, op_axes
+from symdiff.ops.families import product_op
 from symdiff.ops.indexing import getitem, take
 from symdiff.ops.reduce import sum as sum_over
-from symdiff.ops.structure import expand_dims, reshape
+from symdiff.ops.structure import expand_dims, moving_op, reshape
 
 ArrayLike = Any
 
@@ -100,38 +101,29 @@ def _replace_axis(shape: Shape, axis: int, size: int | None) -> Shape:
     return tuple(out)
 
 
-CONCATENATE = define_op(
+CONCATENATE = moving_op(
     "concatenate",
     numpy="concatenate",
     shape=_concatenate_shape,
-    kind="structural",
-    dtype=first_dtype,
     vjp=lambda i: lambda g, out, *xs, axis: _part(g, xs, i, axis),
     jvp=lambda i: lambda t, out, *xs, axis: _place(t, xs, i, axis),
-    properties=("linear",),
     forward=lambda xp, *xs, axis: xp.concatenate(xs, axis=axis),
     doc="join along an existing axis; each input's gradient is its part of g",
 )
-CONCAT_PART = define_op(
+CONCAT_PART = moving_op(
     "concat_part",
     _part_forward,
     lambda g, *refs, index, axis: _replace_axis(g, axis, refs[index][axis]),
-    kind="structural",
-    dtype=first_dtype,
     vjp=lambda i: (lambda g, out, h, *refs, index, axis: _place(g, refs, index, axis)) if i == 0 else None,
     jvp=lambda i: (lambda t, out, h, *refs, index, axis: _part(t, refs, index, axis)) if i == 0 else None,
-    properties=("linear",),
     doc="the part of g that input `index` of a concatenation of refs along axis became",
 )
-CONCAT_PLACE = define_op(
+CONCAT_PLACE = moving_op(
     "concat_place",
     _place_forward,
     lambda t, *refs, index, axis: _replace_axis(t, axis, _concatenate_shape(*refs, axis=axis)[axis]),
-    kind="structural",
-    dtype=first_dtype,
     vjp=lambda i: (lambda g, out, t, *refs, index, axis: _part(g, refs, index, axis)) if i == 0 else None,
     jvp=lambda i: (lambda t, out, h, *refs, index, axis: _place(t, refs, index, axis)) if i == 0 else None,
-    properties=("linear",),
     doc="t in the place of input `index` of a concatenation of refs along axis, zeros elsewhere",
 )
 
@@ -184,15 +176,12 @@ def _stack_jvp(i: int):
     return rule
 
 
-STACK = define_op(
+STACK = moving_op(
     "stack",
     numpy="stack",
     shape=_stack_shape,
-    kind="structural",
-    dtype=first_dtype,
     vjp=lambda i: lambda g, out, *xs, axis: getitem(g, _along(axis, i)),
     jvp=_stack_jvp,
-    properties=("linear",),
     forward=lambda xp, *xs, axis: xp.stack(xs, axis=axis),
     text=_stack_text,
     latex=_stack_latex,
@@ -254,16 +243,13 @@ def _unpad(g: Node, widths: tuple) -> Node:
     return getitem(g, (Ellipsis,) + tuple(slice(b, -a if a else None) for b, a in widths))
 
 
-PAD = define_op(
+PAD = moving_op(
     "pad",
     _pad_forward,
     _pad_shape,
     numpy="pad",
-    kind="structural",
-    dtype=first_dtype,
     vjp=(lambda g, out, x, widths, value: _unpad(g, widths),),
     jvp=(lambda t, out, x, widths, value: apply(PAD, t, widths=widths, value=0.0),),  # the border is constant
-    properties=("linear",),
     doc="x with a constant border; the gradient is g without it",
 )
 
@@ -334,26 +320,21 @@ def _untile(g: Node, x: Node, reps: tuple[int, ...]) -> Node:
     return apply(UNTILE, g, x, reps=reps)
 
 
-TILE = define_op(
+TILE = moving_op(
     "tile",
     lambda xp, x, reps: xp.tile(x, reps),
     _tile_shape,
     numpy="tile",
-    kind="structural",
-    dtype=first_dtype,
     vjp=(lambda g, out, x, reps: _untile(g, x, reps),),
-    properties=("linear",),  # numpy's tile leaves leading (batch) axes alone: the jvp is tile(t)
+    # numpy's tile leaves leading (batch) axes alone: the jvp is tile(t)
     doc="x repeated reps[k] times along axis k; the gradient sums the copies",
 )
-UNTILE = define_op(
+UNTILE = moving_op(
     "untile",
     _untile_forward,
     lambda g, x, reps: tuple(g[: len(g) - len(x)]) + tuple(x),
-    kind="structural",
-    dtype=first_dtype,
     vjp=(lambda g, out, h, x, reps: apply(TILE, g, reps=reps), None),
     jvp=(lambda t, out, h, x, reps: _untile(t, x, reps), None),
-    properties=("linear",),
     doc="the copies of tile(x, reps) in g summed (the adjoint of tile)",
     sparsity="adjoint:tile",
 )
@@ -388,26 +369,20 @@ def _unrepeat(g: Node, x: Node, repeats: int, axis: int) -> Node:
     return apply(UNREPEAT, g, x, repeats=repeats, axis=axis)
 
 
-REPEAT = define_op(
+REPEAT = moving_op(
     "repeat",
     lambda xp, x, repeats, axis: xp.repeat(x, repeats, axis=axis),
     lambda shape, repeats, axis: _replace_axis(shape, axis, None if shape[axis] is None else shape[axis] * repeats),
     numpy="repeat",
-    kind="structural",
-    dtype=first_dtype,
     vjp=(lambda g, out, x, repeats, axis: _unrepeat(g, x, repeats, axis),),
-    properties=("linear",),
     doc="each element repeated along axis; the gradient sums each element's copies",
 )
-UNREPEAT = define_op(
+UNREPEAT = moving_op(
     "unrepeat",
     _unrepeat_forward,
     lambda g, x, repeats, axis: tuple(g[: len(g) - len(x)]) + tuple(x),
-    kind="structural",
-    dtype=first_dtype,
     vjp=(lambda g, out, h, x, repeats, axis: apply(REPEAT, g, repeats=repeats, axis=axis), None),
     jvp=(lambda t, out, h, x, repeats, axis: _unrepeat(t, x, repeats, axis), None),
-    properties=("linear",),
     doc="the copies of each element of repeat(x, repeats, axis) in g summed (the adjoint of repeat)",
     sparsity="adjoint:repeat",
 )
@@ -458,12 +433,9 @@ def _kron_shape(a: Shape, b: Shape) -> Shape:
     return tuple(None if d is None or e is None else d * e for d, e in zip(a, b))
 
 
-KRON = define_op(
+KRON = product_op(
     "kron",
-    numpy="kron",
-    shape=_kron_shape,
-    kind="linalg",
-    dtype=lambda a, b: np.result_type(a, b),
+    _kron_shape,
     vjp=(_kron_vjp(0), _kron_vjp(1)),
     # bilinear; numpy's kron prepends axes of length 1 to the smaller operand, so a batched
     # tangent's leading axes pass through

@@ -7,6 +7,7 @@ work unchanged on stacked inputs and on batched cotangents.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,8 @@ from symdiff.errors import ShapeError, SymdiffError
 from symdiff.graph import Node, Shape, format_shape
 from symdiff.ops.arithmetic import add, astype, divide, multiply, negative
 from symdiff.ops.arithmetic import subtract as sub
-from symdiff.ops.core import apply, as_nodes, broadcast_shapes, define_op, index_set, to_float
+from symdiff.ops.core import Op, apply, as_nodes, broadcast_shapes, define_op, float_dtype, index_set, to_float
+from symdiff.ops.families import product_op
 from symdiff.ops.logic import equal, where
 from symdiff.ops.reduce import _keep, _reduced_shape, sum
 from symdiff.ops.structure import expand_dims, lift, matrix_transpose, squeeze, transpose, tril, triu
@@ -53,6 +55,12 @@ def _sympy_linalg(fn, keep_matrix: bool = True):
 
 def _dims_agree(a: int | None, b: int | None) -> bool:
     return a is None or b is None or a == b
+
+
+def _numpy_linalg(name: str, shape: Callable[..., Shape], **declaration: Any) -> Op:
+    """An op that is ``numpy.linalg``'s function ``name`` (solve, inv, det): linear algebra on
+    stacks of matrices, in float. The rest as for ``define_op``."""
+    return define_op(name, numpy=f"linalg.{name}", shape=shape, kind="linalg", **declaration)
 
 
 # -- matmul ----------------------------------------------------------------------------
@@ -135,12 +143,9 @@ def _relift(g: Node, x: Node, y: Node) -> Node:
     return g
 
 
-MATMUL = define_op(
+MATMUL = product_op(
     "matmul",
-    numpy="matmul",
-    shape=_matmul_shape,
-    kind="linalg",
-    dtype=lambda x, y: np.result_type(x, y),
+    _matmul_shape,
     vjp=(_matmul_vjp_x, _matmul_vjp_y),
     jvp=(_matmul_jvp_x, _matmul_jvp_y),
     symbol="@",
@@ -203,11 +208,9 @@ def _solve_vjp_a(g, out, a, b):
     return negative(matmul(gb, mT(_as_columns(out, b))))
 
 
-SOLVE = define_op(
+SOLVE = _numpy_linalg(
     "solve",
-    numpy="linalg.solve",
-    shape=_solve_shape,
-    kind="linalg",
+    _solve_shape,
     vjp=(_solve_vjp_a, _solve_vjp_b),
     jvp=(
         lambda t, out, a, b: negative(
@@ -240,21 +243,17 @@ def _square_shape(shape: Shape, op: str) -> Shape:
     return shape
 
 
-INV = define_op(
+INV = _numpy_linalg(
     "inv",
-    numpy="linalg.inv",
-    shape=lambda a: _square_shape(a, "inv"),
-    kind="linalg",
+    lambda a: _square_shape(a, "inv"),
     vjp=(lambda g, out, a: negative(matmul(mT(out), matmul(g, mT(out)))),),
     jvp=(lambda t, out, a: negative(matmul(out, matmul(t, out))),),
     sympy=_sympy_linalg(lambda m: m.inv()),
     doc="d a⁻¹ = -a⁻¹ da a⁻¹",
 )
-DET = define_op(
+DET = _numpy_linalg(
     "det",
-    numpy="linalg.det",
-    shape=lambda a: tuple(_square_shape(a, "det")[:-2]),
-    kind="linalg",
+    lambda a: tuple(_square_shape(a, "det")[:-2]),
     # the cofactors, not det(a)·a⁻¹: the derivative of det exists at every matrix, singular ones too
     vjp=(lambda g, out, a: multiply(expand_dims(g, (-2, -1)), mT(adjugate(a))),),
     jvp=(lambda t, out, a: sum(multiply(mT(adjugate(a)), t), (-2, -1)),),
@@ -552,12 +551,9 @@ def _tensordot_jvp_b(t, out, a, b, axes):
     return transpose(r, tuple(perm))
 
 
-TENSORDOT = define_op(
+TENSORDOT = product_op(
     "tensordot",
-    numpy="tensordot",
-    shape=_tensordot_shape,
-    kind="linalg",
-    dtype=lambda a, b, axes: np.result_type(a, b),
+    _tensordot_shape,
     vjp=(_tensordot_vjp_a, _tensordot_vjp_b),
     jvp=(
         lambda t, out, a, b, axes: _td(t, b, [t.ndim - a.ndim + p for p in axes[0]], axes[1]),
@@ -617,24 +613,30 @@ LOGDET = define_op(
     sympy=_sympy_linalg(lambda m: sympy.log(m.det()), keep_matrix=False),
     doc="log det a (nan for a negative determinant), without overflow; d = tr(a⁻¹ da)",
 )
-LOGABSDET = define_op(
-    "logabsdet",
-    lambda xp, a: xp.linalg.slogdet(a)[1],
-    lambda a: tuple(_square_shape(a, "slogdet")[:-2]),
+
+
+def _slogdet_vjp(gs, outs, a):
+    return None if gs[1] is None else _LOGDET_RULES["vjp"][0](gs[1], outs[1], a)
+
+
+def _slogdet_jvp(t, outs, a):
+    return None, _LOGDET_RULES["jvp"][0](t, outs[1], a)
+
+
+SLOGDET = define_op(
+    "slogdet",
+    lambda xp, a: tuple(xp.linalg.slogdet(a)),
+    lambda a: (tuple(_square_shape(a, "slogdet")[:-2]),) * 2,
+    dtype=lambda a: (float_dtype(a),) * 2,
     kind="linalg",
-    **_LOGDET_RULES,
-    sympy=_sympy_linalg(lambda m: sympy.log(sympy.Abs(m.det())), keep_matrix=False),
-    doc="log |det a| (slogdet's second value); d = tr(a⁻¹ da)",
-)
-SIGNDET = define_op(
-    "signdet",
-    lambda xp, a: xp.linalg.slogdet(a)[0],
-    lambda a: tuple(_square_shape(a, "slogdet")[:-2]),
-    kind="linalg",
-    vjp=(None,),
-    jvp=(None,),
-    sympy=_sympy_linalg(lambda m: sympy.sign(m.det()), keep_matrix=False),
-    doc="the sign of det a (slogdet's first value): d = 0",
+    outputs=("sign", "logabsdet"),
+    vjp=(_slogdet_vjp,),
+    jvp=(_slogdet_jvp,),
+    sympy=lambda a: tuple(
+        _sympy_linalg(f, keep_matrix=False)(a)
+        for f in (lambda m: sympy.sign(m.det()), lambda m: sympy.log(sympy.Abs(m.det())))
+    ),
+    doc="(sign det a, log |det a|) from one LU factorisation; d sign = 0, d log|det a| = tr(a⁻¹ da)",
 )
 
 
@@ -658,8 +660,7 @@ def slogdet(a: ArrayLike) -> tuple[Node, Node]:
     [np.float64(-1.0), np.float64(1.791759469228055)]
     """
     (a,) = as_nodes("slogdet", a)
-    a = to_float(a)
-    return apply(SIGNDET, a), apply(LOGABSDET, a)
+    return apply(SLOGDET, to_float(a))
 
 
 # -- eigh -------------------------------------------------------------------------------
@@ -724,51 +725,37 @@ EIGH_GAPS = define_op(
 )
 
 
-def _eigvalsh_vjp(g, out, a):
-    v = _eigh_vectors(a)
-    return matmul(multiply(v, expand_dims(g, -2)), mT(v))
+def _eigh_vjp(gs, outs, a):
+    gw, gv = gs
+    w, v = outs
+    parts = []
+    if gw is not None:  # dw = diag(Vᵀ da V): defined everywhere, repeated eigenvalues too
+        parts.append(matmul(multiply(v, expand_dims(gw, -2)), mT(v)))
+    if gv is not None:  # dV = V (F ∘ (Vᵀ da V)), F = eigh_gaps(w)
+        f = apply(EIGH_GAPS, w)
+        parts.append(_sym(matmul(v, matmul(multiply(f, matmul(mT(v), gv)), mT(v)))))
+    return parts[0] if len(parts) == 1 else add(*parts)
 
 
-def _eigvalsh_jvp(t, out, a):
-    v = _eigh_vectors(a)
-    return sum(multiply(v, matmul(_sym(t), v)), -2)
+def _eigh_jvp(t, outs, a):
+    w, v = outs
+    dw = sum(multiply(v, matmul(_sym(t), v)), -2)  # diag(Vᵀ sym(t) V)
+    return dw, matmul(v, multiply(apply(EIGH_GAPS, w), matmul(mT(v), matmul(_sym(t), v))))
 
 
-def _eigh_vectors_vjp(g, out, a):
-    f = apply(EIGH_GAPS, apply(EIGVALSH, a))
-    return _sym(matmul(out, matmul(multiply(f, matmul(mT(out), g)), mT(out))))
-
-
-def _eigh_vectors_jvp(t, out, a):
-    f = apply(EIGH_GAPS, apply(EIGVALSH, a))
-    return matmul(out, multiply(f, matmul(mT(out), matmul(_sym(t), out))))
-
-
-_NO_SYMPY = {"sympy": "sympy's eigen decomposition has no numpy order or sign convention"}
-EIGVALSH = define_op(
-    "eigvalsh",
-    lambda xp, a: _eigh(xp, a)[0],
-    lambda a: tuple(_square_shape(a, "eigh")[:-1]),
+EIGH = define_op(
+    "eigh",
+    _eigh,
+    lambda a: (tuple(_square_shape(a, "eigh")[:-1]), tuple(_square_shape(a, "eigh"))),
+    dtype=lambda a: (float_dtype(a),) * 2,
     kind="linalg",
-    vjp=(_eigvalsh_vjp,),
-    jvp=(_eigvalsh_jvp,),
-    unsupported=_NO_SYMPY,
-    doc="eigenvalues (ascending) of (a + aᵀ)/2; dw = diag(Vᵀ da V), defined everywhere",
+    outputs=("eigenvalues", "eigenvectors"),
+    vjp=(_eigh_vjp,),
+    jvp=(_eigh_jvp,),
+    unsupported={"sympy": "sympy's eigen decomposition has no numpy order or sign convention"},
+    doc="eigenvalues (ascending) and eigenvectors of (a + aᵀ)/2, one LAPACK call; dw = diag(Vᵀ da V), defined "
+    "everywhere; dV = V (F ∘ (Vᵀ da V)), F = eigh_gaps(w): undefined at repeated eigenvalues",
 )
-EIGH_VECTORS = define_op(
-    "eigh_vectors",
-    lambda xp, a: _eigh(xp, a)[1],
-    lambda a: _square_shape(a, "eigh"),
-    kind="linalg",
-    vjp=(_eigh_vectors_vjp,),
-    jvp=(_eigh_vectors_jvp,),
-    unsupported=_NO_SYMPY,
-    doc="eigenvectors of (a + aᵀ)/2; dV = V (F ∘ (Vᵀ da V)), F = eigh_gaps(w): undefined at repeated eigenvalues",
-)
-
-
-def _eigh_vectors(a: Node) -> Node:
-    return apply(EIGH_VECTORS, a)
 
 
 def eigh(a: ArrayLike) -> tuple[Node, Node]:
@@ -787,8 +774,7 @@ def eigh(a: ArrayLike) -> tuple[Node, Node]:
      [0. 1.]]
     """
     (a,) = as_nodes("eigh", a)
-    a = to_float(a)
-    return apply(EIGVALSH, a), apply(EIGH_VECTORS, a)
+    return apply(EIGH, to_float(a))
 
 
 # -- triangular and Cholesky solves ---------------------------------------------------------
@@ -1097,7 +1083,7 @@ def _gram_parts(x: Node, out: Node) -> tuple[Node, Node, Node]:
     size = max((d for d in x.shape[-2:] if d is not None), default=1)
     tiny = less_equal(out, multiply(max_(out, -1, keepdims=True), float(size * np.finfo(out.dtype).eps)))
     inverse = where(tiny, 0.0, divide(1.0, where(tiny, 1.0, out)))
-    return t, _eigh_vectors(matmul(mT(t), t)), inverse
+    return t, eigh(matmul(mT(t), t))[1], inverse
 
 
 def _singular_values_vjp(g, out, x):
@@ -1316,12 +1302,9 @@ def diag(v: ArrayLike, k: int = 0) -> Node:
     return apply(DIAG, v, k=int(k))
 
 
-OUTER = define_op(
+OUTER = product_op(
     "outer",
-    numpy="outer",
-    shape=lambda a, b: (a[0], b[0]),
-    kind="linalg",
-    dtype=lambda a, b: np.result_type(a, b),
+    lambda a, b: (a[0], b[0]),
     vjp=(lambda g, out, a, b: matmul(g, b), lambda g, out, a, b: matmul(a, g)),
     jvp=(
         lambda t, out, a, b: multiply(expand_dims(t, -1), b),

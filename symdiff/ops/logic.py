@@ -8,17 +8,16 @@ import numpy as np
 import sympy
 
 from symdiff.graph import Node
-from symdiff.ops.core import apply, as_nodes, bool_dtype, broadcast_shapes, define_op, derive_function
+from symdiff.ops.core import apply, as_nodes, bool_dtype, derive_function
+from symdiff.ops.families import elementwise_op
 
 ArrayLike = Any
 
 
 def _comparison(name: str, symbol: str, relation, *, commutative: bool = False) -> Any:
-    return define_op(
+    return elementwise_op(
         name,
         numpy=name,
-        shape=broadcast_shapes,
-        kind="elementwise",
         dtype=bool_dtype,
         arity=2,
         properties=("commutative",) if commutative else (),
@@ -44,43 +43,28 @@ _EXAMPLE = """    >>> g = sd.Graph(); x = g.variable("x")
     >>> print(sd.evaluate({expr}, {{x: 2.0}}))
     {result}"""
 
-greater = derive_function(
-    GREATER,
-    "Elementwise ``x > y`` (boolean; not differentiable). Also ``x > y`` on nodes.",
-    _EXAMPLE.format(expr="x > 0", result="True"),
-)
-greater_equal = derive_function(
-    GREATER_EQUAL,
-    "Elementwise ``x >= y`` (boolean; not differentiable).",
-    _EXAMPLE.format(expr="x >= 2", result="True"),
-)
-less = derive_function(
-    LESS, "Elementwise ``x < y`` (boolean; not differentiable).", _EXAMPLE.format(expr="x < 0", result="False")
-)
-less_equal = derive_function(
-    LESS_EQUAL, "Elementwise ``x <= y`` (boolean; not differentiable).", _EXAMPLE.format(expr="x <= 2", result="True")
-)
-equal = derive_function(
-    EQUAL,
-    "Elementwise ``x == y`` (boolean; not differentiable). ``==`` on nodes stays identity.",
-    _EXAMPLE.format(expr="sd.equal(x, 2)", result="True"),
-)
-not_equal = derive_function(
-    NOT_EQUAL,
-    "Elementwise ``x != y`` (boolean; not differentiable).",
-    _EXAMPLE.format(expr="sd.not_equal(x, 2)", result="False"),
-)
+
+def _public(op, expr: str, result: str, note: str = "") -> Any:
+    """The comparison's public function; its example prints ``expr`` at x = 2 (``result``)."""
+    summary = f"Elementwise ``x {op.symbol} y`` (boolean; not differentiable).{note}"
+    return derive_function(op, summary, _EXAMPLE.format(expr=expr, result=result))
+
+
+greater = _public(GREATER, "x > 0", "True", " Also ``x > y`` on nodes.")
+greater_equal = _public(GREATER_EQUAL, "x >= 2", "True")
+less = _public(LESS, "x < 0", "False")
+less_equal = _public(LESS_EQUAL, "x <= 2", "True")
+equal = _public(EQUAL, "sd.equal(x, 2)", "True", " ``==`` on nodes stays identity.")
+not_equal = _public(NOT_EQUAL, "sd.not_equal(x, 2)", "False")
 
 
 def _sympy_where(c, x, y):
     return np.vectorize(lambda c, x, y: sympy.Piecewise((x, c), (y, True)), otypes=[object])(c, x, y)
 
 
-WHERE = define_op(
+WHERE = elementwise_op(
     "where",
     numpy="where",
-    shape=broadcast_shapes,
-    kind="elementwise",
     dtype=lambda c, x, y: np.result_type(x, y),
     # The condition carries no gradient; the branch not taken gets zero.
     vjp=(None, lambda g, out, c, x, y: where(c, g, 0.0), lambda g, out, c, x, y: where(c, 0.0, g)),

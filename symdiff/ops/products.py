@@ -13,12 +13,12 @@ import numpy as np
 
 from symdiff.graph import Node
 from symdiff.ops.arithmetic import multiply
-from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, op_axes
+from symdiff.ops.core import apply, common_dtype, define_op
 from symdiff.ops.creation import eye_like, ones_like
 from symdiff.ops.indexing import getitem
 from symdiff.ops.join import PAD, _along
 from symdiff.ops.logic import equal, where
-from symdiff.ops.reduce import _reduced_shape, _reduction_rules, running
+from symdiff.ops.reduce import _reduced_shape, _reduction_rules, reduction, running, running_op
 from symdiff.ops.reduce import sum as sum_over
 from symdiff.ops.structure import expand_dims, flip, transpose, triu
 
@@ -59,18 +59,13 @@ def _cumprod_jvp(t: Node, out: Node, x: Node, axis: int) -> Node:
     return _from_last(sum_over(multiply(w, expand_dims(_to_last(t, axis), -1)), -2), axis)
 
 
-CUMPROD = define_op(
+CUMPROD = running_op(
     "cumprod",
-    numpy="cumprod",
-    shape=lambda shape, axis: shape,
-    kind="reduction",
-    dtype=common_dtype,
+    "running product along axis; d out[k] = sum over i <= k of (prod of x[j], j <= k, j != i) dx[i]: "
+    "exact at zeros, O(n²) along the axis",
     vjp=(_cumprod_vjp,),
     jvp=(_cumprod_jvp,),
     sympy=lambda x, axis: np.cumprod(x, axis=axis),
-    doc="running product along axis; d out[k] = sum over i <= k of (prod of x[j], j <= k, j != i) dx[i]: "
-    "exact at zeros, O(n²) along the axis",
-    sparsity="lane",
 )
 
 
@@ -130,11 +125,7 @@ def prod(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:
     >>> print(sd.evaluate(sd.grad(sd.prod(w), w), {w: [2.0, 0.0, 3.0]}))
     [0. 6. 0.]
     """
-    (x,) = as_nodes("prod", x)
-    axes = op_axes("prod", x, axis)
-    if not axes:
-        return x
-    return apply(PROD, x, axis=axes, keepdims=bool(keepdims))
+    return reduction(PROD, x, axis, keepdims)
 
 
 __test__ = {f.__name__: f for f in (cumprod, prod)}

@@ -14,7 +14,7 @@ import sympy
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape
 from symdiff.ops.arithmetic import astype, divide, multiply, subtract
-from symdiff.ops.core import apply, as_nodes, common_dtype, define_op, first_dtype, op_axes, to_float
+from symdiff.ops.core import Op, apply, as_nodes, common_dtype, define_op, first_dtype, op_axes, to_float
 from symdiff.ops.functions import exp, share_mask
 from symdiff.ops.logic import equal, where
 from symdiff.ops.structure import broadcast_like, expand_dims, flip, reshape
@@ -27,6 +27,18 @@ def _reduced_shape(shape: Shape, *, axis: tuple[int, ...], keepdims: bool) -> Sh
     if keepdims:
         return tuple(1 if i - n in axis else d for i, d in enumerate(shape))
     return tuple(d for i, d in enumerate(shape) if i - n not in axis)
+
+
+def reduction(op: Op, x: ArrayLike, axis: Any, keepdims: bool, *, floats: bool = False) -> Node:
+    """A reduction over ``axis`` (all axes when None), numpy's way: ``x`` itself when that is no
+    axis at all; with ``floats``, an integer x is cast to float first (mean, logsumexp)."""
+    (x,) = as_nodes(op.name, x)
+    if floats:
+        x = to_float(x)
+    axes = op_axes(op.name, x, axis)
+    if not axes:
+        return x
+    return apply(op, x, axis=axes, keepdims=bool(keepdims))
 
 
 def _keep(g: Node, axis: tuple[int, ...], keepdims: bool) -> Node:
@@ -80,11 +92,7 @@ def sum(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa
     >>> print(sd.evaluate(sd.sum(w ** 2), {w: [1.0, 2.0, 3.0]}))
     14.0
     """
-    (x,) = as_nodes("sum", x)
-    axes = op_axes("sum", x, axis)
-    if not axes:
-        return x
-    return apply(SUM, x, axis=axes, keepdims=bool(keepdims))
+    return reduction(SUM, x, axis, keepdims)
 
 
 COUNT = define_op(
@@ -161,12 +169,7 @@ def mean(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:
     >>> print(sd.evaluate(sd.grad(sd.mean(w), w), {w: np.zeros(4)}))
     [0.25 0.25 0.25 0.25]
     """
-    (x,) = as_nodes("mean", x)
-    x = to_float(x)
-    axes = op_axes("mean", x, axis)
-    if not axes:
-        return x
-    return apply(MEAN, x, axis=axes, keepdims=bool(keepdims))
+    return reduction(MEAN, x, axis, keepdims, floats=True)
 
 
 def _extremum_share(x: Node, out: Node, axis, keepdims) -> Node:
@@ -213,11 +216,7 @@ def max(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa
     >>> print(sd.evaluate(sd.grad(sd.max(w), w), {w: [1.0, 5.0, 5.0]}))
     [0.  0.5 0.5]
     """
-    (x,) = as_nodes("max", x)
-    axes = op_axes("max", x, axis)
-    if not axes:
-        return x
-    return apply(MAX, x, axis=axes, keepdims=bool(keepdims))
+    return reduction(MAX, x, axis, keepdims)
 
 
 def min(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa: A001 (numpy's name)
@@ -227,11 +226,7 @@ def min(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa
     >>> print(sd.evaluate(sd.min(w), {w: [4.0, -1.0, 2.0]}))
     -1.0
     """
-    (x,) = as_nodes("min", x)
-    axes = op_axes("min", x, axis)
-    if not axes:
-        return x
-    return apply(MIN, x, axis=axes, keepdims=bool(keepdims))
+    return reduction(MIN, x, axis, keepdims)
 
 
 # -- variance, standard deviation --------------------------------------------------------
@@ -322,18 +317,28 @@ def std(x: ArrayLike, axis: Any = None, ddof: int = 0, keepdims: bool = False) -
 
 
 # -- cumulative sums ----------------------------------------------------------------------
-CUMSUM = define_op(
+def running_op(name: str, doc: str, **rules: Any) -> Op:
+    """A running (cumulative) op along one axis, numpy's function ``name``: shaped as its input,
+    its dtype kept, each output element depending on its lane up to it."""
+    return define_op(
+        name,
+        numpy=name,
+        shape=lambda shape, axis: shape,
+        kind="reduction",
+        dtype=common_dtype,
+        doc=doc,
+        sparsity="lane",
+        **rules,
+    )
+
+
+CUMSUM = running_op(
     "cumsum",
-    numpy="cumsum",
-    shape=lambda shape, axis: shape,
-    kind="reduction",
-    dtype=common_dtype,
+    "running sum along axis; d = cumsum dx; the gradient is the reversed running sum of g",
     # the adjoint of a running sum is the running sum from the other end
     vjp=(lambda g, out, x, axis: flip(cumsum(flip(g, axis), axis), axis),),
     properties=("linear",),
     sympy="forward",
-    doc="running sum along axis; d = cumsum dx; the gradient is the reversed running sum of g",
-    sparsity="lane",
 )
 
 
@@ -446,12 +451,7 @@ def logsumexp(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:
     >>> print(sd.evaluate(sd.logsumexp(w), {w: [1000.0, 1000.0]}))
     1000.6931471805599
     """
-    (x,) = as_nodes("logsumexp", x)
-    x = to_float(x)
-    axes = op_axes("logsumexp", x, axis)
-    if not axes:
-        return x
-    return apply(LOGSUMEXP, x, axis=axes, keepdims=bool(keepdims))
+    return reduction(LOGSUMEXP, x, axis, keepdims, floats=True)
 
 
 def softmax(x: ArrayLike, axis: Any = -1) -> Node:

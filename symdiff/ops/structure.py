@@ -3,6 +3,7 @@ reshape, transpose, triangles."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,8 @@ import numpy as np
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape, format_shape
 from symdiff.ops.core import (
+    DerivativeRule,
+    Op,
     apply,
     as_nodes,
     broadcast_shapes,
@@ -22,6 +25,18 @@ from symdiff.ops.core import (
 ArrayLike = Any
 
 
+def moving_op(name: str, forward: Any = None, shape: Any = None, *, numpy: str | None = None, **declaration: Any) -> Op:
+    """An op that moves or selects the elements of its first input without computing on them
+    (expand_dims, concatenate, tile): structural, that input's dtype kept, and linear in it, so
+    its forward-mode rule is the op itself on the tangent; with no forward, numpy's function of
+    its name (``numpy.flip``) unless ``numpy`` names another. The rest as for ``define_op``."""
+    if forward is None and numpy is None:
+        numpy = name
+    return define_op(
+        name, forward, shape, numpy=numpy, kind="structural", dtype=first_dtype, properties=("linear",), **declaration
+    )
+
+
 # -- expand_dims, squeeze, lift ---------------------------------------------------------
 def _expand_shape(shape: Shape, *, axis: tuple[int, ...]) -> Shape:
     ndim = len(shape) + len(axis)
@@ -31,14 +46,10 @@ def _expand_shape(shape: Shape, *, axis: tuple[int, ...]) -> Shape:
     return tuple(out)
 
 
-EXPAND_DIMS = define_op(
+EXPAND_DIMS = moving_op(
     "expand_dims",
-    numpy="expand_dims",
     shape=_expand_shape,
-    kind="structural",
-    dtype=first_dtype,
     vjp=(lambda g, out, x, axis: squeeze(g, axis),),
-    properties=("linear",),
     doc="insert axes of length 1",
 )
 
@@ -68,14 +79,10 @@ def _squeeze_shape(shape: Shape, *, axis: tuple[int, ...]) -> Shape:
     return tuple(d for i, d in enumerate(shape) if i - len(shape) not in axis)
 
 
-SQUEEZE = define_op(
+SQUEEZE = moving_op(
     "squeeze",
-    numpy="squeeze",
     shape=_squeeze_shape,
-    kind="structural",
-    dtype=first_dtype,
     vjp=(lambda g, out, x, axis: expand_dims(g, axis),),
-    properties=("linear",),
     doc="remove axes of length 1",
 )
 
@@ -113,6 +120,30 @@ def lift(t: Node, ndim: int, batch: int) -> Node:
 
 
 # -- broadcasting -----------------------------------------------------------------------
+def _to_shape(
+    names: tuple[str, str],
+    kind: str,
+    forwards: tuple[Callable[..., Any], Callable[..., Any]],
+    shapes: tuple[Callable[..., Shape], Callable[..., Shape]],
+    rules: tuple[DerivativeRule, DerivativeRule],
+    docs: tuple[str, str],
+    **like: Any,
+) -> tuple[Op, Op]:
+    """numpy's ``names[0](x, shape)`` as two ops that keep x's dtype and have the same derivative
+    rules: ``names[0]`` to a static shape (the attribute ``shape_to``), and ``names[1]`` to a shape
+    given by a second input ``ref`` and known only at evaluation (ref's values are not used and
+    get no gradient). ``forwards``, ``shapes`` and ``docs`` are the two ops' (as ``define_op``
+    takes them); ``rules`` their reverse and forward rule, ``rule(g, out, x, *ref, **attrs)``;
+    ``like`` the rest of the second op's declaration (how it is written)."""
+    vjp, jvp = rules
+    common: dict[str, Any] = {"kind": kind, "dtype": first_dtype, "sympy": "forward"}
+    op = define_op(names[0], forwards[0], shapes[0], numpy=names[0], vjp=(vjp,), jvp=(jvp,), doc=docs[0], **common)
+    like_op = define_op(
+        names[1], forwards[1], shapes[1], vjp=(vjp, None), jvp=(jvp, None), doc=docs[1], **common, **like
+    )
+    return op, like_op
+
+
 def _broadcast_to_shape(shape: Shape, *, shape_to: Shape) -> Shape:
     out = broadcast_shapes(shape, shape_to)
     if out != tuple(shape_to):
@@ -120,17 +151,21 @@ def _broadcast_to_shape(shape: Shape, *, shape_to: Shape) -> Shape:
     return out
 
 
-BROADCAST_TO = define_op(
-    "broadcast_to",
-    lambda xp, x, shape_to: xp.broadcast_to(x, shape_to),
-    _broadcast_to_shape,
-    numpy="broadcast_to",
-    kind="elementwise",
-    dtype=first_dtype,
-    vjp=(lambda g, out, x, shape_to: g,),
-    jvp=(lambda t, out, x, shape_to: broadcast_like(t, out),),
-    sympy="forward",
-    doc="repeat along broadcast axes; the gradient sums them back",
+def _broadcast_like_forward(xp, x, ref):
+    return xp.broadcast_to(x, np.broadcast_shapes(np.shape(x), np.shape(ref)))
+
+
+BROADCAST_TO, BROADCAST_LIKE = _to_shape(
+    ("broadcast_to", "broadcast_like"),
+    "elementwise",
+    (lambda xp, x, shape_to: xp.broadcast_to(x, shape_to), _broadcast_like_forward),
+    (_broadcast_to_shape, lambda x, ref: broadcast_shapes(x, ref)),
+    (lambda g, out, x, *ref, **attrs: g, lambda t, out, x, *ref, **attrs: broadcast_like(t, out)),
+    (
+        "repeat along broadcast axes; the gradient sums them back",
+        "x broadcast against the shape of ref (ref's values are not used)",
+    ),
+    transparent=True,  # broadcast_like is an implicit broadcast: printed as the value
 )
 
 
@@ -146,24 +181,6 @@ def broadcast_to(x: ArrayLike, shape: tuple[int, ...]) -> Node:
     if x.shape == shape:
         return x
     return apply(BROADCAST_TO, x, shape_to=shape)
-
-
-def _broadcast_like_forward(xp, x, ref):
-    return xp.broadcast_to(x, np.broadcast_shapes(np.shape(x), np.shape(ref)))
-
-
-BROADCAST_LIKE = define_op(
-    "broadcast_like",
-    _broadcast_like_forward,
-    lambda x, ref: broadcast_shapes(x, ref),
-    kind="elementwise",
-    dtype=first_dtype,
-    vjp=(lambda g, out, x, ref: g, None),
-    jvp=(lambda t, out, x, ref: broadcast_like(t, out), None),
-    sympy="forward",
-    transparent=True,  # an implicit broadcast: printed as the value
-    doc="x broadcast against the shape of ref (ref's values are not used)",
-)
 
 
 def broadcast_like(x: ArrayLike, ref: Node) -> Node:
@@ -193,16 +210,20 @@ def _reshape_shape(shape: Shape, *, shape_to: tuple[int, ...]) -> Shape:
     return tuple(known_in // known_out if d == -1 else d for d in shape_to)
 
 
-RESHAPE = define_op(
-    "reshape",
-    lambda xp, x, shape_to: xp.reshape(x, shape_to),
-    _reshape_shape,
-    numpy="reshape",
-    kind="structural",
-    dtype=first_dtype,
-    vjp=(lambda g, out, x, shape_to: reshape_like(g, x, g.ndim - out.ndim),),
-    jvp=(lambda t, out, x, shape_to: reshape_like(t, out, t.ndim - x.ndim),),
-    doc="the same elements in another shape",
+def _reshape_like_forward(xp, x, ref, nb):
+    return xp.reshape(x, np.shape(x)[:nb] + np.shape(ref))
+
+
+RESHAPE, RESHAPE_LIKE = _to_shape(
+    ("reshape", "reshape_like"),
+    "structural",
+    (lambda xp, x, shape_to: xp.reshape(x, shape_to), _reshape_like_forward),
+    (_reshape_shape, lambda x, ref, nb: tuple(x[:nb]) + tuple(ref)),
+    (
+        lambda g, out, x, *ref, **attrs: reshape_like(g, x, g.ndim - out.ndim),
+        lambda t, out, x, *ref, **attrs: reshape_like(t, out, t.ndim - x.ndim),
+    ),
+    ("the same elements in another shape", "x reshaped to its first nb axes followed by ref's shape"),
 )
 
 
@@ -233,22 +254,6 @@ def reshape(x: ArrayLike, shape: Any) -> Node:
     if shape_to == x.shape:
         return x
     return apply(RESHAPE, x, shape_to=shape_to)
-
-
-def _reshape_like_forward(xp, x, ref, nb):
-    return xp.reshape(x, np.shape(x)[:nb] + np.shape(ref))
-
-
-RESHAPE_LIKE = define_op(
-    "reshape_like",
-    _reshape_like_forward,
-    lambda x, ref, nb: tuple(x[:nb]) + tuple(ref),
-    kind="structural",
-    dtype=first_dtype,
-    vjp=(lambda g, out, x, ref, nb: reshape_like(g, x, g.ndim - out.ndim), None),
-    jvp=(lambda t, out, x, ref, nb: reshape_like(t, out, t.ndim - x.ndim), None),
-    doc="x reshaped to its first nb axes followed by ref's shape",
-)
 
 
 def reshape_like(x: Node, ref: Node, nb: int = 0) -> Node:
@@ -319,14 +324,10 @@ def matrix_transpose(x: ArrayLike) -> Node:
 
 
 # -- flip, roll --------------------------------------------------------------------------
-FLIP = define_op(
+FLIP = moving_op(
     "flip",
-    numpy="flip",
     shape=lambda shape, axis: shape,
-    kind="structural",
-    dtype=first_dtype,
     vjp=(lambda g, out, x, axis: flip(g, axis),),  # negative axes: batch axes stay in front
-    properties=("linear",),
     doc="reverse the order of elements along axis; the gradient flips back",
 )
 
@@ -345,14 +346,10 @@ def flip(x: ArrayLike, axis: Any = None) -> Node:
     return apply(FLIP, x, axis=axes)
 
 
-ROLL = define_op(
+ROLL = moving_op(
     "roll",
-    numpy="roll",
     shape=lambda shape, shift, axis: shape,
-    kind="structural",
-    dtype=first_dtype,
     vjp=(lambda g, out, x, shift, axis: apply(ROLL, g, shift=tuple(-k for k in shift), axis=axis),),
-    properties=("linear",),
     doc="shift elements cyclically along axes; the gradient shifts back",
 )
 
@@ -390,45 +387,23 @@ def _matrix_shape(shape: Shape, **_: Any) -> Shape:
     return shape
 
 
-TRIL = define_op(
-    "tril",
-    numpy="tril",
-    shape=_matrix_shape,
-    kind="structural",
-    dtype=first_dtype,
-    vjp=(lambda g, out, x, k: tril(g, k),),
-    properties=("linear",),
-    doc="lower triangle (k-th diagonal and below); linear",
-)
-TRIU = define_op(
-    "triu",
-    numpy="triu",
-    shape=_matrix_shape,
-    kind="structural",
-    dtype=first_dtype,
-    vjp=(lambda g, out, x, k: triu(g, k),),
-    properties=("linear",),
-    doc="upper triangle (k-th diagonal and above); linear",
-)
+def _triangle(name: str, which: str, doc: str, result: str) -> tuple[Op, Callable[..., Node]]:
+    """numpy's ``tril`` or ``triu`` (the ``which`` triangle) as an op, linear (the gradient is the
+    same triangle of g), and its public function, whose example prints ``result``."""
+    op = moving_op(name, shape=_matrix_shape, vjp=(lambda g, out, x, k: function(g, k),), doc=doc)
 
+    def function(x: ArrayLike, k: int = 0) -> Node:
+        return apply(op, *as_nodes(name, x), k=int(k))
 
-def tril(x: ArrayLike, k: int = 0) -> Node:
-    """Lower triangle of (a stack of) matrices, as ``numpy.tril``.
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"""{which} triangle of (a stack of) matrices, as ``numpy.{name}``.
 
     >>> g = sd.Graph(); A = g.variable("A", shape=(2, 2))
-    >>> print(sd.evaluate(sd.tril(A), {A: [[1.0, 2.0], [3.0, 4.0]]}))
-    [[1. 0.]
-     [3. 4.]]
+    >>> print(sd.evaluate(sd.{name}(A), {{A: [[1.0, 2.0], [3.0, 4.0]]}}))
+    {result}
     """
-    return apply(TRIL, *as_nodes("tril", x), k=int(k))
+    return op, function
 
 
-def triu(x: ArrayLike, k: int = 0) -> Node:
-    """Upper triangle of (a stack of) matrices, as ``numpy.triu``.
-
-    >>> g = sd.Graph(); A = g.variable("A", shape=(2, 2))
-    >>> print(sd.evaluate(sd.triu(A), {A: [[1.0, 2.0], [3.0, 4.0]]}))
-    [[1. 2.]
-     [0. 4.]]
-    """
-    return apply(TRIU, *as_nodes("triu", x), k=int(k))
+TRIL, tril = _triangle("tril", "Lower", "lower triangle (k-th diagonal and below); linear", "[[1. 0.]\n     [3. 4.]]")
+TRIU, triu = _triangle("triu", "Upper", "upper triangle (k-th diagonal and above); linear", "[[1. 2.]\n     [0. 4.]]")
