@@ -37,7 +37,10 @@ class Composite:
             raise GraphError(f"composite {name!r}: cannot read the parameters of {fn!r}") from exc
         kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         if any(p.kind not in kinds for p in params):
-            raise GraphError(f"composite {name!r}: the function must take positional parameters only (no *args)")
+            raise GraphError(
+                f"composite {name!r}: the function must take positional parameters only "
+                "(no *args, **kwargs or keyword-only parameters: each parameter is an input node)"
+            )
         if not name.isidentifier():
             raise GraphError(f"composite name {name!r} is not an identifier")
         self.fn, self.name, self.vjp = fn, name, vjp
@@ -240,9 +243,10 @@ def _call_jvp(ts: list, node: Node) -> list[Node | None]:
         return [None] * len(_results(node))
     if region.vjp is not None:  # the body's forward mode could disagree with the user's rule
         raise NonDifferentiableError(
-            f"composite {region.name!r} has a vjp rule, which serves reverse mode only; forward mode (jvp, hvp, "
-            "hessian, a jacobian of more outputs than inputs) would go through its body and could disagree "
-            "with the rule: use reverse mode (grad, a jacobian of few outputs), or drop vjp="
+            f"composite {region.name!r} has a vjp rule, which serves reverse mode only; forward mode through "
+            "this call (sd.jvp, or an hvp, hessian or jacobian where symdiff pushes tangents through it) would "
+            "go through its body and could disagree with the rule: use reverse mode (grad, a jacobian of few "
+            "outputs), or drop vjp="
         )
     key = ("jvp", present, tuple((ts[i].shape, ts[i].dtype) for i in present))
     derived = region.derived.get(key)
