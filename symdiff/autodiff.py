@@ -252,28 +252,28 @@ def _forward(outputs: Sequence[Node], wrt: Sequence[Node], tangents: Sequence[No
                 continue
         if not parts:
             continue  # no tangent reaches it (only zero ones): absent, as zero
-        total = add_all(parts)
-        if total.ndim < nb + n.ndim or any(a == 1 and b != 1 for a, b in zip(total.shape[nb:], n.shape)):
-            total = broadcast_like(lift(total, n.ndim, nb), n)
-        tan[n] = total
+        tan[n] = full_tangent(add_all(parts), n, nb)
     return tan
+
+
+def full_tangent(t: Node, n: Node, nb: int) -> Node:
+    """A tangent of ``n`` that rules may leave broadcast short of its shape (a parameter's own
+    tangent, a scalar's), made ``nb`` batch axes + ``n.shape``."""
+    if t.ndim < nb + n.ndim or any(a == 1 and b != 1 for a, b in zip(t.shape[nb:], n.shape)):
+        t = broadcast_like(lift(t, n.ndim, nb), n)
+    return t
 
 
 # the passes as other derivative passes seed them (sparse Jacobians and Hessians, by colour)
 forward_pass = _forward
 
 
-# (and bodies' derivatives: symdiff.composite); inside a derivative pass, errors naming ``what``
+# and bodies' derivatives (symdiff.composite); inside a derivative pass, errors naming ``what``
 reverse_pass = _backprop
 
 
-def zeros_for(w: Node, lead: Node | None = None) -> Node:
-    """Zeros shaped like ``w``, or like ``lead.shape + w.shape`` (see ``_zeros_for``)."""
-    return _zeros_for(w, lead)
-
-
 # -- public API -------------------------------------------------------------------
-def _zeros_for(w: Node, lead: Node | None = None) -> Node:
+def zeros_for(w: Node, lead: Node | None = None) -> Node:
     """Zeros shaped like ``w``, or like ``lead.shape + w.shape`` (a Jacobian's)."""
     if lead is None:
         return zeros_like(w)
@@ -321,7 +321,7 @@ def _grad(cost: Node, wrts: list[Node], grad_output: Any, what: str) -> list[Nod
     found = _backprop([cost], [seed], wrts, what)
     # With unknown dimensions, a binding that broadcasts one would give a gradient of
     # the wrong shape: check it at evaluation rather than let it pass.
-    return [match_shape(found[w], w) if w in found else _zeros_for(w) for w in wrts]
+    return [match_shape(found[w], w) if w in found else zeros_for(w) for w in wrts]
 
 
 gradient_pass = _grad  # for other derivative passes (the sparse Hessian's gradient)
@@ -377,7 +377,7 @@ def _jvp(outs: list[Node], wrts: list[Node], tans: list[Any], what: str, arg: st
         for k, (w, t) in enumerate(zip(wrts, tans))
     ]
     found = _forward(outs, wrts, seeds, what)
-    return [found[y] if y in found else _zeros_for(y) for y in outs]
+    return [found[y] if y in found else zeros_for(y) for y in outs]
 
 
 def jvp(outputs: Node | Sequence[Node], wrt: Node | Sequence[Node], tangents: Any) -> Node | list[Node]:
@@ -438,13 +438,13 @@ def _jacobian(y: Node, xs: list[Node], what: str) -> list[Node]:
     backward = [w for w, f in zip(xs, forward) if not f]
     if backward:
         found = _backprop([y], [eye_like(y)], backward, what)
-        out.update((w, found[w] if w in found else _zeros_for(w, y)) for w in backward)
+        out.update((w, found[w] if w in found else zeros_for(w, y)) for w in backward)
     for w in (w for w, f in zip(xs, forward) if f):
         if w in out:
             continue
         found = _forward([y], [w], [eye_like(w, y.dtype if y.dtype.kind == "f" else None)], what)
         if y not in found:
-            out[w] = _zeros_for(w, y)
+            out[w] = zeros_for(w, y)
             continue
         batched = found[y]  # w.shape + y.shape: move the seed axes to the end
         out[w] = transpose(batched, tuple(range(w.ndim, batched.ndim)) + tuple(range(w.ndim)))

@@ -16,9 +16,9 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from symdiff.autodiff import forward_pass, reverse_pass, zeros_for
+from symdiff.autodiff import forward_pass, full_tangent, reverse_pass, zeros_for
 from symdiff.errors import GraphError, NonDifferentiableError, ShapeError
-from symdiff.graph import Graph, Node, Region, describe, format_shape
+from symdiff.graph import Graph, Node, Region, describe, format_shape, shape_matches
 from symdiff.ops.core import as_nodes, define_op, graph_of, outputs_of
 from symdiff.ops.creation import zeros_like
 from symdiff.ops.reduce import sum as reduce_sum
@@ -167,7 +167,7 @@ def call(region: Region, inputs: Sequence[Node], attrs: tuple) -> Node:
     node, or a node with several outputs if the body has several (or returned a tuple)."""
     graph = inputs[0].graph
     for k, (x, p) in enumerate(zip(inputs, region.params)):
-        if x.shape != p.shape and not _fits(x.shape, p.shape):
+        if not shape_matches(p.shape, x.shape):
             raise GraphError(f"{region.name}: input {k} has shape {x.shape}, the body's {p.name!r} {p.shape}")
     outs = region.outputs
     if region.several:
@@ -177,10 +177,6 @@ def call(region: Region, inputs: Sequence[Node], attrs: tuple) -> Node:
     else:
         node = graph._make("composite", tuple(inputs), attrs, outs[0].shape, outs[0].dtype, None, (region,))
     return node
-
-
-def _fits(shape: tuple, declared: tuple) -> bool:
-    return len(shape) == len(declared) and all(d is None or a == d for a, d in zip(shape, declared))
 
 
 def _fresh(graph: Graph, base: str) -> str:
@@ -260,23 +256,13 @@ def _call_jvp(ts: list, node: Node) -> list[Node | None]:
             nb = _batch(tangents[0], params[0])
             found = forward_pass(list(region.outputs), params, list(tangents), region.name)
             outs = tuple(
-                _tangent(found[y], y, nb) if y in found else _zeros(y, tangents[0], nb) for y in region.outputs
+                full_tangent(found[y], y, nb) if y in found else _zeros(y, tangents[0], nb) for y in region.outputs
             )
         derived = Region(body, region.params + tangents, outs, f"{region.name}_jvp", region.several)
         region.derived[key] = derived
     name = dict(node._attrs)["name"]
     d = call(derived, node.inputs + tuple(ts[i] for i in present), (("name", f"{name}_jvp"),))
     return list(_results(d))
-
-
-def _tangent(t: Node, y: Node, nb: int) -> Node:
-    """A tangent from the forward pass, which may be a parameter's own tangent or broadcast
-    short of the full shape: made batch + y.shape (a derivative body's outputs have fixed shapes)."""
-    from symdiff.ops.structure import broadcast_like, lift
-
-    if t.ndim < nb + y.ndim or any(a == 1 and b != 1 for a, b in zip(t.shape[nb:], y.shape)):
-        t = broadcast_like(lift(t, y.ndim, nb), y)
-    return t
 
 
 def _user_vjp(region: Region, gs: tuple, node: Node, wanted: list[int]) -> list[Node | None]:
