@@ -176,7 +176,7 @@ def _identity_sized_work(node: sd.Node, size: int) -> bool:
         (lambda v: sd.jacobian(sd.tanh(v["W"] @ v["x"]), v["x"]), "expand_dims(1 - tanh(W@x)**2, axis=-1)*W"),
         (
             lambda v: sd.hessian(sd.sum(sd.softplus(v["X"] @ v["x"]) - v["y"] * (v["X"] @ v["x"])), v["x"]),
-            "(X.T*sigmoid(X@x)*(1 - sigmoid(X@x)))@X",
+            "(X.T*sigmoid(X@x)*sigmoid(-X@x))@X",
         ),
         (lambda v: sd.hessian(sd.sum(sd.exp(v["B"] @ v["x"])), v["x"]), "(B.T*exp(B@x))@B"),
         (lambda v: sd.grad(sd.log(sd.det(v["S"])), v["S"]), "inv(S).T"),

@@ -99,9 +99,10 @@ TANH = _function(
 )
 SIGMOID = _function(
     "sigmoid",
-    lambda out, x: multiply(out, subtract(1.0, out)),
+    # σ(x)σ(-x), not σ(x)(1 - σ(x)): 1 - σ(x) cancels where σ(x) is near 1 (all bits lost past x = 37)
+    lambda out, x: multiply(out, sigmoid(negative(x))),
     lambda x: 1 / (1 + sympy.exp(-x)),
-    "d σ(x) = σ(x)(1 - σ(x)) dx",
+    "d σ(x) = σ(x)σ(-x) dx = σ(x)(1 - σ(x)) dx",
     forward=_stable_sigmoid,
     scalar="(1.0 / (1.0 + _math.exp(-{0})))",
     latex=r"\sigma",
@@ -310,7 +311,7 @@ sigmoid = _public(
     SIGMOID,
     "Logistic function ``1 / (1 + exp(-x))``, computed without overflow.",
     "grad(sd.sigmoid(x), x)",
-    "sigmoid(x)*(1 - sigmoid(x))",
+    "sigmoid(x)*sigmoid(-x)",
 )
 sqrt = _public(
     SQRT, "Elementwise square root; its derivative is inf at 0 (IEEE).", "grad(sd.sqrt(x), x)", "0.5/sqrt(x)"
