@@ -8,14 +8,30 @@ Each figure is a ratio: symdiff's seconds per call / the same computation writte
 by hand (plain Python with math for the scalar chains, numpy for the MLP, scipy's
 ``rosen_hess`` for Rosenbrock), median of several runs. Lower is better; 1.0 is
 parity. Peers are timed the same way when installed, where this file has their version
-of a workload: JAX (chain12, chain300, mlp, quad, logreg, tanhjac), PyTorch (mlp, quad,
-logreg, tanhjac), CasADi and PyTensor (chain12, chain300, rosen10, rosen100) and SymPy
-(chain12); symdiff's numba and jax backends appear as sd-numba and sd-jax. None is
+of a workload: JAX (chain12, chain300, mlp, quad, logreg, tanhjac, ewchain, rk4, rnn), PyTorch (mlp,
+quad, logreg, tanhjac, rk4, rnn), CasADi and PyTensor (chain12, chain300, rosen10, rosen100,
+rk4) and SymPy (chain12); symdiff's numba and jax backends appear as sd-numba and sd-jax. None is
 required. ``--builds`` also times numba's first and cached builds in fresh processes.
 The matrix-calculus workloads (quad: Hessian of x@A@x, n = 1000; logreg: Hessian of the
 logistic loss, X 2000 x 500; tanhjac: Jacobian of tanh(W@x), n = 800) compare with the
 textbook formula in numpy. srosenN: the sparse Hessian of Rosenbrock (sd.sparse_hessian)
 against scipy's dense rosen_hess (against the sparse closed form at n = 100,000).
+
+The loop workloads time a gradient through ``sd.scan`` against the same forward loss
+hand-written in numpy (a numpy loop over the steps). ``rk4`` (two rows, T = 100 and 1000):
+64 damped, driven pendulums theta'' = -c theta' - k sin(theta) + A cos(2t/3), one per initial
+angle in linspace(-1.5, 1.5), at rest, integrated by T classic RK4 steps of dt = 0.05; the loss
+is the ensemble's mean final angle squared, its gradient wrt (c, k, A) at (0.5, 1.0, 0.4).
+Beside it: symdiff's numba and jax backends, the loop unrolled by ``sd.unroll`` (T = 100), JAX
+(``lax.scan`` + jit), PyTensor (``scan``), CasADi (``mapaccum``) and PyTorch eager (T = 100).
+``rnn``: h_t = tanh(x_t@Wx + h_{t-1}@Wh + b) over 200 steps (batch 16, input 8, hidden 32); the
+loss is the mean over steps and batch of (h_t@v - y_t)**2, its gradient wrt Wx, Wh, b and v;
+JAX (``lax.scan`` + jit) and PyTorch eager beside it. Their notes give each build (graph + grad
++ compile for symdiff; a backend's or peer's build includes its first call, where JIT
+compilers compile) and say why a backend was skipped (one that cannot run loops yet).
+``ewchain``: the gradient of sum(h) after 4 levels of h = 0.5 sin(h) + 0.3 tanh(h) + 0.1 x over 10^6
+float64 elements (20 elementwise ops), against its forward and reverse pass hand-written in numpy;
+the numba backend runs it as one fused loop; JAX (jit, which fuses it too) beside it.
 """
 
 from __future__ import annotations
@@ -80,9 +96,13 @@ class Result:
     notes: str = ""
 
 
-def _backends(outputs, inputs, args: list, budget: float, ref: float, which=("numba", "jax")) -> dict[str, float]:
+def _backends(
+    outputs, inputs, args: list, budget: float, ref: float, which=("numba", "jax"), notes: list[str] | None = None
+) -> dict[str, float]:
     """symdiff's other backends on the same graph, as ratios to the same reference
-    (skipped where the library is not installed). JAX's results are waited for."""
+    (skipped where the library is not installed). JAX's results are waited for. Given
+    ``notes``, each backend's build (compile and first call) is noted there, and a backend
+    that cannot build or run the graph is noted with its reason instead of raising."""
     from symdiff.backends import installed
 
     out = {}
@@ -90,17 +110,24 @@ def _backends(outputs, inputs, args: list, budget: float, ref: float, which=("nu
     for backend in which:
         if not installed(backend):
             continue
-        f = sd.compile(outputs, inputs, backend=backend)
-        if backend == "jax":
-            import jax
+        t0 = time.perf_counter()
+        try:
+            f = sd.compile(outputs, inputs, backend=backend)
+            if backend == "jax":
+                import jax
 
-            call = lambda: jax.block_until_ready(f(*args))  # noqa: E731
-        else:
-            call = lambda: f(*args)  # noqa: E731
-        for a, b in zip(
-            call() if isinstance(expected, list) else [call()], expected if isinstance(expected, list) else [expected]
-        ):
-            np.testing.assert_allclose(np.asarray(a), b, rtol=1e-9, atol=1e-12)
+                call = lambda: jax.block_until_ready(f(*args))  # noqa: E731
+            else:
+                call = lambda: f(*args)  # noqa: E731
+            got = call()
+        except Exception as e:  # a backend that cannot run this graph (yet): the row says why
+            if notes is None:
+                raise
+            notes.append(f"sd-{backend} skipped ({type(e).__name__}: {str(e).splitlines()[0][:100]})")
+            continue
+        if notes is not None:
+            notes.append(f"sd-{backend} build {time.perf_counter() - t0:.2f} s")
+        _agree(f"sd-{backend}", got, expected, rtol=1e-9, atol=1e-12)
         out[f"sd-{backend}"] = seconds_per_call(call, budget) / ref
     return out
 
@@ -547,6 +574,410 @@ def tanhjac(budget: float, n: int = 800) -> Result:
     return _matrix("tanhjac", build, lambda x, W: (1 - np.tanh(W @ x) ** 2)[:, None] * W, values, budget, peers)
 
 
+# -- ewchain: a chain of elementwise ops over one large array ----------------------------------
+# h = 0.5 sin(h) + 0.3 tanh(h) + 0.1 x, EW_LEVELS levels from h = x (x: 10^6 float64 normals); the
+# gradient of sum(h) wrt x. The reference is the forward and its reverse pass written in numpy.
+EW_SIZE, EW_LEVELS = 10**6, 4
+
+
+def ewchain_level(h, x, sin, tanh):
+    """One level of the chain in any library whose arrays have operators."""
+    return 0.5 * sin(h) + 0.3 * tanh(h) + 0.1 * x
+
+
+def ewchain_reference(x: np.ndarray) -> tuple[float, np.ndarray]:
+    """sum(h) and its gradient wrt x, by hand: h' = 0.5 cos h + 0.3 (1 - tanh(h)^2) per level."""
+    levels, top = [], x
+    for _ in range(EW_LEVELS):
+        t = np.tanh(top)
+        levels.append((top, t))
+        top = 0.5 * np.sin(top) + 0.3 * t + 0.1 * x
+    g, direct = np.ones_like(x), np.zeros_like(x)
+    for h, t in reversed(levels):
+        direct += 0.1 * g  # the "+ 0.1 x" of each level
+        g = g * (0.5 * np.cos(h) + 0.3 * (1.0 - t * t))
+    return float(np.sum(top)), g + direct
+
+
+def ewchain(budget: float) -> Result:
+    x_val = np.random.default_rng(0).standard_normal(EW_SIZE)
+    t0 = time.perf_counter()
+    g = sd.Graph()
+    x = g.variable("x", shape=(EW_SIZE,))
+    h = x
+    for _ in range(EW_LEVELS):
+        h = ewchain_level(h, x, sd.sin, sd.tanh)
+    loss = sd.sum(h)
+    dx, fn, forward, appended, build = _derive_and_compile(
+        t0, g, loss, lambda: sd.grad(loss, x), [x], lambda dx: [loss, dx]
+    )
+    expected = fn(x_val)
+    _agree("symdiff", expected, ewchain_reference(x_val), rtol=1e-12, atol=0.0)
+    mine = seconds_per_call(lambda: fn(x_val), budget)
+    ref = seconds_per_call(lambda: ewchain_reference(x_val), budget)
+    notes = [f"build: numpy {build:.2f} s"]
+    peers = _backends([loss, dx], [x], [x_val], budget, ref, notes=notes)
+    peers.update(_jax_ewchain(x_val, expected, budget, ref, notes))
+    simplified = _graph_size(sd.simplify([loss, dx]))
+    return Result("ewchain", mine / ref, mine, ref, forward, appended, simplified, build, None, peers, "; ".join(notes))
+
+
+def _jax_ewchain(x_val, expected, budget, ref, notes) -> dict[str, float]:
+    """JAX: jit(value_and_grad) of the same chain, in float64 (XLA fuses it)."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return {}
+
+    def loss(x):
+        h = x
+        for _ in range(EW_LEVELS):
+            h = ewchain_level(h, x, jnp.sin, jnp.tanh)
+        return jnp.sum(h)
+
+    with jax.enable_x64(True):
+        step = jax.jit(jax.value_and_grad(loss))
+        xj = jnp.asarray(x_val)
+        call = _built(notes, "jax", lambda: lambda: jax.block_until_ready(step(xj)))
+        _agree("jax", call(), expected)
+        return {"jax": seconds_per_call(call, budget) / ref}
+
+
+# -- loops: gradients through sd.scan ---------------------------------------------------------
+# rk4: an ensemble of 64 damped, driven pendulums, theta'' = -c theta' - k sin(theta) + A cos(w t)
+# (w = 2/3), one per initial angle (linspace(-1.5, 1.5), at rest), integrated by T classic RK4
+# steps of dt = 0.05. Loss: the mean over the ensemble of the final angle squared; its gradient
+# wrt p = (c, k, A) = (damping, gravity/length, drive amplitude), at (0.5, 1.0, 0.4): a periodic
+# regime, not a chaotic one, so every library's rounding gives the same gradient.
+RK4_MEMBERS, RK4_DT, RK4_DRIVE = 64, 0.05, 2.0 / 3.0
+
+
+def rk4_step(th, om, t, c, k, A, sin, cos):
+    """One classic RK4 step of the pendulum from angle ``th`` and velocity ``om`` at time ``t``,
+    in any library whose arrays have operators (``sin``, ``cos``: its functions)."""
+    dt, h = RK4_DT, RK4_DT / 2
+
+    def f(t, th, om):
+        return om, -c * om - k * sin(th) + A * cos(RK4_DRIVE * t)
+
+    a1, b1 = f(t, th, om)
+    a2, b2 = f(t + h, th + h * a1, om + h * b1)
+    a3, b3 = f(t + h, th + h * a2, om + h * b2)
+    a4, b4 = f(t + dt, th + dt * a3, om + dt * b3)
+    return th + dt / 6 * (a1 + 2 * a2 + 2 * a3 + a4), om + dt / 6 * (b1 + 2 * b2 + 2 * b3 + b4)
+
+
+def rk4_data() -> list[np.ndarray]:
+    return [np.array([0.5, 1.0, 0.4]), np.linspace(-1.5, 1.5, RK4_MEMBERS)]
+
+
+def rk4_reference(p: np.ndarray, theta0: np.ndarray, steps: int) -> float:
+    """The forward loss, hand-written in numpy."""
+    c, k, A = p
+    th, om = theta0, np.zeros_like(theta0)
+    for s in range(steps):
+        th, om = rk4_step(th, om, s * RK4_DT, c, k, A, np.sin, math.cos)
+    return float(np.mean(th**2))
+
+
+def rk4_graph(steps: int):
+    """The loss as one sd.scan over the steps: the graph, p, theta0 and the loss."""
+    g = sd.Graph()
+    p, theta0 = g.variable("p", shape=(3,)), g.variable("theta0", shape=(RK4_MEMBERS,))
+    c, k, A = p[0], p[1], p[2]
+
+    def body(state, t):
+        return rk4_step(*state, t, c, k, A, sd.sin, sd.cos), None
+
+    times = g.constant(np.arange(steps) * RK4_DT)
+    (th, _), _ = sd.scan(body, (theta0, sd.zeros_like(theta0)), times, name="rk4")
+    return g, p, theta0, sd.mean(th**2)
+
+
+def rk4(steps: int, budget: float) -> Result:
+    args = rk4_data()
+    t0 = time.perf_counter()
+    g, p, theta0, loss = rk4_graph(steps)
+    dp, fn, forward, appended, build = _derive_and_compile(
+        t0, g, loss, lambda: sd.grad(loss, p), [p, theta0], lambda dp: [loss, dp]
+    )
+    expected = fn(*args)
+    _check_loop_gradient(expected, lambda q: rk4_reference(q, args[1], steps), args[0])
+    mine = seconds_per_call(lambda: fn(*args), budget)
+    ref = seconds_per_call(lambda: rk4_reference(*args, steps), budget)
+    notes = [f"body {_body_size([loss, dp])} nodes (with its reverse)", f"build: numpy {build:.2f} s"]
+    peers = _backends([loss, dp], [p, theta0], args, budget, ref, notes=notes)
+    if steps <= 100:  # the same loss with the loop written out, for reference
+        peers.update(_unrolled(g, loss, p, [p, theta0], args, expected, budget, ref, notes))
+    for peer in (_jax_rk4, _pytensor_rk4, _casadi_rk4) + ((_torch_rk4,) if steps <= 100 else ()):
+        peers.update(peer(steps, args, expected, budget, ref, notes))
+    simplified = _graph_size(sd.simplify([loss, dp]))
+    return Result(
+        f"rk4 T={steps}", mine / ref, mine, ref, forward, appended, simplified, build, None, peers, "; ".join(notes)
+    )
+
+
+def _check_loop_gradient(got: list, reference: Callable[[np.ndarray], float], at: np.ndarray) -> None:
+    """symdiff's loss and gradient against the hand-written loss and its central differences."""
+    value, gradient = got
+    assert abs(value - reference(at)) <= 1e-10 * max(1.0, abs(value)), (value, reference(at))
+    h = 1e-6
+    differences = [(reference(at + h * e) - reference(at - h * e)) / (2 * h) for e in np.eye(at.size)]
+    np.testing.assert_allclose(gradient, differences, rtol=1e-5, atol=1e-7)
+
+
+def _body_size(outputs) -> int:
+    """The nodes of the bodies of the loops the outputs run (a derivative body is appended to
+    the graph of the body it differentiates)."""
+    graphs = {id(r.graph): r.graph for n in ancestors(outputs) for r in n.regions}
+    return sum(len(b) for b in graphs.values())
+
+
+def _unrolled(g, loss, wrt, inputs, args, expected, budget, ref, notes) -> dict[str, float]:
+    """The loss with its loops written out step by step (sd.unroll), then its gradient."""
+    t0 = time.perf_counter()
+    flat = sd.unroll(loss)
+    before = len(g)
+    d = sd.grad(flat, wrt)
+    fn = sd.compile([flat, d], inputs)
+    got = fn(*args)
+    notes.append(f"unrolled: {_graph_size([flat])} + {len(g) - before} nodes, build {time.perf_counter() - t0:.2f} s")
+    _agree("sd-unrolled", got, expected)
+    return {"sd-unrolled": seconds_per_call(lambda: fn(*args), budget) / ref}
+
+
+def _agree(who: str, got, expected, rtol: float = 1e-8, atol: float = 1e-10) -> None:
+    """Another backend's or a peer's results against symdiff's numpy ones, item by item
+    (nested lists and tuples flattened, each item raveled)."""
+    flat_got = [np.asarray(v, dtype=float).ravel() for v in _leaves(got)]
+    flat_expected = [np.asarray(v, dtype=float).ravel() for v in _leaves(expected)]
+    assert len(flat_got) == len(flat_expected), who
+    for a, b in zip(flat_got, flat_expected):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=who)
+
+
+def _leaves(value) -> list:
+    if isinstance(value, (list, tuple)):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
+def _built(notes: list[str], who: str, make: Callable[[], Callable[[], object]]) -> Callable[[], object]:
+    """``make()`` (a peer's build) and its first call, timed into ``notes``: the call."""
+    t0 = time.perf_counter()
+    call = make()
+    call()
+    notes.append(f"{who} build {time.perf_counter() - t0:.2f} s")
+    return call
+
+
+def _jax_rk4(steps, args, expected, budget, ref, notes) -> dict[str, float]:
+    """JAX: jit(value_and_grad) of the loss written with lax.scan, in float64."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return {}
+
+    def loss(p, theta0):
+        def body(state, t):
+            return rk4_step(*state, t, p[0], p[1], p[2], jnp.sin, jnp.cos), None
+
+        (th, _), _ = jax.lax.scan(body, (theta0, jnp.zeros_like(theta0)), jnp.asarray(np.arange(steps) * RK4_DT))
+        return jnp.mean(th**2)
+
+    with jax.enable_x64(True):
+        step = jax.jit(jax.value_and_grad(loss))
+        call = _built(notes, "jax", lambda: lambda: jax.block_until_ready(step(*args)))
+        _agree("jax", call(), expected)
+        return {"jax": seconds_per_call(call, budget) / ref}
+
+
+def _pytensor_rk4(steps, args, expected, budget, ref, notes) -> dict[str, float]:
+    """PyTensor: its scan, compiled (C) with the gradient."""
+    try:
+        import pytensor
+        import pytensor.tensor as pt
+    except ImportError:
+        return {}
+
+    def make():
+        p, theta0 = pt.dvector("p"), pt.dvector("theta0")
+
+        def body(t, th, om, p):
+            return rk4_step(th, om, t, p[0], p[1], p[2], pt.sin, pt.cos)
+
+        ths, _ = pytensor.scan(
+            body,
+            sequences=[pt.constant(np.arange(steps) * RK4_DT)],
+            outputs_info=[theta0, pt.zeros_like(theta0)],
+            non_sequences=[p],
+            return_updates=False,
+        )
+        loss = pt.mean(ths[-1] ** 2)
+        fn = pytensor.function([p, theta0], [loss, pytensor.grad(loss, p)])
+        return lambda: fn(*args)
+
+    call = _built(notes, "pytensor", make)
+    _agree("pytensor", call(), expected)
+    return {"pytensor": seconds_per_call(call, budget) / ref}
+
+
+def _casadi_rk4(steps, args, expected, budget, ref, notes) -> dict[str, float]:
+    """CasADi: the step as a Function over SX, mapaccum over the steps, the gradient over MX."""
+    try:
+        import casadi as ca
+    except ImportError:
+        return {}
+
+    def make():
+        m = RK4_MEMBERS
+        x, t, p = ca.SX.sym("x", 2 * m), ca.SX.sym("t"), ca.SX.sym("p", 3)
+        step = ca.Function("rk4", [x, t, p], [ca.vertcat(*rk4_step(x[:m], x[m:], t, p[0], p[1], p[2], ca.sin, ca.cos))])
+        P, theta0 = ca.MX.sym("p", 3), ca.MX.sym("theta0", m)
+        states = step.mapaccum("rk4_steps", steps)(
+            ca.vertcat(theta0, ca.DM.zeros(m)), ca.DM(np.arange(steps) * RK4_DT).T, P
+        )
+        loss = ca.sumsqr(states[:m, -1]) / m
+        fn = ca.Function("loss_grad", [P, theta0], [loss, ca.gradient(loss, P)])
+        return lambda: [v.full() for v in fn(*args)]
+
+    call = _built(notes, "casadi", make)
+    _agree("casadi", call(), expected)
+    return {"casadi": seconds_per_call(call, budget) / ref}
+
+
+def _torch_rk4(steps, args, expected, budget, ref, notes) -> dict[str, float]:
+    """PyTorch, eager: the loop in Python, then autograd."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    p, theta0 = torch.tensor(args[0], requires_grad=True), torch.tensor(args[1])
+
+    def call():
+        th, om = theta0, torch.zeros_like(theta0)
+        for s in range(steps):
+            th, om = rk4_step(th, om, s * RK4_DT, p[0], p[1], p[2], torch.sin, math.cos)
+        loss = torch.mean(th**2)
+        return loss.detach(), torch.autograd.grad(loss, p)[0]
+
+    _agree("torch", call(), expected)
+    return {"torch": seconds_per_call(call, budget) / ref}
+
+
+# rnn: h_t = tanh(x_t @ Wx + h_{t-1} @ Wh + b) over 200 steps (batch 16, input 8, hidden 32, h_0 = 0);
+# loss: the mean over steps and batch of (h_t @ v - y_t)**2; gradient wrt Wx, Wh, b and v.
+RNN_STEPS, RNN_BATCH, RNN_INPUT, RNN_HIDDEN = 200, 16, 8, 32
+
+
+def rnn_step(h, x, y, Wx, Wh, b, v, tanh, total):
+    """One step: the new hidden state and its squared error (``tanh``, ``total``: a library's
+    tanh and sum)."""
+    h = tanh(x @ Wx + h @ Wh + b)
+    return h, total((h @ v - y) ** 2)
+
+
+def rnn_data(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n, m = RNN_INPUT, RNN_HIDDEN
+    weights = [rng.standard_normal((n, m)) / np.sqrt(n), rng.standard_normal((m, m)) / np.sqrt(m)]
+    weights += [0.1 * rng.standard_normal(m), rng.standard_normal(m) / np.sqrt(m)]
+    xs = rng.standard_normal((RNN_STEPS, RNN_BATCH, n))
+    return [*weights, xs, rng.standard_normal((RNN_STEPS, RNN_BATCH))]
+
+
+def rnn_reference(Wx, Wh, b, v, xs, ys) -> float:
+    """The forward loss, hand-written in numpy."""
+    h, total = np.zeros((RNN_BATCH, RNN_HIDDEN)), 0.0
+    for x, y in zip(xs, ys):
+        h, err = rnn_step(h, x, y, Wx, Wh, b, v, np.tanh, np.sum)
+        total += err
+    return total / ys.size
+
+
+def rnn(budget: float) -> Result:
+    args = rnn_data()
+    shapes = [a.shape for a in args]
+    t0 = time.perf_counter()
+    g = sd.Graph()
+    inputs = [g.variable(name, shape=s) for name, s in zip(["Wx", "Wh", "b", "v", "xs", "ys"], shapes)]
+    Wx, Wh, b, v, xs, ys = inputs
+
+    def body(h, step):
+        return rnn_step(h, *step, Wx, Wh, b, v, sd.tanh, sd.sum)
+
+    h0 = g.constant(np.zeros((RNN_BATCH, RNN_HIDDEN)))
+    _, errors = sd.scan(body, h0, (xs, ys), name="rnn")
+    loss = sd.sum(errors) / ys.size
+    grads, fn, forward, appended, build = _derive_and_compile(
+        t0, g, loss, lambda: sd.grad(loss, inputs[:4]), inputs, lambda gs: [loss, *gs]
+    )
+    expected = fn(*args)
+    # the gradient along a random direction against the hand-written loss's central difference
+    rng = np.random.default_rng(1)
+    direction = [rng.standard_normal(a.shape) for a in args[:4]]
+
+    def along(e: float) -> float:
+        return rnn_reference(*[a + e * d for a, d in zip(args, direction)], *args[4:])
+
+    assert abs(expected[0] - rnn_reference(*args)) <= 1e-10 * abs(expected[0])
+    slope = sum(float(np.sum(gw * d)) for gw, d in zip(expected[1:], direction))
+    np.testing.assert_allclose(slope, (along(1e-6) - along(-1e-6)) / 2e-6, rtol=1e-5)
+    mine = seconds_per_call(lambda: fn(*args), budget)
+    ref = seconds_per_call(lambda: rnn_reference(*args), budget)
+    notes = [f"body {_body_size([loss, *grads])} nodes (with its reverse)", f"build: numpy {build:.2f} s"]
+    peers = _backends([loss, *grads], inputs, args, budget, ref, notes=notes)
+    for peer in (_jax_rnn, _torch_rnn):
+        peers.update(peer(args, expected, budget, ref, notes))
+    simplified = _graph_size(sd.simplify([loss, *grads]))
+    return Result("rnn", mine / ref, mine, ref, forward, appended, simplified, build, None, peers, "; ".join(notes))
+
+
+def _jax_rnn(args, expected, budget, ref, notes) -> dict[str, float]:
+    """JAX: jit(value_and_grad) of the loss written with lax.scan, in float64."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return {}
+
+    def loss(weights, xs, ys):
+        def body(h, step):
+            return rnn_step(h, *step, *weights, jnp.tanh, jnp.sum)
+
+        _, errors = jax.lax.scan(body, jnp.zeros((RNN_BATCH, RNN_HIDDEN)), (xs, ys))
+        return jnp.sum(errors) / ys.size
+
+    with jax.enable_x64(True):
+        step = jax.jit(jax.value_and_grad(loss))
+        call = _built(notes, "jax", lambda: lambda: jax.block_until_ready(step(args[:4], *args[4:])))
+        _agree("jax", call(), expected)
+        return {"jax": seconds_per_call(call, budget) / ref}
+
+
+def _torch_rnn(args, expected, budget, ref, notes) -> dict[str, float]:
+    """PyTorch, eager: the loop in Python, then autograd."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    weights = [torch.tensor(a, requires_grad=True) for a in args[:4]]
+    xs, ys = (torch.tensor(a) for a in args[4:])
+
+    def call():
+        h, total = torch.zeros((RNN_BATCH, RNN_HIDDEN), dtype=torch.float64), 0.0
+        for x, y in zip(xs, ys):
+            h, err = rnn_step(h, x, y, *weights, torch.tanh, torch.sum)
+            total = total + err
+        loss = total / ys.numel()
+        return loss.detach(), torch.autograd.grad(loss, weights)
+
+    _agree("torch", call(), expected)
+    return {"torch": seconds_per_call(call, budget) / ref}
+
+
 # -- build-time scaling -------------------------------------------------------------------
 def build_scaling() -> str:
     times = {}
@@ -635,6 +1066,9 @@ WORKLOADS = {
     "quad": quad,
     "logreg": logreg,
     "tanhjac": tanhjac,
+    "ewchain": ewchain,
+    "rk4": lambda b: [rk4(100, b), rk4(1000, b)],
+    "rnn": rnn,
 }
 
 
@@ -654,14 +1088,15 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     for name in names:
-        r = WORKLOADS[name](budget)
-        memory = f"{r.memory_ratio:.2f}x" if r.memory_ratio is not None else "-"
-        peers = ", ".join(f"{k} {v:.2f}" for k, v in r.peers.items()) or r.notes or "-"
-        print(
-            f"{r.name:<10} {r.ratio:>6.2f} {r.symdiff_s * 1e6:>8.1f}us {r.reference_s * 1e6:>8.1f}us "
-            f"{r.forward_nodes:>6} {r.gradient_nodes:>6} {r.simplified_nodes:>6} {r.build_s * 1e3:>6.1f}ms "
-            f"{memory:>7}  {peers}"
-        )
+        found = WORKLOADS[name](budget)
+        for r in found if isinstance(found, list) else [found]:
+            memory = f"{r.memory_ratio:.2f}x" if r.memory_ratio is not None else "-"
+            peers = "; ".join(filter(None, [", ".join(f"{k} {v:.2f}" for k, v in r.peers.items()), r.notes])) or "-"
+            print(
+                f"{r.name:<10} {r.ratio:>6.2f} {r.symdiff_s * 1e6:>8.1f}us {r.reference_s * 1e6:>8.1f}us "
+                f"{r.forward_nodes:>6} {r.gradient_nodes:>6} {r.simplified_nodes:>6} {r.build_s * 1e3:>6.1f}ms "
+                f"{memory:>7}  {peers}"
+            )
     print()
     print(build_scaling())
     if args.builds:

@@ -14,7 +14,7 @@ evaluate, compile, print or draw any part of it::
 """
 
 # The layers import one way (errors -> graph -> ops -> rewrite -> rules -> simplify -> autodiff
-# -> composite -> sparse -> plan -> backends -> evaluate -> printing -> export, parse -> testing, cli; checked
+# -> composite -> loops -> sparse -> plan -> backends -> evaluate -> printing -> export, parse -> testing, cli; checked
 # by the import-linter contracts in pyproject.toml). What a lower layer's objects get from a
 # higher one is installed here, by importing it first: the rule table's build-time rewrites
 # (x + 0 -> x, which every op's apply runs), Node's text (printing) and drawings, and
@@ -32,6 +32,7 @@ from symdiff.errors import (
     DTypeError,
     GraphError,
     LinAlgError,
+    LoopError,
     NonDifferentiableError,
     ShapeError,
     SymdiffError,
@@ -43,6 +44,7 @@ from symdiff.export.io import load
 from symdiff.export.render import render
 from symdiff.export.sympy import from_sympy, latex, to_sympy
 from symdiff.graph import Graph, Node
+from symdiff.loops import Checkpoint, checkpoint, fori_loop, scan, unroll, while_loop
 from symdiff.ops import *  # noqa: F403 (the op table's public functions)
 from symdiff.ops import __all__ as _ops_all
 from symdiff.simplify import simplify
@@ -56,16 +58,20 @@ __all__ = [
     "Graph",
     "GraphError",
     "LinAlgError",
+    "LoopError",
     "Node",
     "NonDifferentiableError",
     "ShapeError",
     "SymdiffError",
     "UnboundVariableError",
+    "Checkpoint",
     "check_grads",
+    "checkpoint",
     "Composite",
     "composite",
     "compile",
     "evaluate",
+    "fori_loop",
     "from_sympy",
     "grad",
     "hessian",
@@ -75,6 +81,7 @@ __all__ = [
     "latex",
     "load",
     "render",
+    "scan",
     "simplify",
     "SparseDerivative",
     "sparse_hessian",
@@ -82,6 +89,8 @@ __all__ = [
     "to_dot",
     "to_source",
     "to_sympy",
+    "unroll",
     "value_and_grad",
+    "while_loop",
     *_ops_all,
 ]

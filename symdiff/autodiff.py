@@ -40,10 +40,10 @@ def _edge(node: Node, i: int) -> str:
     if rule is None:
         return NONE
     if node.regions and node.regions[0].vjp is None:  # as the body's outputs depend on its parameter i
-        kind = _body_edges(node.regions[0])[i]
+        kind = op.edges(node)[i] if op.edges is not None else _body_edges(node.regions[0])[i]
         if kind != DIFF:
             return kind
-    if not _floating(node) or not _floating(node.inputs[i]):
+    if not floating(node) or not floating(node.inputs[i]):
         return UNDEFINED
     return DIFF
 
@@ -64,7 +64,28 @@ def _body_edges(region: Region) -> list[str]:
     return found
 
 
-def _floating(node: Node) -> bool:
+_BODY_LINKS: weakref.WeakKeyDictionary[Region, list[tuple[frozenset[int], frozenset[int]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def body_links(region: Region) -> list[tuple[frozenset[int], frozenset[int]]]:
+    """For each output of a body: the positions of the parameters it depends on differentiably,
+    and of those it depends on at all through derivative edges of any kind (DIFF or UNDEFINED),
+    so an op that runs its body many times (a loop) can close them over its steps."""
+    found = _BODY_LINKS.get(region)
+    if found is None:
+        position = {p: k for k, p in enumerate(region.params)}
+        found = []
+        for out in region.outputs:
+            diff = frozenset(position[n] for n in _ancestors([out], (DIFF,)) if n in position)
+            linked = frozenset(position[n] for n in _ancestors([out], (DIFF, UNDEFINED)) if n in position)
+            found.append((diff, linked))
+        _BODY_LINKS[region] = found
+    return found
+
+
+def floating(node: Node) -> bool:
     """Whether a node (any output of a node with several) has float values, which carry derivatives."""
     if node.is_multi:
         return any(dtype.kind == "f" for _, dtype in node.results)

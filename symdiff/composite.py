@@ -179,7 +179,7 @@ def call(region: Region, inputs: Sequence[Node], attrs: tuple) -> Node:
     return node
 
 
-def _fresh(graph: Graph, base: str) -> str:
+def fresh_name(graph: Graph, base: str) -> str:
     name, k = base, 0
     while name in graph.variables:
         k += 1
@@ -191,7 +191,7 @@ def _batch(t: Node, like: Node) -> int:
     return t.ndim - like.ndim
 
 
-def _zeros(p: Node, seed: Node, nb: int) -> Node:
+def batch_zeros(p: Node, seed: Node, nb: int) -> Node:
     """Zeros shaped ``seed``'s nb leading (batch) axes + ``p.shape``."""
     if not nb:
         return zeros_for(p)
@@ -215,13 +215,13 @@ def _call_vjp(gs: tuple, node: Node, wanted: list[int]) -> list[Node | None]:
         body = region.graph
         with body._derivative_pass():
             seeds = tuple(
-                body.variable(_fresh(body, f"g_{region.outputs[k].name or 'out'}{k}"), gs[k].shape, gs[k].dtype)
+                body.variable(fresh_name(body, f"g_{region.outputs[k].name or 'out'}{k}"), gs[k].shape, gs[k].dtype)
                 for k in present
             )
             nb = _batch(seeds[0], region.outputs[present[0]])
             params = [region.params[i] for i in wanted]
             found = reverse_pass([region.outputs[k] for k in present], list(seeds), params, region.name)
-            outs = tuple(found[p] if p in found else _zeros(p, seeds[0], nb) for p in params)
+            outs = tuple(found[p] if p in found else batch_zeros(p, seeds[0], nb) for p in params)
         derived = Region(body, region.params + seeds, outs, f"{region.name}_vjp")
         region.derived[key] = derived
     name = dict(node._attrs)["name"]
@@ -251,12 +251,13 @@ def _call_jvp(ts: list, node: Node) -> list[Node | None]:
         with body._derivative_pass():
             params = [region.params[i] for i in present]
             tangents = tuple(
-                body.variable(_fresh(body, f"t_{p.name}"), ts[i].shape, ts[i].dtype) for i, p in zip(present, params)
+                body.variable(fresh_name(body, f"t_{p.name}"), ts[i].shape, ts[i].dtype)
+                for i, p in zip(present, params)
             )
             nb = _batch(tangents[0], params[0])
             found = forward_pass(list(region.outputs), params, list(tangents), region.name)
             outs = tuple(
-                full_tangent(found[y], y, nb) if y in found else _zeros(y, tangents[0], nb) for y in region.outputs
+                full_tangent(found[y], y, nb) if y in found else batch_zeros(y, tangents[0], nb) for y in region.outputs
             )
         derived = Region(body, region.params + tangents, outs, f"{region.name}_jvp", region.several)
         region.derived[key] = derived
@@ -304,6 +305,10 @@ def _runs_body(*_: Any, **__: Any) -> Any:
     raise GraphError("a composite node runs its body: evaluate it through a plan (sd.evaluate, sd.compile)")
 
 
+def _run_call(bodies: tuple, *args: Any, **_: Any) -> Any:
+    return bodies[0](*args)
+
+
 def _no_shape(*_: Any, **__: Any) -> tuple:
     raise GraphError("a composite node takes its shape from its body")
 
@@ -319,6 +324,7 @@ COMPOSITE = define_op(
     _no_shape,
     joint_vjp=_call_vjp,
     joint_jvp=_call_jvp,
+    runs=_run_call,
     sparsity="body",
     text=lambda node, args, wrap: (f"{dict(node._attrs)['name']}({', '.join(a[0] for a in args)})", 100),
     latex=_latex_call,

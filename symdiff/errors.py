@@ -41,3 +41,8 @@ class GraphError(SymdiffError):
 
 class BackendError(SymdiffError):
     """A backend that is not installed, or an op a backend cannot run (named in the message)."""
+
+
+class LoopError(SymdiffError, RuntimeError):
+    """A loop could not run as declared: an ``sd.while_loop`` took more than its ``max_steps``
+    steps, or a trip count was out of its range. The message names the loop."""

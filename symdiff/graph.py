@@ -324,6 +324,7 @@ class Graph:
         # (each stands inside as one of its variables), while its function is traced
         self.parent: Graph | None = None
         self._captures: dict[Node, Node] | None = None
+        self._adopting = False  # a body traced before its graph is known (see detached_body)
 
     # -- inspection ---------------------------------------------------------------
     @property
@@ -381,6 +382,8 @@ class Graph:
         Raises GraphError if this graph is not a body being traced (a node of a finished body
         used outside it, say), or ``node`` is not from a graph around it.
         """
+        if self.parent is None and self._adopting:
+            adopts(self, node.graph)  # the first outer node the body reads says which graph it is part of
         if self._captures is None or self.parent is None or not encloses(node.graph, self.parent):
             where = f"the body {self.name!r}" if self.parent is not None else "this graph"
             raise GraphError(
@@ -399,6 +402,15 @@ class Graph:
             found = self.variable(name, node.shape, node.dtype)
             self._captures[node] = found
         return found
+
+    @staticmethod
+    def detached_body(name: str) -> Graph:
+        """A body graph whose outer graph is not known yet (a loop started from numbers): the
+        first outer node its function reads makes that node's graph its parent."""
+        inner = Graph(name)
+        inner._captures = {}
+        inner._adopting = True
+        return inner
 
     def seal(self) -> dict[Node, Node]:
         """End the tracing of this body graph; the outer nodes it captured, each with its stand-in."""
@@ -535,14 +547,22 @@ class Graph:
         """Record that ``op(inputs, attrs)`` is ``node`` (a constant it folded to)."""
         key = (op, inputs, attrs)
         if key not in self._table:
+            if _JOURNALS:
+                self._journal()
             self._table[key] = node
             self._aliases.append(key)
         return node
 
     def _add(self, node: Node) -> Node:
+        if _JOURNALS:
+            self._journal()
         self._table[node._key] = node
         self._nodes.append(node)
         return node
+
+    def _journal(self) -> None:
+        for journal in _JOURNALS:
+            journal.setdefault(self, (len(self._nodes), len(self._aliases)))
 
     @contextlib.contextmanager
     def _derivative_pass(self) -> Iterator[None]:
@@ -627,6 +647,40 @@ def encloses(outer: Graph, inner: Graph) -> bool:
         if g is outer:
             return True
         g = g.parent
+    return False
+
+
+# the graphs appended to inside each open ``unchanged_on_failure`` block, with their sizes before
+_JOURNALS: list[dict[Graph, tuple[int, int]]] = []
+
+
+@contextlib.contextmanager
+def unchanged_on_failure() -> Iterator[None]:
+    """If the block fails, every graph it appended nodes to is rolled back to what it was (for a
+    body traced before its graph is known: a loop started from numbers, whose function may build
+    nodes of the graph from its nodes alone before it meets a body's)."""
+    journal: dict[Graph, tuple[int, int]] = {}
+    _JOURNALS.append(journal)
+    try:
+        yield
+    except BaseException:
+        for graph, mark in journal.items():
+            graph._rollback(mark)
+        raise
+    finally:
+        _JOURNALS.remove(journal)
+
+
+def adopts(inner: Graph, outer: Graph) -> bool:
+    """If ``inner`` is inside a detached body still being traced (``Graph.detached_body``) whose
+    outer graph is not known yet, make ``outer`` that graph and return True: the body met its
+    first outer node."""
+    root = inner
+    while root.parent is not None:
+        root = root.parent
+    if root._adopting and root._captures is not None and root is not outer and not encloses(root, outer):
+        root.parent = outer
+        return True
     return False
 
 

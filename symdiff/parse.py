@@ -20,7 +20,13 @@ The grammar is Python's expression syntax for arrays, and reads back everything
   last the result; a tuple ``(a, b)`` for several outputs) before the lines that call them: each
   is a composite op (``sd.composite``), in whose body only its parameters, its own lines, the
   definitions before it and the graph's variables (captured) are in scope. A definition of an
-  op's name calls the definition from the lines after it.
+  op's name calls the definition from the lines after it;
+- loops, as JAX writes them, running definitions: ``scan(body, init, xs, *captured)`` (one
+  init or xs item bare, several as a tuple, ``None`` for no xs; keywords ``length=``,
+  ``reverse=True``, ``checkpoint=("every", k)``, ``steps=n`` for a trip count known at
+  evaluation) and ``while_loop(cond, body, init, *captured, max_steps=)`` (the captured
+  arguments are the condition's, then the body's); their outputs by name, ``t1.carry``,
+  ``t1.ys``, ``t1.carry[0]`` for one of several, ``t1.stored``, ``t1.steps``.
 
 Anything else (other attributes, strings outside calls, unknown functions, assignments to
 variables) is rejected with the position of the offence. Parsing is iterative
@@ -41,8 +47,10 @@ import numpy as np
 from symdiff import ops
 from symdiff.composite import Composite, composite
 from symdiff.errors import SymdiffError
-from symdiff.graph import Graph, Node
+from symdiff.graph import Graph, Node, Region
+from symdiff.loops import check_carry, make_scan, make_while
 from symdiff.ops import REGISTRY, apply
+from symdiff.ops.core import outputs_of
 
 
 def _scalar_functions() -> dict[str, tuple[int, Callable[..., Node]]]:
@@ -115,9 +123,12 @@ class _Multi:
     def __init__(self, outputs: tuple[Node, ...], names: tuple[str, ...] | None, what: str):
         self.outputs, self.names, self.what = outputs, names, what
 
-    def pick(self, key: str | int, pos: int) -> Node:
+    def pick(self, key: str | int, pos: int) -> Node | _Multi:
         if isinstance(key, str) and self.names and key in self.names:
             return self.outputs[self.names.index(key)]
+        group = [k for k, n in enumerate(self.names or ()) if isinstance(key, str) and n.startswith(f"{key}[")]
+        if group:  # a loop's several carries, t1.carry[0]: picked by position next
+            return _Multi(tuple(self.outputs[k] for k in group), None, f"{self.what}.{key}")
         if isinstance(key, int) and not isinstance(key, bool) and self.names is None and 0 <= key < len(self.outputs):
             return self.outputs[key]
         known = ", ".join(f".{n}" for n in self.names) if self.names else f"[0] to [{len(self.outputs) - 1}]"
@@ -466,6 +477,9 @@ class _Parser:
             return _LITERALS[name]
         if name in CONSTANTS:
             return CONSTANTS[name]
+        frame = self._frame()
+        if name in self.functions and frame is not None and frame.kind == "call" and frame.name in _LOOPS:
+            return self.functions[name]  # a loop's body (or condition), run by the loop
         if name in FUNCTIONS or name in REGISTRY or name in self.functions:
             raise ParseError(f"function {name!r} at position {pos} is not called")
         if self.body:  # a variable of a graph around the body: captured, as tracing a function does
@@ -538,7 +552,8 @@ class _Parser:
             item = self._slice(frame.pieces + [item], pos)
             frame.pieces = []
         if frame.key is not None:
-            if item is _EMPTY or isinstance(item, (Node, list)):
+            counted = frame.name == "scan" and frame.key == "steps"  # a loop's trip count: a node
+            if item is _EMPTY or (isinstance(item, (Node, list)) and not counted):
                 raise ParseError(f"keyword {frame.key!r} before position {pos} needs a literal value")
             frame.kwargs[frame.key] = item
             frame.key = None
@@ -733,4 +748,120 @@ def _const(parser: _Parser, where: str, args: list, kwargs: dict) -> Node:
     raise ParseError(f"{where}: a constant array printed by its shape; its values are not in the text")
 
 
-_BUILDERS: dict[str, Callable[..., Node]] = {"full": _full, "eye": _eye, "einsum": _einsum, "const": _const}
+# -- loops: scan(body, init, xs, *captured, ...) and while_loop(cond, body, init, *captured, ...) -------
+class _Typed:
+    """What tracing a body needs of an argument: its shape and dtype (an item of a sequence)."""
+
+    def __init__(self, shape: tuple, dtype: np.dtype):
+        self.shape, self.dtype = shape, dtype
+
+
+def _loop_items(parser: _Parser, value: Any, where: str) -> list[Node]:
+    """A loop's init, xs or captured nodes as written: one value, a tuple of them, or None (no xs)."""
+    items = [] if value is None else list(value) if isinstance(value, tuple) else [value]
+    out = []
+    for v in items:
+        if _is_number(v):  # its dtype as written: 0 an int64 carry, 0.0 a float64 one
+            out.append(parser.graph.constant(np.asarray(v)))
+        elif isinstance(v, (Node, list)):
+            out.append(parser._operand(v, 0))
+        else:
+            raise ParseError(f"{where}: an argument is {type(v).__name__}, not a value")
+    return out
+
+
+def _loop_body(fn: Any, types: list, graph: Graph, several: bool, what: str, where: str) -> tuple[Region, tuple]:
+    """A definition traced as a loop's body on arguments of ``types``: its region and the outer
+    nodes it captured (beyond its parameters)."""
+    if not isinstance(fn, Composite):
+        raise ParseError(f"{where}: the {what} must be the name of a definition before it (f(x) = ...)")
+    if len(fn.params) != len(types):
+        raise ParseError(
+            f"{where}: the {what} {fn.name}({', '.join(fn.params)}) takes {len(fn.params)} parameter(s), the loop "
+            f"gives it {len(types)}"
+        )
+    region, captured = fn._trace(graph, tuple(types))
+    return Region(region.graph, region.params, region.outputs, region.name, several), captured
+
+
+def _scan(parser: _Parser, where: str, args: list, kwargs: dict) -> _Multi:
+    """``scan(body, init, xs, *captured, length=, reverse=, checkpoint=, steps=)``: a scan node
+    running the definition ``body`` (JAX's argument order; a tuple for several init or xs items,
+    None for no xs)."""
+    if len(args) < 3 or set(kwargs) - {"length", "reverse", "checkpoint", "steps"}:
+        raise ParseError(f"{where}: scan(body, init, xs, *captured, length=, reverse=, checkpoint=, steps=)")
+    init, xs = _loop_items(parser, args[1], where), _loop_items(parser, args[2], where)
+    caps = _loop_items(parser, tuple(args[3:]), where)
+    length = kwargs.get("length", xs[0].shape[0] if xs else None)
+    if not isinstance(length, int) or isinstance(length, bool) or length < 0:
+        raise ParseError(f"{where}: give length=, a non-negative integer (the number of steps)")
+    if any(len(x.shape) == 0 or x.shape[0] not in (None, length) for x in xs):
+        raise ParseError(f"{where}: the xs are not sequences of length {length} (axis 0)")
+    checkpoint = kwargs.get("checkpoint")
+    if checkpoint is not None and not (
+        isinstance(checkpoint, tuple)
+        and len(checkpoint) == 2
+        and checkpoint[0] in ("every", "revolve")
+        and isinstance(checkpoint[1], int)
+        and checkpoint[1] > 0
+    ):
+        raise ParseError(f'{where}: checkpoint=("every", k) or ("revolve", snapshots)')
+    steps = kwargs.get("steps")
+    if steps is not None:
+        steps = steps if isinstance(steps, Node) else parser.graph.constant(np.int64(steps))
+    types = [_Typed(x.shape, x.dtype) for x in init] + [_Typed(x.shape[1:], x.dtype) for x in xs] + caps
+    region, captured = _loop_body(args[0], types, parser.graph, True, "body", where)
+    outs = region.outputs
+    if len(outs) < len(init):
+        raise ParseError(f"{where}: the body returns {len(outs)} value(s) for {len(init)} carry item(s)")
+    check_carry(region.name, list(outs[: len(init)]), list(region.params[: len(init)]), len(init) > 1)
+    attrs = {
+        "name": region.name,
+        "length": length,
+        "carries": len(init),
+        "xs": len(xs),
+        "ys": len(outs) - len(init),
+        "reverse": bool(kwargs.get("reverse", False)),
+        "counted": steps is not None,
+        "checkpoint": checkpoint,
+    }
+    inputs = init + xs + caps + list(captured) + ([steps] if steps is not None else [])
+    node = _call(make_scan, where, region, inputs, attrs)
+    return _Multi(outputs_of(node), tuple(REGISTRY["scan"].notation.outputs(node)), "scan()")
+
+
+def _while(parser: _Parser, where: str, args: list, kwargs: dict) -> _Multi:
+    """``while_loop(cond, body, init, *captured, max_steps=)``: a while_loop node; the captured
+    arguments are the condition's, then the body's (as many as their definitions take)."""
+    if len(args) < 3 or set(kwargs) - {"max_steps"}:
+        raise ParseError(f"{where}: while_loop(cond, body, init, *captured, max_steps=)")
+    init, caps = _loop_items(parser, args[2], where), _loop_items(parser, tuple(args[3:]), where)
+    max_steps = kwargs.get("max_steps")
+    if max_steps is not None and (not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 0):
+        raise ParseError(f"{where}: max_steps must be a non-negative integer")
+    nc = len(init)
+    ncond = len(args[0].params) - nc if isinstance(args[0], Composite) else 0
+    if not 0 <= ncond <= len(caps):
+        raise ParseError(f"{where}: the condition takes the carry ({nc} item(s)) and captured nodes")
+    carry = [_Typed(x.shape, x.dtype) for x in init]
+    cond, cond_captured = _loop_body(args[0], carry + caps[:ncond], parser.graph, False, "condition", where)
+    body, body_captured = _loop_body(args[1], carry + caps[ncond:], parser.graph, True, "body", where)
+    check_carry(body.name, list(body.outputs), list(body.params[:nc]), nc > 1)
+    flag = cond.outputs[0]
+    if len(cond.outputs) != 1 or flag.shape != () or flag.dtype != np.bool_:
+        raise ParseError(f"{where}: the condition {cond.name} must give one boolean scalar")
+    ccaps, bcaps = caps[:ncond] + list(cond_captured), caps[ncond:] + list(body_captured)
+    attrs = {"name": body.name, "carries": nc, "conds": len(ccaps), "max_steps": max_steps}
+    node = _call(make_while, where, cond, body, init, ccaps, bcaps, attrs)
+    return _Multi(outputs_of(node), tuple(REGISTRY["while_loop"].notation.outputs(node)), "while_loop()")
+
+
+_LOOPS = ("scan", "while_loop")
+_BUILDERS: dict[str, Callable[..., Any]] = {
+    "full": _full,
+    "eye": _eye,
+    "einsum": _einsum,
+    "const": _const,
+    "scan": _scan,
+    "while_loop": _while,
+}

@@ -13,12 +13,13 @@ from __future__ import annotations
 import functools
 import math
 import re
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from symdiff.errors import LinAlgError, ShapeError, SymdiffError
+from symdiff.errors import LinAlgError, LoopError, ShapeError, SymdiffError
 from symdiff.graph import Node, Region, ancestors, consumers, format_shape, shape_matches
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import Op
@@ -98,21 +99,33 @@ class Step:
 
     ``fn`` is the backend's function of the op as ``function(op)`` gave it (a callable, or a
     printer for a backend that prints code); ``call`` is what an interpreter calls: ``fn`` with
-    the float64 scalars at ``strong`` made numpy's first (see ``strong_scalars``)."""
+    the float64 scalars at ``strong`` made numpy's first (see ``strong_scalars``). A node that
+    owns bodies runs them by its op's ``runs`` (or the backend's ``function.runs(op)``), told
+    which of its outputs the plan reads (``wanted``: a loop stores the steps' carries only for
+    a derivative that reads them)."""
 
     __slots__ = ("node", "fn", "call", "args", "attrs", "check", "scalar", "strong")
 
     def __init__(
-        self, node: Node, slot: dict[Node, int], function: Callable[[Op], Callable[..., Any]], scalars: bool = True
+        self,
+        node: Node,
+        slot: dict[Node, int],
+        function: Callable[[Op], Callable[..., Any]],
+        scalars: bool = True,
+        wanted: frozenset[int] | None = None,
     ):
         op = REGISTRY[node.op]
         self.node = node
         # float64 scalars run on Python floats at math speed, as compiled code does
         self.scalar = scalars and scalar_eligible(node)
         if node.regions and not getattr(function, "prints", False):
-            # the plan nests: the body runs by a plan of its own, with the same functions (a
-            # backend that prints code prints the body from its own function of the op)
-            self.fn = body_function(node.regions[0], function, scalars)
+            # the plan nests: each body runs by a plan of its own, with the same functions, and
+            # the op says how the node runs them (a backend that prints code prints the bodies
+            # from its own function of the op)
+            bodies = tuple(body_function(r, function, scalars) for r in node.regions)
+            runs = getattr(function, "runs", None)
+            runner = (runs(op) if runs is not None else None) or op.runs
+            self.fn = functools.partial(runner, bodies, wanted=wanted, results=node.results)
         else:
             self.fn = scalar_function(op) if self.scalar else function(op)
         # float64 scalars held as Python floats, made numpy's where NEP 50 would demote them
@@ -129,17 +142,53 @@ class Step:
         )
 
 
+# Each body's function per (function, scalars), while something holds it: made once however many
+# nodes run the body. Weak values: a function reaches its region's graph, so a strong cache
+# would keep every graph alive.
+_BODIES: weakref.WeakValueDictionary[tuple, Callable[..., Any]] = weakref.WeakValueDictionary()
+
+
 def body_function(region: Region, function: Callable[[Op], Callable[..., Any]], scalars: bool) -> Callable[..., Any]:
     """A body as a function of its parameters' values: its outputs' values (a tuple if it has
     several), computed by a plan of its own with the same step functions."""
+    run = _BODIES.get((region, function, scalars))
+    if run is None:
+        run = _BODIES[region, function, scalars] = _body_function(region, function, scalars)
+    return run
+
+
+def _body_function(region: Region, function: Callable[[Op], Callable[..., Any]], scalars: bool) -> Callable[..., Any]:
     plan = Plan(list(region.outputs), list(region.params), function, scalars)
-    params, several = region.params, region.several
+    several, steps, leaves, out_slots = region.several, plan.steps, plan.leaves, plan.out_slots
+    # what Plan.run does, once per step of a loop: the slots laid out once, no dict per call
+    where = {n: i for i, n in enumerate(leaves)}
+    start = [None if n in region.params else n.value for n in leaves] + [None] * len(steps)
+    slots = [(k, where[p]) for k, p in enumerate(region.params) if p in where]  # unused ones have none
 
     def run(*args: Any, **_: Any) -> Any:
-        values = plan.run(dict(zip(params, args)), finished=False)
-        return tuple(values) if several else values[0]
+        env = start.copy()
+        for k, i in slots:
+            env[i] = args[k]
+        _execute(steps, env, leaves)
+        return tuple([env[i] for i in out_slots]) if several else env[out_slots[0]]
 
     return run
+
+
+def wanted_outputs(computed: Sequence[Node], outputs: Sequence[Node]) -> dict[Node, frozenset[int] | None]:
+    """For each node with several outputs among ``computed``: the positions of its outputs that
+    the plan reads (None: all of them, the node itself being an output)."""
+    read: dict[Node, set[int] | None] = {}
+    for n in computed:
+        if n.op == "output":
+            source = n.inputs[0]
+            found = read.setdefault(source, set())
+            if found is not None:
+                found.add(n._attrs[0][1])
+    for n in outputs:
+        if n.is_multi:
+            read[n] = None
+    return {n: None if r is None else frozenset(r) for n, r in read.items()}
 
 
 def shape_of(value: Any) -> tuple[int, ...]:
@@ -318,7 +367,7 @@ def evaluation_error(step: Step, values: Sequence[Any], exc: Exception) -> Excep
         )
     except Exception:
         pass
-    if isinstance(exc, ShapeError):
+    if isinstance(exc, (ShapeError, LoopError)):  # a loop's error names the loop, as every backend raises it
         return exc
     if isinstance(exc, np.linalg.LinAlgError) and not isinstance(exc, SymdiffError):  # numpy's, not ours
         return LinAlgError(f"while evaluating {node.op} (node #{node.index}): {exc}")
@@ -373,7 +422,8 @@ class Plan:
         for n in computed:
             slot[n] = len(slot)
         self.computed = computed
-        self.steps = [Step(n, slot, function, scalars) for n in computed]
+        read = wanted_outputs(computed, outputs)
+        self.steps = [Step(n, slot, function, scalars, read.get(n)) for n in computed]
         self.out_slots = [slot[n] for n in outputs]
         self.unbound = unbound(order, set(inputs))
         self.uses, self.consumer = consumers(computed)

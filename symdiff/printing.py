@@ -11,7 +11,10 @@ into an exponentially long tree:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
+import re
 from typing import Any
 
 import numpy as np
@@ -93,15 +96,16 @@ def _wrapper(args: list[tuple[str, int]], left: str = "(", right: str = ")"):
 _OPPOSITE = {"+": "-", "-": "+"}
 
 
-def _render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
-    """Text and binding strength of ``node`` given its inputs' texts and strengths; the op's
-    notation (its entry in the op table) says how it is written."""
+def _render(node: Node, args: list[tuple[str, int]], bodies: list[str] | None = None) -> tuple[str, int]:
+    """Text and binding strength of ``node`` given its inputs' texts and strengths (and, for a
+    node that runs bodies, the names they print by); the op's notation (its entry in the op
+    table) says how it is written."""
     notation = REGISTRY[node.op].notation
     wrap = _wrapper(args)
     if notation.transparent and _implicit(node) is None:
         return args[0]  # a check that passes its input on: the same value
     if notation.text is not None:
-        found = notation.text(node, args, wrap)
+        found = notation.text(node, args, wrap, **_bodies(notation.text, bodies))
         if found is not None:
             return found
     if notation.symbol and len(args) == 2:
@@ -116,6 +120,20 @@ def _render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
         return f"{wrap(0, p + 1 if _mixes(node, 0) else p)}{_spaced(symbol)}{right}", p
     shown = [_attr_text(k, v) for k, v in node._attrs if _shows_attr(node, k, v)]
     return f"{node.op}({', '.join([a[0] for a in args] + shown)})", 100
+
+
+@functools.cache
+def _takes_bodies(fn: Any) -> bool:
+    """Whether an op's ``text``/``latex`` takes the names its node's bodies print by (a loop's
+    does: ``scan(rnn, h, xs)``; a composite call prints by its body's name, renamed as a prefix)."""
+    try:
+        return "bodies" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _bodies(fn: Any, bodies: list[str] | None) -> dict[str, Any]:
+    return {"bodies": bodies} if bodies is not None and _takes_bodies(fn) else {}
 
 
 def _mixes(node: Node, i: int) -> bool:
@@ -178,7 +196,9 @@ def _plan(roots: list[Node]) -> tuple[list[Node], set[Node]]:
     named: set[Node] = set()
     for n in nodes:
         size[n] = 1 + sum(1 if u in named else size[u] for u in n.inputs)
-        tree[n] = min(INLINE_MAX + 1, 1 + sum(tree[u] for u in n.inputs))
+        # a node that runs a body weighs as much as a long line: a loop used twice is named, not repeated
+        own = INLINE_MAX + 1 if n.regions else 1
+        tree[n] = min(INLINE_MAX + 1, own + sum(tree[u] for u in n.inputs))
         if n.inputs and (uses[n] > 1 or (size[n] > INLINE_MAX and n not in roots)):
             named.add(n)
     if sum(tree[r] for r in roots) <= INLINE_MAX:
@@ -220,9 +240,10 @@ def _lay_out(
 
 
 # -- bodies (sd.composite): each defined once, before the expression --------------------------
-# Names a body's definition may not take: the parser's own functions (the ops the text calls
-# are taken as well; a definition of another op's name is read as the definition).
-_RESERVED = frozenset({"full", "eye", "einsum", "const"})
+# Names a body's definition may not take: the parser's own functions and the loops it builds
+# (the ops the text calls are taken as well; a definition of another op's name is read as the
+# definition). A body of a loop named so prints as ``scan_body``.
+_RESERVED = frozenset({"full", "eye", "einsum", "const", "scan", "while_loop"})
 
 
 class _Style:
@@ -252,27 +273,39 @@ def _definitions(roots: list[Node], style: _Style) -> tuple[list[str], Any]:
     out: list[str] = []
 
     def render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
-        text, strength = style.render(node, args)
-        if node.regions:
-            old, new = style.prefix(node.regions[0].name), style.prefix(printed[node.regions[0]])
-            if old != new and text.startswith(old):
-                text = new + text[len(old) :]
+        if not node.regions:
+            return style.render(node, args)
+        text, strength = style.render(node, args, [printed[r] for r in node.regions])
+        if _takes_bodies(REGISTRY[node.op].notation.text):
+            return text, strength
+        old, new = style.prefix(node.regions[0].name), style.prefix(printed[node.regions[0]])
+        if old != new and text.startswith(old):  # a call that prints by its body's name
+            text = new + text[len(old) :]
         return text, strength
 
     for region in regions:
         lines, finals = _lay_out(list(region.outputs), style.leaf, render, style.label, taken)
         final = style.several(finals) if region.several else finals[0]
-        body = (tuple(lines), final)
-        name, k = region.name, 1
+        body = (tuple(p.name for p in region.params), tuple(lines), final)
+        base = _definable(region.name)
+        name, k = base, 1
         while name in taken and defined.get(name) != body:
             k += 1
-            name = f"{region.name}_{k}"
+            name = f"{base}_{k}"
         printed[region] = name
         if name not in defined:
             defined[name] = body
             taken.add(name)
             out.append(style.define(style.header(name, [p.name for p in region.params]), lines, final))
     return out, render
+
+
+def _definable(name: str) -> str:
+    """A body's name as a definition can take it: an identifier (``scan_every_2`` for a derived
+    body named ``scan_every_2()``), not one of the parser's own (``scan`` prints as ``scan_body``)."""
+    base = re.sub(r"\W+", "_", name).strip("_") or "body"
+    base = base if base.isidentifier() else f"body_{base}"
+    return f"{base}_body" if base in _RESERVED else base
 
 
 def _text_header(name: str, params: list[str]) -> str:
@@ -297,9 +330,11 @@ def to_text(root: Node) -> str:
     """The expression of ``root`` as text (``str(node)``): Python's reading of it, as
     ``symdiff.parse.parse`` reads it back, is the node's value.
 
-    The bodies it runs (``sd.composite``) are defined first, each once, one per line
-    (``softclip(x, c) = c*tanh(x/c)``; a long body as an indented block after ``f(x, c) =``);
-    shared subexpressions are numbered lines ``t1 = ...`` before the expression.
+    The bodies it runs (``sd.composite``, a loop's body) are defined first, each once, one per
+    line (``softclip(x, c) = c*tanh(x/c)``; a long body as an indented block after ``f(x, c) =``);
+    shared subexpressions are numbered lines ``t1 = ...`` before the expression. A loop is a
+    call of its body's definition as JAX writes it, ``scan(rnn, h, xs, w)``, its outputs by
+    name (``t1.carry``, ``t1.ys``); its derivative loops the same (``scan(rnn_vjp, ...)``).
     """
     style = _text_style()
     definitions, render = _definitions([root], style)
@@ -346,8 +381,6 @@ def short_text(node: Node, limit: int = 60) -> str:
 # -- LaTeX in operator form (tensor expressions) -------------------------------------------
 def _latex_name(name: str) -> str:
     """``W1`` -> ``W_{1}``, ``x_in`` -> ``x_{in}``: the subscripts a reader expects."""
-    import re
-
     match = re.fullmatch(r"([A-Za-z]+)(\d+)", name)
     if match:
         return f"{match.group(1)}_{{{match.group(2)}}}"
@@ -373,13 +406,13 @@ def _latex_leaf(node: Node) -> str:
     return rf"\operatorname{{const}}_{{{size}}}"
 
 
-def _latex_render(node: Node, args: list[tuple[str, int]]) -> tuple[str, int]:
+def _latex_render(node: Node, args: list[tuple[str, int]], bodies: list[str] | None = None) -> tuple[str, int]:
     notation = REGISTRY[node.op].notation
     if notation.transparent and _implicit(node) is None:
         return args[0]
     latex = notation.latex
     if callable(latex):
-        found = latex(node, args, _wrapper(args, r"\left(", r"\right)"))
+        found = latex(node, args, _wrapper(args, r"\left(", r"\right)"), **_bodies(latex, bodies))
         if found is not None:
             return found
     elif latex is not None:  # a function name: \sin\left(x\right)

@@ -11,7 +11,12 @@ depends on everything its inputs depend on. The pattern never misses a non-zero;
 exact for the first kinds. A node with several outputs (eigh) has one pattern per output,
 each by the op's kind, and an output node takes its own; a node that runs a body (a
 composite call, its derivative calls) has the body's patterns, found by the same walk
-through the body with its parameters bound to the inputs' patterns.
+through the body with its parameters bound to the inputs' patterns. A loop carries them
+over its steps: a scan's are exact, step by step, each step's ys and stored carries its
+own (a step whose carries and xs have the patterns of the step before is not walked
+again, so a scan costs the few walks its carries take to settle); a while_loop's, whose
+trip count is known only at evaluation, are the fixed point over any number of steps,
+which holds every trip count's. Derivatives of loops are loops, and go the same way.
 
 A Hessian's pattern is the Jacobian pattern of the gradient graph, which symdiff has as a
 graph. Columns that share no row get the same colour (a greedy distance-2 colouring,
@@ -32,7 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from symdiff.errors import GraphError, ShapeError, SymdiffError
-from symdiff.graph import Node, ancestors, describe
+from symdiff.graph import Node, Region, ancestors, describe
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import not_differentiable
 
@@ -102,6 +107,8 @@ def _gathered(rows: np.ndarray, size: int) -> sp.csr_matrix:
 
 
 def _union(parts: list[sp.csr_matrix], shape: tuple[int, int]) -> sp.csr_matrix:
+    if len(parts) == 1 and parts[0].dtype == bool and parts[0].format == "csr":
+        return parts[0]
     total = sp.csr_matrix(shape, dtype=bool)
     for p in parts:
         total = total + p
@@ -198,6 +205,12 @@ def _propagate(outputs: Sequence[Node], deps: dict[Node, Any], n: int, what: str
             _static_size(r, what, "an intermediate node")
         if op.sparsity == "body":
             patterns = _through_body(node, inputs, n, what)
+        elif op.sparsity == "loop":
+            patterns = (
+                _through_while(node, inputs, n, what)
+                if node.op == "while_loop"
+                else _through_scan(node, inputs, n, what)
+            )
         else:
             patterns = [_rule(r, op, inputs, n) for r in results]
         if any(p is not None for p in patterns):  # a body's outputs may depend on nothing seeded
@@ -233,6 +246,151 @@ def _through_body(node: Node, inputs: list, n: int, what: str) -> list[sp.csr_ma
     return [found.get(y) for y in region.outputs]
 
 
+def _same(a: sp.csr_matrix | None, b: sp.csr_matrix | None) -> bool:
+    """Whether two patterns (None: depends on nothing) are equal."""
+    if a is None or b is None or a is b:
+        return a is b
+    if a.shape != b.shape or a.nnz != b.nnz:
+        return False
+    if a.has_sorted_indices and b.has_sorted_indices and a.data.all() and b.data.all():
+        return np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+    return (a != b).nnz == 0
+
+
+def _either(a: sp.csr_matrix | None, b: sp.csr_matrix | None) -> sp.csr_matrix | None:
+    """The union of two patterns (None: depends on nothing)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return (a + b).astype(bool).tocsr()
+
+
+def _stacked(blocks: Sequence[sp.csr_matrix | None], size: int, n: int) -> sp.csr_matrix | None:
+    """A stacked output's pattern: block t (None: depends on nothing) for its item t."""
+    if all(b is None for b in blocks):
+        return None
+    empty = sp.csr_matrix((size, n), dtype=bool)
+    return sp.vstack([empty if b is None else b for b in blocks], format="csr", dtype=bool)
+
+
+def _items_union(stacked: sp.csr_matrix, m: int) -> sp.csr_matrix:
+    """The union of a stacked pattern's items (of ``m`` elements each): what any one of them
+    depends on."""
+    length = stacked.shape[0] // m if m else 0
+    pick = sp.csr_matrix(
+        (np.ones(length * m, bool), (np.tile(np.arange(m), length), np.arange(length * m))), shape=(m, length * m)
+    )
+    return (pick @ stacked).astype(bool).tocsr()
+
+
+def _repeated(block: sp.csr_matrix | None, times: int) -> sp.csr_matrix | None:
+    """A stacked output whose every item has the pattern ``block``."""
+    if block is None:
+        return None
+    return block[np.tile(np.arange(block.shape[0]), times)]
+
+
+class _Step:
+    """One step of a loop's body on patterns: the outputs' patterns for the carries' and xs'
+    (its first parameters), the captured nodes bound once; a step given the same patterns as
+    the step before returns that step's outputs without walking the body again."""
+
+    def __init__(self, region: Region, captured: Sequence[sp.csr_matrix | None], n: int, what: str):
+        self.region, self.n, self.what = region, n, what
+        first = len(region.params) - len(captured)
+        self.bound = {p: d for p, d in zip(region.params[first:], captured) if d is not None}
+        self.last: tuple[list, list] | None = None
+
+    def __call__(self, given: list[sp.csr_matrix | None]) -> list[sp.csr_matrix | None]:
+        if self.last is not None and all(_same(a, b) for a, b in zip(self.last[0], given)):
+            return self.last[1]
+        deps = dict(self.bound)
+        deps.update((p, d) for p, d in zip(self.region.params, given) if d is not None)
+        found = _propagate(self.region.outputs, deps, self.n, self.what)
+        out = [found.get(y) for y in self.region.outputs]
+        self.last = (list(given), out)
+        return out
+
+
+def _fixed_point(step: _Step, init: list, extra: list) -> list[sp.csr_matrix | None]:
+    """The carries' patterns after any number of steps: the least C holding ``init`` and the
+    step's new carries from C (with the parameters after the carries bound to ``extra``). It is
+    reached since patterns only grow and are finite; a union over every trip count, so a sound
+    over-approximation of each one's."""
+    carry = list(init)
+    while True:
+        new = [_either(c, d) for c, d in zip(carry, step(carry + extra)[: len(carry)])]
+        if all(_same(a, b) for a, b in zip(carry, new)):
+            return carry
+        carry = new
+
+
+def _through_scan(node: Node, inputs: list, n: int, what: str) -> list[sp.csr_matrix | None]:
+    """A scan's patterns (see symdiff.loops for its inputs and outputs): the body's pattern
+    carried over the steps in their order, step t reading xs[t], so each ys[t] and stored
+    carry is exactly its step's; a step whose carries and xs have the patterns of the step
+    before is not walked again, so a scan whose carries reach a fixed point costs a few walks
+    of its body whatever its length. A counted scan (its trip count known only at evaluation)
+    takes the union over the trip counts: exact per step when it runs forwards, and the
+    carries' fixed point (any number of steps, from any xs) when backwards, whose steps then
+    read xs from a place the count decides."""
+    a = node.attrs
+    nc, nx, ny, length = a["carries"], a["xs"], a["ys"], a["length"]
+    region = node.regions[0]
+    params = region.params
+    seqs = inputs[nc : nc + nx]
+    step = _Step(region, inputs[nc + nx : len(params)], n, what)
+    sizes = [p.size for p in params[nc : nc + nx]]
+
+    def xs_at(t: int) -> list[sp.csr_matrix | None]:
+        return [None if d is None else d[t * m : (t + 1) * m] for d, m in zip(seqs, sizes)]
+
+    order = range(length - 1, -1, -1) if a["reverse"] else range(length)
+    ys: list[list[sp.csr_matrix | None]] = [[None] * length for _ in range(ny)]
+    entering: list[list[sp.csr_matrix | None]] = [[None] * length for _ in range(nc)]
+    carry = list(inputs[:nc])
+    # counted backwards, step t's carries come from steps the count decides: take them all
+    settled = a["counted"] and a["reverse"]
+    if settled:
+        carry = _fixed_point(step, carry, [None if d is None else _items_union(d, m) for d, m in zip(seqs, sizes)])
+    final = carry
+    for t in order:
+        out = step(carry + xs_at(t))
+        for k in range(ny):
+            ys[k][t] = out[nc + k]
+        for j in range(nc):
+            entering[j][t] = carry[j]
+        if not settled:
+            carry = out[:nc]
+            # a counted scan may stop after any step: its final carries may be any step's
+            final = [_either(f, c) for f, c in zip(final, carry)] if a["counted"] else carry
+    stored = []
+    for j in range(nc):
+        size, held = params[j].size, node.results[nc + ny + j][0][0]
+        policy = a["checkpoint"]
+        if policy is None:
+            stored.append(_stacked(entering[j], size, n))
+        elif policy[0] == "every":
+            stored.append(_stacked([entering[j][order[i * policy[1]]] for i in range(held)], size, n))
+        else:  # which carries another policy holds is decided as it runs: any of them
+            kept = [e for e in entering[j] if e is not None]
+            stored.append(_repeated(_union(kept, (size, n)) if kept else None, held))
+    return list(final) + [_stacked(ys[k], region.outputs[nc + k].size, n) for k in range(ny)] + stored
+
+
+def _through_while(node: Node, inputs: list, n: int, what: str) -> list[sp.csr_matrix | None]:
+    """A while_loop's patterns: its trip count is known only at evaluation, so its carries'
+    are their fixed point over any number of steps (a sound over-approximation: the union over
+    every trip count), and so is every carry it stores; its condition and trip count carry no
+    derivative."""
+    a = node.attrs
+    nc, conds = a["carries"], a["conds"]
+    step = _Step(node.regions[1], inputs[nc + conds :], n, what)
+    carry = _fixed_point(step, list(inputs[:nc]), [])
+    if a["max_steps"] is None:
+        return carry
+    return carry + [_repeated(c, a["max_steps"]) for c in carry] + [None]
+
+
 def _carries(op: Any, i: int) -> bool:
     rule = op.vjp_rule(i) if op.joint_vjp is None else op.joint_vjp
     return rule is not None and rule is not not_differentiable
@@ -243,7 +401,7 @@ def _rule(node: Node, op: Any, inputs: list, n: int) -> sp.csr_matrix:
     present = [(u, d) for u, d in zip(node.inputs, inputs) if d is not None]
     rule = op.sparsity
     if rule == "elementwise":
-        return _union([d[_broadcast_map(u, node)] for u, d in present], (node.size, n))
+        return _union([d if u.shape == node.shape else d[_broadcast_map(u, node)] for u, d in present], (node.size, n))
     if rule in ("reduction", "lane") and len(present) == 1 and present[0][0] is node.inputs[0]:
         (x, d), *_ = present
         group, count = _groups(node, x, _axes(node, x))

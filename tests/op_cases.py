@@ -179,6 +179,48 @@ _POLAR = sd.composite(
     lambda v: (sd.norm(v, axis=-1, keepdims=True), v / sd.norm(v, axis=-1, keepdims=True)), name="polar"
 )
 
+
+def _rnn(h, xs, w):
+    carry, ys = sd.scan(lambda c, x: (sd.tanh(w * c + x), sd.sum(c * c)), h, xs, name="rnn")
+    return sd.sum(carry) * ys
+
+
+def _rnn_reference(h, xs, w):
+    ys = []
+    for x in xs:
+        ys.append(np.sum(h * h))
+        h = np.tanh(w * h + x)
+    return np.sum(h) * np.array(ys)
+
+
+def _two_carries(a, b, xs):
+    (ca, cb), ys = sd.scan(lambda c, x: ((c[0] * c[1] + x, c[1] * 0.9), sd.exp(-c[0]) * x), (a, b), xs, reverse=True)
+    return ca + cb + ys
+
+
+def _two_carries_reference(a, b, xs):
+    ys = np.zeros_like(xs)
+    for t in range(len(xs) - 1, -1, -1):
+        ys[t] = np.exp(-a) * xs[t]
+        a, b = a * b + xs[t], b * 0.9
+    return a + b + ys
+
+
+def _fori_reference(x, w):
+    for i in range(3):
+        x = np.sin(x * w) + i * 0.5
+    return x
+
+
+def _while_reference(x, w):
+    steps = 0
+    while np.sum(x) < 4.0:
+        x = x * w + 0.25
+        steps += 1
+    assert steps <= 20
+    return x
+
+
 CASES: list[Case] = [
     # arithmetic, with broadcasting
     Case("add", "scalars", lambda x, y: x + y, np.add, [normal(), normal()]),
@@ -525,6 +567,35 @@ CASES: list[Case] = [
         lambda x: _POLAR(x)[0] + _POLAR(x)[1],
         lambda x: np.sqrt(np.sum(x * x, -1, keepdims=True)) + x / np.sqrt(np.sum(x * x, -1, keepdims=True)),
         [positive(2, 3)],
+    ),
+    # loops (sd.scan, sd.fori_loop, sd.while_loop): one node owning its body; derivatives are loops
+    Case(
+        "scan",
+        "rnn",
+        lambda h, xs, w: _rnn(h, xs, w),
+        lambda h, xs, w: _rnn_reference(h, xs, w),
+        [normal(3), normal(4, 3), normal(3)],
+    ),
+    Case(
+        "scan",
+        "reverse-two-carries",
+        lambda a, b, xs: _two_carries(a, b, xs),
+        lambda a, b, xs: _two_carries_reference(a, b, xs),
+        [normal(2), positive(), normal(3, 2)],
+    ),
+    Case(
+        "scan",
+        "fori-loop",
+        lambda x, w: sd.fori_loop(0, 3, lambda i, c: sd.sin(c * w) + i * 0.5, x),
+        lambda x, w: _fori_reference(x, w),
+        [normal(2, 2), normal(2)],
+    ),
+    Case(
+        "while_loop",
+        "grow",  # 1.3 -> ... while below 4: a trip count no finite-difference step changes
+        lambda x, w: sd.while_loop(lambda c: sd.sum(c) < 4.0, lambda c: c * w + 0.25, x, max_steps=20),
+        lambda x, w: _while_reference(x, w),
+        [np.array([0.3, 0.5]), np.array([1.4, 1.2])],
     ),
     Case(
         "eigh_gaps",

@@ -19,6 +19,13 @@ variables) is computed by numpy, exactly as ``sd.evaluate`` computes it without 
 empty dask array is an empty numpy array (it holds nothing to compute); and where dask
 itself says it cannot (``NotImplementedError``: indexing by several integer arrays, a
 reshape that regroups chunks unevenly) the step runs as one task.
+
+Loops run their bodies step by step on dask arrays (each op of the body as above). A ``scan``
+stays lazy: its graph holds the body's tasks once per step, and its ys and stored carries are
+``da.stack``s of the steps' values. A ``while_loop`` cannot stay lazy, since its condition's
+value decides whether another step runs: each step's carry is computed (``dask.persist``,
+chunked as before) for its condition to read, so a while_loop (and the count of a loop its
+reverse mode replays) is the one place where evaluating computes.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from dask.array.core import elemwise
 
 from symdiff.backends import numpy as numpy_backend
 from symdiff.errors import BackendError
+from symdiff.loops import bad_count, carry_changed, run_scan, run_while, scan_call, too_many_steps
 from symdiff.ops.core import Op, has_function, numpy_function
 
 UNSUPPORTED: dict[str, str] = {
@@ -65,7 +73,7 @@ def how(op: Op) -> tuple[str, str]:
     ``("refused", why)`` or ``("body", "")`` (a node that runs its body runs each op of it)."""
     if op.name in UNSUPPORTED:
         return "refused", UNSUPPORTED[op.name]
-    if op.sparsity == "body":  # the plan nests: each op of the body runs as here
+    if op.sparsity == "body" or op.name in RUNS:  # the plan nests: each op of the body runs as here
         return "body", ""
     if op.name in ONE_TASK:
         return "task", ONE_TASK[op.name]
@@ -174,6 +182,8 @@ def support(op: Op) -> str:
         return f"numpy's forward on each chunk: {why}"
     if kind == "task":
         return f"numpy's forward as one task: {why}"
+    if kind == "body" and op.name in RUNS:
+        return "forward (xp = dask.array) of each op of its body, once per step" + RUNS_HOW[op.name]
     if kind == "body":
         return "forward (xp = dask.array) of each op of its body"
     return f"`da.{op.numpy}`" if op.numpy is not None and "forward" in op.derived else "forward (xp = dask.array)"
@@ -181,3 +191,103 @@ def support(op: Op) -> str:
 
 def is_dask(value: Any) -> bool:
     return type(value).__module__.split(".")[0] == "dask"
+
+
+# -- loops ------------------------------------------------------------------------------------
+def _stacked(items: dict[int, Any], result: tuple, item_shape: tuple) -> Any:
+    """The values of a stacked output, ``items[t]`` at index ``t`` and zeros where no step wrote."""
+    shape, dtype = result
+    if not items:
+        return np.zeros((shape[0], *item_shape), dtype=dtype)
+    zero = da.zeros(item_shape, dtype=dtype)
+    return da.stack([da.asarray(items[t]).astype(dtype) if t in items else zero for t in range(shape[0])])
+
+
+def _carried(name: str, before: list[Any], after: Any) -> list[Any]:
+    """A step's new carries, checked to keep the shapes of those it started from (the
+    interpreter's ShapeError); a size dask knows only when computing (nan) is not compared."""
+    for j, (b, a) in enumerate(zip(before, after)):
+        old, new = np.shape(b), np.shape(a)
+        if len(old) != len(new) or any(p != q and p == p and q == q for p, q in zip(old, new)):
+            raise carry_changed(name, j, old, new)
+    return list(after)
+
+
+def _scan(bodies: tuple, *args: Any, wanted: frozenset[int] | None = None, results: tuple, **attrs: Any) -> tuple:
+    """A scan node on dask arrays: the body run once per step on them, lazily (numpy's loop,
+    ``loops.run_scan``, where no input is a dask array)."""
+    if not any(is_dask(a) for a in args):
+        return run_scan(bodies, *args, wanted=wanted, results=results, **attrs)
+    call = scan_call(args, wanted=wanted, **attrs)
+    body, nc, ny, length, reverse = bodies[0], attrs["carries"], attrs["ys"], attrs["length"], attrs["reverse"]
+    name = attrs.get("name", "scan")
+    steps = length
+    if call.count is not None:  # a counted scan replays a while_loop's steps, counted when that loop ran
+        steps = int(np.asarray(call.count))
+        if not 0 <= steps <= length:
+            raise bad_count(name, steps, length)
+    c = list(call.init)
+    ys_at: list[dict[int, Any]] = [{} for _ in range(ny)]
+    stored_at: list[dict[int, Any]] = [{} for _ in range(nc)]
+    y_shapes: list[tuple] = [tuple(0 if d is None else d for d in r[0][1:]) for r in results[nc : nc + ny]]
+    order = range(steps - 1, -1, -1) if reverse else range(steps)
+    for position, t in enumerate(order):
+        slot = call.slot(position, t) if call.store else None
+        for j in range(nc if slot is not None else 0):
+            stored_at[j][slot] = c[j]
+        out = body(*c, *(s[t] for s in call.seqs), *call.caps)
+        c = _carried(name, c, out[:nc])
+        for k in range(ny if call.want_ys else 0):
+            ys_at[k][t], y_shapes[k] = out[nc + k], np.shape(out[nc + k])
+    found = [_stacked(ys_at[k], results[nc + k], y_shapes[k]) if call.want_ys else None for k in range(ny)]
+    kept = [
+        _stacked(stored_at[j], results[nc + ny + j], np.shape(call.init[j])) if call.store else None for j in range(nc)
+    ]
+    return tuple(c) + tuple(found) + tuple(kept)
+
+
+def _while(bodies: tuple, *args: Any, wanted: frozenset[int] | None = None, results: tuple, **attrs: Any) -> tuple:
+    """A while_loop node on dask arrays: each step's carry computed (persisted, in its chunks)
+    for the condition to read (numpy's loop, ``loops.run_while``, where no input is a dask array)."""
+    if not any(is_dask(a) for a in args):
+        return run_while(bodies, *args, wanted=wanted, results=results, **attrs)
+    cond, body = bodies
+    nc, conds, max_steps, name = attrs["carries"], attrs["conds"], attrs["max_steps"], attrs.get("name", "while_loop")
+    c = list(_persisted(args[:nc]))
+    ccaps, bcaps = _persisted(args[nc : nc + conds]), _persisted(args[nc + conds :])
+    store = max_steps is not None and (wanted is None or any(k >= nc for k in wanted))
+    stored_at: list[dict[int, Any]] = [{} for _ in range(nc)]
+    n = 0
+    while bool(np.asarray(dask.compute(cond(*c, *ccaps))[0])):
+        if max_steps is not None and n >= max_steps:
+            raise too_many_steps(name, max_steps)
+        for j in range(nc if store else 0):
+            stored_at[j][n] = c[j]
+        c = _persisted(_carried(name, c, body(*c, *bcaps)))
+        n += 1
+    if max_steps is None:
+        return tuple(c)
+    kept = [_stacked(stored_at[j], results[nc + j], np.shape(args[j])) if store else None for j in range(nc)]
+    return tuple(c) + tuple(kept) + (np.int64(n),)
+
+
+def _persisted(values: Any) -> list[Any]:
+    """The values, dask arrays among them computed and kept in memory in their chunks."""
+    values = list(values)
+    lazy = [k for k, v in enumerate(values) if is_dask(v)]
+    for k, v in zip(lazy, dask.persist(*(values[k] for k in lazy))):
+        values[k] = v
+    return values
+
+
+# how a node with bodies runs on dask arrays (symdiff.plan.Step); composite's own runs calls its body
+RUNS: dict[str, Callable[..., Any]] = {"scan": _scan, "while_loop": _while}
+RUNS_HOW = {"scan": ", lazily", "while_loop": ", each step's carry computed for its condition to read"}
+
+
+def _runs(op: Op) -> Callable[..., Any] | None:
+    """How a node of ``op`` runs its bodies on dask arrays (None: as the op says)."""
+    return RUNS.get(op.name)
+
+
+function.runs = _runs  # read by symdiff.plan.Step

@@ -14,11 +14,21 @@ of float64 values it computes in 64 bits or refuses (``in_x64``): called on nump
 enables 64-bit mode itself; under a transform in 32-bit mode (its arguments already
 float32) it raises BackendError saying to wrap the transform in ``jax.enable_x64(True)``
 or set ``JAX_ENABLE_X64=1``.
+
+Loops: a ``scan`` runs as ``lax.scan`` (a counted one, a while_loop's reverse, as a
+``lax.fori_loop`` to its trip count) and a ``while_loop`` as ``lax.while_loop``, each body
+traced once, so the XLA program does not grow with the number of steps. A while_loop past its
+``max_steps`` (or a counted scan's trip count outside 0..length) cannot raise inside jitted code:
+the compiled function raises the LoopError ``sd.evaluate`` raises after the call;
+``f.jax_function`` raises it when called on values and, traced by the user's own transform,
+returns nan for its float outputs instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -26,11 +36,13 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg
 import numpy as np
+from jax import lax
 
 from symdiff.backends import described, unsupported_error
 from symdiff.backends.base import Compiled as _NumpyCompiled
-from symdiff.errors import BackendError, ShapeError
+from symdiff.errors import BackendError, LoopError, ShapeError
 from symdiff.graph import Node
+from symdiff.loops import bad_count, carry_changed, scan_call, too_many_steps
 from symdiff.ops.core import Op, has_function, numpy_function
 from symdiff.ops.linalg import eigh_gaps_and_ties
 from symdiff.plan import Plan, check_node, evaluation_error, naming_variables
@@ -80,7 +92,7 @@ def unsupported(op: Op) -> str | None:
     """Why this backend cannot run ``op`` (None: it can)."""
     if op.name in UNSUPPORTED:
         return UNSUPPORTED[op.name]
-    if op.name in OVERRIDES or op.generic or op.sparsity == "body":  # a body runs each of its ops as here
+    if op.name in OVERRIDES or op.generic or op.sparsity == "body" or op.name in RUNS:  # bodies run here
         return None
     if op.numpy is not None and has_function(jnp, op.numpy):
         return None
@@ -93,6 +105,8 @@ def support(op: Op) -> str:
         unsupported(op),
         (op.name in OVERRIDES, "override"),
         (op.sparsity == "body", "its body, traced"),
+        (op.name == "scan", "`lax.scan` of its body, traced once (a counted scan: `lax.fori_loop`)"),
+        (op.name == "while_loop", "`lax.while_loop` of its body, traced once"),
         otherwise=f"`jnp.{op.numpy}`" if op.numpy is not None and "forward" in op.derived else "forward (xp = jnp)",
     )
 
@@ -110,12 +124,268 @@ def function(op: Op) -> Callable[..., Any]:
     return functools.partial(op.forward, jnp)
 
 
+# -- loops: lax.scan, lax.fori_loop and lax.while_loop -------------------------------------------
+# A loop's body runs once while JAX traces it (``bodies[k]``: the body's own plan, its steps these
+# functions), so the XLA program holds the body once, whatever the number of steps.
+#
+# A check that fails at run time (a while_loop past its max_steps, a trip count out of range)
+# cannot raise inside jit: it becomes a code, two integers (0: none failed, else 1 + its message's
+# position in _MESSAGES; then a value the message shows, such as the trip count), collected while
+# tracing by the innermost loop (or the traced plan) around it, carried out of the loops and
+# returned beside the outputs; the compiled function raises LoopError after the call.
+_MESSAGES: list[str] = []
+_LOCK = threading.Lock()
+_DETAIL = "\x00detail\x00"  # where a message shows its code's value
+
+
+class _Collector(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[list[Any]] = []
+
+
+_COLLECTED = _Collector()
+
+
+@contextlib.contextmanager
+def _collecting() -> Any:
+    """The codes of the checks traced inside the block (a list, filled as they are traced)."""
+    found: list[Any] = []
+    _COLLECTED.stack.append(found)
+    try:
+        yield found
+    finally:
+        _COLLECTED.stack.pop()
+
+
+def _passed() -> Any:
+    """The code of no failed check (int64 in 64-bit mode, else int32, as JAX's integers are)."""
+    return jnp.zeros(2, jax.dtypes.canonicalize_dtype(np.int64))
+
+
+def _check(failed: Any, error: LoopError | Callable[[Any], LoopError], detail: Any = None) -> None:
+    """Report ``error`` when ``failed`` (a boolean, traced or not) holds, as its code; ``error``
+    may be a function of ``detail`` (an integer, traced or not) making the error, whose message
+    then shows ``detail``'s value."""
+    message = str(error) if detail is None else str(error(_DETAIL))
+    with _LOCK:
+        if message not in _MESSAGES:
+            _MESSAGES.append(message)
+        number = _MESSAGES.index(message) + 1
+    passed = _passed()
+    code = jnp.stack([jnp.asarray(number, passed.dtype), jnp.asarray(0 if detail is None else detail, passed.dtype)])
+    _report(jnp.where(failed, code, passed))
+
+
+def _report(code: Any) -> None:
+    """Pass a check's code (or a loop's, of the checks inside its body) to the loop or plan
+    around it; outside a traced plan, raise now if it failed."""
+    if _COLLECTED.stack:
+        _COLLECTED.stack[-1].append(code)
+    else:
+        _raise_failed(code)
+
+
+def _either(a: Any, b: Any) -> Any:
+    """The code ``a`` if it failed, else ``b``."""
+    return jnp.where(a[0] != 0, a, b)
+
+
+def _first(codes: list[Any]) -> Any:
+    """One code for several (the first that failed), or None for none."""
+    return functools.reduce(_either, codes) if codes else None
+
+
+def _raise_failed(code: Any) -> None:
+    """Raise the LoopError of a failed check's code (a concrete value); nothing for none or None."""
+    if code is not None and int(code[0]):
+        raise LoopError(_MESSAGES[int(code[0]) - 1].replace(_DETAIL, str(int(code[1]))))
+
+
+def _stepper(body: Callable[..., Any], nc: int, init: list[Any], caps: tuple, name: str) -> Callable[..., Any]:
+    """One step of a body: (carries, xs) -> (new carries of the carries' dtypes, the other
+    outputs, the code of the checks inside it or None). A new carry of another shape (a None
+    dimension the body changes) raises the interpreter's ShapeError while tracing, where JAX
+    would raise a TypeError."""
+
+    def step(c: Any, x: Any) -> tuple:
+        with _collecting() as codes:
+            out = body(*c, *x, *caps)
+        out = out if isinstance(out, tuple) else (out,)
+        for j, (o, v) in enumerate(zip(out[:nc], c)):
+            if jnp.shape(o) != jnp.shape(v):
+                raise carry_changed(name, j, jnp.shape(v), jnp.shape(o))
+        new = tuple(jnp.asarray(o, dtype=v.dtype) for o, v in zip(out[:nc], init))
+        return new, tuple(out[nc:]), _first(codes)
+
+    return step
+
+
+def _zeros(result: tuple, item: tuple | None = None) -> Any:
+    """Zeros of a stacked output: its static length, then the item's shape (a None dimension 0,
+    as when no step ran)."""
+    shape, dtype = result
+    item = tuple(0 if d is None else d for d in shape[1:]) if item is None else tuple(item)
+    return jnp.zeros((shape[0], *item), dtype=dtype)
+
+
+def _put(buffer: Any, value: Any, index: Any, when: Any = None) -> Any:
+    """``buffer`` with ``value`` at ``index`` along axis 0 (only ``when`` it holds, if given)."""
+    if when is not None:
+        value = jnp.where(when, value, lax.dynamic_index_in_dim(buffer, index, keepdims=False))
+    return lax.dynamic_update_index_in_dim(buffer, jnp.asarray(value, buffer.dtype), index, 0)
+
+
+def _scan(bodies: tuple, *args: Any, wanted: frozenset[int] | None = None, results: tuple, **attrs: Any) -> tuple:
+    """A scan node as ``lax.scan``: the values ``loops.run_scan`` computes, the body traced once.
+
+    Stored carries are extra ys of the scan (every step's) or, checkpointed (the carries of some
+    steps), a buffer carried through the loop; a counted scan (its trip count n a traced value) is a
+    ``fori_loop`` to n writing its ys and stored carries into buffers of the full length, so it
+    runs n steps and leaves zeros where the steps that did not run would write. A count outside
+    0..length is the interpreter's LoopError, reported after the call."""
+    call = scan_call(args, wanted=wanted, **attrs)
+    nc, ny, length, reverse, counted = (attrs[k] for k in ("carries", "ys", "length", "reverse", "counted"))
+    name = attrs.get("name", "scan")
+    init = [jnp.asarray(a) for a in call.init]
+    seqs = tuple(jnp.asarray(s) for s in call.seqs)
+    want_ys, store, kept = call.want_ys, call.store, call.kept
+    stored_results = results[nc + ny :]
+    step = _stepper(bodies[0], nc, init, call.caps, name)
+    if counted:
+        count = jnp.asarray(call.count)
+        _check((count < 0) | (count > length), lambda n: bad_count(name, n, length), count)
+    if length == 0:
+        ys_out = [_zeros(r) for r in results[nc : nc + ny]] if want_ys else [None] * ny
+        stored = [_zeros(r, jnp.shape(v)) for r, v in zip(stored_results, init)] if store else [None] * nc
+        return tuple(init) + tuple(ys_out) + tuple(stored)
+    if not counted and (kept is None or not store):
+
+        def scan_step(c: tuple, x: tuple) -> tuple:
+            new, y, code = step(c, x)
+            return new, (y if want_ys else (), c if store else (), code)
+
+        final, (ys_out, stored, codes) = lax.scan(scan_step, tuple(init), seqs, length=length, reverse=reverse)
+        if codes is not None:  # one code per step: the first that failed
+            _report(codes[jnp.argmax(codes[:, 0] != 0)])
+        return tuple(final) + (tuple(ys_out) if want_ys else (None,) * ny) + (tuple(stored) if store else (None,) * nc)
+    # a count out of range is reported above: the loop runs within the buffers
+    steps = jnp.clip(count, 0, length).astype(jnp.int32) if counted else length
+    # the ys' shapes: the node's static ones, or (a dimension known only now) the body's, traced
+    y_types = [(r[0][1:], r[1]) for r in results[nc : nc + ny]]
+    if want_ys and any(None in shape for shape, _ in y_types):
+        probe = jax.eval_shape(lambda c, x: step(c, x)[1], tuple(init), tuple(s[0] for s in seqs))
+        y_types = [(p.shape, p.dtype) for p in probe]
+    y_bufs = tuple(jnp.zeros((length, *shape), dtype) for shape, dtype in y_types) if want_ys else ()
+    s_bufs = tuple(jnp.zeros((r[0][0], *jnp.shape(v)), v.dtype) for r, v in zip(stored_results, init)) if store else ()
+    if kept is not None:  # each position's slot in the stored carries, -1 for one not stored
+        slots = np.full(length, -1, np.int32)
+        slots[list(kept)] = np.arange(len(kept), dtype=np.int32)
+
+    def fori_step(i: Any, state: tuple) -> tuple:
+        code, c, y_bufs, s_bufs = state
+        t = steps - 1 - i if reverse else i
+        if store:
+            at, when = (
+                (t, None) if kept is None else (jnp.maximum(jnp.asarray(slots)[i], 0), jnp.asarray(slots)[i] >= 0)
+            )
+            s_bufs = tuple(_put(b, v, at, when) for b, v in zip(s_bufs, c))
+        new, y, inner = step(c, tuple(lax.dynamic_index_in_dim(s, t, keepdims=False) for s in seqs))
+        if want_ys:
+            y_bufs = tuple(_put(b, v, t) for b, v in zip(y_bufs, y))
+        return (code if inner is None else _either(code, inner)), new, y_bufs, s_bufs
+
+    code, final, y_bufs, s_bufs = lax.fori_loop(0, steps, fori_step, (_passed(), tuple(init), y_bufs, s_bufs))
+    _report(code)
+    return tuple(final) + (y_bufs if want_ys else (None,) * ny) + (s_bufs if store else (None,) * nc)
+
+
+def _while(bodies: tuple, *args: Any, wanted: frozenset[int] | None = None, results: tuple, **attrs: Any) -> tuple:
+    """A while_loop node as ``lax.while_loop``: the values ``loops.run_while`` computes. With
+    ``max_steps``, a step counter and buffers of ``max_steps`` carries ride in the loop's state,
+    which stops after ``max_steps`` steps; a condition that still holds then is the LoopError
+    the interpreter raises, reported after the call."""
+    cond, body = bodies
+    nc, conds, max_steps, name = attrs["carries"], attrs["conds"], attrs["max_steps"], attrs.get("name", "while_loop")
+    init = [jnp.asarray(a) for a in args[:nc]]
+    ccaps, bcaps = args[nc : nc + conds], args[nc + conds :]
+    store = max_steps is not None and max_steps > 0 and (wanted is None or any(k >= nc for k in wanted))
+    step = _stepper(body, nc, init, bcaps, name)
+
+    def holds(c: tuple) -> Any:
+        with _collecting():  # a check inside the condition: the condition is rerun on the final carry below
+            return cond(*c, *ccaps)
+
+    def go_on(state: tuple) -> Any:
+        n, _, c, _ = state
+        flag = holds(c)
+        return flag if max_steps is None else jnp.logical_and(flag, n < max_steps)
+
+    def while_step(state: tuple) -> tuple:
+        n, code, c, s_bufs = state
+        if store:
+            s_bufs = tuple(_put(b, v, n) for b, v in zip(s_bufs, c))
+        new, _, inner = step(c, ())
+        return n + 1, (code if inner is None else _either(code, inner)), new, s_bufs
+
+    s_bufs = tuple(jnp.zeros((max_steps, *jnp.shape(v)), v.dtype) for v in init) if store else ()
+    n, code, final, s_bufs = lax.while_loop(go_on, while_step, (jnp.int32(0), _passed(), tuple(init), s_bufs))
+    _report(code)
+    if max_steps is None:
+        return tuple(final)
+    _check(jnp.logical_and(n >= max_steps, cond(*final, *ccaps)), too_many_steps(name, max_steps))
+    if not store:
+        stored = (None,) * nc if max_steps else tuple(_zeros(r, jnp.shape(v)) for r, v in zip(results[nc:], init))
+    else:
+        stored = s_bufs
+    return tuple(final) + stored + (n.astype(results[-1][1]),)
+
+
+# how a node with bodies runs here (symdiff.plan.Step); composite's own runs calls its body
+RUNS: dict[str, Callable[..., Any]] = {"scan": _scan, "while_loop": _while}
+
+
+def _runs(op: Op) -> Callable[..., Any] | None:
+    """How a node of ``op`` runs its bodies here (None: as the op says)."""
+    return RUNS.get(op.name)
+
+
+function.runs = _runs  # read by symdiff.plan.Step
+
+
 def _wide(node: Node) -> bool:
-    return node.dtype.itemsize == 8 and node.dtype.kind in "fiu"
+    """Whether the node holds a 64-bit value (of a node of several outputs, a loop's: any of them)."""
+    dtypes = [node.dtype] if node.dtype is not None else [dtype for _, dtype in node.results or ()]
+    return any(d is not None and d.itemsize == 8 and d.kind in "fiu" for d in dtypes)
 
 
 def trace_function(plan: Plan, single: bool) -> Callable[..., Any]:
-    """The plan as a plain function of JAX arrays (one per input), for jit, vmap or sharding."""
+    """The plan as a plain function of JAX arrays (one per input), for jit, vmap or sharding.
+
+    A check that fails at run time (a while_loop past its ``max_steps``) raises LoopError when
+    the function runs on values; traced by a transform (``jax.jit``), where nothing can raise,
+    it makes the float outputs nan."""
+    checked = _checked_function(plan, single)
+
+    def jax_function(*args: Any) -> Any:
+        outs, code = checked(*args)
+        if code is None:
+            return outs
+        try:
+            _raise_failed(code)
+            return outs
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
+            failed = code[0] != 0
+            return jax.tree_util.tree_map(
+                lambda v: jnp.where(failed, jnp.nan, v) if jnp.issubdtype(v.dtype, jnp.floating) else v, outs
+            )
+
+    jax_function.__name__ = "symdiff_jax_function"
+    return jax_function
+
+
+def _checked_function(plan: Plan, single: bool) -> Callable[..., Any]:
+    """The plan as a function of JAX arrays returning (its outputs, the code of the run-time
+    checks traced in it, or None if there are none)."""
     steps, leaves, inputs = plan.steps, plan.leaves, plan.inputs
     position = {n: k for k, n in enumerate(inputs)}
     # constants become JAX arrays while tracing: numpy arrays indexed by traced values fail
@@ -149,8 +419,12 @@ def trace_function(plan: Plan, single: bool) -> Callable[..., Any]:
         outs = [env[i] for i in out_slots]
         return outs[0] if single else outs
 
-    jax_function.__name__ = "symdiff_jax_function"
-    return jax_function
+    def checked(*args: Any) -> tuple:
+        with _collecting() as codes:
+            outs = jax_function(*args)
+        return outs, _first(codes)
+
+    return checked
 
 
 def in_x64(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -189,7 +463,7 @@ class Compiled(_NumpyCompiled):
         self._plan = plan = Plan(outputs, inputs, function, scalars=False)
         self._check_bound(plan)
         traced = trace_function(plan, self._single)
-        self._jitted = jax.jit(traced)
+        self._jitted = jax.jit(_checked_function(plan, self._single))
         self._x64 = any(_wide(n) for n in [*plan.leaves, *plan.computed])
         # float64 is what 32-bit mode would silently lose; int64 indices and counts fit in int32
         float64 = any(n.dtype == np.float64 for n in [*plan.leaves, *plan.computed])
@@ -199,8 +473,11 @@ class Compiled(_NumpyCompiled):
     def _run(self, values: list[Any]) -> Any:
         if self._x64:
             with jax.enable_x64(True):
-                return self._jitted(*values)
-        return self._jitted(*values)
+                outs, code = self._jitted(*values)
+        else:
+            outs, code = self._jitted(*values)
+        _raise_failed(code)  # a check that failed inside jit (a while_loop past max_steps)
+        return outs
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         values = self._values(args, kwargs)

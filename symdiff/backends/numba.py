@@ -5,8 +5,14 @@ Each step becomes one statement. A float64 scalar step is its op's scalar templa
 calls on floats, as in the numpy backend); an elementwise op on arrays is numpy's ufunc of
 its name where numba has it, else its scalar template made a ufunc by ``numba.vectorize``;
 the structural ops, reductions and the few linear-algebra routines numba supports have a
-printer in ``PRINTERS``. Any other op is refused by name when compiling (``unsupported``
-says why; docs/ops.md shows it): nothing falls back to the numpy backend silently.
+printer in ``PRINTERS``. Chains of elementwise steps over one static shape are fused
+(``_Fuser``): one loop over the elements computes each as a scalar of its template, storing
+only the values read outside the loop, with sums over all the elements accumulated in it. A
+node that owns a body (a composite's) calls the body's own njit function, printed once (and
+fused the same way); a loop (``scan``, ``while_loop``: ``LOOPS``) is a native ``for`` or
+``while`` in the function calling it once per step, filling buffers made before the loop.
+Any other op is refused by name when compiling (``unsupported`` says why; docs/ops.md shows
+it): nothing falls back to the numpy backend silently.
 
 Cache: the printed module is written to ``$SYMDIFF_CACHE_DIR`` (default
 ``~/.cache/symdiff/numba``) under a name made of its own hash, and compiled with numba's
@@ -37,11 +43,12 @@ from symdiff.backends import described, unsupported_error
 from symdiff.backends.base import Compiled as _NumpyCompiled
 from symdiff.backends.base import check_value
 from symdiff.backends.numpy import function as numpy_function
-from symdiff.errors import BackendError, ShapeError
+from symdiff.errors import BackendError, LoopError, ShapeError
 from symdiff.graph import Node, Region
+from symdiff.loops import scan_call
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import Op
-from symdiff.plan import Plan, check_shapes, finish
+from symdiff.plan import Plan, Step, check_shapes, finish, wanted_outputs
 
 # numpy ufuncs that numba compiles for arrays and scalars alike (numba's supported-numpy list)
 UFUNCS = frozenset(
@@ -59,15 +66,22 @@ class Writer:
         self.constants: list[np.ndarray] = []  # passed as arguments after the inputs
         # name -> source, printed before the function; shared with the bodies' writers
         self.helpers: dict[str, str] = outer.helpers if outer is not None else {}
-        self.bodies: dict[Region, Body | None] = outer.bodies if outer is not None else {}
+        # (body, the outputs printed) -> its function, printed once; None while it is printed
+        self.bodies: dict[tuple[Region, tuple[int, ...]], Body | None] = outer.bodies if outer is not None else {}
         self.checks: list[tuple[str, Node]] = []  # (flag, node): returned after the outputs
         self.shaped: list[tuple[str, Node]] = []  # ((shape, *input shapes), node): returned last
+        # the outputs the plan reads of each node with several (plan.wanted_outputs; None: all)
+        self.wanted: dict[Node, frozenset[int] | None] = {}
         self._k = 0
+
+    def name(self) -> str:
+        """A fresh local name ``_uN``."""
+        self._k += 1
+        return f"_u{self._k}"
 
     def temp(self, expr: str) -> str:
         """A statement ``_uN = expr``; returns the name."""
-        self._k += 1
-        name = f"_u{self._k}"
+        name = self.name()
         self.lines.append(f"    {name} = {expr}")
         return name
 
@@ -82,33 +96,212 @@ class Writer:
 
 class Body:
     """A body printed as a function of its own (``@numba.njit``), as ``compiled`` is: it takes its
-    parameters, then its array constants, and returns its outputs, then its checks' flags and
-    shapes (a node calling it passes them on)."""
+    parameters, then its array constants, and returns its outputs (those at ``kept``), then its
+    checks' flags and shapes (a node calling it passes them on)."""
 
-    def __init__(self, outer: Writer, region: Region, name: str):
+    def __init__(self, outer: Writer, region: Region, name: str, kept: tuple[int, ...]):
         w = Writer(outer)
-        outs = _print(w, Plan(list(region.outputs), list(region.params), function))
+        outs = _print(w, Plan([region.outputs[k] for k in kept], list(region.params), function))
         self.name, self.constants, self.outputs = name, w.constants, len(outs)
         self.checks, self.shaped = [node for _, node in w.checks], [node for _, node in w.shaped]
         w.helper(name, _function(name, len(region.params), w, outs))
+
+    def call(self, w: Writer, args: list[str]) -> str:
+        """The call of the function on ``args`` (the body's parameters), its constants passed on."""
+        return f"{self.name}({', '.join([*args, *(w.constant(c) for c in self.constants)])})"
+
+    def extras(self, result: str) -> tuple[list[tuple[str, Node]], list[tuple[str, Node]]]:
+        """The checks' flags and the shapes in the tuple ``result`` a call returned, with their nodes."""
+        k = self.outputs
+        flags = [(f"{result}[{k + j}]", checked) for j, checked in enumerate(self.checks)]
+        k += len(self.checks)
+        return flags, [(f"{result}[{k + j}]", checked) for j, checked in enumerate(self.shaped)]
+
+
+def _body(w: Writer, region: Region, kept: tuple[int, ...] | None = None) -> Body:
+    """The function of ``region`` returning its outputs at ``kept`` (all: None), printed once."""
+    kept = tuple(range(len(region.outputs))) if kept is None else kept
+    body = w.bodies.get((region, kept))
+    if body is None:
+        name = f"_body{len(w.bodies)}_{region.name}"
+        w.bodies[region, kept] = None  # the number taken before the bodies it calls take theirs
+        body = w.bodies[region, kept] = Body(w, region, name, kept)
+    return body
 
 
 def _p_body(w: Writer, node: Node, a: list[str]) -> str:
     """A node that runs a body: a call of the body's function (printed once per body)."""
     region = node.regions[0]
-    body = w.bodies.get(region)
-    if body is None:
-        name = f"_body{len(w.bodies)}_{region.name}"
-        w.bodies[region] = None  # the number taken before the bodies it calls take theirs
-        body = w.bodies[region] = Body(w, region, name)
-    called = w.temp(f"{body.name}({', '.join([*a, *(w.constant(c) for c in body.constants)])})")
-    k = body.outputs
-    for j, checked in enumerate(body.checks):
-        w.checks.append((f"{called}[{k + j}]", checked))
-    k += len(body.checks)
-    for j, checked in enumerate(body.shaped):
-        w.shaped.append((f"{called}[{k + j}]", checked))
+    body = _body(w, region)
+    called = w.temp(body.call(w, a))
+    flags, shapes = body.extras(called)
+    w.checks += flags
+    w.shaped += shapes
     return called if region.several else f"{called}[0]"
+
+
+def _dtype(dtype: np.dtype) -> str:
+    return "np.bool_" if dtype == np.bool_ else f"np.{dtype.name}"
+
+
+def _no_step_shapes(checked: Node) -> str:
+    """The value of a shape check (``(shape, *input shapes)``) that passes it, for a body that
+    ran no step: the static shapes with each None dimension 0 (as on both sides)."""
+    parts = [tuple(0 if d is None else d for d in m.shape) for m in (checked, *checked.inputs)]
+    return repr(tuple(parts))
+
+
+class _Loop:
+    """A native loop calling body functions: the values carried from step to step, the lines of
+    the loop (written out by ``close``, after whatever the printer put before the loop), and the
+    checks of its bodies (flags and'ed over the steps, the shapes of the last step), returned
+    as the function's own."""
+
+    def __init__(self, w: Writer, init: list[str]):
+        self.w = w
+        self.carries = [w.temp(x) for x in init]
+        self.lines: list[str] = []
+        self.flags: dict[Node, str] = {}
+        self.shapes: dict[Node, str] = {}
+
+    def line(self, text: str, depth: int = 1) -> None:
+        self.lines.append("    " * (depth + 1) + text)
+
+    def run(self, body: Body, args: list[str]) -> str:
+        """A line calling ``body`` on ``args``; its checks gathered. Returns the result's name."""
+        w, result = self.w, self.w.name()
+        self.line(f"{result} = {body.call(w, args)}")
+        flags, shapes = body.extras(result)
+        for flag, checked in flags:
+            if checked not in self.flags:
+                self.flags[checked] = w.temp("True")
+            self.line(f"{self.flags[checked]} = {self.flags[checked]} and {flag}")
+        for shape, checked in shapes:
+            if checked not in self.shapes:
+                self.shapes[checked] = w.temp(_no_step_shapes(checked))
+            self.line(f"{self.shapes[checked]} = {shape}")
+        return result
+
+    def carry(self, result: str) -> None:
+        for j, c in enumerate(self.carries):
+            self.line(f"{c} = {result}[{j}]")
+
+    def store(self, buffers: list[str], at: str, depth: int = 1) -> None:
+        for buf, c in zip(buffers, self.carries):
+            self.line(f"{buf}[{at}] = {c}", depth)
+
+    def keep_shapes(self, node: Node, result: str, params: tuple[Node, ...]) -> None:
+        """Lines stopping the loop, its flag False, when the step that made ``result`` changed the
+        shape of a carry with a None dimension (static ones cannot change): the caller raises the
+        interpreter's ShapeError (``loops.carry_changed``)."""
+        changing = [j for j, c in enumerate(self.carries) if None in params[j].shape]
+        if not changing:
+            return
+        ok = self.w.temp("True")
+        self.w.checks.append((ok, node))
+        same = " and ".join(f"{result}[{j}].shape == {self.carries[j]}.shape" for j in changing)
+        self.line(f"if not ({same}):")
+        self.line(f"{ok} = False", 2)
+        self.line("break", 2)
+
+    def close(self, header: str) -> None:
+        self.w.lines += [f"    {header}", *self.lines]
+        self.w.checks += [(flag, checked) for checked, flag in self.flags.items()]
+        self.w.shaped += [(shape, checked) for checked, shape in self.shapes.items()]
+
+
+def _stored(w: Writer, node: Node, at: int, init: list[str]) -> list[str]:
+    """Zeros for the carries a loop stores (outputs ``at`` on): its static length, then each
+    initial carry's shape."""
+    buffers = []
+    for j, x in enumerate(init):
+        (length, *item), dtype = node.results[at + j]
+        shape = f"({length},) + {x}.shape" if item else f"({length},)"
+        buffers.append(w.temp(f"np.zeros({shape}, {_dtype(dtype)})"))
+    return buffers
+
+
+def _p_scan(w: Writer, node: Node, a: list[str]) -> str:
+    """A scan (symdiff.loops): ``for`` over the steps calling the body's function; the ys
+    stacked into buffers made before the loop, the carries each step started from stored only
+    where the plan reads them, at the kept positions when checkpointed, and a step changing a
+    carry's shape stopping the loop (as ``run_scan``, the interpreter's loop)."""
+    at = node.attrs
+    nc, ny, length = at["carries"], at["ys"], at["length"]
+    region = node.regions[0]
+    call = scan_call(a, **at, wanted=w.wanted.get(node))
+    body = _body(w, region, tuple(range(nc + ny if call.want_ys else nc)))
+    loop = _Loop(w, a[:nc])
+    steps = str(length)
+    if at["counted"]:  # a count out of range runs no step: the caller raises the interpreter's LoopError
+        ok = w.temp(f"0 <= {a[-1]} <= {length}")
+        w.checks.append((ok, node))
+        steps = w.temp(f"{a[-1]} if {ok} else 0")
+    ys = []
+    for k in range(ny if call.want_ys else 0):
+        shape, dtype = node.results[nc + k]
+        ys.append(w.temp(f"np.zeros({tuple(0 if d is None else d for d in shape)}, {_dtype(dtype)})"))
+    stored = _stored(w, node, nc + ny, a[:nc]) if call.store else []
+    p, t = w.name(), w.name()
+    loop.line(f"{t} = {steps} - 1 - {p}" if at["reverse"] else f"{t} = {p}")
+    if stored and call.kept is not None:
+        # checkpointed: the carries starting the steps at the kept positions (in iteration
+        # order, increasing), each at its index there, as loops.run_scan stores them
+        kept, slot = w.constant(np.array(call.kept, np.int64)), w.temp("0")
+        loop.line(f"if {slot} < {len(call.kept)} and {p} == {kept}[{slot}]:")
+        loop.store(stored, slot, 2)
+        loop.line(f"{slot} += 1", 2)
+    elif stored:
+        loop.store(stored, t)
+    result = loop.run(body, [*loop.carries, *(f"{x}[{t}]" for x in call.seqs), *call.caps])
+    loop.keep_shapes(node, result, region.params)
+    loop.carry(result)
+    for k, buf in enumerate(ys):
+        y = f"{result}[{nc + k}]"
+        (_, *item), dtype = node.results[nc + k]
+        if None in item:  # the item's size is known once a step made it
+            loop.line(f"if {p} == 0:")
+            loop.line(f"{buf} = np.zeros(({length},) + {y}.shape, {_dtype(dtype)})", 2)
+        loop.line(f"{buf}[{t}] = {y}")
+    loop.close(f"for {p} in range({steps}):")
+    return "(" + ", ".join([*loop.carries, *(ys or ["None"] * ny), *(stored or ["None"] * nc)]) + ",)"
+
+
+def _p_while(w: Writer, node: Node, a: list[str]) -> str:
+    """A while_loop (symdiff.loops): ``while`` the condition's function says so, calling the
+    body's; with ``max_steps``, the carries each step started from stored (where the plan reads
+    them) and the trip count kept. A loop still going after ``max_steps`` steps stops, and the
+    caller raises the interpreter's LoopError."""
+    at = node.attrs
+    nc, nconds, bound = at["carries"], at["conds"], at["max_steps"]
+    wanted = w.wanted.get(node)
+    cond, body = _body(w, node.regions[0]), _body(w, node.regions[1])
+    ccaps, bcaps = a[nc : nc + nconds], a[nc + nconds :]
+    loop = _Loop(w, a[:nc])
+    count = w.temp("0")
+    store = bound is not None and (wanted is None or any(nc <= k < 2 * nc for k in wanted))
+    stored = _stored(w, node, nc, a[:nc]) if store else []
+    holds = loop.run(cond, [*loop.carries, *ccaps])
+    loop.line(f"if not {holds}[0]:")
+    loop.line("break", 2)
+    if bound is not None:
+        ok = w.temp("True")
+        w.checks.append((ok, node))
+        loop.line(f"if {count} >= {bound}:")
+        loop.line(f"{ok} = False", 2)
+        loop.line("break", 2)
+    loop.store(stored, count)
+    result = loop.run(body, [*loop.carries, *bcaps])
+    loop.keep_shapes(node, result, node.regions[1].params)
+    loop.carry(result)
+    loop.line(f"{count} += 1")
+    loop.close("while True:")
+    if bound is None:
+        return "(" + ", ".join(loop.carries) + ",)"
+    return "(" + ", ".join([*loop.carries, *(stored or ["None"] * nc), f"np.int64({count})"]) + ",)"
+
+
+LOOPS: dict[str, Callable[[Writer, Node, list[str]], str]] = {"scan": _p_scan, "while_loop": _p_while}
 
 
 def _refuse(node: Node, reason: str) -> BackendError:
@@ -497,7 +690,9 @@ def unsupported(op: Op) -> str | None:
     """Why this backend cannot run ``op`` (None: it can, for the shapes its printer accepts)."""
     if op.sparsity == "body":  # runs its body, each op of it as here
         return None
-    if op.name in PRINTERS or op.numpy in UFUNCS and op.elementwise or op.scalar is not None and op.elementwise:
+    if op.name in PRINTERS or op.name in LOOPS:
+        return None
+    if op.numpy in UFUNCS and op.elementwise or op.scalar is not None and op.elementwise:
         return None
     return "numba compiles no form of it (numba's numpy has no such function); not written for numba yet"
 
@@ -507,6 +702,7 @@ def support(op: Op) -> str:
     return described(
         unsupported(op),
         (op.sparsity == "body", "its body, a njit function of its own"),
+        (op.name in LOOPS, "a native loop calling its bodies' njit functions"),
         (op.name in PRINTERS, "printer"),
         otherwise=f"`np.{op.numpy}`" if op.numpy in UFUNCS else "scalar template, looped",
     )
@@ -520,8 +716,8 @@ def function(op: Op) -> Callable[..., str]:
         raise unsupported_error("numba", op.name, reason)
     if op.sparsity == "body":
         return _p_body
-    if op.name in PRINTERS:
-        return PRINTERS[op.name]
+    if op.name in PRINTERS or op.name in LOOPS:
+        return PRINTERS.get(op.name) or LOOPS[op.name]
     return functools.partial(_elementwise, op)
 
 
@@ -605,7 +801,8 @@ def _function(name: str, arity: int, w: Writer, outs: list[str]) -> str:
 
 
 def _print(w: Writer, plan: Plan) -> list[str]:
-    """The plan's steps as statements of ``w``; the names of its outputs."""
+    """The plan's steps as statements of ``w``, chains of elementwise steps fused into loops
+    (``_Fuser``); the names of its outputs."""
     shaped = {s.node for s in plan.compiled_checks()}
     names: dict[Node, str] = {}
     for n in (*plan.inputs, *(s.node for s in plan.steps)):
@@ -615,27 +812,240 @@ def _print(w: Writer, plan: Plan) -> list[str]:
                 f"the numba backend cannot run float16 ({what}): numba has no half-precision arithmetic; "
                 "use backend='numpy' or backend='jax' for this graph"
             )
+    w.wanted = wanted_outputs(plan.computed, plan.outputs)
     for k, n in enumerate(plan.inputs):
         names[n] = f"x{k}"
     for n in plan.leaves:
         if n not in names:
             names[n] = _literal(n) or w.constant(n.value)
+    fuser = _Fuser(w, plan, names, shaped)
     for step in plan.steps:
-        n = step.node
-        args = [names[u] for u in n.inputs]
-        if step.scalar:
-            expr = REGISTRY[n.op].scalar.format(*args)
-        else:
-            expr = step.fn(w, n, args)  # the plan's function of the op: this backend's printer
-            if not expr:
-                raise _refuse(n, "this form of it (broadcast operands, a scalar) has no numba printer")
-        target = f"t{n.index}"
-        w.lines.append(f"    {target} = {expr}")
-        names[n] = target
-        if n in shaped:  # a raise here would keep numba from caching: the caller checks
-            parts = [f"{names[m]}.shape" if m.ndim else "()" for m in (n, *n.inputs)]
-            w.shaped.append((w.temp(f"({', '.join(parts)},)"), n))
+        fuser.add(step)
+    fuser.finish()
     return [names[n] for n in plan.outputs]
+
+
+def _emit(w: Writer, step: Step, names: dict[Node, str], shaped: set[Node]) -> None:
+    """One step as one statement ``tN = expr`` (its printer's, or its scalar template)."""
+    n = step.node
+    args = [names[u] for u in n.inputs]
+    if step.scalar:
+        expr = REGISTRY[n.op].scalar.format(*args)
+    else:
+        expr = step.fn(w, n, args)  # the plan's function of the op: this backend's printer
+        if not expr:
+            raise _refuse(n, "this form of it (broadcast operands, a scalar) has no numba printer")
+    target = f"t{n.index}"
+    w.lines.append(f"    {target} = {expr}")
+    names[n] = target
+    if n in shaped:  # a raise here would keep numba from caching: the caller checks
+        parts = [f"{names[m]}.shape" if m.ndim else "()" for m in (n, *n.inputs)]
+        w.shaped.append((w.temp(f"({', '.join(parts)},)"), n))
+
+
+# elementwise ops printed by PRINTERS whose element is a scalar expression of their inputs' elements
+_FUSED = {
+    "stop_gradient": "{0}",
+    "broadcast_to": "{0}",
+    "broadcast_like": "{0}",  # input 1 gives the shape only
+    "astype": "{0}",  # made the node's dtype as every member is
+    "clip": "np.minimum(np.maximum({0}, {1}), {2})",
+    "clip_below": "np.maximum({0}, {1})",
+    "clip_above": "np.minimum({0}, {1})",
+}
+# the ops whose scalar form has numpy's meaning on integers and booleans too; any other is fused
+# only where it makes floats (or ints, for _INTEGER): numpy's bool + bool or int ** -1 are its own
+_ANY_KIND = frozenset(
+    "equal not_equal less less_equal greater greater_equal where maximum minimum clip clip_below clip_above "
+    "stop_gradient broadcast_to broadcast_like".split()
+)
+_INTEGER = frozenset("add sub mul neg abs".split())
+
+
+def _static(shape: tuple) -> bool:
+    return None not in shape
+
+
+def _element_template(node: Node) -> str | None:
+    """The scalar expression, a template over its inputs' elements, computing one element of
+    ``node`` in a fused loop; None if the node is printed on its own. Fused: an elementwise op
+    with a scalar form (numba's kernel of its numpy ufunc, else its scalar template) of a static
+    shape, whose inputs broadcast to it by size-1 axes alone, in a float, int or bool dtype
+    where the scalar form means what numpy's array op does."""
+    op = REGISTRY[node.op]
+    if not (op.elementwise or node.op == "stop_gradient") or node.is_multi or node.regions:
+        return None
+    if not node.shape or not _static(node.shape) or node.dtype.kind not in "fbi":
+        return None
+    if node.op == "astype" and node.dtype.kind != "f":
+        if node.dtype.kind != "i" or node.inputs[0].dtype.kind not in "ib":
+            return None  # float to int or anything to bool: numpy's casts, not numba's scalar ones
+    if node.dtype.kind != "f" and node.op not in _ANY_KIND and not (node.dtype.kind == "i" and node.op in _INTEGER):
+        return None
+    for u in node.inputs:
+        if u.dtype.kind not in "fbi" or not _static(u.shape) or len(u.shape) > node.ndim:
+            return None
+        if any(d not in (1, s) for d, s in zip(u.shape, node.shape[node.ndim - u.ndim :])):
+            return None
+    if node.op in _FUSED:
+        template = _FUSED[node.op]
+    elif node.op in PRINTERS:
+        return None
+    elif op.numpy in UFUNCS:  # numba's own kernel of its array ufunc: the same numbers as unfused
+        template = f"np.{op.numpy}({', '.join(f'{{{k}}}' for k in range(len(node.inputs)))})"
+    elif op.scalar is not None:
+        template = op.scalar
+    else:
+        return None
+    if node.dtype != np.float64 or any(u.dtype != np.float64 for u in node.inputs):
+        # numba's scalar types are not numpy's arrays' (int32 + int32 is int64, float32 * a
+        # float64 literal float64): each element is made the node's dtype, as numpy's result is
+        template = f"{_dtype(node.dtype)}({template})"
+    return template
+
+
+def _reduced(node: Node) -> str | None:
+    """The op ("sum" or "mean") of a float64 sum or mean of a float64 array over all its axes,
+    which a loop over the array's elements accumulates (in numba's np.sum's order); else None."""
+    if node.op not in ("sum", "mean") or node.shape != () or node.dtype != np.float64:
+        return None
+    (x,) = node.inputs
+    if not x.shape or not _static(x.shape) or x.dtype != np.float64 or len(_axes(node, x.ndim)) != x.ndim:
+        return None
+    return node.op
+
+
+class _Group:
+    """Steps of one shape computed in one loop over its elements: elementwise ones (``maps``:
+    node -> its element's template) and sums over all the shape's elements (``sums``)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = shape
+        self.steps: dict[Node, Step] = {}
+        self.maps: dict[Node, str] = {}
+        self.sums: set[Node] = set()
+
+
+class _Fuser:
+    """Prints a plan's steps, fusing elementwise ones into loops.
+
+    Steps are taken in the plan's order. An elementwise step of a static shape joins that
+    shape's open group if each of its inputs is printed already or an element the group
+    computes; a sum over the group's shape joins as an accumulator. Another step is printed
+    at once if its inputs are printed, else it waits (for a group's results) and is printed
+    once they are. A group is printed, as one loop, when a step needs a value it computes
+    after the loop (a sum, or any member for a step that cannot join) and at the end; it
+    stores in arrays only the members read outside it (or returned). A group of one step is
+    printed as that step alone. Steps have no side effects: order among them matters only
+    through what they read, so printing a step before an open group's loop is sound.
+    """
+
+    def __init__(self, w: Writer, plan: Plan, names: dict[Node, str], shaped: set[Node]):
+        self.w, self.names, self.shaped = w, names, shaped
+        self.outputs = set(plan.outputs)
+        self.readers: dict[Node, set[Node]] = {}
+        for step in plan.steps:
+            for u in step.node.inputs:
+                self.readers.setdefault(u, set()).add(step.node)
+        self.groups: dict[tuple[int, ...], _Group] = {}  # the open ones, by shape
+        self.group_of: dict[Node, _Group] = {}
+        self.waiting: dict[Node, Step] = {}  # in the plan's order
+
+    def add(self, step: Step) -> None:
+        n = step.node
+        fused = None if step.scalar or n in self.shaped else _element_template(n)
+        reduced = None if fused is not None or n in self.shaped else _reduced(n)
+        if fused is not None or reduced is not None:
+            shape = n.shape if fused is not None else n.inputs[0].shape
+            if not all(self._available(u, self.groups.get(shape)) for u in n.inputs):
+                for u in n.inputs:
+                    self._need(u)
+            group = self.groups.get(shape)
+            if group is None:
+                group = self.groups[shape] = _Group(shape)
+            group.steps[n] = step
+            if fused is not None:
+                group.maps[n] = fused
+            else:
+                group.sums.add(n)
+            self.group_of[n] = group
+        elif all(u in self.names for u in n.inputs):
+            _emit(self.w, step, self.names, self.shaped)
+        else:
+            self.waiting[n] = step
+
+    def finish(self) -> None:
+        for group in list(self.groups.values()):
+            self._flush(group)
+        assert not self.waiting
+
+    def _available(self, u: Node, group: _Group | None) -> bool:
+        """True if a member of ``group`` can read ``u`` in its loop."""
+        return u in self.names or (group is not None and self.group_of.get(u) is group and u in group.maps)
+
+    def _need(self, u: Node) -> None:
+        """Print what ``u`` waits for: its group's loop, or (if ``u`` waits) every open group's."""
+        if u in self.names:
+            return
+        group = self.group_of.get(u)
+        if group is not None and self.groups.get(group.shape) is group:
+            self._flush(group)
+        else:
+            for open_group in list(self.groups.values()):
+                self._flush(open_group)
+
+    def _flush(self, group: _Group) -> None:
+        del self.groups[group.shape]
+        if len(group.steps) == 1:
+            _emit(self.w, next(iter(group.steps.values())), self.names, self.shaped)
+        else:
+            self._loop(group)
+        for n, step in list(self.waiting.items()):  # in order: a waiting input is printed first
+            if all(u in self.names for u in n.inputs):
+                del self.waiting[n]
+                _emit(self.w, step, self.names, self.shaped)
+
+    def _loop(self, group: _Group) -> None:
+        w, names, shape = self.w, self.names, group.shape
+        index = [w.name() for _ in shape]
+        stored = [
+            n for n in group.maps if n in self.outputs or any(r not in group.steps for r in self.readers.get(n, ()))
+        ]
+        for n in stored:
+            w.lines.append(f"    t{n.index} = np.empty({shape}, {_dtype(n.dtype)})")
+        for n in group.steps:
+            if n in group.sums:
+                w.lines.append(f"    t{n.index} = 0.0")
+        for depth, (i, size) in enumerate(zip(index, shape)):
+            w.lines.append("    " * (depth + 1) + f"for {i} in range({size}):")
+        pad = "    " * (len(shape) + 1)
+        local: dict[Node, str] = {}  # an element computed or loaded in the loop: its name there
+
+        def element(u: Node) -> str:
+            if u in local:
+                return local[u]
+            if not u.ndim:
+                return names[u]
+            skip = len(shape) - u.ndim
+            at = [i if d == size else "0" for i, d, size in zip(index[skip:], u.shape, shape[skip:])]
+            local[u] = w.name()
+            w.lines.append(f"{pad}{local[u]} = {names[u]}[{', '.join(at)}]")
+            return local[u]
+
+        for n in group.steps:
+            args = [element(u) for u in n.inputs]
+            if n in group.sums:
+                w.lines.append(f"{pad}t{n.index} += {args[0]}")
+                continue
+            local[n] = w.name()
+            w.lines.append(f"{pad}{local[n]} = {group.maps[n].format(*args)}")
+        for n in stored:
+            w.lines.append(f"{pad}t{n.index}[{', '.join(index)}] = {local[n]}")
+        for n in group.steps:
+            if n.op == "mean":
+                w.lines.append(f"    t{n.index} = t{n.index} / {math.prod(shape)}")
+        for n in (*stored, *group.sums):
+            names[n] = f"t{n.index}"
 
 
 def cache_dir() -> Path:
@@ -735,8 +1145,11 @@ class Compiled(_NumpyCompiled):
         if self._checked:
             flags, raw = raw[len(raw) - len(self._checked) :], raw[: len(raw) - len(self._checked)]
             if not all(flags):
-                self._refuse(values)
-                raise ShapeError("a gradient has a shape other than its variable's")  # unreachable: run raised
+                self._refuse(values)  # unreachable past here: the interpreter raised
+                failed = next(node for node, flag in zip(self._checked, flags) if not flag)
+                if failed.op in LOOPS:
+                    raise LoopError(f"{failed.attrs['name']}: ran out of its steps' bounds")
+                raise ShapeError("a gradient has a shape other than its variable's")
         results = [_finish(v, node.dtype) for v, node in zip(raw, self.outputs)]
         return results[0] if self._single else results
 

@@ -18,15 +18,17 @@ import functools
 import keyword
 import math
 import re
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from symdiff.graph import Node, Region
+from symdiff.loops import bad_count, carry_changed, scan_call, too_many_steps
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import Op, numpy_function
-from symdiff.plan import SCALAR_DTYPES, Plan
+from symdiff.plan import SCALAR_DTYPES, Plan, check_call, wanted_outputs
 
 _RESERVED = {"np", "max", "abs", "float", "bool"}
 _LITERAL_TYPES = (int, float, bool, str, type(None))
@@ -72,8 +74,16 @@ def _where(condition, x, y):
     return np.where(condition, x, y)
 
 
+def _sum(x, axis=None, keepdims=False):
+    # np.sum on an ndarray is np.add.reduce behind a Python dispatch that costs twice the sum
+    # of a small array (a loop body's reductions, once per step); anything else goes through it
+    if type(x) is np.ndarray:
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
 # Where this backend computes an op other than by the op's numpy name or its generic forward.
-OVERRIDES: dict[str, Callable[..., Any]] = {"where": _where}
+OVERRIDES: dict[str, Callable[..., Any]] = {"where": _where, "sum": _sum}
 
 
 def _named(op: Op) -> str | None:
@@ -94,8 +104,11 @@ def function(op: Op) -> Callable[..., Any]:
 
 
 def _call(op: Op, node: Node, args: list[str], namespace: dict[str, Any]) -> str:
-    """``np.tanh(t3)``, ``_sum(t4, axis=(-1,), keepdims=False)``: a call to the op's function."""
+    """``np.tanh(t3)``, ``_sum(t4, axis=(-1,), keepdims=False)``: a call to the op's function
+    (``t5[1]`` for output 1 of a node with several)."""
     attrs = dict(node._attrs)
+    if op.name == "output":
+        return f"{args[0]}[{attrs['index']}]"
     name = _named(op)
     fn = function(op)
     if name is None:
@@ -159,20 +172,217 @@ def arguments(node: Node, names: dict[Node, str], strong: tuple[int, ...] = ()) 
 
 def body_names(plan: Plan) -> dict[Region, str]:
     """The name under which generated code calls each body its plan's steps run (``_body0``, ...):
-    one per body, however many nodes run it."""
+    one per body (a while_loop's condition and body each), however many nodes run it."""
     names: dict[Region, str] = {}
     for step in plan.steps:
-        if step.node.regions:
-            names.setdefault(step.node.regions[0], f"_body{len(names)}")
+        for region in step.node.regions:
+            names.setdefault(region, f"_body{len(names)}")
     return names
 
 
-def generate(plan: Plan, checks: dict[Node, Callable[..., None]]) -> tuple[str, dict[str, Any]]:
+# Nodes that generated code runs as Python loops over their bodies' functions; another node
+# with a body (a composite call) calls the plan's function of it (``Step.call``).
+LOOPS = ("scan", "while_loop")
+
+
+# The errors a loop raises, made by symdiff.loops's functions (the interpreter's messages), under
+# the names generated code calls them by.
+LOOP_ERRORS = {"_bad_count": bad_count, "_carry_changed": carry_changed, "_too_many_steps": too_many_steps}
+
+
+def loop_lines(
+    node: Node,
+    target: str,
+    args: Sequence[str],
+    bodies: Sequence[str],
+    wanted: frozenset[int] | None,
+    namespace: dict[str, Any],
+) -> list[str]:
+    """The statements that run a loop node (``LOOPS``) as a Python loop and leave the tuple of its
+    outputs in ``target``: the body's function (``bodies``: the names of its regions' functions)
+    called once per step, ys and stored carries written into arrays made before the loop, only
+    the outputs the plan reads (``wanted``, None: all) kept. The functions of ``LOOP_ERRORS`` the
+    lines call are put in ``namespace``. Each line does what the op's ``runs``
+    (``symdiff.loops``) does, in the same order and with the same checks, so the values (and
+    errors) are the interpreter's to the last bit."""
+    attrs = dict(node._attrs)
+    if node.op == "while_loop":
+        lines = _while_lines(node, attrs, target, args, bodies, wanted)
+    else:
+        lines = _scan_lines(node, attrs, target, args, bodies[0], wanted)
+    text = "\n".join(lines)
+    namespace.update({k: f for k, f in LOOP_ERRORS.items() if f"{k}(" in text})
+    return lines
+
+
+def _carry_checks(
+    node: Node, results: Sequence[tuple], target: str, carries: Sequence[str]
+) -> tuple[list[str], list[str], list[str]]:
+    """A step's check that each carry with a None dimension kept its shape (a static one cannot
+    change): the names of the initial shapes, the lines before the loop that note them, and those
+    after the body's call (each step is checked, so a step starts from the initial shape)."""
+    names, before, after = [], [], []
+    name = dict(node._attrs)["name"]
+    for j, (carry, (shape, _)) in enumerate(zip(carries, results)):
+        if None in shape:
+            first = f"{target}_k{j}"
+            names.append(first)
+            before.append(f"    {first} = np.shape({carry})")
+            after += [
+                f"        if np.shape({carry}) != {first}:",
+                f"            raise _carry_changed({name!r}, {j}, {first}, np.shape({carry}))",
+            ]
+    return names, before, after
+
+
+def _zeros(result: tuple, item: str | None = None) -> str:
+    """``np.zeros`` of a stacked output, as the op's ``_buffer`` makes it: its static length,
+    then ``item`` (source text of the item's shape as computed) or the item's static shape
+    (a None dimension 0)."""
+    shape, dtype = result
+    text = repr(tuple(0 if d is None else d for d in shape)) if item is None else f"({shape[0]}, *{item})"
+    return f"np.zeros({text}, dtype={dtype.str!r})"
+
+
+def _buffers(
+    names: Sequence[str], results: Sequence[tuple], values: Sequence[str], empties: Sequence[str | None], indent: str
+) -> tuple[list[str], list[str], list[str]]:
+    """Arrays of stacked outputs (``names``): the lines before the loop (each made from its
+    static shape, or None where the item has a None dimension), those in a step that make the
+    rest from the step's ``values`` (at ``indent``), and those after the loop for a loop that
+    ran no step (``empties``: the item's shape then, None for its static shape)."""
+    before, during, after = [], [], []
+    for name, result, value, empty in zip(names, results, values, empties):
+        if None not in result[0]:
+            before.append(f"    {name} = {_zeros(result)}")
+            continue
+        before.append(f"    {name} = None")
+        during += [f"{indent}if {name} is None:", f"{indent}    {name} = {_zeros(result, f'np.shape({value})')}"]
+        after += [f"    if {name} is None:", f"        {name} = {_zeros(result, empty)}"]
+    return before, during, after
+
+
+def _scan_lines(
+    node: Node,
+    attrs: dict[str, Any],
+    target: str,
+    args: Sequence[str],
+    body: str,
+    wanted: frozenset[int] | None,
+) -> list[str]:
+    """A scan: ``for t in range(n): stored[t] = c; c, ys[t] = body(c, xs[t])`` (``run_scan``)."""
+    nc, ny, length = attrs["carries"], attrs["ys"], attrs["length"]
+    name, policy, counted, reverse = attrs["name"], attrs["checkpoint"], attrs["counted"], attrs["reverse"]
+    found = scan_call(args, wanted=wanted, **attrs)
+    init, seqs, caps, want_ys, store, kept = found.init, found.seqs, found.caps, found.want_ys, found.store, found.kept
+    # read for its stored carries alone (a checkpointed reverse's recomputation): no last step
+    skip_last = wanted is not None and not any(k < nc + ny for k in wanted)
+    t = f"{target}_t"
+    p = f"{target}_p" if reverse else t  # the step's position in iteration order
+    carries = [f"{target}_c{j}" for j in range(nc)]
+    ys = [f"{target}_y{k}" for k in range(ny)]
+    stacked = [f"{target}_ys{k}" for k in range(ny)]
+    stored = [f"{target}_s{j}" for j in range(nc)]
+    steps = f"{target}_n" if counted else str(length)
+    how = f"{'a counted number of' if counted else length} steps{' in reverse' if reverse else ''}"
+    lines = [f"    # {name}: {how}"] + [f"    {c} = {a}" for c, a in zip(carries, init)]
+    noted, before, checks = _carry_checks(node, node.results[:nc], target, carries)
+    lines += before
+    if counted:
+        lines += [
+            f"    {steps} = int({found.count})",
+            f"    if not 0 <= {steps} <= {length}:",
+            f"        raise _bad_count({name!r}, {steps}, {length})",
+        ]
+    last = f"{steps} - 1" if counted else str(length - 1)
+    order = f"range({last}, -1, -1)" if reverse else f"range({steps})"
+    enumerated = reverse and (kept is not None or skip_last)
+    loop = [f"    for {p}, {t} in enumerate({order}):" if enumerated else f"    for {t} in {order}:"]
+    after = []
+    if store:
+        indent, at = " " * 8, t
+        if kept is not None and policy[0] == "every":
+            every = policy[1]
+            at = p if every == 1 else f"{p} // {every}"
+            if every > 1:
+                loop.append(f"        if {p} % {every} == 0:")
+                indent = " " * 12
+        elif kept is not None:  # the positions a schedule keeps, and where
+            slots = {position: k for k, position in enumerate(kept)}
+            lines.append(f"    {target}_slots = {slots!r}")
+            at = f"{target}_at"
+            loop += [f"        {at} = {target}_slots.get({p})", f"        if {at} is not None:"]
+            indent = " " * 12
+        shapes = [f"np.shape({a})" for a in init]
+        made, during, empty = _buffers(stored, node.results[nc + ny :], carries, shapes, indent)
+        lines += made
+        after += empty
+        loop += during + [f"{indent}{s}[{at}] = {c}" for s, c in zip(stored, carries)]
+    if skip_last:
+        loop += [f"        if {p} == {last}:", "            break"]
+    outs = carries + ys
+    call = f"{body}({', '.join(carries + [f'{x}[{t}]' for x in seqs] + list(caps))})"
+    loop.append(f"        {', '.join(outs)}{',' if len(outs) == 1 else ''} = {call}")
+    loop += checks
+    if want_ys:
+        made, during, empty = _buffers(stacked, node.results[nc : nc + ny], ys, [None] * ny, " " * 8)
+        lines += made
+        after += empty
+        loop += during + [f"        {b}[{t}] = {y}" for b, y in zip(stacked, ys)]
+    held = carries + (stacked if want_ys else []) + (stored if store else []) + noted
+    parts = carries + (stacked if want_ys else ["None"] * ny) + (stored if store else ["None"] * nc)
+    return lines + loop + after + [f"    {target} = ({', '.join(parts)},)", f"    del {', '.join(held)}"]
+
+
+def _while_lines(
+    node: Node,
+    attrs: dict[str, Any],
+    target: str,
+    args: Sequence[str],
+    bodies: Sequence[str],
+    wanted: frozenset[int] | None,
+) -> list[str]:
+    """A while_loop: ``while cond(c): stored[n] = c; c = body(c); n += 1``, at most max_steps."""
+    nc, conds, bound, name = attrs["carries"], attrs["conds"], attrs["max_steps"], attrs["name"]
+    init, ccaps, bcaps = args[:nc], args[nc : nc + conds], args[nc + conds :]
+    store = bound is not None and (wanted is None or any(k >= nc for k in wanted))
+    carries = [f"{target}_c{j}" for j in range(nc)]
+    stored = [f"{target}_s{j}" for j in range(nc)]
+    n = f"{target}_n"
+    lines = [f"    # {name}{f': at most {bound} steps' if bound is not None else ''}"]
+    lines += [f"    {c} = {a}" for c, a in zip(carries, init)] + [f"    {n} = 0"]
+    noted, before, checks = _carry_checks(node, node.results[:nc], target, carries)
+    lines += before
+    loop = [f"    while {bodies[0]}({', '.join(carries + list(ccaps))}):"]
+    after = []
+    if bound is not None:
+        loop += [f"        if {n} >= {bound}:", f"            raise _too_many_steps({name!r}, {bound})"]
+    if store:
+        made, during, empty = _buffers(
+            stored, node.results[nc : 2 * nc], carries, [f"np.shape({a})" for a in init], " " * 8
+        )
+        lines += made
+        after += empty
+        loop += during + [f"        {s}[{n}] = {c}" for s, c in zip(stored, carries)]
+    call = f"{bodies[1]}({', '.join(carries + list(bcaps))})"
+    loop += [f"        {', '.join(carries)}{',' if nc == 1 else ''} = {call}", *checks, f"        {n} += 1"]
+    parts = list(carries)
+    if bound is not None:
+        parts += (stored if store else ["None"] * nc) + [f"np.int64({n})"]
+    held = carries + (stored if store else []) + [n] + noted
+    return lines + loop + after + [f"    {target} = ({', '.join(parts)},)", f"    del {', '.join(held)}"]
+
+
+def generate(
+    plan: Plan, checks: dict[Node, Callable[..., None]], compile_bodies: bool = True
+) -> tuple[str, dict[str, Any]]:
     """Python source for ``def compiled(<inputs>)`` and the namespace it runs in.
 
     Everything comes from the plan: its leaves (constants and inputs), the steps in order
     with their scalar decisions, and the lifetimes that say when an array can be released.
-    ``checks`` maps nodes to run-time shape checks ``check(value, *inputs)``.
+    ``checks`` maps nodes to run-time shape checks ``check(value, *inputs)``. A loop node is a
+    Python loop (``loop_lines``) calling its bodies as ``_body0``, ...; ``compile_bodies`` puts
+    their generated functions (``body_function``) in the namespace (``to_source`` prints its own).
     """
     inputs, outputs, computed = plan.inputs, plan.outputs, plan.computed
     taken: set[str] = set()
@@ -196,6 +406,7 @@ def generate(plan: Plan, checks: dict[Node, Callable[..., None]]) -> tuple[str, 
     scalar = {s.node: s.scalar for s in plan.steps}
     strong = {s.node: s.strong for s in plan.steps if s.strong}
     bodies = body_names(plan)
+    wanted = wanted_outputs(computed, outputs)
     for k, n in enumerate(computed):
         target = f"t{n.index}"
         args = arguments(n, names, strong.get(n, ()))
@@ -207,19 +418,30 @@ def generate(plan: Plan, checks: dict[Node, Callable[..., None]]) -> tuple[str, 
                 names[n] = op.scalar.format(*args)  # no statement: the consumer's expression holds it
                 continue
             expr = _statement_template(op.scalar).format(*args)
+        elif n.op in LOOPS:  # a Python loop over the bodies' own generated functions
+            called = [bodies[r] for r in n.regions]
+            if compile_bodies:
+                for region, local in zip(n.regions, called):
+                    if local not in namespace:  # not setdefault: a body is compiled once
+                        namespace[local] = body_function(region)
+            statements = loop_lines(n, target, args, called, wanted.get(n), namespace)
         elif n.regions:  # the plan's function of the body (plan.body_function)
             namespace[bodies[n.regions[0]]] = plan.steps[k].call
             expr = f"{bodies[n.regions[0]]}({', '.join(args)})"
         else:
             expr = _call(op, n, args, namespace)
         depth[n] = 0
-        lines.append(f"    {target} = {expr}")
+        lines.extend(statements if n.op in LOOPS else [f"    {target} = {expr}"])
         names[n] = target
         if n in checks:
             namespace[f"_check{n.index}"] = checks[n]
             lines.append(f"    _check{n.index}({target}, {', '.join(args)})")
         # release arrays after their last use (Python floats cost nothing to keep)
-        dead = [names[u] for u in dict.fromkeys(n.inputs) if last_use.get(u) == k and u in temporaries and u.shape]
+        dead = [
+            names[u]
+            for u in dict.fromkeys(n.inputs)
+            if last_use.get(u) == k and u in temporaries and (u.shape or u.is_multi)
+        ]
         if dead:
             lines.append(f"    del {', '.join(dead)}")
     result = ", ".join(names[n] for n in outputs)
@@ -230,3 +452,34 @@ def generate(plan: Plan, checks: dict[Node, Callable[..., None]]) -> tuple[str, 
     signature = ", ".join([names[n] for n in inputs] + [f"_{f}=_math.{f}" for f in used])
     source = f"def compiled({signature}):\n{body}\n    return ({result},)\n"
     return source, namespace
+
+
+# Each body's generated function, while something holds it: a body is compiled once however many
+# nodes run it (a checkpointed reverse runs one body from many loops, nested ones from each of
+# theirs). Weak values: a function reaches its region's graph, so a strong cache would keep
+# every graph it ever compiled alive.
+_COMPILED: weakref.WeakValueDictionary[Region, Callable[..., Any]] = weakref.WeakValueDictionary()
+
+
+def body_function(region: Region) -> Callable[..., Any]:
+    """A body (``Region``) as generated code: ``generate`` on the plan of its outputs from its
+    parameters, returning its outputs' values (a tuple if it has several, as
+    ``plan.body_function``). A scalar step that raises (an IEEE edge) raises through the loop, and
+    the compiled function's call is redone by the interpreter. Made once per body while the
+    function lives."""
+    run = _COMPILED.get(region)
+    if run is None:
+        run = _COMPILED[region] = _body_function(region)
+    return run
+
+
+def _body_function(region: Region) -> Callable[..., Any]:
+    plan = Plan(list(region.outputs), list(region.params), function)
+    checks = {s.node: functools.partial(check_call, s.node) for s in plan.compiled_checks()}
+    source, namespace = generate(plan, checks)
+    if not region.several:
+        source = re.sub(r"return \((.*),\)\n$", r"return \1\n", source)
+    exec(compile(source, f"<symdiff body {region.name}>", "exec"), namespace)  # our own generated code
+    run = namespace["compiled"]
+    run.source = source
+    return run

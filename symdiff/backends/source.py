@@ -25,12 +25,12 @@ import numpy as np
 
 from symdiff._version import __version__
 from symdiff.backends.base import Compiled, as_outputs, resolve_inputs, sparse_outputs
-from symdiff.backends.numpy import _call, arguments, body_names, function, generate
+from symdiff.backends.numpy import LOOPS, _call, arguments, body_names, function, generate, loop_lines
 from symdiff.backends.numpy import _literal as _scalar_literal
 from symdiff.errors import DTypeError, GraphError, ShapeError
 from symdiff.graph import Node, Region, ancestors, format_shape
 from symdiff.ops import REGISTRY
-from symdiff.plan import Plan
+from symdiff.plan import Plan, wanted_outputs
 
 _BUILTINS = frozenset(dir(__import__("builtins")))
 _LITERALS = (int, float, bool, str, bytes, type(None))
@@ -188,6 +188,9 @@ def _array_literal(arr: np.ndarray, emitter: Emitter) -> str:
     flat = np.ascontiguousarray(arr).reshape(-1)  # a 0-d array becomes (1,) here, never in the module
     cells = flat.view(np.uint8).reshape(flat.size, arr.dtype.itemsize)
     finite = arr.dtype.kind != "f" or bool(np.isfinite(flat).all())
+    if arr.ndim == 1 and arr.size > 2 and arr.dtype.kind in "iu" and (np.diff(arr) == 1).all():
+        # a loop's index (fori_loop's): as long as the loop, made by its bounds
+        return f"np.arange({int(arr[0])}, {int(arr[-1]) + 1}, dtype={dtype!r})"
     if flat.size > 1 and finite and (cells == cells[:1]).all():
         return f"np.full({shape!r}, {_literal(flat[0].item(), emitter)}, dtype={dtype!r})"
     if flat.size <= 64 and finite and arr.dtype.kind in "biuf":
@@ -306,9 +309,10 @@ def _careful(
 ) -> str:
     """The function again with each scalar step computed as ``sd.evaluate`` does: the math
     template, or numpy's IEEE result where it raises (log(0), 1/0, overflow); a body is run by
-    its careful function (``bodies``)."""
+    its careful function (``bodies``), a loop's as the fast function runs it."""
     namespace: dict[str, Any] = {}
     lines = []
+    wanted = wanted_outputs(plan.computed, plan.outputs)
     for step in plan.steps:
         n = step.node
         op = REGISTRY[n.op]
@@ -329,6 +333,10 @@ def _careful(
                 f"        return _np_{op.name}({floats})[()]\n"
             )
             expr = f"{helper}({', '.join(args)})"
+        elif n.op in LOOPS:
+            called = [bodies[r] for r in n.regions]
+            lines += loop_lines(n, f"t{n.index}", args, called, wanted.get(n), namespace)
+            continue
         elif n.regions:
             expr = f"{bodies[n.regions[0]]}({', '.join(args)})"
         else:
@@ -388,13 +396,11 @@ def _function(
     they use is added to ``defs`` (and the bodies they call to ``bodies``). ``prefix`` makes a
     body's own names (its constants ``_c5``, checks, bound forwards) its own in the module."""
     checks = {s.node for s in plan.compiled_checks()}
-    source, namespace = generate(plan, {n: None for n in checks})
+    source, namespace = generate(plan, {n: None for n in checks}, compile_bodies=False)
     called = {local: _body(region, emitter, defs, bodies) for region, local in body_names(plan).items()}
     # the generated function's own names (_sum, _getitem9) are renamed _op_sum, _op_getitem9:
     # copied forwards keep their symdiff names (_logsumexp), which may be the same
-    renamed = {
-        k: f"_op{k}" for k, v in namespace.items() if callable(v) and not k.startswith("_check") and k not in ("np",)
-    }
+    renamed = {k: f"_op{k}" for k, v in namespace.items() if callable(v) and not k.startswith("_check") and k != "np"}
     renamed.update({local: names[0] for local, names in called.items()})
     source = _rename(source, renamed)
     namespace = {renamed.get(k, k): v for k, v in namespace.items() if k not in called}
@@ -436,7 +442,8 @@ def _body(
     once per body (a body and its derivative bodies each), however many nodes call it."""
     if region not in bodies:
         k = len(bodies)
-        name = f"_body{k}_{region.name}"
+        label = re.sub(r"\W+", "_", region.name).strip("_")  # scan_every(3): scan_every_3
+        name = f"_body{k}_{label}"
         bodies[region] = (name, f"{name}_careful", "")
         plan = Plan(list(region.outputs), list(region.params), function)
         fast, careful = _function(plan, emitter, defs, bodies, name, f"{name}_careful", f"_b{k}")

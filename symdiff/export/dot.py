@@ -4,9 +4,10 @@ forward/backward figure with values and gradients on every node.
 Forward nodes are drawn plain, derivative nodes (``is_gradient``) filled orange and
 grouped in a cluster beside them, with a legend. A node with several outputs (``eigh``) is
 drawn once, its outputs as small nodes named by the output hanging from it; a body
-(``sd.composite``) is drawn once as a cluster ``subgraph cluster_body<k>`` labelled by its
-definition's left side, and each node that runs it has a dotted "runs" edge to it. The same
-graph always gives the same text.
+(``sd.composite``, a loop's body) is drawn once as a cluster ``subgraph cluster_body<k>``
+labelled by its definition's left side, and each node that runs it has a dotted "runs" edge to
+it; a derivative body (a loop's reverse body, drawn beside its body) has the derivative nodes'
+colour. The same graph always gives the same text.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ GRADIENT_EDGE = "#d9480f"
 LEAF_FILL = "#d0ebff"
 VALUE_COLOR = "#2b8a3e"
 GRAD_COLOR = "#c92a2a"
+BODY_COLOR = "#5f3dc4"
 
 
 def _symbol(node: Node) -> str:
@@ -215,8 +217,10 @@ def to_dot(
         lines += _runs(n, f"n{n.index}", body_ids)
     for k, (region, inside) in enumerate(bodies):
         params = ", ".join(p.name for p in region.params)
+        # a derivative body (a loop's reverse body beside its body) in the derivative nodes' colour
+        color = GRADIENT_EDGE if any(o.is_gradient for o in region.outputs) else BODY_COLOR
         lines.append(f"  subgraph cluster_body{k} {{")
-        lines.append(f'    label="{_escape(f"{region.name}({params})")}"; style="rounded"; color="#5f3dc4";')
+        lines.append(f'    label="{_escape(f"{region.name}({params})")}"; style="rounded"; color="{color}";')
         saved, marked = marked, set(region.outputs)
         lines += [node_line(n, "    ", f"b{k}_{n.index}") for n in inside]
         marked = saved

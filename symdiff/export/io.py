@@ -42,10 +42,13 @@ lists them in ``regions``, indices into the file's ``regions``; each region name
 derivative bodies built from it (``derived``: what each computes, and its region). A body is
 saved once, however many nodes run it, with every node of its graph (the derivative bodies
 appended to it included) in the format of the top-level ``nodes``; its ``parent`` is the body
-around it (null: the graph itself). Bodies come after the bodies their nodes run. A loaded
-composite node differentiates through its body (a ``vjp=`` rule given to ``sd.composite`` is
-Python code, and is not saved). Version 2 files' ``eigvalsh``, ``eigh_vectors``, ``signdet``
-and ``logabsdet`` nodes load as the outputs of one ``eigh`` or ``slogdet`` node.
+around it (null: the graph itself). Bodies come after the bodies their nodes run. A loop
+(``scan``; ``while_loop``, which runs a condition and a body) is saved so too, with its
+attributes (a checkpointing policy as a tuple) and its derivative bodies; loaded, it runs and
+differentiates as before. A loaded composite node differentiates through its body (a ``vjp=``
+rule given to ``sd.composite`` is Python code, and is not saved). Version 2 files'
+``eigvalsh``, ``eigh_vectors``, ``signdet`` and ``logabsdet`` nodes load as the outputs of one
+``eigh`` or ``slogdet`` node.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ from typing import Any
 import numpy as np
 
 from symdiff.errors import GraphError, SymdiffError
-from symdiff.graph import Graph, Node, Region, check_dtype, install, normalize_shape
+from symdiff.graph import Graph, Node, Region, check_dtype, install, normalize_shape, shape_matches
+from symdiff.loops import make_scan, make_while
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import OUTPUT, restore
 from symdiff.ops.indexing import Index
@@ -70,6 +74,7 @@ READABLE = (1, 2, 3)
 # the ops of version 2 that are outputs of one node now: op -> (its node's op, output)
 _SPLIT = {"eigvalsh": ("eigh", 0), "eigh_vectors": ("eigh", 1), "signdet": ("slogdet", 0), "logabsdet": ("slogdet", 1)}
 MAX_NODES = 10_000_000
+_LOOPS = ("scan", "while_loop")  # nodes whose inputs are not their body's parameters one for one
 
 
 def _number(v: Any) -> Any:
@@ -329,7 +334,47 @@ def _op_node(graph: Graph, entry: dict[str, Any], built: list[Node], k: int, loa
     )
     regions = tuple(loading.regions[i] for i in ids)
     _need(all(r is not None for r in regions), f"regions {ids!r}: a body must come before the nodes that run it")
+    if op in _LOOPS and regions:
+        return _loop(graph, op, [built[i] for i in inputs], decoded, regions)
     return restore(REGISTRY[op], [built[i] for i in inputs], decoded, regions)
+
+
+def _loop(graph: Graph, op: str, inputs: list[Node], attrs: dict[str, Any], regions: tuple[Region, ...]) -> Node:
+    """A loop node (``scan``, ``while_loop``), made as the loop makes it (its results from its body
+    and attributes), its inputs checked against its bodies' parameters, and not merged."""
+    if op == "scan":
+        _need(len(regions) == 1, "a scan runs one body")
+        nc, nx = attrs.get("carries"), attrs.get("xs")
+        _need(isinstance(nc, int) and isinstance(nx, int) and 0 <= nc + nx <= len(inputs), "bad carries or xs")
+        item = [x.shape[1:] if nc <= k < nc + nx else x.shape for k, x in enumerate(inputs)]
+        _fits(regions[0], item[: len(regions[0].params)], inputs)
+        before = len(graph)
+        node = make_scan(regions[0], inputs, attrs)
+    else:
+        _need(len(regions) == 2, "a while_loop runs a condition and a body")
+        nc, ncond = attrs.get("carries"), attrs.get("conds")
+        _need(isinstance(nc, int) and isinstance(ncond, int) and 0 <= nc + ncond <= len(inputs), "bad carries or conds")
+        init, ccaps, bcaps = inputs[:nc], inputs[nc : nc + ncond], inputs[nc + ncond :]
+        _fits(regions[0], [x.shape for x in init + ccaps], init + ccaps)
+        _fits(regions[1], [x.shape for x in init + bcaps], init + bcaps)
+        before = len(graph)
+        node = make_while(regions[0], regions[1], init, ccaps, bcaps, attrs)
+    if len(graph) == before:  # an equal node was loaded already: this one stays a node of its own, as saved
+        node = graph._append(
+            Node(
+                graph, op, node.inputs, node._attrs, None, None, None, None, None, node._key, node.results, node.regions
+            )
+        )
+    return node
+
+
+def _fits(region: Region, shapes: list[tuple], inputs: list[Node]) -> None:
+    """Raise unless a loop's inputs (each step's item of a sequence) fit its body's parameters."""
+    params = region.params
+    fits = len(shapes) == len(params) and all(
+        shape_matches(p.shape, s) and p.dtype == x.dtype for p, s, x in zip(params, shapes, inputs)
+    )
+    _need(fits, f"its inputs do not fit the parameters of its body {region.name!r}")
 
 
 def _split(graph: Graph, entry: dict[str, Any], built: list[Node], k: int, loading: _Loading) -> Node:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import ChainMap
 from fractions import Fraction
 from typing import Any
 
@@ -11,12 +12,15 @@ import sympy
 from symdiff import ops
 from symdiff.errors import GraphError, ShapeError
 from symdiff.graph import Graph, Node, ancestors, consumers, format_shape, install
+from symdiff.loops import unroll
 from symdiff.ops import REGISTRY, apply
 from symdiff.ops.constants import written_as_call
+from symdiff.ops.core import outputs_of
 from symdiff.printing import to_latex
 
 # Tensors up to this many elements convert (each element is a sympy expression).
 MAX_ELEMENTS = 10_000
+_LOOPS = ("scan", "while_loop")
 
 
 def _number(v: Any) -> sympy.Expr:
@@ -78,8 +82,8 @@ def _object_array(node: Node, env: dict[Node, np.ndarray]) -> np.ndarray:
                 f"to_sympy: {node.op} (node #{node.index}) has shape {format_shape(shape)}; "
                 f"only static shapes up to {MAX_ELEMENTS} elements convert"
             )
-    if op.sympy is None and node.regions:
-        return _inline(node, env)
+    if op.sympy is None and node.regions and "sympy" not in op.unsupported:
+        return _unrolled(node, env) if node.op == "scan" else _inline(node, env)
     if op.sympy is None:
         reason = op.unsupported.get("sympy")
         raise GraphError(f"to_sympy: op {node.op!r} has no sympy translation" + (f" ({reason})" if reason else ""))
@@ -101,6 +105,18 @@ def _inline(node: Node, env: dict[Node, Any]) -> Any:
     return outs if region.several else outs[0]
 
 
+def _unrolled(node: Node, env: dict[Node, Any]) -> tuple:
+    """A scan (its number of steps static): ``sd.unroll``'s expansion of it into its steps, built
+    on the side (the graph is left as it was) and converted, one array per output."""
+    with node.graph._scratch():
+        steps = unroll(list(outputs_of(node)))
+        inner: ChainMap[Node, Any] = ChainMap({}, env)
+        for n in ancestors(steps, lambda m: () if m in inner else m.inputs):
+            if n not in inner:
+                inner[n] = _object_array(n, inner)
+        return tuple(inner[s] for s in steps)
+
+
 def _as_sympy(value: np.ndarray) -> Any:
     if value.ndim == 0:
         return value.item()
@@ -119,7 +135,9 @@ def to_sympy(node: Node, cse: bool = False) -> Any:
     elements ``w_0, w_1, ...``. An op with several outputs converts by its sympy rule (each
     output node picks its part: ``slogdet``'s sign and log|det|), or is refused with the op's
     reason (``eigh``); a node that runs a body (``sd.composite``) converts as its body with its
-    parameters replaced by the node's inputs (inlined).
+    parameters replaced by the node's inputs (inlined), and a ``scan`` as its steps written out
+    (``sd.unroll``: an expression as long as the loop); a ``while_loop``, whose number of steps
+    is known only at evaluation, is refused.
 
     With ``cse=True``, returns ``(replacements, expression)`` as ``sympy.cse`` does:
     every subexpression the graph shares becomes a symbol ``t1, t2, ...`` defined in
@@ -170,7 +188,7 @@ def latex(node: Node) -> str:
     A scalar goes through sympy (with shared subexpressions as named lines of an
     ``aligned`` block when the graph shares any); a tensor expression, and a scalar that
     sympy cannot hold element by element (it depends on a variable of unknown size, or on
-    an op without a sympy form), is written in operator form,
+    an op without a sympy form) or that runs a loop, is written in operator form,
     ``X^{\\top} \\left(2 \\left(X w - y\\right)\\right)``.
 
     >>> g = sd.Graph(); x = g.variable("x")
@@ -179,8 +197,8 @@ def latex(node: Node) -> str:
     """
     if not isinstance(node, Node):
         raise GraphError(f"latex: expected a node, got {type(node).__name__}")
-    if node.shape != ():
-        return to_latex(node)
+    if node.shape != () or any(n.op in _LOOPS for n in ancestors([node])):
+        return to_latex(node)  # a loop's sympy form is its steps written out: the operator form shows its body once
     try:
         replacements, expr = to_sympy(node, cse=True)
     except (ShapeError, GraphError):  # sizes known only at evaluation, or no sympy form: the operator form

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from symdiff.errors import GraphError, ShapeError
-from symdiff.graph import Node, Region, Shape, describe, encloses, format_shape, shape_matches
+from symdiff.graph import Node, Region, Shape, adopts, describe, encloses, format_shape, shape_matches
 
 DerivativeRule = Callable[..., Node]  # one input's vjp or jvp (not a rewrite rule: symdiff.rewrite)
 
@@ -80,7 +80,10 @@ class Notation:
     ``need``. ``latex`` may instead be a function name (``"\\sin"``). ``label``: the short
     name in a drawing (``"T"``), or a function of the node. ``transparent``: printed as its
     first input (a check, an implicit broadcast). ``function``: the public function's name
-    where it differs from the op's (``subtract`` for ``sub``).
+    where it differs from the op's (``subtract`` for ``sub``). ``outputs``: for an op whose
+    outputs are named per node (a loop's ``carry``, ``ys[0]``), ``fn(node) -> names``. The
+    ``text``/``latex`` of a node that runs bodies may take a keyword ``bodies``: the names
+    its bodies print by (a printer renames a body whose name is taken).
     """
 
     symbol: str | None = None
@@ -93,6 +96,7 @@ class Notation:
     transparent: bool = False
     strict_right: bool = False
     function: str | None = None
+    outputs: Callable[..., Sequence[str]] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,6 +132,8 @@ class Op:
     outputs: tuple[str, ...] | None = None
     joint_vjp: Callable[..., list[Node | None]] | None = None
     joint_jvp: Callable[..., list[Node | None]] | None = None
+    runs: Callable[..., Any] | None = None
+    edges: Callable[..., list[str]] | None = None
 
     @property
     def elementwise(self) -> bool:
@@ -276,8 +282,11 @@ def define_op(
     arity: int | None = None,
     sparsity: str | None = None,
     outputs: Sequence[str] | None = None,
+    output_names: Callable[..., Sequence[str]] | None = None,
     joint_vjp: Callable[..., list[Node | None]] | None = None,
     joint_jvp: Callable[..., list[Node | None]] | None = None,
+    runs: Callable[..., Any] | None = None,
+    edges: Callable[..., list[str]] | None = None,
 ) -> Op:
     """Register a new op and return it; build nodes of it with :func:`apply`.
 
@@ -351,6 +360,9 @@ def define_op(
         :func:`output`); ``vjp[i](gs, outs, *inputs, **attrs)`` receives the tuple of the
         outputs' cotangents (None where an output has none) and the output nodes, and
         ``jvp[i](t, outs, *inputs, **attrs)`` returns a tuple of tangents (None for zero).
+    output_names : callable, optional
+        ``output_names(node) -> names``: the names of a node's outputs where they depend on the
+        node (a loop's ``carry``, ``ys[0]``, ``stored``), for an op without ``outputs``.
     joint_vjp, joint_jvp : callable, optional
         Rules for all inputs at once, for an op whose derivative is best built in one piece (a
         node with a body: one derivative body, not one per input).
@@ -428,7 +440,7 @@ def define_op(
         generic=generic,
         properties=frozenset(properties),
         notation=Notation(
-            symbol, precedence, latex, sympy, sympy_name, text, label, transparent, strict_right, function
+            symbol, precedence, latex, sympy, sympy_name, text, label, transparent, strict_right, function, output_names
         ),
         unsupported=dict(unsupported or {}),
         scalar=scalar,
@@ -440,6 +452,8 @@ def define_op(
         outputs=tuple(outputs) if outputs is not None else None,
         joint_vjp=joint_vjp,
         joint_jvp=joint_jvp,
+        runs=runs,
+        edges=edges,
     )
     REGISTRY[name] = op
     return op
@@ -456,6 +470,7 @@ SPARSITY = {
     "none": "no dependence on its input's values (a shape, a count, a stopped gradient)",
     "dense": "every output element on everything the inputs depend on (conservative)",
     "body": "runs its body once on its inputs: the body's own pattern, its parameters bound to the inputs'",
+    "loop": "runs its body over steps (scan, while_loop): the body's pattern carried step by step to a fixed point",
 }
 
 # What every op must have, each written, derived by its kind, or marked unsupported with a
@@ -553,9 +568,9 @@ def graph_of(op_name: str, args: Sequence[Any]):
         if isinstance(a, Node):
             if graph is None:
                 graph, first = a.graph, i
-            elif a.graph is not graph and encloses(graph, a.graph):
+            elif a.graph is not graph and (encloses(graph, a.graph) or adopts(a.graph, graph)):
                 graph, first = a.graph, i  # a node of a body traced inside: the body captures the others
-            elif a.graph is not graph and not encloses(a.graph, graph):
+            elif a.graph is not graph and not (encloses(a.graph, graph) or adopts(graph, a.graph)):
                 raise GraphError(
                     f"{op_name}: input {first} and input {i} belong to different graphs; "
                     "every input of an op must come from the same Graph"
@@ -753,9 +768,11 @@ def output(node: Node, k: int) -> Node:
 
 
 def output_name(node: Node) -> str:
-    """The name of the output an ``"output"`` node reads (``"eigenvalues"``), or ``"k"`` for a body's."""
+    """The name of the output an ``"output"`` node reads (``"eigenvalues"``, a loop's ``"carry"``), or
+    ``"k"`` for a body's."""
     source, k = node.inputs[0], node._attrs[0][1]
-    names = REGISTRY[source.op].outputs
+    op = REGISTRY[source.op]
+    names = op.outputs or (op.notation.outputs(source) if op.notation.outputs else None)
     return names[k] if names else str(k)
 
 
@@ -813,8 +830,10 @@ def restore(op: Op, inputs: Sequence[Node], attrs: dict[str, Any], regions: tupl
     results = None
     if regions:
         region = regions[0]
-        if any(r.graph.parent is not graph for r in regions):
-            raise GraphError(f"{op.name}: a body it runs is not a body of its graph")
+        # a body is seen from its parent graph and the bodies inside it (a checkpointed reverse
+        # runs the loop's body from bodies of its own)
+        if any(r.graph.parent is None or not encloses(r.graph.parent, graph) for r in regions):
+            raise GraphError(f"{op.name}: a body it runs is not a body of its graph or of a graph around it")
         if len(inputs) != len(region.params) or not all(
             shape_matches(p.shape, x.shape) for x, p in zip(inputs, region.params)
         ):

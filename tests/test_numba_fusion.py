@@ -1,0 +1,102 @@
+"""Fused elementwise loops in the numba backend: a chain of elementwise ops over one static
+shape (its inputs of that shape, broadcast by size-1 axes, or scalars) runs as one loop over
+the elements, storing only the values read outside it; sums over all its elements accumulate
+in the same loop.
+
+Oracle: the numpy backend (``sd.evaluate``), to 1e-12 relative in float64 (numba's scalar libm
+is numpy's to an ulp) and 1e-6 in float32. Each test compiles its outputs together, in one
+module: numba builds native code for seconds.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import symdiff as sd
+from symdiff.backends import installed
+
+pytestmark = pytest.mark.skipif(not installed("numba"), reason="numba is not installed (the test extra installs it)")
+
+
+def _agree(outputs, inputs, values, rtol=1e-12):
+    """The numba build's results equal the numpy backend's (shape, dtype, ``rtol``); the build."""
+    expected = sd.evaluate(outputs, dict(zip(inputs, values)))
+    f = sd.compile(outputs, inputs, backend="numba")
+    for k, (a, b) in enumerate(zip(f(*values), expected)):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape and a.dtype == b.dtype, (k, a.shape, b.shape, a.dtype, b.dtype)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol, err_msg=f"output {k}")
+    return f
+
+
+def _loops(source: str) -> int:
+    return len(re.findall(r"^\s*for ", source, flags=re.M))
+
+
+def test_a_20_op_chain_and_its_gradient_are_one_loop_storing_only_what_is_returned():
+    g = sd.Graph()
+    x = g.variable("x", shape=(1000,))
+    h = x
+    for _ in range(4):  # 5 ops a level, as the ewchain benchmark
+        h = 0.5 * sd.sin(h) + 0.3 * sd.tanh(h) + 0.1 * x
+    loss = sd.sum(h)
+    f = _agree([loss, sd.grad(loss, x)], [x], [np.random.default_rng(0).standard_normal(1000)])
+    assert _loops(f.source) == 1
+    assert f.source.count("np.empty(") == 1  # the gradient; the sum accumulates in the loop
+
+
+def test_scalars_broadcasting_and_values_read_inside_and_outside_the_loop():
+    g = sd.Graph()
+    x, y = g.variable("x", shape=(4, 3)), g.variable("y", shape=(4, 3))
+    row, col, s = g.variable("row", shape=(3,)), g.variable("col", shape=(4, 1)), g.variable("s")
+    u = sd.exp(-0.5 * x * x) * s + sd.log1p(sd.abs(y)) - row * col  # size-1 and lower-rank broadcasts: fused
+    v = sd.where(x > y, sd.sigmoid(u), sd.softplus(u) / (1.0 + sd.relu(y)))
+    w = sd.sqrt(sd.abs(v)) ** 1.5 + sd.maximum(u, 0.1) - sd.clip(y, -0.5, 0.5) * sd.cos(s * row)
+    z = sd.sum(w) * w - sd.mean(u)  # reads sums of the loop: a second loop after the first
+    t = sd.transpose(u) * 2.0  # u read outside the loop (and inside it)
+    views = sd.exp(sd.transpose(x)) * 2.0 + sd.sin(x[::-1, :]).T  # strided views read in a loop
+    n = g.variable("n", shape=(None, 3))  # a None dimension: printed op by op, its checks kept
+    m = sd.sin(n) * row + 1.0
+    outputs = [u, v, z, t, views, sd.sum(m), *sd.grad(sd.sum(z * x), [x, y, row, col, s])]
+    rng = np.random.default_rng(1)
+    values = [rng.standard_normal(v.shape) for v in (x, y, row, col)] + [0.7, rng.standard_normal((5, 3))]
+    f = _agree(outputs, [x, y, row, col, s, n], values)
+    assert "np.sin(x5)" in f.source  # the None-shaped chain is not fused
+    with pytest.raises(sd.ShapeError):
+        f(*values[:-1], rng.standard_normal((5, 1)))  # (5, 1) broadcast against row: refused as evaluate does
+
+
+def test_int_bool_and_float32_chains():
+    g = sd.Graph()
+    i, j = g.variable("i", shape=(6,), dtype="int64"), g.variable("j", shape=(6,), dtype="int32")
+    a = g.variable("a", shape=(6,), dtype="float32")
+    k = j + j * j - sd.abs(-j)  # int32 arithmetic stays int32 (numba's scalars would be int64)
+    big = (i * 3 - i) > sd.astype(k, "int64")
+    picked = sd.where(big, i, -i) + 1
+    flags = sd.where(i > 0, big, sd.equal(i, 2))
+    b = sd.sin(a) * a + sd.exp(-a) / (1.0 + a * a)  # float32 throughout
+    c = sd.where(big, b, a - 1.0) * sd.astype(k, "float32")
+    ints = [np.array([3, -1, 0, 2, 7, -4]), np.array([1, -2, 5, 0, -3, 4], dtype=np.int32)]
+    floats = [np.linspace(-1.2, 2.0, 6, dtype=np.float32)]
+    _agree([k, big, picked, flags], [i, j], ints)
+    _agree([b, c, sd.grad(sd.sum(b * c), a)], [a, i, j], floats + ints, rtol=1e-6)
+
+
+def test_a_scan_body_is_fused_and_so_is_its_reverse():
+    g = sd.Graph()
+    x0, p = g.variable("x0", shape=(8,)), g.variable("p")
+
+    def body(c, t):
+        th, om = c
+        acc = -p * om - sd.sin(th) + 0.4 * sd.cos(t)
+        return (th + 0.05 * om, om + 0.05 * acc), th * th
+
+    (th, om), ys = sd.scan(body, (x0, sd.zeros_like(x0)), g.constant(np.arange(5) * 0.05))
+    loss = sd.mean(th * om) + sd.sum(ys)
+    f = _agree([loss, *sd.grad(loss, [x0, p])], [x0, p], [np.linspace(-1.0, 1.0, 8), 0.5])
+    for name in re.findall(r"^def (_body\w+)", f.source, flags=re.M):
+        text = f.source.split(f"def {name}(")[1].split("\n\n")[0]
+        assert _loops(text) == 1, (name, text)
