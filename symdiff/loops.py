@@ -946,17 +946,23 @@ def _tangent_body(
     return rev
 
 
+def _first_tangent(ts: list, node: Node) -> tuple[Node, int] | None:
+    """The first tangent reaching a loop node and its number of leading batch axes; None if none does."""
+    for t, x in zip(ts, node.inputs):
+        if t is not None:
+            return t, t.ndim - x.ndim
+    return None
+
+
 def _scan_jvp(ts: list, node: Node) -> list[Node | None]:
     a = _attrs(node)
     nc, nx, ny, ncap = _layout(node)
     region = node.regions[0]
     n_out = len(node.results)
-    present = [i for i, t in enumerate(ts) if t is not None]
-    if not present:
+    seeded = _first_tangent(ts, node)
+    if seeded is None:
         return [None] * n_out
-    i0 = present[0]
-    nb = ts[i0].ndim - node.inputs[i0].ndim
-    first = ts[i0]
+    first, nb = seeded
     batch = first.shape[:nb]
     init, seqs, caps = node.inputs[:nc], node.inputs[nc : nc + nx], node.inputs[nc + nx : nc + nx + ncap]
     fc = [j for j in range(nc) if floating(init[j])]
@@ -1548,12 +1554,10 @@ def _while_jvp(ts: list, node: Node) -> list[Node | None]:
     a = _attrs(node)
     nc, ncond, nbody = _while_layout(node)
     n_out = len(node.results)
-    present = [i for i, t in enumerate(ts) if t is not None]
-    if not present:
+    seeded = _first_tangent(ts, node)
+    if seeded is None:
         return [None] * n_out
-    i0 = present[0]
-    nb = ts[i0].ndim - node.inputs[i0].ndim
-    first = ts[i0]
+    first, nb = seeded
     batch = first.shape[:nb]
     cond, body = node.regions
     init, ccaps, bcaps = node.inputs[:nc], node.inputs[nc : nc + ncond], node.inputs[nc + ncond :]
