@@ -458,8 +458,14 @@ def _jacobian(y: Node, xs: list[Node], what: str) -> list[Node]:
     out: dict[Node, Node] = {}
     backward = [w for w, f in zip(xs, forward) if not f]
     if backward:
-        found = _backprop([y], [eye_like(y)], backward, what)
-        out.update((w, found[w] if w in found else zeros_for(w, y)) for w in backward)
+        try:
+            with y.graph._transaction():
+                found = _backprop([y], [eye_like(y)], backward, what)
+            out.update((w, found[w] if w in found else zeros_for(w, y)) for w in backward)
+        except NonDifferentiableError:
+            # reverse mode refused where forward mode may go (a while_loop without max_steps): try
+            # that; where it is refused too, its own error says why
+            forward = [True] * len(xs)
     for w in (w for w, f in zip(xs, forward) if f):
         if w in out:
             continue

@@ -381,3 +381,23 @@ def test_names_and_policies_are_checked():
         sd.Checkpoint("foo", 2)
     with pytest.raises(sd.GraphError, match="positive"):
         sd.checkpoint.every(0)
+
+
+def test_a_jacobian_through_a_loop_reverse_mode_refuses_is_built_in_forward_mode():
+    """An unbounded while_loop has no reverse mode; a square Jacobian (which picks reverse mode)
+    goes forward instead, and the graph keeps nothing of the refused attempt."""
+    g = sd.Graph()
+    x = g.variable("x", (2,))
+    y = sd.while_loop(lambda c: sd.sum(c) < 4.0, lambda c: c * 1.5 + sd.sin(c[::-1]), x)
+    J = sd.jacobian(y, x)
+
+    def f(v):
+        while np.sum(v) < 4.0:
+            v = v * 1.5 + np.sin(v[::-1])
+        return v
+
+    v0 = np.array([0.3, 0.5])
+    want = np.stack([fd_grad(lambda u, i=i: f(u)[i], v0) for i in range(2)])
+    np.testing.assert_allclose(sd.evaluate(J, {x: v0}), want, rtol=1e-6)
+    with pytest.raises(sd.NonDifferentiableError, match="max_steps"):
+        sd.grad(sd.sum(y), x)
