@@ -214,17 +214,22 @@ def test_while_loop_derivatives_to_second_order():
     np.testing.assert_allclose(sd.evaluate(sd.grad(sd.sum(y2 * y2), w), vals), gw, rtol=1e-14)
 
 
-def test_nested_loops_and_composites_differentiate_to_second_order():
-    g = sd.Graph()
+def nested_loops(g):
+    """A scan whose body runs a scan whose body calls a composite: (x, w, loss)."""
     x, w = g.variable("x", (2,)), g.variable("w")
-    inner_f = sd.composite(lambda c, w: sd.sin(c * w), name="wave")
+    wave = sd.composite(lambda c, w: sd.sin(c * w), name="wave")
 
     def outer(c, _):
-        inner, ys = sd.scan(lambda d, _: (inner_f(d, w) + 0.5 * d, sd.sum(d)), c, length=3)
+        inner, ys = sd.scan(lambda d, _: (wave(d, w) + 0.5 * d, sd.sum(d)), c, length=3)
         return inner * 0.9, sd.sum(ys)
 
     c, ys = sd.scan(outer, x, length=4)
-    loss = sd.sum(c) + sd.sum(ys * ys)
+    return x, w, sd.sum(c) + sd.sum(ys * ys)
+
+
+def test_nested_loops_and_composites_differentiate_to_second_order():
+    g = sd.Graph()
+    x, w, loss = nested_loops(g)
     flat = sd.unroll(loss)
     vals = {x: np.array([0.4, -0.7]), w: 1.3}
     for a, b in [(loss, flat), (sd.grad(loss, w), sd.grad(flat, w)), (sd.hessian(loss, x), sd.hessian(flat, x))]:

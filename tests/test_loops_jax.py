@@ -19,6 +19,8 @@ from symdiff.backends import installed
 from symdiff.loops import make_scan
 from symdiff.ops.core import outputs_of
 
+from .test_loops import nested_loops
+
 pytestmark = pytest.mark.skipif(not installed("jax"), reason="jax is not installed (the test extra installs it)")
 
 RNG = np.random.default_rng(2026_12_01)
@@ -99,15 +101,7 @@ def test_reverse_scan_with_a_tuple_of_carries_an_int_carry_and_captures():
 
 def test_nested_scans_and_a_composite_in_a_scan_body():
     g = sd.Graph()
-    x, w = g.variable("x", (2,)), g.variable("w")
-    wave = sd.composite(lambda c, w: sd.sin(c * w), name="wave")
-
-    def outer(c, _):
-        inner, ys = sd.scan(lambda d, _: (wave(d, w) + 0.5 * d, sd.sum(d)), c, length=3)
-        return inner * 0.9, sd.sum(ys)
-
-    c, ys = sd.scan(outer, x, length=4)
-    loss = sd.sum(c) + sd.sum(ys * ys)
+    x, w, loss = nested_loops(g)
     agree(derivatives(loss, x, w, every=False), [x, w], [np.array([0.4, -0.7]), 1.3])
 
 
