@@ -11,14 +11,13 @@ none of them walks the graph or counts uses on its own.
 from __future__ import annotations
 
 import functools
-import math
-import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+import symdiff.scalar as sx
 from symdiff.errors import LinAlgError, LoopError, ShapeError, SymdiffError
 from symdiff.graph import Node, Region, ancestors, consumers, format_shape, shape_matches
 from symdiff.ops import REGISTRY
@@ -68,10 +67,9 @@ def _strengthened(fn: Callable[..., Any], positions: tuple[int, ...]) -> Callabl
 
 @functools.cache
 def scalar_function(op: Op) -> Callable[..., Any]:
-    """The op's scalar template as a function, falling back to numpy where it raises."""
-    arity = max((int(k) for k in re.findall(r"\{(\d+)\}", op.scalar)), default=-1) + 1
-    names = [f"a{k}" for k in range(arity)]
-    fast = eval(f"lambda {', '.join(names)}: {op.scalar.format(*names)}", {"_math": math})  # our own template
+    """The op's scalar expression as a function of Python floats (printed for the ``math``
+    module), falling back to numpy where it raises."""
+    fast = sx.python_function(op.scalar, op.arity)
     forward = functools.partial(op.forward, np)
 
     def run(*args):

@@ -431,3 +431,21 @@ def test_joining_the_slices_of_one_array_gives_the_array_back():
     np.testing.assert_array_equal(sd.evaluate(sd.stack([x[:, k] for k in range(3)]), {x: value}), value.T)
     assert sd.concatenate([x[:2], x[3:]]).op == "concatenate" and sd.stack([y[1], y[0], y[2], y[3]]).op == "stack"
     assert str(sd.stack([y[0] * y[1], y[2], 1.0])) == "[y[0]*y[1], y[2], 1]"
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "int32", "int64", "uint16", "float16", "float32", "float64"])
+def test_sum_has_numpys_accumulator_dtype_on_every_backend(dtype):
+    # sum of booleans was declared bool: evaluate gave 2, numba True, jax an int32 2
+    from symdiff.backends import installed
+
+    g = sd.Graph()
+    x = g.variable("x", (3, 2), dtype=dtype)
+    value = np.array([[1, 0], [1, 1], [0, 1]], dtype=dtype)
+    for y, expected in [(sd.sum(x), np.sum(value)), (sd.sum(x, axis=0, keepdims=True), value.sum(0, keepdims=True))]:
+        assert y.dtype == expected.dtype
+        got = sd.evaluate(y, {x: value})
+        assert np.asarray(got).dtype == expected.dtype and np.array_equal(got, expected)
+        for backend in ("numpy", "numba", "jax"):
+            if backend == "numpy" or installed(backend) and not (backend == "numba" and dtype == "float16"):
+                got = np.asarray(sd.compile(y, [x], backend=backend)(value))
+                assert got.dtype == expected.dtype and np.array_equal(got, expected), backend

@@ -22,6 +22,11 @@ traced once, so the XLA program does not grow with the number of steps. A while_
 the compiled function raises the LoopError ``sd.evaluate`` raises after the call;
 ``f.jax_function`` raises it when called on values and, traced by the user's own transform,
 returns nan for its float outputs instead.
+
+Indices: XLA clamps a gather's index out of range and drops a scatter's. The ops that index by
+values held in nodes (getitem, take, take_along_axis and their adjoints) check them, one min
+and one max per index array (constant indices while tracing, at no run-time cost), reported the
+same way: the compiled function raises the numpy backend's IndexError for the same values.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ from jax import lax
 
 from symdiff.backends import described, unsupported_error
 from symdiff.backends.base import Compiled as _NumpyCompiled
-from symdiff.errors import BackendError, LoopError, ShapeError
+from symdiff.backends.numpy import function as numpy_backend
+from symdiff.errors import BackendError, ShapeError
 from symdiff.graph import Node
 from symdiff.loops import bad_count, carry_changed, scan_call, too_many_steps
 from symdiff.ops.core import Op, has_function, numpy_function
@@ -118,10 +124,61 @@ def function(op: Op) -> Callable[..., Any]:
     if reason is not None:
         raise unsupported_error("jax", op.name, reason)
     if op.name in OVERRIDES:
-        return OVERRIDES[op.name]
-    if op.numpy is not None and "forward" in op.derived:
-        return numpy_function(jnp, op.numpy)
-    return functools.partial(op.forward, jnp)
+        fn = OVERRIDES[op.name]
+    elif op.numpy is not None and "forward" in op.derived:
+        fn = numpy_function(jnp, op.numpy)
+    else:
+        fn = functools.partial(op.forward, jnp)
+    return _bounded(op.name, fn) if op.name in _INDEXING else fn
+
+
+# -- index bounds ----------------------------------------------------------------------------------
+# XLA clamps a gather's out-of-range index and drops a scatter's: the ops indexing by values held in
+# nodes check them (one min and one max per index array), a failure reported as a check's code, the
+# compiled function then raising the numpy backend's IndexError for the same values.
+_INDEXING = frozenset("getitem unindex take untake take_along_axis untake_along_axis".split())
+
+
+def _indexed(name: str, args: tuple, attrs: dict[str, Any]) -> list[tuple[Any, int, int]]:
+    """(index values, the axis they index, its size) of each index of an indexing op's call: its
+    index nodes', and a getitem's integers and integer arrays (on an axis declared None they were
+    not checked when the graph was built)."""
+    if name in ("getitem", "unindex"):  # (x, *index nodes) and (g, ref, *index nodes)
+        first = 1 if name == "getitem" else 2
+        shape, found, axis = np.shape(args[first - 1]), [], 0
+        for kind, *rest in attrs["index"].key:
+            if kind in "xia":
+                found.append((args[first + rest[0]] if kind == "x" else np.asarray(rest[0]), axis, shape[axis]))
+            axis += kind != "n"
+        return found
+    into = 1 if name.startswith("un") else 0  # take*(x, indices), untake*(g, ref, indices)
+    shape = np.shape(args[into])
+    axis = attrs["axis"] % len(shape)
+    return [(args[into + 1], axis, shape[axis])]
+
+
+def _bounded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` of the indexing op ``name``, its index nodes' values checked against their axes."""
+
+    def run(*args: Any, **attrs: Any) -> Any:
+        for indices, axis, size in _indexed(name, args, attrs):
+            if np.size(indices) == 0:
+                continue
+            if isinstance(indices, jax.core.Tracer):
+                low, high = jnp.min(indices), jnp.max(indices)
+            else:  # a constant: checked while tracing, nothing at run time
+                low, high = np.min(indices), np.max(indices)
+                if -size <= low and high < size:
+                    continue
+            error = functools.partial(_out_of_bounds, name, axis, size)
+            _check((low < -size) | (high >= size), error, jnp.where(low < -size, low, high))
+        return fn(*args, **attrs)
+
+    return run
+
+
+def _out_of_bounds(name: str, axis: int, size: int, index: Any) -> IndexError:
+    return IndexError(f"while evaluating {name}: index {index} is out of bounds for axis {axis} with size {size}")
 
 
 # -- loops: lax.scan, lax.fori_loop and lax.while_loop -------------------------------------------
@@ -132,8 +189,9 @@ def function(op: Op) -> Callable[..., Any]:
 # cannot raise inside jit: it becomes a code, two integers (0: none failed, else 1 + its message's
 # position in _MESSAGES; then a value the message shows, such as the trip count), collected while
 # tracing by the innermost loop (or the traced plan) around it, carried out of the loops and
-# returned beside the outputs; the compiled function raises LoopError after the call.
-_MESSAGES: list[str] = []
+# returned beside the outputs; the compiled function raises its error (a LoopError; an IndexError:
+# _bounded) after the call.
+_MESSAGES: list[tuple[type[Exception], str]] = []
 _LOCK = threading.Lock()
 _DETAIL = "\x00detail\x00"  # where a message shows its code's value
 
@@ -162,11 +220,12 @@ def _passed() -> Any:
     return jnp.zeros(2, jax.dtypes.canonicalize_dtype(np.int64))
 
 
-def _check(failed: Any, error: LoopError | Callable[[Any], LoopError], detail: Any = None) -> None:
+def _check(failed: Any, error: Exception | Callable[[Any], Exception], detail: Any = None) -> None:
     """Report ``error`` when ``failed`` (a boolean, traced or not) holds, as its code; ``error``
     may be a function of ``detail`` (an integer, traced or not) making the error, whose message
     then shows ``detail``'s value."""
-    message = str(error) if detail is None else str(error(_DETAIL))
+    error = error if detail is None else error(_DETAIL)
+    message = (type(error), str(error))
     with _LOCK:
         if message not in _MESSAGES:
             _MESSAGES.append(message)
@@ -195,10 +254,15 @@ def _first(codes: list[Any]) -> Any:
     return functools.reduce(_either, codes) if codes else None
 
 
-def _raise_failed(code: Any) -> None:
-    """Raise the LoopError of a failed check's code (a concrete value); nothing for none or None."""
+def _raise_failed(code: Any, plan: Plan | None = None, values: Any = None) -> None:
+    """Raise the error of a failed check's code (a concrete value); nothing for none or None. An
+    index out of bounds raises the numpy backend's IndexError for ``plan`` on ``values``, which
+    names the node."""
     if code is not None and int(code[0]):
-        raise LoopError(_MESSAGES[int(code[0]) - 1].replace(_DETAIL, str(int(code[1]))))
+        kind, message = _MESSAGES[int(code[0]) - 1]
+        if kind is IndexError and plan is not None:
+            Plan(plan.outputs, plan.inputs, numpy_backend).run(dict(zip(plan.inputs, map(np.asarray, values))))
+        raise kind(message.replace(_DETAIL, str(int(code[1]))))
 
 
 def _stepper(body: Callable[..., Any], nc: int, init: list[Any], caps: tuple, name: str) -> Callable[..., Any]:
@@ -371,7 +435,7 @@ def trace_function(plan: Plan, single: bool) -> Callable[..., Any]:
         if code is None:
             return outs
         try:
-            _raise_failed(code)
+            _raise_failed(code, plan, args)
             return outs
         except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
             failed = code[0] != 0
@@ -398,8 +462,8 @@ def _checked_function(plan: Plan, single: bool) -> Callable[..., Any]:
         env: list[Any] = [None] * size
         for k, value in constants:
             env[k] = jnp.asarray(value)
-        for k, i in input_slots:
-            env[k] = args[i]
+        for k, i in input_slots:  # JAX arrays: a numpy one indexed by a traced value (a loop's) fails
+            env[k] = jnp.asarray(args[i])
         base = len(leaves)
         for k, step in enumerate(steps):
             values = [env[i] for i in step.args]
@@ -476,7 +540,7 @@ class Compiled(_NumpyCompiled):
                 outs, code = self._jitted(*values)
         else:
             outs, code = self._jitted(*values)
-        _raise_failed(code)  # a check that failed inside jit (a while_loop past max_steps)
+        _raise_failed(code, self._plan, values)  # a check that failed inside jit (a while_loop past max_steps)
         return outs
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -1,18 +1,22 @@
 """The numba backend: the plan printed as one Python function that numba compiles to native
 code, with the compiled machine code cached on disk.
 
-Each step becomes one statement. A float64 scalar step is its op's scalar template (``math``
-calls on floats, as in the numpy backend); an elementwise op on arrays is numpy's ufunc of
-its name where numba has it, else its scalar template made a ufunc by ``numba.vectorize``;
-the structural ops, reductions and the few linear-algebra routines numba supports have a
-printer in ``PRINTERS``. Chains of elementwise steps over one static shape are fused
-(``_Fuser``): one loop over the elements computes each as a scalar of its template, storing
-only the values read outside the loop, with sums over all the elements accumulated in it. A
-node that owns a body (a composite's) calls the body's own njit function, printed once (and
-fused the same way); a loop (``scan``, ``while_loop``: ``LOOPS``) is a native ``for`` or
-``while`` in the function calling it once per step, filling buffers made before the loop.
-Any other op is refused by name when compiling (``unsupported`` says why; docs/ops.md shows
-it): nothing falls back to the numpy backend silently.
+Each step becomes one statement. The backend prints the **primitives** (symdiff.lower): an
+elementwise op is numpy's ufunc of its name where numba has it, else its scalar expression
+(symdiff.scalar, printed for numba) in a loop over the broadcast inputs; a float64 scalar
+step is its scalar expression on floats (as in the numpy backend); the structural ops,
+reductions, scans and dense linear-algebra kernels (numba's LAPACK one matrix at a time over
+leading batch axes; ``expm`` as scipy.linalg.expm's algorithm, ``solve_triangular`` as
+substitution loops) have a printer in ``PRINTERS``. Any other op runs as a call of its
+**lowering**, its body printed once as a njit function of its own, down to primitives.
+Chains of elementwise steps over one static shape are fused (``_Fuser``): one loop over the
+elements computes each as a scalar, storing only the values read outside the loop, with
+sums over all the elements accumulated in it. A node that owns a body (a composite's) calls
+the body's own njit function, printed once (and fused the same way); a loop (``scan``,
+``while_loop``: ``LOOPS``) is a native ``for`` or ``while`` in the function calling it once
+per step, filling buffers made before the loop. An op with neither (a user's op declared
+with a numpy forward alone) is refused by name when compiling (``unsupported`` says why;
+docs/ops.md shows it): nothing falls back to the numpy backend silently.
 
 Cache: the printed module is written to ``$SYMDIFF_CACHE_DIR`` (default
 ``~/.cache/symdiff/numba``) under a name made of its own hash, and compiled with numba's
@@ -39,6 +43,7 @@ from typing import Any
 import numba
 import numpy as np
 
+import symdiff.scalar as sx
 from symdiff.backends import described, unsupported_error
 from symdiff.backends.base import Compiled as _NumpyCompiled
 from symdiff.backends.base import check_value
@@ -46,6 +51,7 @@ from symdiff.backends.numpy import function as numpy_function
 from symdiff.errors import BackendError, LoopError, ShapeError
 from symdiff.graph import Node, Region
 from symdiff.loops import scan_call
+from symdiff.lower import lowered
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import Op
 from symdiff.plan import Plan, Step, check_shapes, finish, wanted_outputs
@@ -131,7 +137,30 @@ def _body(w: Writer, region: Region, kept: tuple[int, ...] | None = None) -> Bod
 
 def _p_body(w: Writer, node: Node, a: list[str]) -> str:
     """A node that runs a body: a call of the body's function (printed once per body)."""
-    region = node.regions[0]
+    return _call(w, node.regions[0], a)
+
+
+def _p_lowered(w: Writer, node: Node, a: list[str]) -> str:
+    """A node of an op that is not a primitive: its lowering (symdiff.lower) printed in place, its
+    parameters the node's arguments (inline, not a function: numba compiles one function the
+    fewer, and nothing is called per node)."""
+    try:
+        region = lowered(node)
+    except ShapeError as exc:
+        raise unsupported_error("numba", node.op, str(exc)) from None
+    plan = Plan(list(region.outputs), list(region.params), function)
+    names: dict[Node, str] = dict(zip(region.params, a))
+    for n in plan.leaves:
+        if n not in names:
+            names[n] = _literal(n) or w.constant(n.value)
+    shaped = {s.node for s in plan.compiled_checks()}
+    for step in plan.steps:
+        _emit(w, step, names, shaped, target=w.name())
+    outs = [names[o] for o in region.outputs]
+    return f"({', '.join(outs)},)" if region.several else outs[0]
+
+
+def _call(w: Writer, region: Region, a: list[str]) -> str:
     body = _body(w, region)
     called = w.temp(body.call(w, a))
     flags, shapes = body.extras(called)
@@ -474,70 +503,254 @@ def _p_match_shape(w: Writer, node: Node, a: list[str]) -> str:
     return a[0]
 
 
-def _subscript(w: Writer, node: Node, index: Any, nodes: list[str]) -> str:
-    parts = []
-    arrays = 0
+# An index whose values are known only at evaluation (an index node; an integer on an axis whose
+# size is None) is checked before numba reads or writes by it: numba's integer and advanced
+# indexing does no bounds check and would read or write other memory. A value outside -n..n-1
+# raises here, and the compiled function then raises the numpy backend's IndexError for the same
+# values, naming the op, the node, the index and the axis size (Compiled._refuse).
+_BOUNDED = """
+@numba.njit(cache=True)
+def _sd_bounded(i, n):
+    for v in i.flat:
+        if v < -n or v >= n:
+            raise IndexError("an index is out of bounds for its axis")
+    return i
+"""
+_BOUNDED_INT = """
+@numba.njit(cache=True)
+def _sd_bounded_int(i, n):
+    if i < -n or i >= n:
+        raise IndexError("an index is out of bounds for its axis")
+    return i
+"""
+
+
+def _bounded(w: Writer, name: str, value: Any, ndim: int, target: str, axis: int, size: int | None) -> str:
+    """The index ``name`` (of ``ndim`` axes) on ``axis`` of the array ``target``, checked as it
+    runs unless its ``value`` is known while printing (a constant; else None) and in range of a
+    static ``size``."""
+    if value is not None and size is not None:
+        value = np.asarray(value)
+        if value.size == 0 or -size <= value.min() and value.max() < size:
+            return name
+    helper = w.helper("_sd_bounded_int", _BOUNDED_INT) if ndim == 0 else w.helper("_sd_bounded", _BOUNDED)
+    return f"{helper}({name}, {target}.shape[{axis}])"
+
+
+def _index_parts(w: Writer, node: Node, index: Any, nodes: list[str], target: str, shape: tuple) -> list[str]:
+    """The entries of ``index``'s subscript of the array ``target`` of ``shape``; ``nodes`` name
+    the index nodes (the node's last inputs). For an index numba takes as it is: at most one
+    integer array of more than zero axes, and of one axis (else ``_Gathered``)."""
+    index_nodes = node.inputs[len(node.inputs) - len(nodes) :]
+    parts: list[str] = []
+    axis = 0
     for kind, *rest in index.key:
-        if kind == "s":
-            start, stop, step = ("" if p is None else str(p) for p in rest)
-            parts.append(f"{start}:{stop}" + (f":{step}" if step else ""))
-        elif kind == "i":
-            parts.append(str(rest[0]))
-        elif kind == "n":
+        if kind == "n":
             parts.append("None")
+            continue
+        size = shape[axis]
+        if kind == "s":
+            parts.append(_slice(*rest))
+        elif kind == "i":  # checked when the graph was built where the size is static
+            parts.append(_bounded(w, str(rest[0]), rest[0], 0, target, axis, size))
         elif kind == "x":
-            arrays += 1
-            parts.append(nodes[rest[0]])
+            u = index_nodes[rest[0]]
+            value = u.value if u.op == "constant" else None
+            parts.append(_bounded(w, nodes[rest[0]], value, u.ndim, target, axis, size))
+        elif rest[1] == ():  # a 0-d integer array indexes as its integer does
+            parts.append(_bounded(w, str(rest[0][0]), rest[0][0], 0, target, axis, size))
         else:
-            arrays += 1
-            parts.append(w.constant(np.array(rest[0], dtype=np.intp).reshape(rest[1])))
-    if arrays > 1 or (arrays and any(u.ndim > 1 for u in node.inputs[len(node.inputs) - len(nodes) :])):
-        raise _refuse(node, "numba indexes by at most one one-dimensional integer array")
-    return ", ".join(parts) if parts else "()"
+            values = np.array(rest[0], dtype=np.intp).reshape(rest[1])
+            parts.append(_bounded(w, w.constant(values), values, values.ndim, target, axis, size))
+        axis += 1
+    return parts
+
+
+def _slice(start: int | None, stop: int | None, step: int | None) -> str:
+    text = ("" if start is None else str(start)) + ":" + ("" if stop is None else str(stop))
+    return text + (f":{step}" if step else "")
+
+
+def _subscript(w: Writer, node: Node, index: Any, nodes: list[str], target: str, shape: tuple) -> str:
+    """``index`` printed as the subscript of ``target`` (see ``_index_parts``)."""
+    return ", ".join(_index_parts(w, node, index, nodes, target, shape)) or "()"
+
+
+def _array_dims(node: Node, index: Any, nodes: list[str]) -> list[int]:
+    """The number of axes of each integer array (constant or node) in ``index``, in order."""
+    index_nodes = node.inputs[len(node.inputs) - len(nodes) :]
+    return [index_nodes[k[1]].ndim if k[0] == "x" else len(k[2]) for k in index.key if k[0] in "ax"]
+
+
+def _numba_indexes(node: Node, index: Any, nodes: list[str]) -> bool:
+    """Whether numba indexes by ``index`` itself: at most one integer array of more than zero
+    axes (a 0-d one indexes as an integer does), and of one axis."""
+    dims = [d for d in _array_dims(node, index, nodes) if d]
+    return len(dims) <= 1 and all(d == 1 for d in dims)
+
+
+def _tuple(items: list[str]) -> str:
+    return "(" + "".join(f"{e}, " for e in items) + ")"
+
+
+class _Gathered:
+    """An index numba does not take (several integer arrays, or one of several axes, broadcast
+    together), as one it does: the axes its integers and arrays index (adjacent: getitem moves
+    separated ones to the front first) merged into ONE axis of ``target`` by a reshape, indexed
+    by the flat positions of the elements picked (``pos``, shaped as the broadcast indices).
+
+    Each index is checked against its own axis's size (``_bounded``: an index out of range
+    raises, and the compiled function then the numpy backend's IndexError) and wrapped where
+    negative before the positions are summed, so no index can reach another's element."""
+
+    def __init__(self, w: Writer, node: Node, index: Any, nodes: list[str], target: str, shape: tuple):
+        index_nodes = node.inputs[len(node.inputs) - len(nodes) :]
+        advanced = [k for k, kind in enumerate(index.key) if kind[0] in "aix"]
+        self.first, self.last = advanced[0], advanced[-1] + 1  # the entries merged, adjacent
+        self.pre = [kind[0] for kind in index.key[: self.first]]  # "s" or "n" (numba's own parts)
+        self.post = [kind[0] for kind in index.key[self.last :]]
+        self.sliced = [_slice(*kind[1:]) for kind in index.key if kind[0] == "s"]
+        self.at = sum(kind != "n" for kind in self.pre)  # the first axis of target merged
+        axes = range(self.at, self.at + len(advanced))
+        # each index times its stride in target's merged axes: a static product and runtime sizes
+        terms, known, runtime, factors = [], 1, [], []
+        for axis, k in zip(reversed(axes), reversed(advanced)):
+            kind, *rest = index.key[k]
+            size, n = shape[axis], f"{target}.shape[{axis}]"
+            if kind == "x":
+                u = index_nodes[rest[0]]
+                name, value, ndim, dtype = nodes[rest[0]], u.value if u.op == "constant" else None, u.ndim, u.dtype
+            elif kind == "i" or rest[1] == ():
+                value = rest[0] if kind == "i" else rest[0][0]
+                name, ndim, dtype = str(value), 0, np.dtype(np.intp)
+            else:
+                value = np.array(rest[0], dtype=np.intp).reshape(rest[1])
+                name, ndim, dtype = "", value.ndim, value.dtype
+            terms.append(" * ".join([self._wrapped(w, name, value, ndim, dtype, target, axis, size), *factors]))
+            if size is not None:
+                known *= size
+            else:
+                runtime.append(n)
+            factors = [str(known)] * (known != 1) + runtime
+        self.size = " * ".join(factors) or "1"  # the merged axis's length
+        self.pos = w.temp(" + ".join(reversed(terms)))  # the broadcast indices' shape
+        self.flat = f"{self.pos}.ravel()"
+        self.merged = f"{target}.shape[:{self.at}] + ({self.size},) + {target}.shape[{self.at + len(advanced)}:]"
+
+    @staticmethod
+    def _wrapped(w: Writer, name: str, value: Any, ndim: int, dtype: Any, target: str, axis: int, size: Any) -> str:
+        """The index on ``axis`` of ``target``, checked and with negative values counted from the
+        end: 0 .. size - 1 (a constant known in range of a static size: wrapped as printed)."""
+        if value is not None and size is not None:
+            value = np.asarray(value)
+            if value.size == 0 or -size <= value.min() and value.max() < size:
+                wrapped = value % size if size else value
+                return str(int(wrapped)) if ndim == 0 else w.constant(wrapped.astype(np.intp))
+        if not name:  # a constant array on an axis whose size is known only at evaluation
+            name = w.constant(value)
+        checked = _bounded(w, name, None, ndim, target, axis, None)
+        if dtype != np.intp:  # an unsigned or narrower index would promote the sum to float
+            checked = f"np.intp({checked})" if ndim == 0 else f"{checked}.astype(np.intp)"
+        return f"({checked} % {target}.shape[{axis}])"
+
+    def subscript(self, flat: str) -> str:
+        """The subscript of ``target`` merged: the slices in place, ``flat`` on the merged axis."""
+        pre = sum(kind == "s" for kind in self.pre)
+        return ", ".join([*self.sliced[:pre], flat, *self.sliced[pre:]])
 
 
 def _p_getitem(w: Writer, node: Node, a: list[str]) -> str:
-    return f"{a[0]}[{_subscript(w, node, node.attrs['index'], a[1:])}]"
+    index = node.attrs["index"]
+    if _numba_indexes(node, index, a[1:]):
+        return f"{a[0]}[{_subscript(w, node, index, a[1:], a[0], node.inputs[0].shape)}]"
+    gather = _Gathered(w, node, index, a[1:], a[0], node.inputs[0].shape)
+    merged = w.temp(f"np.ascontiguousarray({a[0]}).reshape({gather.merged})")
+    y = w.temp(f"{merged}[{gather.subscript(gather.flat)}]")
+    # numpy's layout: the sliced axes in place, None's of length 1, the broadcast indices' axes
+    # where the first index was
+    axes = iter(range(len(gather.pre) + len(gather.post) + 1))
+    pre = ["1" if kind == "n" else f"{y}.shape[{next(axes)}]" for kind in gather.pre]
+    next(axes)
+    post = ["1" if kind == "n" else f"{y}.shape[{next(axes)}]" for kind in gather.post]
+    return f"np.ascontiguousarray({y}).reshape({_tuple(pre)} + {gather.pos}.shape + {_tuple(post)})"
 
 
 def _p_unindex(w: Writer, node: Node, a: list[str]) -> str:
-    g, ref = node.inputs[:2]
-    index = node.attrs["index"]
-    if index.advanced:
-        raise _refuse(node, "a scatter by integer arrays must add repeated indices, which numba's setitem does not")
-    nb = g.ndim - index.result_ndim(ref.ndim)
-    out = w.temp(f"np.zeros({a[0]}.shape[:{nb}] + {a[1]}.shape, np.{node.dtype.name})")
-    w.lines.append(f"    {out}[{_subscript(w, node, index.with_batch(nb), [])}] = {a[0]}")
+    ref = node.inputs[1]
+    nb = node.ndim - ref.ndim  # g's leading batch axes
+    index = node.attrs["index"].with_batch(nb)
+    shape = f"{a[0]}.shape[:{nb}] + {a[1]}.shape" if nb else f"{a[1]}.shape"  # g may be a scalar
+    out = w.temp(f"np.zeros({shape}, np.{node.dtype.name})")
+    if not _numba_indexes(node, index, a[2:]):
+        return _scatter_added(w, node, index, a, out)
+    parts = _index_parts(w, node, index, a[2:], out, node.shape)
+    arrays = [k for k, kind in enumerate(index.key) if kind[0] in "ax"]
+    dims = _array_dims(node, index, a[2:])
+    if not any(dims):
+        w.lines.append(f"    {out}[{', '.join(parts) or '()'}] = {a[0]}")  # each element of out written once
+        return out
+    # g's elements added one index at a time, so repeated indices accumulate (a setitem by the
+    # array keeps the last); the indexed axes are one axis of g, where the first of them is
+    (at,) = [k for k, d in zip(arrays, dims) if d]
+    first = next(k for k, kind in enumerate(index.key) if kind[0] in "aix")
+    idx, j = w.temp(parts[at]), w.name()
+    target, values = [], []
+    for k, (kind, *_) in enumerate(index.key):
+        if kind != "n":
+            target.append(f"{idx}[{j}]" if k == at else parts[k])
+        if k == first:
+            values.append(j)
+        elif kind in "sn":  # an axis of g; None's has length 1 and no axis of out
+            values.append(":" if kind == "s" else "0")
+    w.lines.append(f"    for {j} in range({idx}.shape[0]):")
+    w.lines.append(f"        {out}[{', '.join(target)}] += {a[0]}[{', '.join(values)}]")
     return out
 
 
-def _p_join(stack: bool) -> Callable[..., str]:
-    def printer(w: Writer, node: Node, a: list[str]) -> str:
-        axis = node.attrs["axis"] % node.ndim
-        arrays = [f"np.ascontiguousarray({x})" if u.ndim else x for x, u in zip(a, node.inputs)]
-        if stack and all(u.ndim == 0 for u in node.inputs):
-            return f"np.array([{', '.join(a)}])"
-        return f"np.{'stack' if stack else 'concatenate'}(({', '.join(arrays)},), {axis})"
+def _scatter_added(w: Writer, node: Node, index: Any, a: list[str], out: str) -> str:
+    """g added into the zeros ``out`` at an index numba does not take (``_Gathered``): one
+    element (or slice) of g at a time on the merged axis, so repeated positions accumulate."""
+    scatter = _Gathered(w, node, index, a[2:], out, node.shape)
+    merged = w.temp(f"{out}.reshape({scatter.merged})")  # a view: out is contiguous
+    # g's axes: one per entry before the indices (None's of length 1), the broadcast indices'
+    # (merged into one), one per entry after them (counted from the end)
+    pre = [f"{a[0]}.shape[{k}]" for k, kind in enumerate(scatter.pre) if kind == "s"]
+    post = [f"{a[0]}.shape[{k - len(scatter.post)}]" for k, kind in enumerate(scatter.post) if kind == "s"]
+    flat, j = w.temp(scatter.flat), w.name()
+    g = w.temp(f"np.ascontiguousarray({a[0]}).reshape({_tuple([*pre, f'{flat}.shape[0]', *post])})")
+    values = ", ".join([":"] * len(pre) + [j] + [":"] * len(post))
+    w.lines.append(f"    for {j} in range({flat}.shape[0]):")
+    w.lines.append(f"        {merged}[{scatter.subscript(f'{flat}[{j}]')}] += {g}[{values}]")
+    return out
 
-    return printer
+
+def _p_concatenate(w: Writer, node: Node, a: list[str]) -> str:
+    arrays = ", ".join(f"np.ascontiguousarray({x})" for x in a)
+    return f"np.concatenate(({arrays},), {node.attrs['axis'] % node.ndim})"
 
 
 def _core_shape(x: str, dims: int) -> str:
     return "(" + "".join(f"{x}.shape[{-k}], " for k in range(dims, 0, -1)) + ")"
 
 
-def _batched(w: Writer, node: Node, a: list[str], cores: list[int], out_core: str, call: Callable[..., str]) -> str:
+def _batched(
+    w: Writer, node: Node, a: list[str], cores: list[int], out_core: str | list[str], call: Callable[..., str]
+) -> str:
     """A linear-algebra routine numba runs on single matrices, looped over the stack's
-    (broadcast) leading axes."""
+    (broadcast) leading axes. A node with several outputs (``eigh``) gives ``out_core`` per
+    output, and ``call`` returns their tuple."""
     if all(u.ndim == c for u, c in zip(node.inputs, cores)):
         return call(*(f"np.ascontiguousarray({x})" for x in a))
     shapes = ", ".join(f"{x}.shape[:{u.ndim - c}]" for x, u, c in zip(a, node.inputs, cores))
     batch = w.temp(f"np.broadcast_shapes({shapes})")
     parts = [w.temp(f"np.broadcast_to({x}, {batch} + {_core_shape(x, c)})") for x, c in zip(a, cores)]
-    out = w.temp(f"np.empty({batch} + {out_core}, np.{node.dtype.name})")
+    cores_out = out_core if isinstance(out_core, list) else [out_core]
+    dtypes = [d for _, d in node.results] if node.is_multi else [node.dtype]
+    outs = [w.temp(f"np.empty({batch} + {core}, {_dtype(d)})") for core, d in zip(cores_out, dtypes)]
     w.lines.append(f"    for _i in np.ndindex({batch}):")
-    w.lines.append(f"        {out}[_i] = {call(*(f'np.ascontiguousarray({p}[_i])' for p in parts))}")
-    return out
+    targets = ", ".join(f"{out}[_i]" for out in outs)
+    w.lines.append(f"        {targets} = {call(*(f'np.ascontiguousarray({p}[_i])' for p in parts))}")
+    return f"({', '.join(outs)},)" if isinstance(out_core, list) else outs[0]
 
 
 def _p_matmul(w: Writer, node: Node, a: list[str]) -> str:
@@ -618,26 +831,424 @@ def _p_var(w: Writer, node: Node, a: list[str], root: bool = False) -> str:
     return f"np.sqrt({var})" if root else var
 
 
-def _p_flip(w: Writer, node: Node, a: list[str]) -> str:
-    flipped = _axes(node, node.ndim)
-    return a[0] + "[" + ", ".join("::-1" if d in flipped else ":" for d in range(node.ndim)) + "]"
+_RUNNING = """
+@numba.njit(cache=True, error_model="numpy")
+def {name}(a):
+    # a contiguous, its running axis last; numpy's accumulator dtype (int32 sums in int64)
+    out = np.empty(a.shape, {dtype})
+    src, dst = a.reshape(-1), out.reshape(-1)
+    n = a.shape[-1]
+    for start in range(0, src.size, max(n, 1)):
+        dst[start] = src[start]
+        for j in range(start + 1, start + n):
+            dst[j] = dst[j - 1] {op} src[j]
+    return out
+"""
 
 
-def _p_triangle(name: str) -> Callable[..., str]:
-    def printer(w: Writer, node: Node, a: list[str]) -> str:
-        if node.ndim != 2:
-            raise _refuse(node, f"numba's np.{name} takes single matrices, not stacks")
-        return f"np.{name}({a[0]}, {node.attrs['k']})"
+def _p_running(w: Writer, node: Node, a: list[str]) -> str:
+    """cumsum, cumprod: the axis moved last, each lane accumulated in order (as numpy's)."""
+    x = node.inputs[0]
+    axis = node.attrs["axis"] % x.ndim
+    dtype = getattr(np, node.op)(np.zeros(1, x.dtype)).dtype
+    name = f"_sd_{node.op}_{dtype.name}"
+    w.helper(name, _RUNNING.format(name=name, dtype=_dtype(dtype), op="+" if node.op == "cumsum" else "*"))
+    if axis == x.ndim - 1:
+        return f"{name}(np.ascontiguousarray({a[0]}))"
+    perm = tuple(k for k in range(x.ndim) if k != axis) + (axis,)
+    moved = f"{name}(np.ascontiguousarray(np.transpose({a[0]}, {perm})))"
+    return f"np.transpose({moved}, {tuple(int(k) for k in np.argsort(perm))})"
 
-    return printer
+
+_PROD_ROWS = """
+@numba.njit(cache=True, error_model="numpy")
+def {name}(a):
+    out = np.empty(a.shape[0], {dtype})
+    for i in range(a.shape[0]):
+        p = {dtype}(1)
+        for j in range(a.shape[1]):
+            p = p * a[i, j]
+        out[i] = p
+    return out
+"""
 
 
-def _p_concat_part(w: Writer, node: Node, a: list[str]) -> str:
-    # the piece of g in the place of input `index` of a concatenation of refs (offsets from their shapes)
-    axis = node.attrs["axis"]
-    start = " + ".join(f"{r}.shape[{axis}]" for r in a[1 : 1 + node.attrs["index"]]) or "0"
-    stop = f"{start} + {a[1 + node.attrs['index']]}.shape[{axis}]"
-    return f"{a[0]}[{', '.join([':'] * (node.ndim + axis))}{', ' if node.ndim + axis else ''}{start}:{stop}]"
+def _p_prod(w: Writer, node: Node, a: list[str]) -> str:
+    """prod over axes: those moved last and multiplied row by row, in numpy's dtype (int32 in int64)."""
+    x = node.inputs[0]
+    dtype = np.prod(np.zeros(1, x.dtype)).dtype
+    if x.ndim == 0:
+        return f"{_dtype(dtype)}({a[0]})"
+    axes = _axes(node, x.ndim)
+    kept = [d for d in range(x.ndim) if d not in axes]
+    name = f"_sd_prod_rows_{dtype.name}"
+    w.helper(name, _PROD_ROWS.format(name=name, dtype=_dtype(dtype)))
+    moved = w.temp(f"np.ascontiguousarray(np.transpose({a[0]}, {tuple(kept + axes)}))")
+    size = _count(moved, list(range(len(kept), x.ndim)))
+    rows = f"{name}({moved}.reshape(({_count(moved, list(range(len(kept))))}, {size})))"
+    keep = node.attrs["keepdims"]
+    if not kept and not keep:
+        return f"{rows}[0]"
+    parts = ["1" if d in axes else f"{moved}.shape[{kept.index(d)}]" for d in range(x.ndim) if keep or d in kept]
+    return f"{rows}.reshape(({''.join(p + ', ' for p in parts)}))"
+
+
+def _half(dtype: np.dtype) -> str:
+    """0.5 in ``dtype`` (numba makes a float32 array times a float64 literal float64)."""
+    return "0.5" if dtype == np.float64 else f"{_dtype(dtype)}(0.5)"
+
+
+def _p_cholesky(w: Writer, node: Node, a: list[str]) -> str:
+    # of the symmetric part, as the op's forward
+    sym = w.temp(f"{_half(node.dtype)} * ({a[0]} + np.swapaxes({a[0]}, -1, -2))")
+    return _batched(w, node, [sym], [2], _core_shape(sym, 2), lambda m: f"np.linalg.cholesky({m})")
+
+
+# one matrix each; per dtype (the name ends in it), as numba types each helper once per signature
+_DECOMPOSITIONS = """
+@numba.njit(cache=True, error_model="numpy")
+def _sd_eigh_{name}(a):
+    # symdiff.ops.linalg._eigh: of the symmetric part; all nan for a matrix with a nan or inf
+    s = (a + a.T) * {half}
+    n = a.shape[0]
+    if np.all(np.isfinite(s)):
+        return np.linalg.eigh(s)
+    return np.full(n, np.nan, {dtype}), np.full((n, n), np.nan, {dtype})
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_slogdet_{name}(a):
+    # (nan, nan) for a matrix with a nan or inf, where numba's LAPACK call refuses it
+    if np.all(np.isfinite(a)):
+        sign, logabs = np.linalg.slogdet(a)
+        return {dtype}(sign), {dtype}(logabs)
+    return {dtype}(np.nan), {dtype}(np.nan)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_singular_values_{name}(a):
+    # symdiff.ops.linalg._singular_values_forward: ascending; all nan for a matrix with a nan or inf
+    if np.all(np.isfinite(a)):
+        return np.linalg.svd(a, False)[1][::-1].copy()
+    return np.full(min(a.shape[0], a.shape[1]), np.nan, {dtype})
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_eigh_gaps_{name}(w, eps):
+    # w (rows, n): F[r, i, j] = 1 / (w[j] - w[i]) off the diagonal, 0 on it, and False where two
+    # eigenvalues are equal to rounding (symdiff.ops.linalg.eigh_gaps_and_ties)
+    rows, n = w.shape
+    out = np.zeros((rows, n, n), {dtype})
+    ok = True
+    for r in range(rows):
+        scale = {dtype}(0)
+        for i in range(n):
+            scale = max(scale, abs(w[r, i]))
+        for i in range(n):
+            for j in range(n):
+                if i != j:
+                    d = w[r, j] - w[r, i]
+                    if abs(d) <= 8 * n * eps * scale:
+                        ok = False
+                    out[r, i, j] = {dtype}(1) / d
+    return out, ok
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_solve_triangular_{name}(a, b, lower, trans, unit):
+    # x with T x = b (Tᵀ x = b with trans), T the lower or upper triangle of a (ones on its
+    # diagonal with unit), b (n, k): substitution, reading the triangle only; a zero on T's
+    # diagonal raises scipy's LinAlgError (LAPACK's trtrs)
+    n, k = b.shape
+    x = np.empty((n, k), {dtype})
+    if not unit:
+        for i in range(n):
+            if a[i, i] == 0:
+                raise np.linalg.LinAlgError("singular matrix")
+    forward = lower != trans  # Tᵀ of a lower triangle is upper
+    for step in range(n):
+        i = step if forward else n - 1 - step
+        lo, hi = (0, i) if forward else (i + 1, n)
+        for c in range(k):
+            s = {dtype}(b[i, c])
+            for j in range(lo, hi):
+                s -= (a[j, i] if trans else a[i, j]) * x[j, c]
+            x[i, c] = s if unit else s / a[i, i]
+    return x
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_solve_triangular_vector_{name}(a, b, lower, trans, unit):
+    return _sd_solve_triangular_{name}(a, b.reshape((b.shape[0], 1)), lower, trans, unit)[:, 0]
+"""
+
+
+def _decomposition(w: Writer, name: str, dtype: np.dtype) -> str:
+    """The helper ``name`` of _DECOMPOSITIONS for ``dtype`` (all of them printed, once per dtype)."""
+    source = _DECOMPOSITIONS.format(name=dtype.name, dtype=_dtype(dtype), half=_half(dtype))
+    w.helper(f"_sd_decompositions_{dtype.name}", source)
+    return f"_sd_{name}_{dtype.name}"
+
+
+def _p_eigh(w: Writer, node: Node, a: list[str]) -> str:
+    fn = _decomposition(w, "eigh", node.results[0][1])
+    return _batched(w, node, a, [2], [f"({a[0]}.shape[-1],)", _core_shape(a[0], 2)], lambda m: f"{fn}({m})")
+
+
+def _p_slogdet(w: Writer, node: Node, a: list[str]) -> str:
+    fn = _decomposition(w, "slogdet", node.results[0][1])
+    return _batched(w, node, a, [2], ["()", "()"], lambda m: f"{fn}({m})")
+
+
+def _p_singular_values(w: Writer, node: Node, a: list[str]) -> str:
+    fn = _decomposition(w, "singular_values", node.dtype)
+    core = f"(min({a[0]}.shape[-2], {a[0]}.shape[-1]),)"
+    return _batched(w, node, a, [2], core, lambda m: f"{fn}({m})")
+
+
+def _p_eigh_gaps(w: Writer, node: Node, a: list[str]) -> str:
+    # a repeated eigenvalue: the function returns the check, and the caller raises the op's SymdiffError
+    x = node.inputs[0]
+    fn = _decomposition(w, "eigh_gaps", node.dtype)
+    rows = _count(a[0], list(range(x.ndim - 1)))
+    eps = repr(float(np.finfo(node.dtype).eps))
+    done = w.temp(f"{fn}(np.ascontiguousarray({a[0]}).reshape(({rows}, {a[0]}.shape[-1])), {eps})")
+    w.checks.append((w.temp(f"{done}[1]"), node))
+    return f"{done}[0].reshape({a[0]}.shape + ({a[0]}.shape[-1],))"
+
+
+def _p_solve_triangular(w: Writer, node: Node, a: list[str]) -> str:
+    at = node.attrs
+    vector = node.inputs[1].ndim == 1
+    fn = _decomposition(w, "solve_triangular_vector" if vector else "solve_triangular", node.dtype)
+    flags = f"{bool(at['lower'])}, {bool(at['trans'])}, {bool(at['unit'])}"
+    core = _core_shape(a[1], 1 if vector else 2)
+    return _batched(w, node, a, [2, 1 if vector else 2], core, lambda m, b: f"{fn}({m}, {b}, {flags})")
+
+
+_EXPM_SOURCE = """
+@numba.njit(cache=True, error_model="numpy")
+def _sd_expm_steps(v):
+    # C's (int)ceil(v) clamped at 0, as scipy computes a count; 0 where v is not finite
+    if not np.isfinite(v) or v <= 0:
+        return 0
+    return int(np.ceil(v))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_expm_norm(x):
+    # the largest absolute row sum: scipy works on the column-major transpose, whose 1-norm it is
+    best = 0.0
+    for i in range(x.shape[0]):
+        row = 0.0
+        for j in range(x.shape[1]):
+            row += abs(x[i, j])
+        best = max(best, row)
+    return best
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_expm_comb(m0, c0, m1, c1, m2, c2, m3, c3, d):
+    # c0 m0 + c1 m1 + c2 m2 + c3 m3 + d I, summed in that order as scipy's loops (loops, not
+    # array expressions: numba compiles each of those for about a second)
+    n = m0.shape[0]
+    out = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            out[i, j] = c0 * m0[i, j] + c1 * m1[i, j] + c2 * m2[i, j] + c3 * m3[i, j]
+        out[i, i] += d
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_expm_solve(a, b):
+    # a⁻¹ b by Gaussian elimination with partial pivoting, LAPACK's getrf and getrs written out
+    # (numba's np.linalg.solve takes about 20 s to compile)
+    n, k = b.shape
+    lu, x = a.copy(), b.copy()
+    for c in range(n):
+        p = c
+        for i in range(c + 1, n):
+            if abs(lu[i, c]) > abs(lu[p, c]):
+                p = i
+        if p != c:
+            for j in range(n):
+                lu[c, j], lu[p, j] = lu[p, j], lu[c, j]
+            for j in range(k):
+                x[c, j], x[p, j] = x[p, j], x[c, j]
+        for i in range(c + 1, n):
+            f = lu[i, c] / lu[c, c]
+            for j in range(c + 1, n):
+                lu[i, j] -= f * lu[c, j]
+            for j in range(k):
+                x[i, j] -= f * x[c, j]
+    for c in range(n - 1, -1, -1):
+        for j in range(k):
+            t = x[c, j]
+            for i in range(c + 1, n):
+                t -= lu[c, i] * x[i, j]
+            x[c, j] = t / lu[c, c]
+    return x
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_expm_dot(x, y):
+    # one call site of @ (numba compiles each inline @ for a third of a second)
+    return x @ y
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_expm_spin(absa, v, times):
+    # |a|^times v, and its largest element (scipy's bound on the 1-norm of |a|^p)
+    for _ in range(times):
+        v = absa @ v
+    top = 0.0
+    for x in v:
+        top = max(top, x)
+    return v, top
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_expm(a, coeff):
+    # scipy.linalg.expm of one matrix, in float64 (Al-Mohy & Higham 2009): the Pade degree m
+    # and the squarings s picked from exact 1-norms of powers (scipy estimates them from n = 400),
+    # coeff the bounds for the input's precision; a diagonal matrix exactly, a triangular one
+    # with its diagonal and first off-diagonal recomputed at each squaring (Higham's 10.42)
+    theta = (1.495585217958292e-002, 2.539398330063230e-001, 9.504178996162932e-001, 2.097847961257068e000, 4.25)
+    # loops rather than array expressions, which numba compiles for about a second each
+    n = a.shape[0]
+    x = np.empty((n, n))
+    absa = np.empty((n, n))
+    upper, lower, finite = True, True, True
+    for i in range(n):
+        for j in range(n):
+            x[i, j] = a[i, j]
+            absa[i, j] = abs(x[i, j])
+            if x[i, j] != 0:
+                if i > j:
+                    upper = False
+                elif i < j:
+                    lower = False
+            if not np.isfinite(x[i, j]):
+                finite = False
+    e = np.zeros((n, n))
+    if upper and lower:
+        for i in range(n):
+            e[i, i] = np.exp(x[i, i])
+        return e
+    diag = np.zeros(n)
+    near = np.zeros(n)  # the first off-diagonal of a triangular matrix
+    for k in range(n):
+        diag[k] = x[k, k]
+        if k + 1 < n:
+            near[k] = x[k, k + 1] if upper else x[k + 1, k]
+    if not finite:  # scipy's arithmetic on a nan or inf gives nan throughout
+        e = np.full((n, n), np.nan)
+    else:
+        v, norm_a = _sd_expm_spin(absa, np.ones(n), 1)
+        a2 = _sd_expm_dot(x, x)
+        a4 = _sd_expm_dot(a2, a2)
+        a6 = _sd_expm_dot(a2, a4)
+        d6 = _sd_expm_norm(a6) ** (1.0 / 6.0)
+        eta1 = max(_sd_expm_norm(a4) ** 0.25, d6)
+        m, s, eta2 = 13, 0, 0.0
+        a8 = a2
+        v, top = _sd_expm_spin(absa, v, 6)
+        if eta1 < theta[0] and _sd_expm_steps(np.log2(top / norm_a / coeff[0]) / 6) == 0:
+            m = 3
+        if m == 13:
+            v, top = _sd_expm_spin(absa, v, 4)
+            if eta1 < theta[1] and _sd_expm_steps(np.log2(top / norm_a / coeff[1]) / 10) == 0:
+                m = 5
+        if m == 13:
+            a8 = _sd_expm_dot(a4, a4)
+            eta2 = max(d6, _sd_expm_norm(a8) ** 0.125)
+            v, top = _sd_expm_spin(absa, v, 4)
+            if eta2 < theta[2] and _sd_expm_steps(np.log2(top / norm_a / coeff[2]) / 14) == 0:
+                m = 7
+        if m == 13:
+            v, top = _sd_expm_spin(absa, v, 4)
+            if eta2 < theta[3] and _sd_expm_steps(np.log2(top / norm_a / coeff[3]) / 18) == 0:
+                m = 9
+        if m == 13:
+            eta3 = max(_sd_expm_norm(a8) ** 0.125, _sd_expm_norm(_sd_expm_dot(a4, a6)) ** 0.1)
+            s = _sd_expm_steps(np.log2(min(eta2, eta3) / theta[4]))
+            if s:
+                absa = _sd_expm_comb(absa, 2.0 ** (-s), x, 0.0, x, 0.0, x, 0.0, 0.0)
+                for k in range(n):
+                    v[k] *= 2.0 ** (-19.0 * s)
+                norm_a = norm_a * 2.0 ** (-s)
+            v, top = _sd_expm_spin(absa, v, 8)
+            s += _sd_expm_steps(np.log2(top / norm_a / coeff[4]) / 26.0)
+            if s:
+                x = _sd_expm_comb(x, 2.0 ** (-s), x, 0.0, x, 0.0, x, 0.0, 0.0)
+                a2 = _sd_expm_comb(a2, 4.0 ** (-s), x, 0.0, x, 0.0, x, 0.0, 0.0)
+                a4 = _sd_expm_comb(a4, 16.0 ** (-s), x, 0.0, x, 0.0, x, 0.0, 0.0)
+                a6 = _sd_expm_comb(a6, 64.0 ** (-s), x, 0.0, x, 0.0, x, 0.0, 0.0)
+        # U and V of the Pade approximant r_m = (V - U)⁻¹ (V + U)
+        if m == 3:
+            u = _sd_expm_comb(_sd_expm_dot(x, a2), 1.0, x, 60.0, x, 0.0, x, 0.0, 0.0)
+            w = _sd_expm_comb(a2, 12.0, x, 0.0, x, 0.0, x, 0.0, 120.0)
+        elif m == 5:
+            u = _sd_expm_dot(x, _sd_expm_comb(a4, 1.0, a2, 420.0, x, 0.0, x, 0.0, 15120.0))
+            w = _sd_expm_comb(a4, 30.0, a2, 3360.0, x, 0.0, x, 0.0, 30240.0)
+        elif m == 7:
+            u = _sd_expm_dot(x, _sd_expm_comb(a6, 1.0, a4, 1512.0, a2, 277200.0, x, 0.0, 8648640.0))
+            w = _sd_expm_comb(a6, 56.0, a4, 25200.0, a2, 1995840.0, x, 0.0, 17297280.0)
+        elif m == 9:
+            u = _sd_expm_dot(x, _sd_expm_comb(a8, 1.0, a6, 3960.0, a4, 2162160.0, a2, 302702400.0, 8821612800.0))
+            w = _sd_expm_comb(a8, 90.0, a6, 110880.0, a4, 30270240.0, a2, 2075673600.0, 17643225600.0)
+        else:
+            inner = _sd_expm_dot(a6, _sd_expm_comb(a6, 1.0, a4, 16380.0, a2, 40840800.0, x, 0.0, 0.0))
+            outer = _sd_expm_comb(a6, 33522128640.0, a4, 10559470521600.0, a2, 1187353796428800.0, x, 0.0,
+                                  32382376266240000.0)
+            u = _sd_expm_dot(x, _sd_expm_comb(inner, 1.0, outer, 1.0, x, 0.0, x, 0.0, 0.0))
+            low = _sd_expm_dot(a6, _sd_expm_comb(a6, 182.0, a4, 960960.0, a2, 1323241920.0, x, 0.0, 0.0))
+            high = _sd_expm_comb(a6, 670442572800.0, a4, 129060195264000.0, a2, 7771770303897600.0, x, 0.0,
+                                 64764752532480000.0)
+            w = _sd_expm_comb(low, 1.0, high, 1.0, x, 0.0, x, 0.0, 0.0)
+        # (V - U)⁻¹ (V + U) = I + 2 (V - U)⁻¹ U
+        e = _sd_expm_comb(_sd_expm_solve(_sd_expm_comb(w, 1.0, u, -1.0, x, 0.0, x, 0.0, 0.0), u), 2.0,
+                          x, 0.0, x, 0.0, x, 0.0, 1.0)
+        if upper or lower:
+            if s:
+                for k in range(n):
+                    e[k, k] = np.exp(diag[k] * 2.0 ** (-s))
+            for i in range(s - 1, -1, -1):
+                e = _sd_expm_dot(e, e)
+                scale = 2.0 ** (-i)
+                for k in range(n):
+                    e[k, k] = np.exp(diag[k] * scale)
+                for k in range(n - 1):  # scipy's _exp_sinch: (exp(y) - exp(x)) / (y - x), exp(x) at y = x
+                    lo, hi = diag[k] * scale, diag[k + 1] * scale
+                    sinch = np.exp(lo) if hi - lo == 0 else (np.exp(hi) - np.exp(lo)) / (hi - lo)
+                    if upper:
+                        e[k, k + 1] = sinch * (near[k] * scale)
+                    else:
+                        e[k + 1, k] = sinch * (near[k] * scale)
+        else:
+            for _ in range(s):
+                e = _sd_expm_dot(e, e)
+    for i in range(n):  # the other triangle of a triangular input stays zero
+        for j in range(n):
+            if (upper and i > j) or (lower and i < j):
+                e[i, j] = 0.0
+    return e
+"""
+# the bounds on the Pade approximants' backward error for float64 and float32 (scipy's coeff)
+_EXPM_COEFF = {
+    np.dtype(np.float64): "(1.1191048088221578e-11, 1.1167770708198077e-06, 4.9826124310493469e-01, "
+    "6.5662862500000000e+05, 1.2573361865339437e+19)",
+    np.dtype(np.float32): "(6.0081481933593750e-03, 5.9956512451171875e+02, 2.6750196800000000e+08, "
+    "3.5252480874905600e+14, 6.7502722515508048e+27)",
+}
+
+
+def _p_expm(w: Writer, node: Node, a: list[str]) -> str:
+    w.helper("_sd_expm", _EXPM_SOURCE)
+    coeff = _EXPM_COEFF[node.dtype]
+    cast = "" if node.dtype == np.float64 else f".astype({_dtype(node.dtype)})"
+    return _batched(w, node, a, [2], _core_shape(a[0], 2), lambda m: f"_sd_expm({m}, {coeff}){cast}")
 
 
 PRINTERS: dict[str, Callable[[Writer, Node, list[str]], str]] = {
@@ -662,8 +1273,7 @@ PRINTERS: dict[str, Callable[[Writer, Node, list[str]], str]] = {
     "ones_like": lambda w, node, a: f"np.ones_like({a[0]})" if node.ndim else "1.0",
     "getitem": _p_getitem,
     "unindex": _p_unindex,
-    "concatenate": _p_join(stack=False),
-    "stack": _p_join(stack=True),
+    "concatenate": _p_concatenate,
     "matmul": _p_matmul,
     "inv": _p_linalg("inv"),
     "det": _p_linalg("det"),
@@ -674,27 +1284,50 @@ PRINTERS: dict[str, Callable[[Writer, Node, list[str]], str]] = {
     "round": lambda w, node, a: f"np.round({a[0]}, {node.attrs['decimals']})" if node.ndim else "",
     "var": _p_var,
     "std": functools.partial(_p_var, root=True),
-    "flip": _p_flip,
-    "tril": _p_triangle("tril"),
-    "triu": _p_triangle("triu"),
     "outer": lambda w, node, a: f"np.outer({a[0]}, {a[1]})" if all(u.ndim == 1 for u in node.inputs) else "",
     "clip_below": lambda w, node, a: f"np.maximum({a[0]}, {a[1]})",
     "clip_above": lambda w, node, a: f"np.minimum({a[0]}, {a[1]})",
-    "reshape_like": lambda w, node, a: f"np.ascontiguousarray({a[0]}).reshape({a[1]}.shape)",
-    "concat_part": _p_concat_part,
+    # h or its matrix transpose, by the shape of ref, known at evaluation (a copy: one array type)
+    "tall": lambda w, node, a: (
+        f"(np.ascontiguousarray({a[0]}) if {a[1]}.shape[-2] >= {a[1]}.shape[-1] "
+        f"else np.ascontiguousarray(np.swapaxes({a[0]}, -1, -2)))"
+    ),
+    "reshape_like": lambda w, node, a: (
+        f"np.ascontiguousarray({a[0]}).reshape({a[0]}.shape[:{node.ndim - node.inputs[1].ndim}] + {a[1]}.shape)"
+    ),
     "output": lambda w, node, a: f"{a[0]}[{node.attrs['index']}]",
+    "cumsum": _p_running,
+    "cumprod": _p_running,
+    "prod": _p_prod,
+    "arange": lambda w, node, a: f"np.arange(np.int64({a[0]})).astype({_dtype(node.dtype)})",
+    "cholesky": _p_cholesky,
+    "eigh": _p_eigh,
+    "eigh_gaps": _p_eigh_gaps,
+    "slogdet": _p_slogdet,
+    "singular_values": _p_singular_values,
+    "solve_triangular": _p_solve_triangular,
+    "expm": _p_expm,
 }
+
+
+def lowers(op: Op) -> bool:
+    """Whether this backend runs ``op`` as its lowering (symdiff.lower) rather than a printer of its own."""
+    return op.lower is not None and op.name not in PRINTERS and op.name not in LOOPS and op.sparsity != "body"
 
 
 def unsupported(op: Op) -> str | None:
     """Why this backend cannot run ``op`` (None: it can, for the shapes its printer accepts)."""
     if op.sparsity == "body":  # runs its body, each op of it as here
         return None
-    if op.name in PRINTERS or op.name in LOOPS:
+    if op.name in PRINTERS or op.name in LOOPS or lowers(op):
         return None
     if op.numpy in UFUNCS and op.elementwise or op.scalar is not None and op.elementwise:
         return None
-    return "numba compiles no form of it (numba's numpy has no such function); not written for numba yet"
+    # every op of the registry has one of those; an op defined since without any lands here
+    return (
+        "it has no numba printer (PRINTERS), no lowering to primitives (define_op's lower=) "
+        "and no elementwise scalar form"
+    )
 
 
 def support(op: Op) -> str:
@@ -704,7 +1337,8 @@ def support(op: Op) -> str:
         (op.sparsity == "body", "its body, a njit function of its own"),
         (op.name in LOOPS, "a native loop calling its bodies' njit functions"),
         (op.name in PRINTERS, "printer"),
-        otherwise=f"`np.{op.numpy}`" if op.numpy in UFUNCS else "scalar template, looped",
+        (lowers(op), "lowered to primitives"),
+        otherwise=f"`np.{op.numpy}`" if op.numpy in UFUNCS else "scalar expression, looped",
     )
 
 
@@ -718,6 +1352,8 @@ def function(op: Op) -> Callable[..., str]:
         return _p_body
     if op.name in PRINTERS or op.name in LOOPS:
         return PRINTERS.get(op.name) or LOOPS[op.name]
+    if lowers(op):
+        return _p_lowered
     return functools.partial(_elementwise, op)
 
 
@@ -734,7 +1370,7 @@ def _numba_type(dtype: np.dtype) -> str:
 def _elementwise(op: Op, w: Writer, node: Node, a: list[str]) -> str:
     if op.numpy in UFUNCS:
         return f"np.{op.numpy}({', '.join(a)})"
-    # the scalar template mapped over the broadcast inputs (numba.vectorize's own disk cache
+    # the scalar expression mapped over the broadcast inputs (numba.vectorize's own disk cache
     # cannot load from a generated module, so the loop is written out)
     dims = [u.ndim for u in node.inputs]
     name = f"_map_{op.name}_" + "_".join(f"{u.dtype.name}{u.ndim}" for u in node.inputs)
@@ -746,7 +1382,7 @@ def _elementwise(op: Op, w: Writer, node: Node, a: list[str]) -> str:
     lines.append(f"    out = np.empty(b{arrays[0]}.size, np.{node.dtype.name})")
     lines.append("    for i in range(out.size):")
     items = [f"b{k}[i]" if dims[k] else f"a{k}" for k in range(len(a))]
-    lines.append(f"        out[i] = {op.scalar.format(*items)}")
+    lines.append(f"        out[i] = {sx.to_numba(op.scalar, items, node.dtype)}")
     lines.append("    return out.reshape(shape)")
     source = (
         f'\n@numba.njit(cache=True, error_model="numpy")\ndef {name}({", ".join(params)}):\n' + "\n".join(lines) + "\n"
@@ -825,17 +1461,18 @@ def _print(w: Writer, plan: Plan) -> list[str]:
     return [names[n] for n in plan.outputs]
 
 
-def _emit(w: Writer, step: Step, names: dict[Node, str], shaped: set[Node]) -> None:
-    """One step as one statement ``tN = expr`` (its printer's, or its scalar template)."""
+def _emit(w: Writer, step: Step, names: dict[Node, str], shaped: set[Node], target: str | None = None) -> None:
+    """One step as one statement ``tN = expr`` (its printer's, or its scalar expression's; ``target``
+    in place of ``tN``)."""
     n = step.node
     args = [names[u] for u in n.inputs]
     if step.scalar:
-        expr = REGISTRY[n.op].scalar.format(*args)
+        expr = sx.to_numba(REGISTRY[n.op].scalar, args, n.dtype)
     else:
         expr = step.fn(w, n, args)  # the plan's function of the op: this backend's printer
         if not expr:
             raise _refuse(n, "this form of it (broadcast operands, a scalar) has no numba printer")
-    target = f"t{n.index}"
+    target = target or f"t{n.index}"
     w.lines.append(f"    {target} = {expr}")
     names[n] = target
     if n in shaped:  # a raise here would keep numba from caching: the caller checks
@@ -869,7 +1506,7 @@ def _static(shape: tuple) -> bool:
 def _element_template(node: Node) -> str | None:
     """The scalar expression, a template over its inputs' elements, computing one element of
     ``node`` in a fused loop; None if the node is printed on its own. Fused: an elementwise op
-    with a scalar form (numba's kernel of its numpy ufunc, else its scalar template) of a static
+    with a scalar form (numba's kernel of its numpy ufunc, else its scalar expression) of a static
     shape, whose inputs broadcast to it by size-1 axes alone, in a float, int or bool dtype
     where the scalar form means what numpy's array op does."""
     op = REGISTRY[node.op]
@@ -893,8 +1530,8 @@ def _element_template(node: Node) -> str | None:
         return None
     elif op.numpy in UFUNCS:  # numba's own kernel of its array ufunc: the same numbers as unfused
         template = f"np.{op.numpy}({', '.join(f'{{{k}}}' for k in range(len(node.inputs)))})"
-    elif op.scalar is not None:
-        template = op.scalar
+    elif op.scalar is not None:  # a format string over the inputs' elements, as the others
+        template = sx.to_numba(op.scalar, [f"{{{k}}}" for k in range(len(node.inputs))], node.dtype)
     else:
         return None
     if node.dtype != np.float64 or any(u.dtype != np.float64 for u in node.inputs):

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+import symdiff.scalar as sx
 from symdiff.graph import Node, Region
 from symdiff.loops import bad_count, carry_changed, scan_call, too_many_steps
 from symdiff.ops import REGISTRY
@@ -122,30 +123,24 @@ def _call(op: Op, node: Node, args: list[str], namespace: dict[str, Any]) -> str
     return f"{bound}({', '.join(args)})"
 
 
-@functools.cache
-def _statement_template(template: str) -> str:
-    """The template without outer parentheses, when they enclose all of it: ``t = a + b``.
-
-    Arguments are balanced, so whether the parentheses can go depends on the template alone.
-    """
-    if template.startswith("(") and template.endswith(")"):
+def _statement(expr: str) -> str:
+    """A printed expression without outer parentheses, when they enclose all of it: ``t = a + b``."""
+    if expr.startswith("(") and expr.endswith(")"):
         depth = 0
-        for k, ch in enumerate(template):
+        for k, ch in enumerate(expr):
             depth += ch == "("
             depth -= ch == ")"
-            if depth == 0 and k < len(template) - 1:
-                return template
-        return template[1:-1]
-    return template
+            if depth == 0 and k < len(expr) - 1:
+                return expr
+        return expr[1:-1]
+    return expr
 
 
 def _inlinable(consumer: Node, node: Node, scalar: dict[Node, bool]) -> bool:
     """True if ``node``'s expression can be written inside ``consumer``'s (once, and both scalar)."""
     if not scalar.get(consumer, False):
         return False
-    template = REGISTRY[consumer.op].scalar
-    position = consumer.inputs.index(node)
-    return template.count(f"{{{position}}}") == 1
+    return sx.uses(REGISTRY[consumer.op].scalar, consumer.inputs.index(node)) == 1
 
 
 def _literal(value: Any) -> str | None:
@@ -415,9 +410,9 @@ def generate(
             depth[n] = 1 + max((depth.get(u, 0) for u in n.inputs), default=0)
             consumer = consumer_of.get(n) if uses.get(n) == 1 and n not in returned else None
             if consumer is not None and depth[n] < INLINE_DEPTH and _inlinable(consumer, n, scalar):
-                names[n] = op.scalar.format(*args)  # no statement: the consumer's expression holds it
+                names[n] = sx.to_python(op.scalar, args)  # no statement: the consumer's expression holds it
                 continue
-            expr = _statement_template(op.scalar).format(*args)
+            expr = _statement(sx.to_python(op.scalar, args))
         elif n.op in LOOPS:  # a Python loop over the bodies' own generated functions
             called = [bodies[r] for r in n.regions]
             if compile_bodies:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+import symdiff.scalar as sx
 from symdiff._version import __version__
 from symdiff.backends.base import Compiled, as_outputs, resolve_inputs, sparse_outputs
 from symdiff.backends.numpy import LOOPS, _call, arguments, body_names, function, generate, loop_lines
@@ -307,9 +308,10 @@ def _sparse_positions(outputs: Any) -> dict[int, Any]:
 def _careful(
     plan: Plan, names: dict[Node, str], checks: set[Node], emitter: Emitter, defs: list[str], bodies: dict[Region, str]
 ) -> str:
-    """The function again with each scalar step computed as ``sd.evaluate`` does: the math
-    template, or numpy's IEEE result where it raises (log(0), 1/0, overflow); a body is run by
-    its careful function (``bodies``), a loop's as the fast function runs it."""
+    """The function again with each scalar step computed as ``sd.evaluate`` does: the op's scalar
+    expression printed for ``math``, or numpy's IEEE result where it raises (log(0), 1/0,
+    overflow); a body is run by its careful function (``bodies``), a loop's as the fast function
+    runs it."""
     namespace: dict[str, Any] = {}
     lines = []
     wanted = wanted_outputs(plan.computed, plan.outputs)
@@ -328,7 +330,7 @@ def _careful(
             defs.append(slow)
             defs.append(
                 f"\n\ndef {helper}({', '.join(params)}):\n"
-                f"    try:\n        return {op.scalar.format(*params)}\n"
+                f"    try:\n        return {sx.to_python(op.scalar, params)}\n"
                 "    except (ValueError, ZeroDivisionError, OverflowError):\n"
                 f"        return _np_{op.name}({floats})[()]\n"
             )

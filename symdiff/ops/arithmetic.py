@@ -30,7 +30,7 @@ ADD = elementwise_op(
     sympy=lambda x, y: x + y,
     sympy_name="Add",
     doc="d(x + y) = dx + dy",
-    scalar="({0} + {1})",
+    scalar=lambda x, y: x + y,
 )
 SUB = elementwise_op(
     "sub",
@@ -45,7 +45,7 @@ SUB = elementwise_op(
     function="subtract",
     sympy=lambda x, y: x - y,
     doc="d(x - y) = dx - dy",
-    scalar="({0} - {1})",
+    scalar=lambda x, y: x - y,
 )
 MUL = elementwise_op(
     "mul",
@@ -61,7 +61,7 @@ MUL = elementwise_op(
     sympy=lambda x, y: x * y,
     sympy_name="Mul",
     doc="d(x y) = y dx + x dy",
-    scalar="({0} * {1})",
+    scalar=lambda x, y: x * y,
 )
 DIV = elementwise_op(
     "div",
@@ -74,7 +74,7 @@ DIV = elementwise_op(
     function="divide",
     sympy=lambda x, y: x / y,
     doc="d(x / y) = dx / y - (x / y) dy / y",
-    scalar="({0} / {1})",
+    scalar=lambda x, y: x / y,
 )
 NEG = elementwise_op(
     "neg",
@@ -89,7 +89,7 @@ NEG = elementwise_op(
     function="negative",
     sympy=lambda x: -x,
     doc="d(-x) = -dx",
-    scalar="(-{0})",
+    scalar=lambda x: -x,
 )
 
 
@@ -143,7 +143,7 @@ POW = elementwise_op(
     sympy=lambda x, y: x**y,
     sympy_name="Pow",
     doc="d(x**y) = y x**(y-1) dx + log(x) x**y dy; at x = 0: 0 dx where y = 0, 0 dy where y > 0",
-    scalar="_math.pow({0}, {1})",
+    scalar=lambda x, y: x**y,
 )
 
 add = derive_function(

@@ -37,6 +37,9 @@ import numpy as np
 
 from symdiff.errors import GraphError, ShapeError
 from symdiff.graph import Node, Region, Shape, adopts, describe, encloses, format_shape, shape_matches
+from symdiff.scalar import Expr, from_function, parameters
+from symdiff.scalar import arity as expression_arity
+from symdiff.scalar import differentiable as differentiable_expression
 
 DerivativeRule = Callable[..., Node]  # one input's vjp or jvp (not a rewrite rule: symdiff.rewrite)
 
@@ -122,7 +125,7 @@ class Op:
     generic: bool = True
     properties: frozenset[str] = frozenset()
     notation: Notation = Notation()
-    scalar: str | None = None
+    scalar: Expr | None = None
     doc: str = ""
     fold: bool = True
     arity: int | None = None
@@ -134,6 +137,7 @@ class Op:
     joint_jvp: Callable[..., list[Node | None]] | None = None
     runs: Callable[..., Any] | None = None
     edges: Callable[..., list[str]] | None = None
+    lower: Callable[..., Any] | None = None
 
     @property
     def elementwise(self) -> bool:
@@ -278,7 +282,7 @@ def define_op(
     unsupported: dict[str, str] | None = None,
     doc: str = "",
     fold: bool = True,
-    scalar: str | None = None,
+    scalar: Callable[..., Any] | Expr | None = None,
     arity: int | None = None,
     sparsity: str | None = None,
     outputs: Sequence[str] | None = None,
@@ -287,6 +291,7 @@ def define_op(
     joint_jvp: Callable[..., list[Node | None]] | None = None,
     runs: Callable[..., Any] | None = None,
     edges: Callable[..., list[str]] | None = None,
+    lower: Callable[..., Any] | None = None,
 ) -> Op:
     """Register a new op and return it; build nodes of it with :func:`apply`.
 
@@ -341,11 +346,15 @@ def define_op(
     fold : bool
         Whether to compute the op at build time when every input is a constant (the
         rule table's last build rule, ``constant_folding``).
-    scalar : str, optional
-        A Python expression computing the op on float64 scalars, with ``{0}``, ``{1}``
-        for the inputs and ``_math`` for the math module (``"_math.sin({0})"``). Used by
-        the evaluator and the compiler for scalar nodes; where it raises (``log(0)``),
-        the numpy forward gives the IEEE result instead.
+    scalar : callable or symdiff.scalar.Expr, optional
+        For an elementwise op, what it computes on one element, as a scalar expression tree
+        (``symdiff.scalar``), or a function building it from its inputs' elements
+        (``scalar=lambda x: sx.maximum(x, 0.0) + sx.log1p(sx.exp(-abs(x)))``, with
+        ``import symdiff.scalar as sx``). Printed per language: float64 scalar nodes run it on
+        Python floats in the evaluator and the compiled code (where ``math`` raises, as at
+        ``log(0)``, the numpy forward gives the IEEE result instead), the numba backend loops
+        and fuses it. An elementwise op that gives neither ``vjp`` nor ``partials`` gets its
+        partials from it (``symdiff.scalar.partial``), unless its value is a boolean.
     arity : int, optional
         How many inputs the op takes; by default the length of ``vjp`` (or ``partials``)
         when it is a sequence (None for ops that take any number).
@@ -370,6 +379,12 @@ def define_op(
         input positions the pass needs) and ``joint_jvp(ts, node) -> [tangent or None per
         output]`` (``ts``: a tangent or None per input); ``gs`` holds a cotangent or None per
         output (one item for a one-output op). The driver calls them instead of ``vjp``/``jvp``.
+    lower : callable, optional
+        ``lower(*inputs, **attrs) -> node or tuple of nodes``: the op written with other ops, for
+        the backends that print code from a small set of primitives (numba, C); called on the
+        variables of a body of its own (see :func:`symdiff.lower.lowered`). An op without it is
+        a primitive: every printing backend must print it. The op keeps its own forward (the
+        interpreter, numpy, jax), name, printing and derivative rules.
 
     See ``docs/adding-an-op.md`` for a worked example.
     """
@@ -396,6 +411,27 @@ def define_op(
         raise GraphError(
             f"define_op {name!r}: sparsity {sparsity!r} is not one of {', '.join(SPARSITY)} or adjoint:<op>"
         )
+    if scalar is not None:
+        if isinstance(scalar, str):
+            raise GraphError(
+                f"define_op {name!r}: scalar is a scalar expression tree or a function building one "
+                f"(scalar=lambda x: sx.sin(x), import symdiff.scalar as sx), not the string {scalar!r}"
+            )
+        declared, scalar = scalar, from_function(scalar, arity)
+        if (
+            kind == "elementwise"
+            and vjp is None
+            and partials is None
+            and jvp is None
+            and differentiable
+            and "vjp" not in (unsupported or {})
+            and differentiable_expression(scalar)
+        ):
+            from symdiff.ops.scalar_nodes import tree_partials  # it builds nodes with this module's apply
+
+            if arity is None:
+                arity = expression_arity(scalar) if isinstance(declared, Expr) else parameters(declared)
+            partials = tree_partials(scalar, arity)
     if partials is not None:
         if kind != "elementwise" or vjp is not None:
             raise GraphError(f"define_op {name!r}: partials are for elementwise ops that give no vjp")
@@ -454,6 +490,7 @@ def define_op(
         joint_jvp=joint_jvp,
         runs=runs,
         edges=edges,
+        lower=lower,
     )
     REGISTRY[name] = op
     return op

@@ -9,12 +9,15 @@ import numpy as np
 
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape
+from symdiff.ops.arithmetic import astype
 from symdiff.ops.core import (
     apply,
     as_nodes,
     define_op,
     first_dtype,
 )
+from symdiff.ops.indexing import iota
+from symdiff.ops.logic import equal, where
 
 ArrayLike = Any
 
@@ -61,7 +64,7 @@ STOP_GRADIENT = define_op(
     vjp=(None,),
     jvp=(None,),
     doc="x in the forward pass; no gradient flows through it",
-    scalar="{0}",
+    scalar=lambda x: x,
     sparsity="none",
 )
 
@@ -125,6 +128,18 @@ def eye_value(shape: Shape, dtype: np.dtype) -> np.ndarray:
     return _eye_like_forward(np, np.empty(shape, dtype=bool), dtype)
 
 
+def _lower_eye_like(ref: Node, dtype_to: str) -> Node:
+    """1 where the row's index equals the column's along every axis of ref: an iota of each axis
+    compared with itself across, the comparisons joined."""
+    if ref.ndim == 0:
+        return ref.graph.constant(np.ones((), dtype=dtype_to))
+    n = ref.ndim
+    same = equal(iota(ref, 0, 2 * n, 0), iota(ref, 0, 2 * n, n))
+    for k in range(1, n):
+        same = where(same, equal(iota(ref, k, 2 * n, k), iota(ref, k, 2 * n, n + k)), False)
+    return astype(same, dtype_to)
+
+
 EYE_LIKE = define_op(
     "eye_like",
     _eye_like_forward,
@@ -133,6 +148,7 @@ EYE_LIKE = define_op(
     dtype=lambda ref, dtype_to: np.dtype(dtype_to),
     vjp=(None,),
     jvp=(None,),
+    lower=_lower_eye_like,
     doc="the identity on ref's elements, shaped ref.shape + ref.shape (the seed of a Jacobian)",
     sparsity="none",
 )

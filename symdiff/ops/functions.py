@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import sympy
 
+import symdiff.scalar as sx
 from symdiff.graph import Node
 from symdiff.ops.arithmetic import add, divide, multiply, negative, square, subtract
 from symdiff.ops.core import Op, apply, as_nodes, common_dtype, derive_function, float_dtype, special_function
@@ -36,10 +37,10 @@ def _function(name: str, partials, sympy_fn, doc: str, *, numpy: str | None = No
     """A differentiable elementwise function, declared by its partial derivatives: ``partials``
     is ``partial(out, x)`` for a function of one input, a tuple ``(d/dx, d/dy)`` of two (which
     broadcast). numpy's function ``name`` computes it unless ``forward`` is given; a function
-    of one input is the math module's of the same name on scalars (``asin`` for ``arcsin``)."""
+    of one input is the scalar function of the same name on elements (``sx.arcsin``)."""
     unary = not isinstance(partials, tuple)
-    if unary:
-        scalar = scalar or f"_math.{name.replace('arc', 'a', 1)}({{0}})"
+    if unary and scalar is None:
+        scalar = getattr(sx, name)
     return elementwise_op(
         name,
         forward,
@@ -89,7 +90,7 @@ LOG = elementwise_op(
     sympy_name="log",
     latex=r"\log",
     doc="d log x = dx / x",
-    scalar="_math.log({0})",
+    scalar=sx.log,
 )
 SIN = _function("sin", lambda out, x: cos(x), sympy.sin, "d sin x = cos x dx", latex=r"\sin")
 COS = _function("cos", lambda out, x: negative(sin(x)), sympy.cos, "d cos x = -sin x dx", latex=r"\cos")
@@ -104,7 +105,7 @@ SIGMOID = _function(
     lambda x: 1 / (1 + sympy.exp(-x)),
     "d σ(x) = σ(x)σ(-x) dx = σ(x)(1 - σ(x)) dx",
     forward=_stable_sigmoid,
-    scalar="(1.0 / (1.0 + _math.exp(-{0})))",
+    scalar=lambda x: 1.0 / (1.0 + sx.exp(-x)),
     latex=r"\sigma",
     properties=("positive",),
 )
@@ -123,7 +124,7 @@ SOFTPLUS = _function(
     lambda x: sympy.log(1 + sympy.exp(x)),
     "d log(1+exp x) = σ(x) dx",
     forward=_softplus,
-    scalar="(max({0}, 0.0) + _math.log1p(_math.exp(-abs({0}))))",
+    scalar=lambda x: sx.maximum(x, 0.0) + sx.log1p(sx.exp(-sx.abs(x))),
     properties=("positive",),
 )
 # sign has derivative 0 everywhere (including the kink at 0): no gradient flows through it.
@@ -136,7 +137,6 @@ ABS = _function(
     "d |x| = sign(x) dx; 0 at x = 0",
     dtype=common_dtype,
     latex=lambda node, args, wrap: (rf"\left|{args[0][0]}\right|", 100),
-    scalar="abs({0})",
 )
 # relu'(0) = 0: the gradient flows only where x > 0.
 RELU = elementwise_op(
@@ -146,7 +146,7 @@ RELU = elementwise_op(
     vjp=(lambda g, out, x: where(greater(x, 0), g, 0.0),),
     sympy=vectorize(lambda x: sympy.Max(0, x)),
     doc="d relu x = [x > 0] dx; 0 at x = 0",
-    scalar="max({0}, 0.0)",
+    scalar=lambda x: sx.maximum(x, 0.0),
 )
 
 # inverse trigonometric and hyperbolic functions; at the ends of their domains the
@@ -204,7 +204,7 @@ LOG_SIGMOID = _function(
     lambda x: -sympy.log(1 + sympy.exp(-x)),
     "d log σ(x) = σ(-x) dx",
     forward=_log_sigmoid,
-    scalar="(-(max(-{0}, 0.0) + _math.log1p(_math.exp(-abs({0})))))",
+    scalar=lambda x: -(sx.maximum(-x, 0.0) + sx.log1p(sx.exp(-sx.abs(x)))),
 )
 
 # d erf x = 2/sqrt(pi) exp(-x²) dx; numpy has no erf: scipy.special's (math.erf for scalars)
@@ -227,8 +227,8 @@ ERFC = _function(
 )
 
 
-FLOOR = _flat("floor", sympy.floor, "d floor x = 0 (the jumps at integers included)", scalar="float(_math.floor({0}))")
-CEIL = _flat("ceil", sympy.ceiling, "d ceil x = 0 (the jumps at integers included)", scalar="float(_math.ceil({0}))")
+FLOOR = _flat("floor", sympy.floor, "d floor x = 0 (the jumps at integers included)", scalar=sx.floor)
+CEIL = _flat("ceil", sympy.ceiling, "d ceil x = 0 (the jumps at integers included)", scalar=sx.ceil)
 ROUND = _flat(
     "round",
     None,
@@ -249,7 +249,7 @@ ARCTAN2 = _function(
     (lambda out, y, x: divide(x, _sum_of_squares(x, y)), lambda out, y, x: negative(divide(y, _sum_of_squares(x, y)))),
     sympy.atan2,
     "d atan2(y, x) = (x dy - y dx) / (x² + y²); nan at the origin",
-    scalar="_math.atan2({0}, {1})",
+    scalar=sx.arctan2,
 )
 LOGADDEXP = _function(
     "logaddexp",
@@ -273,7 +273,7 @@ HYPOT = _function(
     lambda x, y: sympy.sqrt(x**2 + y**2),
     "d sqrt(x² + y²) = (x dx + y dy) / out; 0 at the origin",
     properties=("commutative",),
-    scalar="_math.hypot({0}, {1})",
+    scalar=sx.hypot,
 )
 
 

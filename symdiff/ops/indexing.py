@@ -13,6 +13,7 @@ import numpy as np
 
 from symdiff.errors import GraphError, ShapeError
 from symdiff.graph import Node, Shape, format_shape
+from symdiff.ops.arithmetic import add, astype, multiply
 from symdiff.ops.core import (
     apply,
     as_nodes,
@@ -23,7 +24,9 @@ from symdiff.ops.core import (
     index_set,
     not_differentiable,
 )
-from symdiff.ops.structure import moving_op, transpose
+from symdiff.ops.logic import equal, greater_equal, less, where
+from symdiff.ops.reduce import count
+from symdiff.ops.structure import broadcast_to, expand_dims, moving_op, reshape, reshape_like, transpose
 
 ArrayLike = Any
 
@@ -339,6 +342,107 @@ def unindex(g: Node, ref: Node, index: Index, nodes: Any = ()) -> Node:
     return apply(UNINDEX, g, ref, *nodes, index=index)
 
 
+# -- lowerings (symdiff.lower): a gather or scatter by ONE 1-D integer array ----------------
+# The simplest gather a printing backend has (a C loop; numba's own indexing): the ops below
+# gather from (or scatter into) x with its indices flattened, and give the result its axes back
+# by a reshape.
+def _flat(indices: Node) -> Node:
+    return indices if indices.ndim == 1 else reshape(indices, (-1,))
+
+
+def _regroup(y: Node, at: int, k: int, ref: Node) -> Node:
+    """``y`` with its axes ``at .. at + k - 1`` (the elements of ``ref``, in order) given ref's shape."""
+    if k == 1 and ref.ndim == 1:
+        return y
+    target = (*y.shape[:at], *ref.shape, *y.shape[at + k :])
+    if sum(d is None for d in target) <= 1:
+        return reshape(y, tuple(-1 if d is None else d for d in target))
+    # sizes known only at evaluation: the axes moved last and shaped as ref is then
+    rest = [j for j in range(y.ndim) if not at <= j < at + k]
+    shaped = reshape_like(transpose(y, (*rest, *range(at, at + k))), ref, nb=len(rest))
+    return transpose(shaped, (*range(at), *range(len(rest), shaped.ndim), *range(at, len(rest))))
+
+
+def _scatter(g: Node, ref: Node, key: tuple) -> Node:
+    """Zeros shaped like ``ref`` (after g's batch axes) with ``g`` added at ``ref[key]``."""
+    nodes: list[Node] = []
+    return unindex(g, ref, _make_index(key, ref.shape, nodes), nodes)
+
+
+def iota(x: Node, axis: int, ndim: int, at: int) -> Node:
+    """0, 1, ..., n - 1 for n the size of ``x``'s ``axis``, along axis ``at`` of ``ndim`` axes
+    (the others of length 1); an arange of a count when the size is known only at evaluation.
+
+    >>> g = sd.Graph(); x = g.variable("x", shape=(None, 3))
+    >>> iota(x, 1, 2, 0).shape, iota(x, 0, 2, 1).shape
+    ((3, 1), (1, None))
+    """
+    n = x.shape[axis]
+    line = x.graph.constant(np.arange(n)) if n is not None else arange(count(x, axis=axis))
+    return expand_dims(line, tuple(j for j in range(ndim) if j != at)) if ndim > 1 else line
+
+
+def _size(x: Node, axis: int) -> int | Node:
+    """The size of ``x``'s axis: an int, or an int64 scalar node when known only at evaluation."""
+    n = x.shape[axis]
+    return n if n is not None else astype(count(x, axis=axis), np.int64)
+
+
+def _positions(ref: Node, indices: Node, axis: int, over: Node, nb: int) -> Node:
+    """Where, in ``ref`` flattened, each element of ``take_along_axis(ref, indices, axis)`` is
+    (its axes are ``over``'s after ``nb``): the indices along ``axis``, positions elsewhere."""
+    n = ref.ndim
+    a = n + axis
+    idx = astype(indices, np.int64)
+    if idx.ndim < n:
+        idx = expand_dims(idx, tuple(range(n - idx.ndim)))
+    sizes = [_size(ref, k) for k in range(n)]
+    idx = where(less(idx, 0), add(idx, sizes[a]), idx)  # a negative index counts from the end
+    position, stride = None, 1
+    for k in reversed(range(n)):
+        term = idx if k == a else iota(over, nb + k, n, k)
+        term = term if isinstance(stride, int) and stride == 1 else multiply(term, stride)
+        position = term if position is None else add(term, position)
+        known = isinstance(stride, int) and isinstance(sizes[k], int)
+        stride = stride * sizes[k] if known else multiply(stride, sizes[k])
+    # an index still outside 0..n-1 would name another row's element: it goes past the end of
+    # ref flattened instead, where the gather's (or scatter's) bounds check finds it
+    return where(less(idx, 0), stride, where(greater_equal(idx, sizes[a]), stride, position))
+
+
+def _lower_take(x: Node, indices: Node, axis: int) -> Node:
+    a = x.ndim + axis
+    flat = _flat(indices)
+    return _regroup(getitem(x, (slice(None),) * a + (flat,)), a, 1, indices)
+
+
+def _lower_untake(g: Node, ref: Node, indices: Node, axis: int) -> Node:
+    a = ref.ndim + axis
+    nb = g.ndim - (ref.ndim - 1 + indices.ndim)
+    flat = _flat(indices)
+    return _scatter(_regroup(g, nb + a, indices.ndim, flat), ref, (slice(None),) * a + (flat,))
+
+
+def _lower_take_along(x: Node, indices: Node, axis: int) -> Node:
+    positions = _positions(x, indices, axis, x, 0)
+    flat = _flat(positions)
+    return _regroup(getitem(_flat(x), flat), 0, 1, positions)
+
+
+def _lower_untake_along(g: Node, ref: Node, indices: Node, axis: int) -> Node:
+    nb = g.ndim - ref.ndim
+    if indices.ndim > ref.ndim:
+        raise ShapeError(f"indices {format_shape(indices.shape)} have more axes than ref {format_shape(ref.shape)}")
+    positions = _positions(ref, indices, axis, g, nb)
+    if any(p == 1 and d != 1 for p, d in zip(positions.shape, g.shape[nb:])):  # indices broadcast along axis
+        if None in g.shape[nb:]:
+            raise ShapeError(f"indices {format_shape(indices.shape)} broadcast to {format_shape(g.shape)}")
+        positions = broadcast_to(positions, g.shape[nb:])
+    flat = _flat(positions)
+    whole = _scatter(_regroup(g, nb, ref.ndim, flat), _flat(ref), (flat,))
+    return _regroup(whole, nb, 1, ref)
+
+
 # -- take (gather by an integer node) ------------------------------------------------------
 def _take_shape(shape: Shape, ishape: Shape, *, axis: int) -> Shape:
     a = axis % len(shape)
@@ -379,6 +483,7 @@ TAKE = define_op(
     vjp=(lambda g, out, x, indices, axis: apply(UNTAKE, g, x, indices, axis=axis), not_differentiable),
     jvp=(lambda t, out, x, indices, axis: take(t, indices, axis=axis), None),
     sympy=_sympy_gather(lambda xp, x, indices, axis: xp.take(x, indices, axis=axis)),
+    lower=_lower_take,
     doc="gather along an axis by integer indices; the indices have no gradient",
 )
 UNTAKE = define_op(
@@ -390,6 +495,7 @@ UNTAKE = define_op(
     kind="structural",
     jvp=(lambda t, out, h, ref, indices, axis: apply(UNTAKE, t, ref, indices, axis=axis), None, None),
     sympy=_sympy_gather(_untake_forward),
+    lower=_lower_untake,
     doc="the adjoint of take: g added into zeros shaped like ref",
     sparsity="adjoint:take",
 )
@@ -466,6 +572,7 @@ TAKE_ALONG_AXIS = define_op(
     vjp=(lambda g, out, x, indices, axis: apply(UNTAKE_ALONG_AXIS, g, x, indices, axis=axis), not_differentiable),
     jvp=(lambda t, out, x, indices, axis: apply(TAKE_ALONG_AXIS, t, indices, axis=axis), None),
     sympy=_sympy_gather(_take_along_forward),
+    lower=_lower_take_along,
     doc="x[..., indices[...], ...] along axis (numpy's take_along_axis); the indices have no gradient",
 )
 UNTAKE_ALONG_AXIS = define_op(
@@ -477,6 +584,7 @@ UNTAKE_ALONG_AXIS = define_op(
     vjp=(lambda g, out, h, ref, indices, axis: apply(TAKE_ALONG_AXIS, g, indices, axis=axis), None, not_differentiable),
     jvp=(lambda t, out, h, ref, indices, axis: apply(UNTAKE_ALONG_AXIS, t, ref, indices, axis=axis), None, None),
     sympy=_sympy_gather(_untake_along_forward),
+    lower=_lower_untake_along,
     doc="the adjoint of take_along_axis: g added into zeros shaped like ref",
     sparsity="adjoint:take_along_axis",
 )
@@ -510,6 +618,11 @@ def _one_hot_forward(xp, labels, num_classes, dtype_to):
     return (labels[..., None] == xp.arange(num_classes)).astype(dtype_to)
 
 
+def _lower_one_hot(labels: Node, num_classes: int, dtype_to: str) -> Node:
+    classes = labels.graph.constant(np.arange(num_classes))
+    return astype(equal(expand_dims(labels, -1), classes), dtype_to)
+
+
 ONE_HOT = define_op(
     "one_hot",
     _one_hot_forward,
@@ -521,6 +634,7 @@ ONE_HOT = define_op(
     sympy=lambda labels, num_classes, dtype_to: _sympy_gather(
         lambda xp, labels, axis: _one_hot_forward(xp, labels, num_classes, object)
     )(labels, axis=None),
+    lower=_lower_one_hot,
     doc="out[..., k] = 1 where labels == k, else 0; integer labels, no derivative",
 )
 

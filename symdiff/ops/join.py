@@ -7,7 +7,7 @@ cotangents and tangents that carry batch axes in front.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,10 +16,20 @@ from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape, format_shape
 from symdiff.ops.arithmetic import astype, multiply
 from symdiff.ops.core import apply, as_nodes, op_axes
+from symdiff.ops.creation import zeros_like
 from symdiff.ops.families import product_op
 from symdiff.ops.indexing import getitem, take
 from symdiff.ops.reduce import sum as sum_over
-from symdiff.ops.structure import expand_dims, moving_op, reshape
+from symdiff.ops.structure import (
+    broadcast_like,
+    broadcast_to,
+    expand_dims,
+    length,
+    moving_op,
+    positions,
+    reshape,
+    reshape_like,
+)
 
 ArrayLike = Any
 
@@ -101,6 +111,75 @@ def _replace_axis(shape: Shape, axis: int, size: int | None) -> Shape:
     return tuple(out)
 
 
+def _block(value: float, like: Node, axis: int, size: int) -> Node:
+    """``value`` in ``like``'s dtype, shaped like ``like`` but ``size`` long on ``axis`` (negative)."""
+    shape = _replace_axis(like.shape, axis, size)
+    if None not in shape:
+        return broadcast_to(like.graph.constant(np.asarray(value, like.dtype)), shape)
+    # other sizes known at evaluation: a line of values broadcast against `like` one long on
+    # axis (summed to one when that axis may be empty, its first element otherwise)
+    line = like.graph.constant(np.full((size,) + (1,) * (-axis - 1), value, like.dtype))
+    one = getitem(like, _along(axis, slice(0, 1))) if like.shape[axis] else sum_over(like, axis, keepdims=True)
+    return broadcast_like(line, one)
+
+
+def _zeros_for(t: Node, refs: Sequence[Node], axis: int) -> list[Node]:
+    """Zeros in the place of ``refs`` along ``axis`` of a concatenation that holds ``t``."""
+    sizes = [r.shape[axis] for r in refs]
+    if None not in sizes:
+        total = sum(sizes)
+        return [_block(0.0, t, axis, total)] if total else []
+    blocks = []
+    for r, size in zip(refs, sizes):
+        if size is None:  # shaped like r: t's batch axes put in front of it
+            z = astype(zeros_like(r), t.dtype)
+            nb = t.ndim - r.ndim
+            blocks.append(broadcast_like(z, sum_over(t, tuple(range(nb, t.ndim)), keepdims=True)) if nb else z)
+        elif size:
+            blocks.append(_block(0.0, t, axis, size))
+    return blocks
+
+
+def _part_slice(refs: Sequence[Node], index: int, axis: int) -> slice | None:
+    """The static slice of input ``index`` of a concatenation of ``refs`` along ``axis``, each end
+    counted from the front or the back, where the sizes on that side are known (else None)."""
+    sizes = [r.shape[axis] for r in refs]
+    before, own, after = sizes[:index], sizes[index], sizes[index + 1 :]
+    if own == 0:
+        return slice(0, 0)
+    start = sum(before) if None not in before else None
+    if start is None and own is not None and None not in after:
+        start = -(own + sum(after))
+    if None not in after:
+        stop = -sum(after) or None
+    elif start is not None and start >= 0 and own is not None:
+        stop = start + own
+    else:
+        return None
+    return None if start is None else slice(start, stop)
+
+
+def _lower_part(g: Node, *refs: Node, index: int, axis: int) -> Node:
+    """A slice of g, or where its ends or length are known only at evaluation, g gathered at
+    the part's positions (the slice's length would be unknown where g's size is)."""
+    part = _part_slice(refs, index, axis)
+    size = refs[index].shape[axis]
+    if part is not None and (g.shape[axis] is not None or size is None):
+        return getitem(g, _along(axis, part))
+    if part is not None:
+        return getitem(g, _along(axis, np.arange(part.start, part.start + size)))
+    at = positions(refs[index], axis) + sum(r.shape[axis] or 0 for r in refs[:index])
+    for r in refs[:index]:
+        if r.shape[axis] is None:
+            at = at + length(r, axis)
+    return getitem(g, _along(axis, at))
+
+
+def _lower_place(t: Node, *refs: Node, index: int, axis: int) -> Node:
+    """t joined between zeros in the places of the other inputs."""
+    return concatenate([*_zeros_for(t, refs[:index], axis), t, *_zeros_for(t, refs[index + 1 :], axis)], axis=axis)
+
+
 CONCATENATE = moving_op(
     "concatenate",
     numpy="concatenate",
@@ -116,6 +195,7 @@ CONCAT_PART = moving_op(
     lambda g, *refs, index, axis: _replace_axis(g, axis, refs[index][axis]),
     vjp=lambda i: (lambda g, out, h, *refs, index, axis: _place(g, refs, index, axis)) if i == 0 else None,
     jvp=lambda i: (lambda t, out, h, *refs, index, axis: _part(t, refs, index, axis)) if i == 0 else None,
+    lower=_lower_part,
     doc="the part of g that input `index` of a concatenation of refs along axis became",
 )
 CONCAT_PLACE = moving_op(
@@ -124,6 +204,7 @@ CONCAT_PLACE = moving_op(
     lambda t, *refs, index, axis: _replace_axis(t, axis, _concatenate_shape(*refs, axis=axis)[axis]),
     vjp=lambda i: (lambda g, out, t, *refs, index, axis: _part(g, refs, index, axis)) if i == 0 else None,
     jvp=lambda i: (lambda t, out, h, *refs, index, axis: _place(t, refs, index, axis)) if i == 0 else None,
+    lower=_lower_place,
     doc="t in the place of input `index` of a concatenation of refs along axis, zeros elsewhere",
 )
 
@@ -185,6 +266,7 @@ STACK = moving_op(
     forward=lambda xp, *xs, axis: xp.stack(xs, axis=axis),
     text=_stack_text,
     latex=_stack_latex,
+    lower=lambda *xs, axis: concatenate([expand_dims(x, axis) for x in xs], axis=axis),
     doc="join along a new axis; input i's gradient is g's slice i along it",
 )
 
@@ -243,11 +325,21 @@ def _unpad(g: Node, widths: tuple) -> Node:
     return getitem(g, (Ellipsis,) + tuple(slice(b, -a if a else None) for b, a in widths))
 
 
+def _lower_pad(x: Node, widths: tuple, value: float) -> Node:
+    """Per padded axis, x joined between blocks of the value (the corners get it, as numpy's)."""
+    for k, (before, after) in enumerate(widths):
+        axis = k - len(widths)
+        parts = [_block(value, x, axis, w) if w else None for w in (before, after)]
+        x = concatenate([p for p in (parts[0], x, parts[1]) if p is not None], axis=axis)
+    return x
+
+
 PAD = moving_op(
     "pad",
     _pad_forward,
     _pad_shape,
     numpy="pad",
+    lower=_lower_pad,
     vjp=(lambda g, out, x, widths, value: _unpad(g, widths),),
     jvp=(lambda t, out, x, widths, value: apply(PAD, t, widths=widths, value=0.0),),  # the border is constant
     doc="x with a constant border; the gradient is g without it",
@@ -291,13 +383,18 @@ def pad(x: ArrayLike, pad_width: Any, mode: str = "constant", constant_values: f
 
 
 # -- tile, repeat, kron ------------------------------------------------------------------
-def _batched_reshape(op: str, g: Node, nb: int, dims: Sequence[int | None]) -> Node:
-    """``g``'s batch axes followed by ``dims``; at most one unknown size, given as -1."""
+def _batched_reshape(
+    op: str, g: Node, nb: int, dims: Sequence[int | None], like: Callable[[], Node] | None = None
+) -> Node:
+    """``g``'s batch axes followed by ``dims``: at most one unknown size, given as -1, or else the
+    shape of the node ``like()`` builds (whose shape is ``dims``), taken at evaluation."""
     target = [*g.shape[:nb], *dims]
+    if sum(d is None for d in target) > 1 and like is not None:
+        return reshape_like(g, like(), nb)
     if sum(d is None for d in target) > 1:
         raise ShapeError(
-            f"{op}: the derivative regroups axes {format_shape(g.shape)} into {format_shape(tuple(target))}, "
-            "which needs all but one of these sizes known"
+            f"{op}: regrouping axes {format_shape(g.shape)} into {format_shape(tuple(target))} "
+            "needs all but one of these sizes known"
         )
     return reshape(g, tuple(-1 if d is None else d for d in target))
 
@@ -320,12 +417,40 @@ def _untile(g: Node, x: Node, reps: tuple[int, ...]) -> Node:
     return apply(UNTILE, g, x, reps=reps)
 
 
+def _lower_tile(x: Node, reps: tuple[int, ...]) -> Node:
+    """Each tiled axis split in two, (copy, element): an axis of length 1 broadcast to the copies."""
+    lead = x.ndim - len(reps)
+    if None in x.shape:  # sizes known only at evaluation: the copies joined, one axis at a time
+        for k, r in enumerate(reps):
+            x = concatenate([x] * r, axis=lead + k) if r != 1 else x
+        return x
+    spread = expand_dims(x, tuple(lead + 2 * k for k in range(len(reps))))
+    pairs = [d for r, n in zip(reps, x.shape[lead:]) for d in (r, n)]
+    wide = broadcast_to(spread, (*x.shape[:lead], *pairs))
+    return _batched_reshape("tile", wide, lead, _tile_shape(x.shape[lead:], reps))
+
+
+def _lower_untile(g: Node, x: Node, reps: tuple[int, ...]) -> Node:
+    """The copies apart on axes of their own, (copy, element) as tile made them, then summed."""
+    reps = (1,) * (x.ndim - len(reps)) + tuple(reps)
+    nb = g.ndim - x.ndim
+    dims = [d for pair in zip(reps, x.shape) for d in pair]
+
+    def like() -> Node:  # x broadcast to (copy, element) pairs: a node of the grouped shape
+        ones = x.graph.constant(np.ones([d for r in reps for d in (r, 1)], np.int8))
+        return broadcast_like(expand_dims(x, tuple(range(-2 * x.ndim, 0, 2))), ones)
+
+    grouped = _batched_reshape("untile", g, nb, dims, like)
+    return sum_over(grouped, axis=tuple(nb + 2 * k for k in range(len(reps))))
+
+
 TILE = moving_op(
     "tile",
     lambda xp, x, reps: xp.tile(x, reps),
     _tile_shape,
     numpy="tile",
     vjp=(lambda g, out, x, reps: _untile(g, x, reps),),
+    lower=_lower_tile,
     # numpy's tile leaves leading (batch) axes alone: the jvp is tile(t)
     doc="x repeated reps[k] times along axis k; the gradient sums the copies",
 )
@@ -335,6 +460,7 @@ UNTILE = moving_op(
     lambda g, x, reps: tuple(g[: len(g) - len(x)]) + tuple(x),
     vjp=(lambda g, out, h, x, reps: apply(TILE, g, reps=reps), None),
     jvp=(lambda t, out, h, x, reps: _untile(t, x, reps), None),
+    lower=_lower_untile,
     doc="the copies of tile(x, reps) in g summed (the adjoint of tile)",
     sparsity="adjoint:tile",
 )
@@ -369,12 +495,43 @@ def _unrepeat(g: Node, x: Node, repeats: int, axis: int) -> Node:
     return apply(UNREPEAT, g, x, repeats=repeats, axis=axis)
 
 
+def _spread(x: Node, axis: int, size: int) -> Node:
+    """``x``, one long on ``axis`` (negative), broadcast to ``size`` there."""
+    shape = _replace_axis(x.shape, axis, size)
+    if None not in shape:
+        return broadcast_to(x, shape)
+    return broadcast_like(x, x.graph.constant(np.ones((size,) + (1,) * (-axis - 1), np.int8)))
+
+
+def _lower_repeat(x: Node, repeats: int, axis: int) -> Node:
+    """Each element's copies on an axis of their own after it, merged with it; where that
+    regrouping needs more than one size known only at evaluation, x gathered at its positions
+    repeated (one integer array, the same lowering on a vector)."""
+    n = x.shape[axis]
+    shape = _replace_axis(x.shape, axis, None if n is None else n * repeats)
+    if sum(d is None for d in shape) > 1:
+        return getitem(x, _along(axis, _lower_repeat(positions(x, axis), repeats, -1)))
+    copies = _spread(expand_dims(x, axis), axis, repeats)
+    return reshape(copies, tuple(-1 if d is None else d for d in shape))
+
+
+def _lower_unrepeat(g: Node, x: Node, repeats: int, axis: int) -> Node:
+    """g's copies apart on an axis of their own after each element's, as repeat made them, then summed."""
+    nb = g.ndim - x.ndim
+    dims = [d if d is not None else e for d, e in zip(x.shape, g.shape[nb:])]  # known in either
+    n, total = x.shape[axis], g.shape[axis]
+    dims[axis : axis + 1 or None] = [total // repeats if n is None and total is not None and repeats else n, repeats]
+    grouped = _batched_reshape("unrepeat", g, nb, dims, lambda: _spread(expand_dims(x, axis), axis, repeats))
+    return sum_over(grouped, axis)
+
+
 REPEAT = moving_op(
     "repeat",
     lambda xp, x, repeats, axis: xp.repeat(x, repeats, axis=axis),
     lambda shape, repeats, axis: _replace_axis(shape, axis, None if shape[axis] is None else shape[axis] * repeats),
     numpy="repeat",
     vjp=(lambda g, out, x, repeats, axis: _unrepeat(g, x, repeats, axis),),
+    lower=_lower_repeat,
     doc="each element repeated along axis; the gradient sums each element's copies",
 )
 UNREPEAT = moving_op(
@@ -383,6 +540,7 @@ UNREPEAT = moving_op(
     lambda g, x, repeats, axis: tuple(g[: len(g) - len(x)]) + tuple(x),
     vjp=(lambda g, out, h, x, repeats, axis: apply(REPEAT, g, repeats=repeats, axis=axis), None),
     jvp=(lambda t, out, h, x, repeats, axis: _unrepeat(t, x, repeats, axis), None),
+    lower=_lower_unrepeat,
     doc="the copies of each element of repeat(x, repeats, axis) in g summed (the adjoint of repeat)",
     sparsity="adjoint:repeat",
 )
@@ -433,6 +591,13 @@ def _kron_shape(a: Shape, b: Shape) -> Shape:
     return tuple(None if d is None or e is None else d * e for d, e in zip(a, b))
 
 
+def _lower_kron(a: Node, b: Node) -> Node:
+    """a's axes interleaved with b's, (a's, b's) on each, their product, each pair merged."""
+    pairs = 2 * a.ndim
+    spread = multiply(expand_dims(a, tuple(range(1 - pairs, 0, 2))), expand_dims(b, tuple(range(-pairs, 0, 2))))
+    return _batched_reshape("kron", spread, 0, _kron_shape(a.shape, b.shape))
+
+
 KRON = product_op(
     "kron",
     _kron_shape,
@@ -441,6 +606,7 @@ KRON = product_op(
     # tangent's leading axes pass through
     jvp=(lambda t, out, a, b: kron(t, b), lambda t, out, a, b: kron(a, t)),
     sympy="forward",
+    lower=_lower_kron,
     doc="Kronecker product; d(a ⊗ b) = da ⊗ b + a ⊗ db",
 )
 

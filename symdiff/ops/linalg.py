@@ -21,7 +21,17 @@ from symdiff.ops.core import Op, apply, as_nodes, broadcast_shapes, define_op, f
 from symdiff.ops.families import product_op
 from symdiff.ops.logic import equal, where
 from symdiff.ops.reduce import _keep, _reduced_shape, sum
-from symdiff.ops.structure import expand_dims, lift, matrix_transpose, squeeze, transpose, tril, triu
+from symdiff.ops.structure import (
+    broadcast_to,
+    expand_dims,
+    lift,
+    matrix_transpose,
+    reshape,
+    squeeze,
+    transpose,
+    tril,
+    triu,
+)
 
 ArrayLike = Any
 mT = matrix_transpose  # noqa: N816 (numpy's spelling, x.mT)
@@ -551,6 +561,17 @@ def _tensordot_jvp_b(t, out, a, b, axes):
     return transpose(r, tuple(perm))
 
 
+def _lower_tensordot(a: Node, b: Node, axes: tuple[tuple[int, ...], tuple[int, ...]]) -> Node:
+    """The einsum that names each paired axis of b as its axis of a (_lower_einsum: a matmul of
+    the operands with their axes grouped, as numpy's tensordot)."""
+    ia, ib = axes
+    letters = [chr(0x100 + k) for k in range(a.ndim + b.ndim)]  # any distinct names
+    ta = letters[: a.ndim]
+    tb = [ta[ia[ib.index(q)]] if q in ib else letters[a.ndim + q] for q in range(b.ndim)]
+    out = [c for k, c in enumerate(ta) if k not in ia] + [c for q, c in enumerate(tb) if q not in ib]
+    return _lower_einsum(a, b, terms=("".join(ta), "".join(tb)), out="".join(out))
+
+
 TENSORDOT = product_op(
     "tensordot",
     _tensordot_shape,
@@ -560,6 +581,7 @@ TENSORDOT = product_op(
         _tensordot_jvp_b,
     ),
     sympy=lambda a, b, axes: np.tensordot(a, b, axes),
+    lower=_lower_tensordot,
     doc="sum of products over paired axes; each gradient is a tensordot of g with the other operand",
 )
 
@@ -604,11 +626,23 @@ _LOGDET_RULES = {
     "vjp": (lambda g, out, a: multiply(expand_dims(g, (-2, -1)), mT(inv(a))),),
     "jvp": (lambda t, out, a: sum(multiply(mT(inv(a)), t), (-2, -1)),),
 }
+
+
+def _lower_logdet(a: Node) -> Node:
+    """slogdet's log |det a| where its sign is positive, -inf where it is 0, nan elsewhere (as the forward)."""
+    from symdiff.ops.logic import greater
+
+    sign, logabs = slogdet(a)
+    edge = where(equal(sign, 0.0), -np.inf, np.nan)
+    return where(greater(sign, 0.0), logabs, astype(edge, logabs.dtype))
+
+
 LOGDET = define_op(
     "logdet",
     _logdet_forward,
     lambda a: tuple(_square_shape(a, "logdet")[:-2]),
     kind="linalg",
+    lower=_lower_logdet,
     **_LOGDET_RULES,
     sympy=_sympy_linalg(lambda m: sympy.log(m.det()), keep_matrix=False),
     doc="log det a (nan for a negative determinant), without overflow; d = tr(a⁻¹ da)",
@@ -927,6 +961,11 @@ def _cs_jvp_b(t, out, c, b, lower):
     return _from_columns(_cs(c, t, lower), b)
 
 
+def _lower_cho_solve(c: Node, b: Node, lower: bool) -> Node:
+    """Two triangular solves, as LAPACK's potrs: L (Lᵀ x) = b, or Uᵀ (U x) = b."""
+    return _st(c, _st(c, b, lower, not lower, False), lower, lower, False)
+
+
 CHO_SOLVE = define_op(
     "cho_solve",
     _cho_solve_forward,
@@ -938,6 +977,7 @@ CHO_SOLVE = define_op(
         lambda m, r: _sympy_gram(_sympy_triangle(m, lower, False), lower).LUsolve(r)
     )(c, b),
     unsupported={"array_module": "scipy.linalg's Cholesky solver (numpy has none)"},
+    lower=_lower_cho_solve,
     doc="x with (L Lᵀ) x = b, L the triangle of c; gb = cho_solve(c, g), Lbar = -(gb xᵀ + x gbᵀ) L on the triangle",
 )
 
@@ -1014,6 +1054,13 @@ def _norm_share(out, x, axis, keepdims):
     return divide(x, _keep(safe, axis, keepdims))
 
 
+def _lower_norm(x: Node, axis: tuple[int, ...], keepdims: bool) -> Node:
+    """sqrt(sum(x * x)), as the op's forward (and numpy's norm for real x) computes it."""
+    from symdiff.ops.functions import sqrt
+
+    return sqrt(sum(multiply(x, x), axis, keepdims))
+
+
 NORM = define_op(
     "norm",
     lambda xp, x, axis, keepdims: xp.sqrt(xp.sum(x * x, axis=axis, keepdims=keepdims)),
@@ -1021,6 +1068,7 @@ NORM = define_op(
     kind="reduction",
     vjp=(lambda g, out, x, axis, keepdims: multiply(_keep(g, axis, keepdims), _norm_share(out, x, axis, keepdims)),),
     jvp=(lambda t, out, x, axis, keepdims: sum(multiply(t, _norm_share(out, x, axis, keepdims)), axis, keepdims),),
+    lower=_lower_norm,
     sympy=lambda x, axis, keepdims: np.vectorize(sympy.sqrt, otypes=[object])(
         np.sum(x * x, axis=axis, keepdims=keepdims)
     ),
@@ -1035,6 +1083,17 @@ def _tall_shape(h: Shape, ref: Shape) -> Shape:
     return tuple(h[:-2]) + (tuple(h[-2:]) if rows >= cols else (h[-1], h[-2]))
 
 
+def _lower_tall(h: Node, ref: Node) -> Node:
+    """h or its matrix transpose, chosen by ref's shape; which one is not known before evaluation
+    where ref has an unknown size, and the two have different shapes."""
+    rows, cols = ref.shape[-2:]
+    if rows is None or cols is None:
+        raise ShapeError(
+            f"tall: whether to transpose depends on the sizes of {format_shape(ref.shape)}, known only at evaluation"
+        )
+    return mT(h) if cols > rows else h
+
+
 TALL = define_op(
     "tall",
     lambda xp, h, ref: h if np.shape(ref)[-2] >= np.shape(ref)[-1] else xp.swapaxes(h, -1, -2),
@@ -1044,6 +1103,7 @@ TALL = define_op(
     vjp=(lambda g, out, h, ref: apply(TALL, g, ref), None),
     properties=("linear",),
     sparsity="dense",
+    lower=_lower_tall,
     doc="h, transposed where ref (h's shape, known at evaluation) has more columns than rows; its own adjoint",
 )
 
@@ -1217,6 +1277,93 @@ def _undiagonal(g: Node, x: Node, offset: int, axis1: int, axis2: int) -> Node:
     return apply(UNDIAGONAL, g, x, offset=offset, axis1=axis1, axis2=axis2)
 
 
+def _plane_last(x: Node, axis1: int, axis2: int) -> tuple[Node, tuple[int, ...]]:
+    """x with its (axis1, axis2) plane as its last two axes, the others in order; and the permutation."""
+    n = x.ndim
+    perm = tuple(k for k in range(n) if k - n not in (axis1, axis2)) + (axis1 % n, axis2 % n)
+    return transpose(x, perm), perm
+
+
+def _flat_plane(y: Node, lead: Shape = ()) -> Node | None:
+    """y's last two axes (a plane) as one, the plane's elements row by row; None where the plane's
+    sizes are unknown or a reshape (of y, or of y with ``lead`` axes in front) would need more
+    than one unknown size of the others."""
+    from symdiff.ops.join import _batched_reshape
+
+    rows, cols = y.shape[-2:]
+    if rows is None or cols is None or (*lead, *y.shape[:-2]).count(None) > 1:
+        return None
+    return _batched_reshape("diagonal", y, y.ndim - 2, [rows * cols])
+
+
+def _diagonal_slice(rows: int, cols: int, offset: int) -> slice:
+    """The offset diagonal of a rows x cols plane laid out flat, row by row: every (cols + 1)-th element."""
+    r0, c0 = max(-offset, 0), max(offset, 0)
+    m = max(0, min(rows - r0, cols - c0))
+    start = r0 * cols + c0
+    return slice(start, start + (m - 1) * (cols + 1) + 1, cols + 1) if m else slice(0, 0)
+
+
+def _diagonal_mask(y: Node, offset: int) -> tuple[Node, Node, Any]:
+    """For the plane of y's last two axes, of sizes known or not: where the offset diagonal lies
+    (rows, cols booleans); for each row, its element's place along the diagonal (the diagonal's
+    length m for a row without one); and the diagonal's places in the rows, a slice or an integer node."""
+    from symdiff.ops.functions import maximum, minimum
+    from symdiff.ops.indexing import arange
+    from symdiff.ops.logic import less
+    from symdiff.ops.reduce import count
+
+    r0, c0 = max(-offset, 0), max(offset, 0)
+    rows, cols = y.shape[-2:]
+    if rows is not None and cols is not None:
+        m = max(0, min(rows - r0, cols - c0))
+        i, j = np.arange(rows), np.arange(cols)
+        place = np.where((i >= r0) & (i < r0 + m), i - r0, m)
+        mask = y.graph.constant(j[None, :] - i[:, None] == offset)
+        return mask, y.graph.constant(place), slice(r0, r0 + m)
+    # each size and its indices: a number and a constant where known, else nodes
+    rows, cols = (astype(count(y, a), np.int64) if d is None else d for a, d in zip((-2, -1), y.shape[-2:]))
+    i, j = (arange(d) if isinstance(d, Node) else y.graph.constant(np.arange(d)) for d in (rows, cols))
+    m = maximum(minimum(rows - r0, cols - c0), 0)
+    k = sub(i, r0)
+    mask = equal(sub(expand_dims(j, 0), expand_dims(i, 1)), offset)
+    return mask, where(less(k, 0), m, minimum(k, m)), add(arange(m), r0)
+
+
+def _lower_diagonal(x: Node, offset: int, axis1: int, axis2: int) -> Node:
+    """A strided slice of the plane's elements laid out flat; where the sizes do not allow that,
+    each row's diagonal element (a select summed over the row), for the rows that have one."""
+    from symdiff.ops.indexing import getitem
+
+    y, _ = _plane_last(x, axis1, axis2)
+    flat = _flat_plane(y)
+    if flat is not None:
+        return getitem(flat, (Ellipsis, _diagonal_slice(*y.shape[-2:], offset)))
+    mask, _, rows = _diagonal_mask(y, offset)
+    zero = y.graph.constant(np.zeros((), y.dtype))
+    return getitem(_total(where(mask, y, zero), (-1,)), (Ellipsis, rows))
+
+
+def _lower_undiagonal(g: Node, ref: Node, offset: int, axis1: int, axis2: int) -> Node:
+    """g scattered into a strided slice of zeros laid out as _lower_diagonal reads (where the sizes do
+    not allow that, a select of g's element for each row, 0 past its end), then the plane put back."""
+    from symdiff.ops.indexing import _make_index, getitem, unindex
+    from symdiff.ops.join import _batched_reshape, pad
+
+    nb = g.ndim - (ref.ndim - 1)
+    y, perm = _plane_last(ref, axis1, axis2)
+    flat = _flat_plane(y, g.shape[:nb])
+    if flat is not None:
+        index = _make_index((Ellipsis, _diagonal_slice(*y.shape[-2:], offset)), flat.shape)
+        scattered = unindex(g, flat, index)
+        out = _batched_reshape("undiagonal", scattered, scattered.ndim - 1, y.shape[-2:])
+    else:
+        mask, place, _ = _diagonal_mask(y, offset)
+        per_row = getitem(pad(g, ((0, 0),) * (g.ndim - 1) + ((0, 1),)), (Ellipsis, place))
+        out = where(mask, expand_dims(per_row, -1), g.graph.constant(np.zeros((), g.dtype)))
+    return transpose(out, tuple(range(nb)) + tuple(nb + k for k in np.argsort(perm)))
+
+
 DIAGONAL = define_op(
     "diagonal",
     lambda xp, x, offset, axis1, axis2: xp.diagonal(x, offset, axis1, axis2),
@@ -1226,6 +1373,7 @@ DIAGONAL = define_op(
     dtype=lambda x, **_: x,
     vjp=(lambda g, out, x, offset, axis1, axis2: _undiagonal(g, x, offset, axis1, axis2),),
     properties=("linear",),
+    lower=_lower_diagonal,
     doc="the (offset) diagonal of the axis1, axis2 planes, as a last axis; the gradient is g on that diagonal",
 )
 UNDIAGONAL = define_op(
@@ -1240,6 +1388,7 @@ UNDIAGONAL = define_op(
     ),
     jvp=(lambda t, out, h, ref, offset, axis1, axis2: _undiagonal(t, ref, offset, axis1, axis2), None),
     properties=("linear",),
+    lower=_lower_undiagonal,
     doc="zeros shaped like ref with g on the (offset) diagonal (the adjoint of diagonal)",
 )
 
@@ -1274,6 +1423,21 @@ def _diag_forward(xp, v, k):
     return xp.pad(v, widths)[..., :, None] * xp.eye(n, k=k, dtype=v.dtype)
 
 
+def _lower_diag(v: Node, k: int) -> Node:
+    """The undiagonal of v (_lower_undiagonal) in a square of zeros n + |k| wide (for a length known
+    only at evaluation, a broadcast of v padded by |k|: only its shape is read)."""
+    from symdiff.ops.join import pad
+    from symdiff.ops.structure import broadcast_like
+
+    n = v.shape[-1]
+    if n is not None:
+        ref = broadcast_to(v.graph.constant(np.zeros((), v.dtype)), (n + abs(k),) * 2)
+    else:
+        t = pad(v, ((0, 0),) * (v.ndim - 1) + ((0, abs(k)),))
+        ref = broadcast_like(expand_dims(t, -1), expand_dims(t, -2))
+    return _lower_undiagonal(v, ref, k, -2, -1)
+
+
 DIAG = define_op(
     "diag",
     _diag_forward,
@@ -1282,6 +1446,7 @@ DIAG = define_op(
     dtype=lambda v, k: v,
     vjp=(lambda g, out, v, k: apply(DIAGONAL, g, offset=k, axis1=-2, axis2=-1),),
     properties=("linear",),
+    lower=_lower_diag,
     doc="the matrix with v on its k-th diagonal; the gradient is g's k-th diagonal",
 )
 
@@ -1311,6 +1476,7 @@ OUTER = product_op(
         lambda t, out, a, b: multiply(expand_dims(a, -1), expand_dims(t, -2)),
     ),
     sympy=lambda a, b: np.multiply.outer(a, b),
+    lower=lambda a, b: multiply(expand_dims(a, -1), b),
     doc="a bᵀ; d = da bᵀ + a dbᵀ; gradients g b and aᵀ g",
 )
 
@@ -1323,8 +1489,6 @@ def outer(a: ArrayLike, b: ArrayLike) -> Node:
     [[1. 2.]
      [2. 4.]]
     """
-    from symdiff.ops.structure import reshape
-
     a, b = as_nodes("outer", a, b)
     a, b = (x if x.ndim == 1 else reshape(x, (-1,)) for x in (a, b))
     return apply(OUTER, a, b)
@@ -1413,6 +1577,104 @@ def _einsum_jvp(i: int):
     return rule
 
 
+def _total(x: Node, axes: tuple[int, ...]) -> Node:
+    """The sum over axes; for booleans their "or", as numpy's einsum adds booleans (a sum would count)."""
+    from symdiff.ops.reduce import max as max_
+
+    return max_(x, axes) if x.dtype == bool else sum(x, axes)
+
+
+def _sum_letters(x: Node, letters: str, needed: set[str]) -> tuple[Node, str]:
+    """x (its named axes last) summed over the axes whose letters are not ``needed``."""
+    gone = [k - len(letters) for k, c in enumerate(letters) if c not in needed]
+    if not gone:
+        return x, letters
+    return _total(x, tuple(gone)), "".join(c for c in letters if c in needed)
+
+
+def _aligned(x: Node, letters: str, order: str) -> Node:
+    """x's named axes transposed into ``order``, with axes of length 1 for the letters x lacks (batch axes in front)."""
+    nb = x.ndim - len(letters)
+    x = transpose(x, tuple(range(nb)) + tuple(nb + letters.index(c) for c in order if c in letters))
+    missing = tuple(k - len(order) for k, c in enumerate(order) if c not in letters)
+    return expand_dims(x, missing) if missing else x
+
+
+def _size(dims: list[int | None]) -> int | None:
+    return None if None in dims else int(np.prod(dims, dtype=np.int64))
+
+
+def _regroups(lead: Shape, groups: list[list[int | None]]) -> bool:
+    """Whether axes ``lead`` followed by the groups' axes can be reshaped to one axis per group and
+    back: with no unknown size, or one. (No reshape where no group has two axes: _merged and
+    _split insert or drop the empty groups' axes.)"""
+    merged = [*lead, *(_size(g) for g in groups)]
+    apart = [*lead, *(d for g in groups for d in g)]
+    return all(len(g) <= 1 for g in groups) or (merged.count(None) <= 1 and apart.count(None) <= 1)
+
+
+def _merged(x: Node, groups: list[list[int | None]]) -> Node:
+    """x, whose last axes are the groups' axes in order, with each group as one axis (an empty group: length 1)."""
+    from symdiff.ops.join import _batched_reshape
+
+    if any(len(g) > 1 for g in groups):
+        return _batched_reshape("einsum", x, x.ndim - len([d for g in groups for d in g]), [_size(g) for g in groups])
+    empty = tuple(k - len(groups) for k, g in enumerate(groups) if not g)
+    return expand_dims(x, empty) if empty else x
+
+
+def _split(x: Node, groups: list[list[int | None]]) -> Node:
+    """The inverse of _merged: x's last axes, one per group, as the groups' axes."""
+    from symdiff.ops.join import _batched_reshape
+
+    if any(len(g) > 1 for g in groups):
+        return _batched_reshape("einsum", x, x.ndim - len(groups), [d for g in groups for d in g])
+    empty = tuple(k - len(groups) for k, g in enumerate(groups) if not g)
+    return squeeze(x, empty) if empty else x
+
+
+def _contracted(x: Node, tx: str, y: Node, ty: str, keep: set[str]) -> tuple[Node, str]:
+    """The einsum of two operands (named axes last, batch axes in front) over the letters not in
+    ``keep``: a matmul of the operands with their axes grouped (batch, free, summed), as numpy's
+    tensordot, where there is a sum and the groups' sizes allow it; else broadcast products,
+    summed. The result's letters: the shared kept ones, then x's others, then y's."""
+    x, tx = _sum_letters(x, tx, keep | set(ty))
+    y, ty = _sum_letters(y, ty, keep | set(tx))
+    shared = [c for c in tx if c in ty]
+    both, summed = [c for c in shared if c in keep], [c for c in shared if c not in keep]
+    fx, fy = [c for c in tx if c not in ty], [c for c in ty if c not in tx]
+    sizes_x, sizes_y = dict(zip(tx, x.shape[x.ndim - len(tx) :])), dict(zip(ty, y.shape[y.ndim - len(ty) :]))
+    lead_x, lead_y = x.ndim - len(tx) + len(both), y.ndim - len(ty) + len(both)
+    groups_x = [[sizes_x[c] for c in fx], [sizes_x[c] for c in summed]]
+    groups_y = [[sizes_y[c] for c in summed], [sizes_y[c] for c in fy]]
+    stack = broadcast_shapes(x.shape[:lead_x], y.shape[:lead_y]) if summed else ()
+    if (
+        summed
+        and all(sizes_x[c] == sizes_y[c] for c in summed)  # no length-1 axis broadcast against a sum
+        and np.result_type(x.dtype, y.dtype).kind == "f"
+        and _regroups(x.shape[:lead_x], groups_x)
+        and _regroups(y.shape[:lead_y], groups_y)
+        and _regroups(stack, [groups_x[0], groups_y[1]])
+    ):
+        xm = _merged(_aligned(x, tx, "".join(both + fx + summed)), groups_x)
+        ym = _merged(_aligned(y, ty, "".join(both + summed + fy)), groups_y)
+        return _split(matmul(xm, ym), [groups_x[0], groups_y[1]]), "".join(both + fx + fy)
+    order = "".join(both + fx + fy + summed)
+    r = multiply(_aligned(x, tx, order), _aligned(y, ty, order))
+    return (_total(r, tuple(range(-len(summed), 0))) if summed else r), "".join(both + fx + fy)
+
+
+def _lower_einsum(*arrays: Node, terms: tuple[str, ...], out: str) -> Node:
+    """The operands contracted two at a time, left to right (_contracted), each letter summed as soon
+    as no later operand and not the output names it; then the output's letters put in order."""
+    x, tx = arrays[0], terms[0]
+    for k in range(1, len(arrays)):
+        x, tx = _contracted(x, tx, arrays[k], terms[k], set(out).union(*terms[k + 1 :]))
+    x, tx = _sum_letters(x, tx, set(out))
+    nb = x.ndim - len(tx)
+    return transpose(x, tuple(range(nb)) + tuple(nb + tx.index(c) for c in out))
+
+
 EINSUM = define_op(
     "einsum",
     _einsum_forward,
@@ -1426,6 +1688,7 @@ EINSUM = define_op(
         100,
     ),
     sympy=lambda *arrays, terms, out: np.einsum(",".join(terms) + "->" + out, *arrays),
+    lower=_lower_einsum,
     doc="sum of products over named indices; each operand's gradient is an einsum of g with the others",
 )
 

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import sympy
 
+import symdiff.scalar as sx
 from symdiff.graph import Node
 from symdiff.ops.core import apply, as_nodes, bool_dtype, derive_function
 from symdiff.ops.families import elementwise_op
@@ -28,7 +29,7 @@ def _comparison(name: str, symbol: str, relation, *, commutative: bool = False) 
         sympy=lambda x, y: np.vectorize(relation, otypes=[object])(x, y),
         sympy_name=relation.__name__,  # StrictGreaterThan: what sympy.Gt builds
         doc=f"x {symbol} y; not differentiable",
-        scalar=f"({{0}} {symbol} {{1}})",
+        scalar=getattr(sx, name),
     )
 
 
@@ -71,7 +72,7 @@ WHERE = elementwise_op(
     sympy=_sympy_where,
     sympy_name="Piecewise",
     doc="where(c, x, y): x where c else y; d = where(c, dx, dy)",
-    scalar="({1} if {0} else {2})",
+    scalar=sx.select,
 )
 
 

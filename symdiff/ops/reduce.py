@@ -13,11 +13,12 @@ import sympy
 
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape
-from symdiff.ops.arithmetic import astype, divide, multiply, subtract
+from symdiff.ops.arithmetic import add, astype, divide, multiply, subtract
 from symdiff.ops.core import Op, apply, as_nodes, common_dtype, define_op, first_dtype, op_axes, to_float
-from symdiff.ops.functions import exp, share_mask
-from symdiff.ops.logic import equal, where
-from symdiff.ops.structure import broadcast_like, expand_dims, flip, reshape
+from symdiff.ops.functions import abs as absolute
+from symdiff.ops.functions import exp, log, maximum, share_mask, sqrt
+from symdiff.ops.logic import equal, less, where
+from symdiff.ops.structure import broadcast_like, expand_dims, flip, reshape, squeeze
 
 ArrayLike = Any
 
@@ -76,7 +77,8 @@ SUM = define_op(
     numpy="sum",
     shape=_reduced_shape,
     kind="reduction",
-    dtype=common_dtype,
+    # numpy's accumulator: booleans count (int64), small integers sum in the platform integer
+    dtype=lambda dtype, **_: np.sum(np.zeros(0, dtype)).dtype,
     vjp=(lambda g, out, x, axis, keepdims: broadcast_like(_keep(g, axis, keepdims), x),),
     properties=("linear",),
     latex=lambda node, args, wrap: _whole(node, r"\sum", wrap),
@@ -95,6 +97,24 @@ def sum(x: ArrayLike, axis: Any = None, keepdims: bool = False) -> Node:  # noqa
     return reduction(SUM, x, axis, keepdims)
 
 
+def _lower_count(x: Node, axis: tuple[int, ...], dtype_to: str) -> Node:
+    """The known sizes multiplied, times the number of elements of a block of ones shaped by the
+    unknown ones alone: a border of ones padded onto x emptied along every other axis (so that
+    no empty axis elsewhere hides them), summed in int64 and cast once, as the forward's product."""
+    from symdiff.ops.indexing import getitem  # here: indexing and join import this module
+    from symdiff.ops.join import pad
+
+    known = int(np.prod([x.shape[a] for a in axis if x.shape[a] is not None], dtype=np.int64))
+    unknown = {x.ndim + a for a in axis if x.shape[a] is None}
+    if not unknown or known == 0:
+        return x.graph.constant(np.asarray(known, dtype=dtype_to))
+    lifted = expand_dims(x, 0)  # an axis to empty when every axis is counted
+    kept = [j - 1 in unknown for j in range(lifted.ndim)]
+    emptied = getitem(lifted, tuple(slice(None) if k else slice(0, 0) for k in kept))
+    ones = pad(astype(emptied, np.int64), [(0, 0) if k else (0, 1) for k in kept], constant_values=1)
+    return astype(sum(ones) if known == 1 else multiply(sum(ones), known), dtype_to)
+
+
 COUNT = define_op(
     "count",
     lambda xp, x, axis, dtype_to: xp.asarray(np.prod([np.shape(x)[a] for a in axis]), dtype=dtype_to),
@@ -106,6 +126,7 @@ COUNT = define_op(
     jvp=(None,),
     fold=False,
     doc="the number of elements of x along axis (a value, not a function of x's elements)",
+    lower=_lower_count,
     sparsity="none",
 )
 
@@ -147,6 +168,12 @@ def _per_element(g: Node, x: Node, axis) -> Node:
     return astype(divide(g, count(x, axis)), g.dtype)
 
 
+def _lower_mean(x: Node, axis: tuple[int, ...], keepdims: bool) -> Node:
+    # numpy's mean: the sum (in float32 for float16) divided by the count, cast back
+    total = sum(astype(x, accumulator(x.dtype)), axis, keepdims)
+    return astype(divide(total, count(x, axis)), x.dtype)
+
+
 MEAN = define_op(
     "mean",
     numpy="mean",
@@ -155,6 +182,7 @@ MEAN = define_op(
     vjp=(lambda g, out, x, axis, keepdims: broadcast_like(_per_element(_keep(g, axis, keepdims), x, axis), x),),
     properties=("linear",),
     latex=lambda node, args, wrap: _whole(node, r"\operatorname{mean}", wrap),
+    lower=_lower_mean,
     sympy=lambda x, axis, keepdims: (
         np.sum(x, axis=axis, keepdims=keepdims) / sympy.Integer(int(np.prod([np.shape(x)[a] for a in axis])))
     ),
@@ -265,6 +293,16 @@ def _std(xp, x, axis, keepdims, ddof):
     return _downcast(xp.std(_upcast(xp, x), axis=axis, keepdims=keepdims, ddof=ddof), x)
 
 
+def _lower_spread(x: Node, axis: tuple[int, ...], keepdims: bool, ddof: int, root: bool = False) -> Node:
+    """numpy's var (std: its square root) step by step: the mean subtracted, squared, summed and
+    divided by max(n - ddof, 0), in float32 for float16."""
+    y = astype(x, accumulator(x.dtype))
+    n = count(x, axis)
+    centered = subtract(y, divide(sum(y, axis, keepdims=True), n))
+    out = divide(sum(multiply(centered, centered), axis, keepdims), maximum(subtract(n, float(ddof)), 0.0))
+    return astype(sqrt(out) if root else out, x.dtype)
+
+
 VAR = define_op(
     "var",
     _var,
@@ -274,6 +312,7 @@ VAR = define_op(
     **_reduction_rules(lambda out, x, axis, keepdims, ddof: multiply(2.0, _centered_share(x, axis, ddof))),
     sympy=_sympy_var,
     doc="mean squared deviation (divided by n - ddof); d = 2 sum((x - mean) dx) / (n - ddof)",
+    lower=_lower_spread,
 )
 STD = define_op(
     "std",
@@ -284,6 +323,7 @@ STD = define_op(
     **_reduction_rules(_std_share),
     sympy=lambda x, axis, keepdims, ddof: _vectorized_sqrt(_sympy_var(x, axis, keepdims, ddof)),
     doc="sqrt(var x); d = sum((x - mean) dx) / ((n - ddof) std); 0 where std is 0",
+    lower=lambda x, axis, keepdims, ddof: _lower_spread(x, axis, keepdims, ddof, root=True),
 )
 
 
@@ -403,6 +443,30 @@ def _sympy_softmax(x, axis):
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
+def _lower_shifted(x: Node, axis: tuple[int, ...]) -> tuple[Node, Node]:
+    """_shifted written as ops: |m| < inf is isfinite(m)."""
+    x = astype(x, accumulator(x.dtype))
+    m = max(x, axis, keepdims=True)
+    m = where(less(absolute(m), np.inf), m, 0.0)
+    return subtract(x, m), m
+
+
+def _lower_logsumexp(x: Node, axis: tuple[int, ...], keepdims: bool) -> Node:
+    shifted, m = _lower_shifted(x, axis)
+    out = add(log(sum(exp(shifted), axis, keepdims=True)), m)
+    return astype(out if keepdims else squeeze(out, axis), x.dtype)
+
+
+def _lower_softmax(x: Node, axis: tuple[int, ...]) -> Node:
+    e = exp(_lower_shifted(x, axis)[0])
+    return astype(divide(e, sum(e, axis, keepdims=True)), x.dtype)
+
+
+def _lower_log_softmax(x: Node, axis: tuple[int, ...]) -> Node:
+    shifted = _lower_shifted(x, axis)[0]
+    return astype(subtract(shifted, log(sum(exp(shifted), axis, keepdims=True))), x.dtype)
+
+
 LOGSUMEXP = define_op(
     "logsumexp",
     _logsumexp,
@@ -413,6 +477,7 @@ LOGSUMEXP = define_op(
     **_reduction_rules(lambda out, x, axis, keepdims: softmax(x, axis)),
     sympy=_sympy_reduce_exp,
     doc="log sum exp x, without overflow; d = sum softmax(x) dx",
+    lower=_lower_logsumexp,
 )
 SOFTMAX = define_op(
     "softmax",
@@ -423,6 +488,7 @@ SOFTMAX = define_op(
     jvp=(lambda t, out, x, axis: multiply(out, subtract(t, sum(multiply(t, out), axis, keepdims=True))),),
     sympy=_sympy_softmax,
     doc="exp x / sum exp x along axis, without overflow; d s = s (dx - sum(s dx))",
+    lower=_lower_softmax,
     sparsity="lane",
 )
 
@@ -440,6 +506,7 @@ LOG_SOFTMAX = define_op(
     jvp=(lambda t, out, x, axis: subtract(t, sum(multiply(t, exp(out)), axis, keepdims=True)),),
     sympy=lambda x, axis: np.vectorize(sympy.log, otypes=[object])(_sympy_softmax(x, axis)),
     doc="x - logsumexp(x) along axis; d = dx - sum(softmax(x) dx)",
+    lower=_lower_log_softmax,
     sparsity="lane",
 )
 

@@ -324,10 +324,60 @@ def matrix_transpose(x: ArrayLike) -> Node:
 
 
 # -- flip, roll --------------------------------------------------------------------------
+# The lowerings (symdiff.lower) below are written with ops of modules that import this one,
+# so those are imported when a lowering is traced.
+def length(x: Node, axis: int) -> Node:
+    """The size of ``x``'s ``axis`` as an int64 scalar node (known at evaluation if not before)."""
+    from symdiff.ops.reduce import COUNT
+
+    return apply(COUNT, x, axis=(axis % x.ndim - x.ndim,), dtype_to=np.dtype(np.int64).str)
+
+
+def positions(x: Node, axis: int) -> Node:
+    """0, 1, ..., n - 1 (int64) for n the size of ``x``'s ``axis``: a constant when n is known,
+    else ``sd.arange`` of the size at evaluation."""
+    from symdiff.ops.indexing import arange
+
+    n = x.shape[axis]
+    return x.graph.constant(np.arange(n, dtype=np.int64)) if n is not None else arange(length(x, axis))
+
+
+def _lower_flip(x: Node, axis: tuple[int, ...]) -> Node:
+    """A slice with step -1 on each flipped axis."""
+    from symdiff.ops.indexing import getitem
+
+    return getitem(x, (Ellipsis, *(slice(None, None, -1) if a in axis else slice(None) for a in range(min(axis), 0))))
+
+
+def _lower_roll(x: Node, shift: tuple[int, ...], axis: tuple[int, ...]) -> Node:
+    """Per axis, the last ``shift`` elements joined in front of the others (numpy adds the
+    shifts of a repeated axis: so does rolling once per entry); where the axis's size is known
+    only at evaluation, x gathered at positions i - (shift mod n), negative ones counting from
+    the end as numpy's do."""
+    from symdiff.ops.arithmetic import astype, divide
+    from symdiff.ops.functions import floor, maximum
+    from symdiff.ops.indexing import getitem
+    from symdiff.ops.join import _along, concatenate
+
+    for k, a in zip(shift, axis):
+        n = x.shape[a]
+        if n is None:
+            size = length(x, a)
+            # floor(k / n) in float64 is exact for sizes and shifts below 2**50
+            turns = astype(floor(divide(float(k), astype(maximum(size, 1), np.float64))), np.int64)
+            x = getitem(x, _along(a, positions(x, a) - (k - size * turns)))
+            continue
+        cut = n - k % n if n else n
+        if cut != n:
+            x = concatenate([getitem(x, _along(a, slice(cut, None))), getitem(x, _along(a, slice(None, cut)))], axis=a)
+    return x
+
+
 FLIP = moving_op(
     "flip",
     shape=lambda shape, axis: shape,
     vjp=(lambda g, out, x, axis: flip(g, axis),),  # negative axes: batch axes stay in front
+    lower=_lower_flip,
     doc="reverse the order of elements along axis; the gradient flips back",
 )
 
@@ -350,6 +400,7 @@ ROLL = moving_op(
     "roll",
     shape=lambda shape, shift, axis: shape,
     vjp=(lambda g, out, x, shift, axis: apply(ROLL, g, shift=tuple(-k for k in shift), axis=axis),),
+    lower=_lower_roll,
     doc="shift elements cyclically along axes; the gradient shifts back",
 )
 
@@ -387,10 +438,31 @@ def _matrix_shape(shape: Shape, **_: Any) -> Shape:
     return shape
 
 
+def _lower_triangle(lower: bool) -> Callable[..., Node]:
+    """tril/triu as numpy writes them: x where column - row <= k (lower) or >= k (upper), else
+    zero (a select, not a product by a mask: the dropped triangle may hold inf or nan)."""
+
+    def lowering(x: Node, k: int) -> Node:
+        from symdiff.ops.arithmetic import subtract
+        from symdiff.ops.logic import greater_equal, less_equal, where
+
+        offset = subtract(positions(x, -1), expand_dims(positions(x, -2), -1))
+        keep = less_equal(offset, k) if lower else greater_equal(offset, k)
+        return where(keep, x, x.graph.constant(np.zeros((), x.dtype)))
+
+    return lowering
+
+
 def _triangle(name: str, which: str, doc: str, result: str) -> tuple[Op, Callable[..., Node]]:
     """numpy's ``tril`` or ``triu`` (the ``which`` triangle) as an op, linear (the gradient is the
     same triangle of g), and its public function, whose example prints ``result``."""
-    op = moving_op(name, shape=_matrix_shape, vjp=(lambda g, out, x, k: function(g, k),), doc=doc)
+    op = moving_op(
+        name,
+        shape=_matrix_shape,
+        vjp=(lambda g, out, x, k: function(g, k),),
+        lower=_lower_triangle(name == "tril"),
+        doc=doc,
+    )
 
     def function(x: ArrayLike, k: int = 0) -> Node:
         return apply(op, *as_nodes(name, x), k=int(k))

@@ -1,0 +1,131 @@
+"""The numba backend's own kernels against scipy: expm (scipy.linalg.expm's algorithm written in
+numba) and the triangular solve (substitution loops), on stacks of matrices and in float32.
+
+One compiled function per dtype, on stacks of any size (None dimensions), called on many
+matrices: numba compiles the expm kernel for seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symdiff as sd
+from symdiff.backends import installed
+
+pytestmark = pytest.mark.skipif(not installed("numba"), reason="numba is not installed (the test extra installs it)")
+scipy_linalg = pytest.importorskip("scipy.linalg")
+scipy_sparse_linalg = pytest.importorskip("scipy.sparse.linalg")
+
+
+def _compiled_expm(dtype):
+    g = sd.Graph()
+    a = g.variable("a", shape=(None, None, None), dtype=dtype)
+    return sd.compile(sd.expm(a), [a], backend="numba")
+
+
+def _normwise(got, want):
+    return np.max(np.abs(got - want)) / np.max(np.abs(want))
+
+
+def _matrices(rng, n, norm):
+    """Random, upper, lower triangular and diagonal n x n matrices of 1-norm ``norm``."""
+    a = rng.standard_normal((n, n))
+    out = []
+    for m in (a, np.triu(a), np.tril(a), np.diag(np.diag(a))):
+        out.append(m * (norm / np.linalg.norm(m, 1)))
+    return out
+
+
+def test_expm_agrees_with_scipy_from_tiny_to_large_norms():
+    f = _compiled_expm("float64")
+    rng = np.random.default_rng(0)
+    for norm in np.logspace(-3, 2, 11):
+        for n in (1, 2, 3, 5, 8):
+            stack = np.stack(_matrices(rng, n, norm))
+            got = f(stack)
+            assert got.dtype == np.float64 and got.shape == stack.shape
+            for a, e in zip(stack, got):
+                want = scipy_linalg.expm(a)
+                err = _normwise(e, want)
+                if norm <= 1:
+                    assert err <= 1e-12, (norm, n, err)
+                else:
+                    # past norm 1 the squarings amplify rounding by the condition of exp(A): scipy's
+                    # own two implementations differ by 2e-12 there, and this one is as close to
+                    # scipy.linalg.expm as scipy.sparse.linalg.expm is
+                    spread = _normwise(scipy_sparse_linalg.expm(a), want)
+                    assert err <= max(1e-12, 4 * spread), (norm, n, err, spread)
+                # a triangular input keeps its other triangle exactly zero, as scipy's
+                np.testing.assert_array_equal(e == 0, want == 0)
+
+
+def test_expm_stacks_nonfinite_and_empty_inputs_as_scipy():
+    f = _compiled_expm("float64")
+    stack = np.array([[[1.0, np.nan], [0.5, 1.0]], [[np.nan, 0.0], [0.0, 1.0]], [[0.0, 1.0], [-1.0, 0.0]]])
+    got = f(stack)
+    want = np.stack([scipy_linalg.expm(a) for a in stack])
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-15)  # nan where scipy's is nan
+    assert f(np.zeros((2, 0, 0))).shape == (2, 0, 0)
+
+
+def test_expm_keeps_float32():
+    f = _compiled_expm("float32")
+    rng = np.random.default_rng(1)
+    for norm in (1e-3, 0.5, 5.0, 50.0):
+        stack = np.stack(_matrices(rng, 4, norm)).astype(np.float32)
+        got = f(stack)
+        assert got.dtype == np.float32
+        for a, e in zip(stack, got):
+            # float32's Pade degree and squarings, computed in float64: float32's rounding of the truth
+            want = scipy_linalg.expm(a.astype(np.float64))
+            assert _normwise(e.astype(np.float64), want) <= 1e-6 * max(1.0, norm)
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_solve_triangular_agrees_with_scipy_on_stacks(vector):
+    g = sd.Graph()
+    a = g.variable("a", shape=(None, None, None))
+    b = g.variable("b", shape=(None,) if vector else (None, None, None))
+    forms = [(lower, trans, unit) for lower in (True, False) for trans in (0, 1) for unit in (False, True)]
+    outs = [sd.solve_triangular(a, b, trans=t, lower=lo, unit_diagonal=u) for lo, t, u in forms]
+    f = sd.compile(outs, [a, b], backend="numba")
+    rng = np.random.default_rng(2)
+    for n, k in ((1, 1), (3, 2), (6, 4)):
+        am = rng.standard_normal((3, n, n)) + 4 * np.eye(n)
+        bm = rng.standard_normal(n) if vector else rng.standard_normal((3, n, k))
+        for got, (lo, t, u) in zip(f(am, bm), forms):
+            for i in range(3):
+                want = scipy_linalg.solve_triangular(am[i], bm if vector else bm[i], trans=t, lower=lo, unit_diagonal=u)
+                np.testing.assert_allclose(got[i], want, rtol=1e-12, atol=1e-14, err_msg=str((n, lo, t, u)))
+
+
+def test_solve_triangular_float32_and_singular():
+    g = sd.Graph()
+    a = g.variable("a", shape=(3, 3), dtype="float32")
+    b = g.variable("b", shape=(3, 2), dtype="float32")
+    f = sd.compile(sd.solve_triangular(a, b, lower=True), [a, b], backend="numba")
+    rng = np.random.default_rng(3)
+    am = (rng.standard_normal((3, 3)) + 4 * np.eye(3)).astype(np.float32)
+    bm = rng.standard_normal((3, 2)).astype(np.float32)
+    got = f(am, bm)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, scipy_linalg.solve_triangular(am, bm, lower=True), rtol=1e-5)
+    am[1, 1] = 0.0  # a zero on the diagonal: scipy's LinAlgError, as the numpy backend raises
+    with pytest.raises(np.linalg.LinAlgError, match="singular"):
+        f(am, bm)
+
+
+def test_running_products_decompositions_keep_float32():
+    g = sd.Graph()
+    x = g.variable("x", shape=(2, 3, 3), dtype="float32")
+    w, v = sd.eigh(x)
+    sign, logabs = sd.slogdet(x)
+    outs = [sd.cumsum(x, 1), sd.cumprod(x, 0), sd.prod(x, (0, 2)), sd.cholesky(x), w, v * v, sign, logabs]
+    f = sd.compile(outs, [x], backend="numba")
+    m = np.random.default_rng(4).standard_normal((2, 3, 3))
+    value = (m @ m.transpose(0, 2, 1) + 3 * np.eye(3)).astype(np.float32)
+    want = sd.compile(outs, [x])(value)
+    for k, (got, ref) in enumerate(zip(f(value), want)):
+        assert np.asarray(got).dtype == np.float32, k
+        np.testing.assert_allclose(got, ref, rtol=2e-5, atol=1e-6, err_msg=f"output {k}")
