@@ -5,7 +5,7 @@ interpreter, the numpy backend and jax run its forward. A backend that prints co
 prints only the **primitives** (the ops declared without ``lower=``) and runs any other op as a
 body of its own: the op's ``lower`` function traced once, per op, input types and attributes,
 on variables of a graph apart from the user's (so compiling never adds a node to a user's
-graph), then printed as a function the node calls, as a composite's body is. The body may
+graph), then printed in the node's place. The body may
 hold ops that lower again; each is printed the same way, down to primitives.
 
 This is XLA's and PyTensor's cut (a few dozen primitives, everything else a composite of them),
@@ -47,7 +47,7 @@ def lowered(node: Node) -> Region | None:
     Raises ShapeError if the op cannot be written as primitives for these shapes (a regrouping
     of axes whose sizes are known only at evaluation); GraphError if the op's ``lower`` builds
     something of another shape or dtype than the op's own, or builds the same node again (it
-    would never reach primitives).
+    would never reach primitives): for a built-in op, a bug in symdiff, which the message says.
     """
     op = REGISTRY[node.op]
     if op.lower is None:
@@ -76,19 +76,33 @@ def _trace(op: Op, node: Node, key: tuple) -> Region:
     outs = tuple(item if isinstance(item, Node) else as_nodes(op.name, item, *params)[0] for item in items)
     expected = node.results if node.is_multi else ((node.shape, node.dtype),)
     if len(outs) != len(expected):
-        raise GraphError(f"lowering of {op.name}: gives {len(outs)} output(s), the op has {len(expected)}")
+        raise GraphError(
+            f"lowering of {op.name}: gives {len(outs)} output(s), the op has {len(expected)}; {_whose_bug(op)}"
+        )
     for k, (out, (shape, dtype)) in enumerate(zip(outs, expected)):
         if out.graph is not graph:
-            raise GraphError(f"lowering of {op.name}: output {k} is {describe(out)}, not built from its inputs")
+            raise GraphError(
+                f"lowering of {op.name}: output {k} is {describe(out)}, not built from its inputs; {_whose_bug(op)}"
+            )
         if not shape_matches(shape, out.shape) or out.dtype != dtype:
             raise GraphError(
                 f"lowering of {op.name}: output {k} is {format_shape(out.shape)} {out.dtype}, "
-                f"the op's {format_shape(shape)} {dtype} (for {describe(node)})"
+                f"the op's {format_shape(shape)} {dtype} (for {describe(node)}); {_whose_bug(op)}"
             )
     for n in _reached(outs):
         if n.op == op.name and (tuple((u.shape, u.dtype.str) for u in n.inputs), n._attrs) == key[1:]:
-            raise GraphError(f"lowering of {op.name}: builds {describe(n)} again, so it never reaches primitives")
+            raise GraphError(
+                f"lowering of {op.name}: builds {describe(n)} again, so it never reaches primitives; {_whose_bug(op)}"
+            )
     return Region(graph, params, outs, op.name, several=node.is_multi)
+
+
+def _whose_bug(op: Op) -> str:
+    """Who to tell about a lowering that does not give the op's own result: symdiff's (an
+    internal bug, nothing in the user's graph), or the author of a user op's ``lower=``."""
+    if getattr(op.lower, "__module__", "").startswith("symdiff."):
+        return "this is a bug in symdiff, not in your graph: please report it"
+    return f"the lower= given to define_op({op.name!r}) must build exactly the op's shape and dtype"
 
 
 def _reached(outs: Iterable[Node]) -> list[Node]:
@@ -115,4 +129,3 @@ def primitives(outputs: Iterable[Node]) -> set[str]:
         else:
             pending += _reached(region.outputs)
     return seen
-

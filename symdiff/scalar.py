@@ -18,8 +18,11 @@ it come
 
 The vocabulary's meaning is numpy's (``maximum`` propagates nan, ``floor`` is a float); each
 printer spells that in its language. One exception, kept because the scalar steps have always
-computed so: the Python and numba printers write ``maximum(x, y)`` as Python's ``max(x, y)``,
-which is x unless y > x (nan in x propagates; a nan y, or -0.0 against 0.0, gives x). Nothing
+computed so: the Python printer writes ``maximum(x, y)`` as Python's ``max(x, y)``, which is x
+unless y > x (nan in x propagates; a nan y, or -0.0 against 0.0, gives x), and ``floor`` and
+``ceil`` through ``math``'s ints (a zero result is +0.0; inf and nan raise, and the evaluator
+computes numpy's). The numba printer writes numpy's own functions there (numba's ``math.floor``
+returns an int64, which wraps for nan, inf and 1e300). Nothing
 here knows about graphs or ops.
 """
 
@@ -552,7 +555,18 @@ def to_python(tree: Expr, args: Sequence[str], dtype: Any = np.float64) -> str:
     return _render("python", tree, args)
 
 
-_NUMBA: Table = {**_PYTHON, "sign": _called("np.sign")}  # numba compiles no lambda inside a function
+# numba compiles no lambda inside a function; its math.floor and math.ceil return an int64 (nan,
+# inf and 1e300 wrap): numpy's functions, as numba compiles them on scalars, where a zero's sign
+# is numpy's only so: its maximum and minimum give the first of two equal (numpy's the second),
+# its sign(-0.0) is -0.0 (numpy's 0.0)
+_NUMBA: Table = {
+    **_PYTHON,
+    "floor": _called("np.floor"),
+    "ceil": _called("np.ceil"),
+    "maximum": lambda a, b: f"np.maximum({b}, {a})",
+    "minimum": lambda a, b: f"np.minimum({b}, {a})",
+    "sign": lambda a: f"(np.sign({a}) + 0.0)",
+}
 
 
 def to_numba(tree: Expr, args: Sequence[str], dtype: Any = np.float64) -> str:
@@ -561,7 +575,7 @@ def to_numba(tree: Expr, args: Sequence[str], dtype: Any = np.float64) -> str:
     numba backend's looped and fused elementwise code casts the result to ``dtype``).
 
     >>> to_numba(sign(arg(0)) * arg(1), ["a", "b"])
-    '(np.sign(a) * b)'
+    '((np.sign(a) + 0.0) * b)'
     """
     return _render("numba", tree, args)
 

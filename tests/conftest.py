@@ -34,6 +34,9 @@ settings.load_profile("ci")
 # of its per-case numba and jax runs slow itself.)
 SLOW = (
     "[numba]",
+    # sweeps over every integer index dtype and every scalar function, each compiled
+    "test_every_integer_index_dtype_in_and_out_of_range_matches_numpy",
+    "test_the_numba_printer_gives_numpys_value_of_every_function_on_special_values",
     "test_numba_",
     "test_100k_node_chain",
     "test_memory_grows_linearly_with_the_graph",

@@ -449,3 +449,25 @@ def test_sum_has_numpys_accumulator_dtype_on_every_backend(dtype):
             if backend == "numpy" or installed(backend) and not (backend == "numba" and dtype == "float16"):
                 got = np.asarray(sd.compile(y, [x], backend=backend)(value))
                 assert got.dtype == expected.dtype and np.array_equal(got, expected), backend
+
+
+def test_the_softmax_family_keeps_float32_with_a_none_batch_on_numba():
+    # numba's own log_softmax printer shifted by np.where(isfinite(m), m, 0.0): float64, which then
+    # met a float32 matrix in np.dot and failed to compile; the lowerings keep float32
+    from symdiff.backends import installed
+
+    if not installed("numba"):
+        pytest.skip("numba is not installed (the test extra installs it)")
+    g = sd.Graph()
+    X, W = g.variable("X", (None, 4), dtype="float32"), g.variable("W", (4, 3), dtype="float32")
+    loss = sd.sum(sd.log_softmax(X @ W, axis=-1))
+    outputs = [loss, sd.grad(loss, W), sd.logsumexp(X @ W, axis=0), sd.softmax(X @ W)]
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((6, 4)).astype("float32"), rng.standard_normal((4, 3)).astype("float32")
+    z = x.astype(np.float64) @ w.astype(np.float64)
+    logp = z - z.max(-1, keepdims=True) - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True))
+    p = np.exp(logp)
+    expected = [logp.sum(), x.T.astype(np.float64) @ (1.0 - 3.0 * p), np.log(np.exp(z).sum(0)), p]
+    for got, want in zip(sd.compile(outputs, [X, W], backend="numba")(x, w), expected):
+        assert np.asarray(got).dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)

@@ -188,7 +188,8 @@ def test_the_python_text_is_the_old_template_expression_and_gives_its_bits(name)
     names = [f"a{k}" for k in range(n)]
     new, old = sx.to_python(op.scalar, names), OLD_TEMPLATES[name].format(*names)
     assert ast.dump(ast.parse(new, mode="eval")) == ast.dump(ast.parse(old, mode="eval"))  # parentheses aside
-    assert sx.to_numba(op.scalar, names) == new  # numba's loops print what they printed
+    if not {"floor", "ceil", "maximum", "minimum"} & {e.op for e in sx.walk(op.scalar)}:  # numba: numpy's there
+        assert sx.to_numba(op.scalar, names) == new  # numba's loops print what they printed
     fast = sx.python_function(op.scalar, n)
     before = eval(f"lambda {', '.join(names)}: {old}", {"_math": math})
     edges = [0.0, -0.0, 1.0, -1.0, 1e-300, 710.0, -745.0, math.inf, -math.inf, math.nan]

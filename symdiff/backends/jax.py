@@ -49,9 +49,9 @@ from symdiff.backends.numpy import function as numpy_backend
 from symdiff.errors import BackendError, ShapeError
 from symdiff.graph import Node
 from symdiff.loops import bad_count, carry_changed, scan_call, too_many_steps
-from symdiff.ops.core import Op, has_function, numpy_function
+from symdiff.ops.core import REGISTRY, Op, has_function, numpy_function
 from symdiff.ops.linalg import eigh_gaps_and_ties
-from symdiff.plan import Plan, check_node, evaluation_error, naming_variables
+from symdiff.plan import Plan, Step, check_node, evaluation_error, naming_variables
 
 
 def _one_stack(a, b):
@@ -82,16 +82,30 @@ def _eigh_gaps(w):
     return jnp.where(jnp.any(tie, axis=(-2, -1), keepdims=True), jnp.nan, gaps)
 
 
-# Ops whose forward is numpy-only (scipy's), computed here by JAX's own functions.
+_ARANGE_TRACED = (
+    "its length depends on the input values, and jit traces shapes, not values (give arange a number, "
+    "or a length computed from shapes only, such as sd.count(x, axis))"
+)
+
+
+def _arange(stop, dtype_to):
+    # a length computed from shapes only reaches here as a number (_checked_function computes it
+    # while tracing); one read from input values is a tracer
+    if isinstance(stop, jax.core.Tracer):
+        raise unsupported_error("jax", "arange", _ARANGE_TRACED)
+    return jnp.arange(int(stop), dtype=dtype_to)
+
+
+# Ops whose forward is numpy-only (scipy's), computed here by JAX's own functions; arange's
+# length must be known while tracing.
 OVERRIDES: dict[str, Callable[..., Any]] = {
     "solve_triangular": _solve_triangular,
     "cho_solve": _cho_solve,
     "expm": lambda a: jax.scipy.linalg.expm(a),
     "eigh_gaps": _eigh_gaps,
+    "arange": _arange,
 }
-UNSUPPORTED: dict[str, str] = {
-    "arange": "its length is a value, and jit traces shapes, not values (give arange a number)",
-}
+UNSUPPORTED: dict[str, str] = {}
 
 
 def unsupported(op: Op) -> str | None:
@@ -164,10 +178,13 @@ def _bounded(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         for indices, axis, size in _indexed(name, args, attrs):
             if np.size(indices) == 0:
                 continue
+            # compared as int64 (int32 in 32-bit mode, where no axis is longer): -size in the
+            # index's own dtype would wrap in an unsigned or narrow one (uint8: -5 is 251)
             if isinstance(indices, jax.core.Tracer):
-                low, high = jnp.min(indices), jnp.max(indices)
+                wide = jax.dtypes.canonicalize_dtype(np.int64)
+                low, high = jnp.min(indices).astype(wide), jnp.max(indices).astype(wide)
             else:  # a constant: checked while tracing, nothing at run time
-                low, high = np.min(indices), np.max(indices)
+                low, high = int(np.min(indices)), int(np.max(indices))
                 if -size <= low and high < size:
                     continue
             error = functools.partial(_out_of_bounds, name, axis, size)
@@ -457,16 +474,43 @@ def _checked_function(plan: Plan, single: bool) -> Callable[..., Any]:
     input_slots = [(k, position[n]) for k, n in enumerate(leaves) if n in position]
     out_slots = plan.out_slots
     size = len(leaves) + len(steps)
+    base = len(leaves)
+    # an arange's length computed from shapes only (counts of axes, constants, and numpy's ops on
+    # them) is a number while tracing: those slots are computed by numpy as well (``static``)
+    wanted: set[int] = set()
+    for k in reversed(range(len(steps))):
+        if steps[k].node.op == "arange" or base + k in wanted:
+            wanted.update(steps[k].args)
+
+    def static_value(step: Step, values: list[Any], static: dict[int, Any]) -> Any:
+        """The step's value as a numpy value, or None where it depends on input values."""
+        op = REGISTRY[step.node.op]
+        if op.name == "count":  # of its input's shape alone
+            return op.forward(np, *values, **step.attrs)
+        if step.node.regions or not all(i in static for i in step.args):
+            return None
+        try:
+            return numpy_backend(op)(*(static[i] for i in step.args), **step.attrs)
+        except Exception:  # computed by JAX below, which raises its own error
+            return None
 
     def jax_function(*args: Any) -> Any:
         env: list[Any] = [None] * size
+        static: dict[int, Any] = {}
         for k, value in constants:
             env[k] = jnp.asarray(value)
+            if k in wanted:
+                static[k] = value
         for k, i in input_slots:  # JAX arrays: a numpy one indexed by a traced value (a loop's) fails
             env[k] = jnp.asarray(args[i])
-        base = len(leaves)
         for k, step in enumerate(steps):
             values = [env[i] for i in step.args]
+            if base + k in wanted:
+                found = static_value(step, values, static)
+                if found is not None:
+                    static[base + k] = found
+            if step.node.op == "arange" and step.args[0] in static:
+                values = [static[step.args[0]]]
             # shapes are static while tracing: the checks cost nothing at run time, and a
             # failure is the ShapeError the numpy backend raises, naming the variables
             try:

@@ -8,7 +8,7 @@ step is its scalar expression on floats (as in the numpy backend); the structura
 reductions, scans and dense linear-algebra kernels (numba's LAPACK one matrix at a time over
 leading batch axes; ``expm`` as scipy.linalg.expm's algorithm, ``solve_triangular`` as
 substitution loops) have a printer in ``PRINTERS``. Any other op runs as a call of its
-**lowering**, its body printed once as a njit function of its own, down to primitives.
+**lowering**, its body printed in the node's place, down to primitives.
 Chains of elementwise steps over one static shape are fused (``_Fuser``): one loop over the
 elements computes each as a scalar, storing only the values read outside the loop, with
 sums over all the elements accumulated in it. A node that owns a body (a composite's) calls
@@ -411,36 +411,6 @@ def _p_mean(w: Writer, node: Node, a: list[str]) -> str:
 def _p_count(w: Writer, node: Node, a: list[str]) -> str:
     x = node.inputs[0]
     return f"np.{node.dtype.name}({_count(a[0], _axes(node, x.ndim))})"
-
-
-def _p_logsumexp(w: Writer, node: Node, a: list[str], keepdims: bool | None = None) -> str:
-    x = node.inputs[0]
-    axes = _axes(node, x.ndim)
-    m = w.temp(reduce(w, "max", a[0], x.ndim, axes, True))
-    m = w.temp(f"np.where(np.isfinite({m}), {m}, 0.0)")  # all -inf: shift by 0, not inf - inf
-    s = w.temp(f"np.log({reduce(w, 'sum', f'np.exp({a[0]} - {m})', x.ndim, axes, True)}) + {m}")
-    keep = node.attrs.get("keepdims", False) if keepdims is None else keepdims
-    if keep:
-        return s
-    if len(axes) == x.ndim:
-        return f"{s}.ravel()[0]"
-    return f"{s}.reshape({_shape_expr(s, [d for d in range(x.ndim) if d not in axes])})"
-
-
-def _p_softmax(w: Writer, node: Node, a: list[str]) -> str:
-    x = node.inputs[0]
-    axes = _axes(node, x.ndim)
-    e = w.temp(f"np.exp({a[0]} - {reduce(w, 'max', a[0], x.ndim, axes, True)})")
-    return f"{e} / {reduce(w, 'sum', e, x.ndim, axes, True)}"
-
-
-def _p_log_softmax(w: Writer, node: Node, a: list[str]) -> str:
-    # from x - max(x), as the op's forward: x - logsumexp(x) cancels for large x
-    x = node.inputs[0]
-    axes = _axes(node, x.ndim)
-    m = w.temp(reduce(w, "max", a[0], x.ndim, axes, True))
-    shifted = w.temp(f"{a[0]} - np.where(np.isfinite({m}), {m}, 0.0)")
-    return f"{shifted} - np.log({reduce(w, 'sum', f'np.exp({shifted})', x.ndim, axes, True)})"
 
 
 def _scalar_filled(node: Node, a: list[str]) -> str | None:
@@ -918,11 +888,37 @@ def _sd_eigh_{name}(a):
 
 @numba.njit(cache=True, error_model="numpy")
 def _sd_slogdet_{name}(a):
-    # (nan, nan) for a matrix with a nan or inf, where numba's LAPACK call refuses it
     if np.all(np.isfinite(a)):
         sign, logabs = np.linalg.slogdet(a)
         return {dtype}(sign), {dtype}(logabs)
-    return {dtype}(np.nan), {dtype}(np.nan)
+    # a nan or inf, which numba's LAPACK call refuses: numpy's result, from LAPACK getrf's LU
+    # (partial pivoting, the first largest |entry| of a column its pivot; an exact zero pivot is
+    # (0, -inf)); each negative pivot and each row swap flips the sign, a nan pivot does not
+    lu = a.astype({dtype})
+    n = lu.shape[0]
+    sign = {dtype}(1)
+    logabs = {dtype}(0)
+    for k in range(n):
+        p = k
+        for i in range(k + 1, n):
+            if abs(lu[i, k]) > abs(lu[p, k]):
+                p = i
+        if lu[p, k] == 0:
+            return {dtype}(0), {dtype}(-np.inf)
+        if p != k:
+            for j in range(n):
+                lu[k, j], lu[p, j] = lu[p, j], lu[k, j]
+            sign = -sign
+        pivot = lu[k, k]
+        for i in range(k + 1, n):
+            # as OpenBLAS's getf2 (numpy's LAPACK): a nan pivot divides nothing
+            f = lu[i, k] if pivot != pivot else lu[i, k] / pivot
+            for j in range(k + 1, n):
+                lu[i, j] -= f * lu[k, j]
+        if pivot < 0:
+            sign = -sign
+        logabs += np.log(abs(pivot))
+    return sign, logabs
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -1257,9 +1253,6 @@ PRINTERS: dict[str, Callable[[Writer, Node, list[str]], str]] = {
     "min": _p_reduction("min"),
     "mean": _p_mean,
     "count": _p_count,
-    "logsumexp": _p_logsumexp,
-    "softmax": _p_softmax,
-    "log_softmax": _p_log_softmax,
     "expand_dims": _p_expand_dims,
     "squeeze": _p_squeeze,
     "reshape": _p_reshape,
@@ -1744,7 +1737,7 @@ class Compiled(_NumpyCompiled):
                 warnings.simplefilter("ignore", numba.core.errors.NumbaPerformanceWarning)
                 self._dispatcher.compile(signature)
         except numba.core.errors.NumbaError as exc:
-            first = str(exc).strip().splitlines()
+            first = [line for line in str(exc).strip().splitlines() if line.strip()]  # the signature too
             raise BackendError(
                 "the numba backend could not compile this graph: "
                 + " ".join(line.strip() for line in first[:3])

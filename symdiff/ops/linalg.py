@@ -1420,7 +1420,9 @@ def trace(a: ArrayLike, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Node
 def _diag_forward(xp, v, k):
     n = np.shape(v)[-1] + abs(k)
     widths = ((0, 0),) * (np.ndim(v) - 1) + (((0, k) if k >= 0 else (-k, 0)),)
-    return xp.pad(v, widths)[..., :, None] * xp.eye(n, k=k, dtype=v.dtype)
+    # a select, as numpy's diag (a product by the identity would put inf * 0 = nan off the diagonal)
+    on = xp.eye(n, k=k, dtype=bool)
+    return xp.where(on, xp.pad(v, widths)[..., :, None], xp.zeros((), dtype=v.dtype))
 
 
 def _lower_diag(v: Node, k: int) -> Node:
@@ -1578,10 +1580,12 @@ def _einsum_jvp(i: int):
 
 
 def _total(x: Node, axes: tuple[int, ...]) -> Node:
-    """The sum over axes; for booleans their "or", as numpy's einsum adds booleans (a sum would count)."""
+    """The sum over axes in x's own dtype, as numpy's einsum adds: for booleans their "or" (a sum
+    would count); integers wrap as in x's dtype (summed in int64 and cast back: the same bits,
+    as sums modulo 2**bits agree)."""
     from symdiff.ops.reduce import max as max_
 
-    return max_(x, axes) if x.dtype == bool else sum(x, axes)
+    return max_(x, axes) if x.dtype == bool else astype(sum(x, axes), x.dtype)
 
 
 def _sum_letters(x: Node, letters: str, needed: set[str]) -> tuple[Node, str]:
@@ -1666,7 +1670,10 @@ def _contracted(x: Node, tx: str, y: Node, ty: str, keep: set[str]) -> tuple[Nod
 
 def _lower_einsum(*arrays: Node, terms: tuple[str, ...], out: str) -> Node:
     """The operands contracted two at a time, left to right (_contracted), each letter summed as soon
-    as no later operand and not the output names it; then the output's letters put in order."""
+    as no later operand and not the output names it; then the output's letters put in order. The
+    operands are first cast to their common dtype, as numpy's einsum computes (int8 with bool: int8)."""
+    common = np.result_type(*(a.dtype for a in arrays))
+    arrays = tuple(astype(a, common) for a in arrays)
     x, tx = arrays[0], terms[0]
     for k in range(1, len(arrays)):
         x, tx = _contracted(x, tx, arrays[k], terms[k], set(out).union(*terms[k + 1 :]))

@@ -13,12 +13,20 @@ import numpy as np
 
 from symdiff.graph import Node
 from symdiff.ops.arithmetic import multiply
-from symdiff.ops.core import apply, common_dtype, define_op
+from symdiff.ops.core import apply, define_op
 from symdiff.ops.creation import eye_like, ones_like
 from symdiff.ops.indexing import getitem
 from symdiff.ops.join import PAD, _along
 from symdiff.ops.logic import equal, where
-from symdiff.ops.reduce import _reduced_shape, _reduction_rules, reduction, running, running_op
+from symdiff.ops.reduce import (
+    _reduced_shape,
+    _reduction_rules,
+    accumulated,
+    accumulates,
+    reduction,
+    running,
+    running_op,
+)
 from symdiff.ops.reduce import sum as sum_over
 from symdiff.ops.structure import expand_dims, flip, transpose, triu
 
@@ -105,10 +113,11 @@ def _others(x: Node, axes: tuple[int, ...]) -> Node:
 
 PROD = define_op(
     "prod",
+    accumulated("prod"),
     numpy="prod",
     shape=_reduced_shape,
     kind="reduction",
-    dtype=common_dtype,
+    dtype=accumulates(np.prod),
     **_reduction_rules(lambda out, x, axis, keepdims: _others(x, axis)),
     sympy=lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
     doc="product over axis; d = sum((product of the other elements) dx): exact at zeros",

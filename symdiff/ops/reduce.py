@@ -14,7 +14,7 @@ import sympy
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape
 from symdiff.ops.arithmetic import add, astype, divide, multiply, subtract
-from symdiff.ops.core import Op, apply, as_nodes, common_dtype, define_op, first_dtype, op_axes, to_float
+from symdiff.ops.core import Op, apply, as_nodes, define_op, first_dtype, op_axes, to_float
 from symdiff.ops.functions import abs as absolute
 from symdiff.ops.functions import exp, log, maximum, share_mask, sqrt
 from symdiff.ops.logic import equal, less, where
@@ -72,13 +72,51 @@ def _whole(node: Node, symbol: str, wrap) -> tuple[str, int] | None:
     return rf"{symbol} {wrap(0, 100)}", 15
 
 
+def accumulates(fn: Any) -> Any:
+    """The dtype rule of numpy's sum-like function ``fn`` (np.sum, np.prod, np.cumsum): the dtype
+    it returns for an input of ``dtype``, its accumulator's. Booleans count and small integers
+    accumulate in the platform integer (int64; uint16 in uint64); floats keep their dtype."""
+
+    def rule(dtype: np.dtype, **_: Any) -> np.dtype:
+        return fn(np.zeros(0, dtype)).dtype
+
+    return rule
+
+
+def _accumulator(name: str, x: Any) -> np.dtype:
+    dtype = getattr(x, "dtype", None)  # compiled code may pass a Python number
+    return getattr(np, name)(np.zeros(0, np.result_type(x) if dtype is None else dtype)).dtype
+
+
+# module-level functions (no closures): to_source copies an op's forward into the module it writes
+def _cumsum_forward(xp, x, **attrs):
+    return xp.cumsum(x, dtype=_accumulator("cumsum", x), **attrs)
+
+
+def _cumprod_forward(xp, x, **attrs):
+    return xp.cumprod(x, dtype=_accumulator("cumprod", x), **attrs)
+
+
+def _prod_forward(xp, x, **attrs):
+    return xp.prod(x, dtype=_accumulator("prod", x), **attrs)
+
+
+_ACCUMULATED = {"cumsum": _cumsum_forward, "cumprod": _cumprod_forward, "prod": _prod_forward}
+
+
+def accumulated(name: str) -> Any:
+    """The forward of numpy's sum-like function ``name`` asked for numpy's accumulator dtype, so
+    every backend gives the declared one (jax's cumsum and prod keep int32, bool as int32)."""
+    return _ACCUMULATED[name]
+
+
 SUM = define_op(
     "sum",
     numpy="sum",
     shape=_reduced_shape,
     kind="reduction",
     # numpy's accumulator: booleans count (int64), small integers sum in the platform integer
-    dtype=lambda dtype, **_: np.sum(np.zeros(0, dtype)).dtype,
+    dtype=accumulates(np.sum),
     vjp=(lambda g, out, x, axis, keepdims: broadcast_like(_keep(g, axis, keepdims), x),),
     properties=("linear",),
     latex=lambda node, args, wrap: _whole(node, r"\sum", wrap),
@@ -359,13 +397,15 @@ def std(x: ArrayLike, axis: Any = None, ddof: int = 0, keepdims: bool = False) -
 # -- cumulative sums ----------------------------------------------------------------------
 def running_op(name: str, doc: str, **rules: Any) -> Op:
     """A running (cumulative) op along one axis, numpy's function ``name``: shaped as its input,
-    its dtype kept, each output element depending on its lane up to it."""
+    in numpy's accumulator dtype (a running sum of booleans counts in int64), each output
+    element depending on its lane up to it."""
     return define_op(
         name,
+        accumulated(name),
         numpy=name,
         shape=lambda shape, axis: shape,
         kind="reduction",
-        dtype=common_dtype,
+        dtype=accumulates(getattr(np, name)),
         doc=doc,
         sparsity="lane",
         **rules,
