@@ -78,7 +78,7 @@ def _unsupported(backend, nodes):
 
 # numba builds each case's native code for seconds, jax compiles it with XLA for about one:
 # one case in EVERY[backend] runs by default, every case with --runslow (CI runs it)
-EVERY = {"numba": 16, "jax": 3}
+EVERY = {"numba": 24, "jax": 3}
 
 
 def _case_backend_params():
