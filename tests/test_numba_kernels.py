@@ -129,3 +129,33 @@ def test_running_products_decompositions_keep_float32():
     for k, (got, ref) in enumerate(zip(f(value), want)):
         assert np.asarray(got).dtype == np.float32, k
         np.testing.assert_allclose(got, ref, rtol=2e-5, atol=1e-6, err_msg=f"output {k}")
+
+
+@pytest.mark.parametrize(
+    "dtypes",
+    [
+        ("int32", "int32"),
+        ("int64", "int32"),
+        ("int8", "int8"),
+        ("uint8", "int16"),
+        ("bool", "bool"),
+        ("bool", "int64"),
+        ("int32", "float32"),
+        ("float32", "float64"),
+    ],
+)
+def test_matmul_of_integers_and_mixed_dtypes_is_numpys(dtypes):
+    """numba's np.dot multiplies floats of one dtype only; every numpy matmul runs, exactly
+    (integers wrap around as numpy's: int8 products overflow here), in numpy's result dtype."""
+    dx, dy = dtypes
+    rng = np.random.default_rng(3)
+    shapes = [((3, 4), (4, 2)), ((4,), (4, 2)), ((3, 4), (4,)), ((4,), (4,))]
+    shapes += [((2, 3, 4), (4, 5)), ((None, 4), (2, 4, 3))]
+    for sx, sy in shapes:
+        g = sd.Graph()
+        x, y = g.variable("x", shape=sx, dtype=dx), g.variable("y", shape=sy, dtype=dy)
+        vx = (rng.integers(-100, 100, size=[d or 2 for d in sx]) * 3).astype(dx)
+        vy = rng.integers(-100, 100, size=[d or 2 for d in sy]).astype(dy)
+        got, want = sd.compile(x @ y, [x, y], backend="numba")(vx, vy), vx @ vy
+        assert got.dtype == want.dtype and got.shape == want.shape, (sx, sy, got.dtype, want.dtype)
+        np.testing.assert_array_equal(got, want, err_msg=f"{dx} @ {dy}, shapes {sx} @ {sy}")

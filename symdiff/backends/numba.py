@@ -723,14 +723,41 @@ def _batched(
     return f"({', '.join(outs)},)" if isinstance(out_core, list) else outs[0]
 
 
+_INTEGER_DOT_SOURCE = """
+@numba.njit(cache=True)
+def _sd_integer_dot(p, q, out):
+    # numba's np.dot multiplies floats only. Integers wrap around as numpy's do: numba widens the
+    # products to 64 bits and the store takes them modulo out's width, the same residue.
+    out[:] = 0
+    for i in range(p.shape[0]):
+        for j in range(q.shape[1]):
+            for k in range(p.shape[1]):
+                out[i, j] += p[i, k] * q[k, j]
+    return out
+"""
+
+
 def _p_matmul(w: Writer, node: Node, a: list[str]) -> str:
     x, y = node.inputs
-    if node.dtype.kind != "f":
-        raise _refuse(node, "numba multiplies float matrices only")
     cx, cy = min(x.ndim, 2), min(y.ndim, 2)
     rows = f"({a[0]}.shape[-2],)" if cx == 2 else "()"
     cols = f"({a[1]}.shape[-1],)" if cy == 2 else "()"
-    return _batched(w, node, a, [cx, cy], f"{rows} + {cols}", lambda p, q: f"np.dot({p}, {q})")
+    dtype = _dtype(node.dtype)
+    if node.dtype.kind in "fc":  # numpy casts both operands to the result's type first (int32 @ float32)
+        cast = [f"{p}.astype({dtype})" if u.dtype != node.dtype else p for p, u in zip(a, node.inputs)]
+        return _batched(w, node, cast, [cx, cy], f"{rows} + {cols}", lambda p, q: f"np.dot({p}, {q})")
+    w.helper("_sd_integer_dot", _INTEGER_DOT_SOURCE)
+    count = "np.int64" if node.dtype.kind == "b" else dtype  # bool @ bool: any of the products
+    cast = [f"{p}.astype({count})" if u.dtype.name != count[3:] else p for p, u in zip(a, node.inputs)]
+
+    def dot(p: str, q: str) -> str:
+        p2 = p if cx == 2 else f"{p}.reshape(1, -1)"
+        q2 = q if cy == 2 else f"{q}.reshape(-1, 1)"
+        product = f"_sd_integer_dot({p2}, {q2}, np.empty(({p2}.shape[0], {q2}.shape[1]), {count}))"
+        product = product if node.dtype.kind != "b" else f"({product} != 0)"
+        return product + ("" if cx == 2 and cy == 2 else "[0, :]" if cy == 2 else "[:, 0]" if cx == 2 else "[0, 0]")
+
+    return _batched(w, node, cast, [cx, cy], f"{rows} + {cols}", dot)
 
 
 def _p_linalg(name: str) -> Callable[..., str]:
