@@ -27,6 +27,7 @@ from symdiff._version import __version__ as __version__
 from symdiff.autodiff import grad, hessian, hvp, jacobian, jvp, value_and_grad
 from symdiff.composite import Composite, composite
 from symdiff.backends.source import to_source
+from symdiff.backends.c import to_c
 from symdiff.errors import (
     BackendError,
     DTypeError,
@@ -86,6 +87,7 @@ __all__ = [
     "SparseDerivative",
     "sparse_hessian",
     "sparse_jacobian",
+    "to_c",
     "to_dot",
     "to_source",
     "to_sympy",

@@ -112,11 +112,14 @@ def compile(  # noqa: A001
         Run :func:`symdiff.simplify` on the outputs first. By default the compiled
         function computes exactly what ``evaluate`` does, to the last bit;
         simplification may change rounding (never the mathematical value).
-    backend : {"numpy", "numba", "jax"}
+    backend : {"numpy", "numba", "jax", "c"}
         ``"numpy"``: straight-line Python calling numpy (``f.source``). ``"numba"``:
         native code by numba, cached on disk (optional extra ``symdiff[numba]``).
         ``"jax"``: a ``jax.jit`` function returning JAX arrays; ``f.jax_function`` is the
         plain JAX function for ``jax.vmap``, ``jax.jit`` or sharding (``symdiff[jax]``).
+        ``"c"``: C99 of the graph specialized to the input shapes, built with the system C
+        compiler once per tuple of shapes (cached on disk), called through cffi;
+        ``f.batch(*stacked)`` evaluates n input sets in one call (``symdiff[c]``).
         A backend that is not installed, or an op it cannot run, is a ``BackendError``
         naming the extra or the op: nothing falls back to another backend.
 

@@ -49,6 +49,9 @@ SLOW = (
     "test_code_blocks_run[backends.md]",
     # the long-chain programs of the widest property sweeps; the other deep contracts stay
     "test_reverse_and_forward_mode_agree[deep]",
+    # the C kernels built with the sanitizers (each kernel alone, then every kernel in one program)
+    "test_kernels_clean_under_sanitizers",
+    "test_to_c_of_every_kernel_compiles_strictly_and_runs_clean_under_sanitizers",
     "test_simplify_never_changes_a_finite_value[deep]",
 )
 

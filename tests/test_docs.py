@@ -60,26 +60,26 @@ def support_table() -> str:
     from symdiff.backends.numpy import OVERRIDES
     from symdiff.ops.core import aspects
 
-    numba, jax = load("numba"), load("jax")  # the test extra installs them, and dask
+    numba, jax, c = load("numba"), load("jax"), load("c")  # the test extra installs them, and dask
     rows = [
         "| op | kind | vjp | jvp | sympy | numpy backend | any array module | numba backend | jax backend "
-        "| dask arrays | sparsity |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| C backend | dask arrays | sparsity |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in sorted(REGISTRY):
         op = REGISTRY[name]
         a = aspects(op)
         numpy = "override" if name in OVERRIDES else (f"`np.{op.numpy}`" if "forward" in op.derived else "forward")
         sparsity = f"{op.sparsity} ({'from its kind' if 'sparsity' in op.derived else 'declared'})"
-        backends = [numba.support(op), jax.support(op), dask.support(op)]
+        backends = [numba.support(op), jax.support(op), c.support(op), dask.support(op)]
         cells = [a["vjp"], a["jvp"], a["sympy"], numpy, a["array_module"], *backends, sparsity]
         rows.append(f"| `{name}` | {op.kind} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
 
 @pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("numba", "jax", "dask")),
-    reason="the support table has a column per backend: needs numba, jax and dask (the test extra installs them)",
+    any(importlib.util.find_spec(m) is None for m in ("numba", "jax", "dask", "cffi")),
+    reason="the support table has a column per backend: needs numba, jax, cffi and dask (the test extra installs them)",
 )
 def test_op_support_table_is_the_op_tables():
     text = (ROOT / "docs" / "ops.md").read_text()

@@ -29,6 +29,7 @@ EXPECTED = {
     "newton_rosenbrock.py": ["x = [1. 1. 1. 1. 1. 1. 1. 1. 1. 1.]"],
     "newton_dask.py": ["converged: |w - true w|", "in 10 chunks"],
     "pendulum_rk4.py": ["recovered to 1e-2: True"],
+    "ship_to_c.py": ["largest difference from symdiff's evaluation"],
 }
 ARGUMENTS = {"newton_dask.py": ["1000000"]}  # 10^6 rows in CI; 10^7 by default
 # examples that import an optional library: (module, what to install)

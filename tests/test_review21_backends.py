@@ -111,7 +111,11 @@ def test_the_numba_printer_gives_numpys_value_of_every_function_on_special_value
         n = sx.FUNCTIONS[name]
         names = [f"a{k}" for k in range(n)]
         text = sx.to_numba(sx.call(name, *(sx.arg(k) for k in range(n))), names)
-        lines += [f"def f_{name}(x, out):", "    for i in range(out.shape[0]):", f"        {', '.join(names)} = {', '.join(f'x[i, {k}]' for k in range(n))}"]  # noqa: E501
+        lines += [
+            f"def f_{name}(x, out):",
+            "    for i in range(out.shape[0]):",
+            f"        {', '.join(names)} = {', '.join(f'x[i, {k}]' for k in range(n))}",
+        ]  # noqa: E501
         lines += [f"        out[i] = {text}", ""]
     namespace: dict = {}
     exec("\n".join(lines), namespace)  # our own printed text
@@ -176,11 +180,15 @@ def _indexing_cases(dtype):
     x = g.variable("x", (None, 5))
     i = g.variable("i", (3,), dtype=dtype)
     j = g.variable("j", (4, 3), dtype=dtype)
-    return g, x, {
-        "getitem": (x[:, i], [x, i]),
-        "take": (sd.take(x, i, axis=1), [x, i]),
-        "take_along_axis": (sd.take_along_axis(x, j, axis=1), [x, j]),
-    }
+    return (
+        g,
+        x,
+        {
+            "getitem": (x[:, i], [x, i]),
+            "take": (sd.take(x, i, axis=1), [x, i]),
+            "take_along_axis": (sd.take_along_axis(x, j, axis=1), [x, j]),
+        },
+    )
 
 
 def _index_values(dtype, kind):

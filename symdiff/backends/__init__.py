@@ -13,8 +13,8 @@ from types import ModuleType
 
 from symdiff.errors import BackendError
 
-BACKENDS = ("numpy", "numba", "jax")
-_LIBRARIES = {"numpy": "numpy", "numba": "numba", "jax": "jax"}
+BACKENDS = ("numpy", "numba", "jax", "c")
+_LIBRARIES = {"numpy": "numpy", "numba": "numba", "jax": "jax", "c": "cffi"}
 
 
 def installed(name: str) -> bool:
