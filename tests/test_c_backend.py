@@ -308,6 +308,28 @@ def test_batch_gives_the_per_call_results():
     np.testing.assert_allclose(scalars, np.linspace(0, 1, 7) * np.sin(np.linspace(0, 1, 7)) + np.linspace(0, 1, 7))
 
 
+def test_batch_errors_name_the_input_set_and_the_stacked_shape():
+    g = sd.Graph()
+    A, b = g.variable("A", (2, 2)), g.variable("b", (2,))
+    f = sd.compile(sd.solve(A, b), [A, b], backend="c")
+    As = np.stack([np.eye(2), np.zeros((2, 2)), np.eye(2)])
+    with pytest.raises(sd.LinAlgError) as raised:
+        f.batch(As, np.ones((3, 2)))
+    assert "input set 1 of the batch" in "".join(raised.value.__notes__)
+    with pytest.raises(sd.ShapeError, match=r"variable 'b' was given a value of shape \(2,\); .*\(n, \*\(2,\)\)"):
+        f.batch(As, np.ones(2))  # one b for every set: not stacked
+
+
+def test_an_unusable_cache_folder_is_a_backend_error_naming_the_setting(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("SYMDIFF_CACHE_DIR", str(blocker))
+    g = sd.Graph()
+    x = g.variable("x", (2,))
+    with pytest.raises(sd.BackendError, match="SYMDIFF_CACHE_DIR"):
+        sd.compile(sd.sum(sd.cos(x) * 3.0), [x], backend="c")
+
+
 def test_bad_shapes_raise_the_numpy_backends_error():
     g = sd.Graph()
     X, w = g.variable("X", (None, 3)), g.variable("w", (None,))
@@ -387,3 +409,27 @@ def test_to_c_of_a_sparse_hessian_gives_its_nonzeros_and_a_pattern_function(tmp_
     got = scipy.sparse.csr_matrix((nonzeros, indices, indptr), shape=(n, n))
     np.testing.assert_allclose(value[0], optimize.rosen(xv), rtol=1e-13)
     np.testing.assert_allclose(got.toarray(), optimize.rosen_hess(xv), rtol=1e-13, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int32", "bool"])
+def test_large_constants_written_by_loops_are_exact(dtype):
+    """Constants of 64+ values that are mostly one value are filled by loops (a diagonal by one
+    loop, scattered exceptions from a table): every pattern gives numpy's values bit for bit."""
+    rng = np.random.default_rng(5)
+    patterns = [np.eye(9), np.tile(np.eye(4), (5, 1, 1)), np.zeros((10, 10)), np.full((8, 9), 2.5)]
+    scattered = np.zeros((12, 7))
+    scattered.flat[rng.choice(84, 9, replace=False)] = rng.standard_normal(9)
+    patterns.append(scattered)
+    if dtype.startswith("float"):
+        special = np.ones(80)
+        special[[3, 40, 77]] = [-0.0, np.nan, np.inf]
+        patterns.append(special)
+    for constant in patterns:
+        constant = constant.astype(dtype)
+        g = sd.Graph()
+        x = g.variable("x", constant.shape, dtype)
+        y = x + constant if dtype != "bool" else sd.not_equal(x, constant)
+        xv = np.zeros(constant.shape, dtype)
+        got = sd.compile(y, [x], backend="c")(xv)
+        expected = xv + constant if dtype != "bool" else constant
+        np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8))

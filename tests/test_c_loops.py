@@ -340,3 +340,32 @@ def test_a_loops_gradient_runs_clean_under_the_address_and_undefined_behaviour_s
     xsv = -0.5 + np.arange(18) / 17.0
     expected = sd.evaluate(outputs, {x: np.array([0.3, -0.4, 0.8]), w: 0.9, xs: xsv.reshape(6, 3)})
     np.testing.assert_allclose(got, np.concatenate([np.ravel(e) for e in expected]), rtol=1e-13)
+
+
+def _mpc(horizon):
+    """A pendulum's tracking cost over ``horizon`` controls, a scan over them; its value,
+    gradient and Hessian with respect to the controls."""
+    g = sd.Graph()
+    x0, u = g.variable("x0", (2,)), g.variable("u", (horizon,))
+
+    def step(c, uk):
+        omega = c[1] + 0.05 * (-sd.sin(c[0]) + uk)
+        theta = c[0] + 0.05 * omega
+        return sd.stack([theta, omega]), theta**2 + 0.01 * uk**2
+
+    _, ys = sd.scan(step, x0, u)
+    cost = sd.sum(ys)
+    return [cost, sd.grad(cost, u), sd.hessian(cost, u)], [x0, u]
+
+
+def test_a_hessian_wrt_a_scans_sequence_is_c_that_does_not_grow_with_the_horizon():
+    # the Hessian seeds the tangent loop with an identity of horizon x horizon: it is written by
+    # loops, not printed as a table (a user's MPC Hessian at H = 100 printed 10,000 numbers)
+    sizes = {h: len(sd.to_c(*_mpc(h))["f.c"]) for h in (20, 200)}
+    assert sizes[200] < 1.2 * sizes[20], sizes
+    outputs, inputs = _mpc(30)
+    values = [np.array([0.3, -0.1]), np.linspace(-1.0, 1.0, 30)]
+    got = sd.compile(outputs, inputs, backend="c")(*values)
+    expected = sd.evaluate(outputs, dict(zip(inputs, values)))
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

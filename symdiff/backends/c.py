@@ -39,7 +39,7 @@ from symdiff.backends import described, unsupported_error
 from symdiff.backends.base import Compiled as _NumpyCompiled
 from symdiff.backends.base import as_outputs, check_value, resolve_inputs, sparse_outputs
 from symdiff.backends.numpy import function as numpy_function
-from symdiff.errors import BackendError, GraphError, ShapeError
+from symdiff.errors import BackendError, GraphError, ShapeError, SymdiffError
 from symdiff.graph import Node, ancestors, format_shape, regions_in
 from symdiff.lower import lowered
 from symdiff.ops import REGISTRY
@@ -294,6 +294,20 @@ def literal(value: Any, dtype: Any) -> str:
     if abs(v) > 2**31 - 1:
         return f"INT64_C({v})" if v > 0 else f"(-INT64_C({-v}))"
     return f"(({ctype(dtype)}){v})"
+
+
+def _literals(flat: np.ndarray, dtype: Any) -> list[str]:
+    """``literal`` of each value, each distinct value printed once."""
+    seen: dict[Any, str] = {}
+    out = []
+    for v in flat.tolist():
+        text = seen.get(v) if not (isinstance(v, float) and v == 0.0) else None  # -0.0 == 0.0
+        if text is None:
+            text = literal(v, dtype)
+            if not (isinstance(v, float) and (v != v or v == 0.0)):
+                seen[v] = text
+        out.append(text)
+    return out
 
 
 _FLOAT_TO_INT = """static inline int64_t symdiff_f2i64(double x)
@@ -780,11 +794,49 @@ class CFunction:
                 self.w.line(f"{name}[{i}] = {element(i)};")
             self.names[n] = name
             return
-        flat = [literal(v, n.dtype) for v in value.reshape(-1).tolist()] or ["0"]
+        if value.size >= _PROGRESSION_MIN and self._filled(n, value):
+            return
+        flat = _literals(value.reshape(-1), n.dtype) or ["0"]
         rows = ",\n".join("        " + ", ".join(flat[i : i + 8]) for i in range(0, len(flat), 8))
         name = f"_c{n.index}"
         self.w.line(f"static const {t} {name}[{len(flat)}] = {{\n{rows}\n    }};")
         self.names[n] = name
+
+    def _filled(self, n: Node, value: np.ndarray) -> bool:
+        """A large constant that is mostly one value (an identity matrix seeding a Jacobian, a
+        one-hot block) written by loops into the work buffer: the value everywhere, then the
+        others, by a loop where they are one value at evenly spaced places (a diagonal), else from
+        a table of (place, value). The source grows with the exceptions, not with the size."""
+        flat = value.reshape(-1)
+        bits = flat.view(f"u{flat.dtype.itemsize}") if flat.dtype != np.bool_ else flat.view(np.uint8)
+        kinds, counts = np.unique(bits, return_counts=True)
+        common = kinds[np.argmax(counts)]
+        places = np.flatnonzero(bits != common)
+        if len(places) > flat.size // 4:
+            return False
+        t, w = ctype(n.dtype), self.w
+        name, i = f"_c{n.index}", w.name()
+        background = literal(flat[np.flatnonzero(bits == common)[0]].item(), n.dtype)
+        w.line(f"{t} *{name} = ({t} *)((char *)work + {w.blocks.take(value.nbytes, t)});")
+        with w.loop(i, flat.size):
+            w.line(f"{name}[{i}] = {background};")
+        if len(places):
+            others = flat[places]
+            steps = np.diff(places)
+            one = (others.view(bits.dtype) == others[:1].view(bits.dtype)).all()
+            if one and (len(places) == 1 or (steps == steps[0]).all()):
+                step = int(steps[0]) if len(places) > 1 else 1
+                with w.loop(i, len(places)):
+                    w.line(f"{name}[{int(places[0])} + {i} * {step}] = {literal(others[0].item(), n.dtype)};")
+            else:
+                table = ", ".join(str(int(k)) for k in places)
+                items = ", ".join(_literals(others, n.dtype))
+                w.line(f"static const long {name}_at[{len(places)}] = {{{table}}};")
+                w.line(f"static const {t} {name}_is[{len(places)}] = {{{items}}};")
+                with w.loop(i, len(places)):
+                    w.line(f"{name}[{name}_at[{i}]] = {name}_is[{i}];")
+        self.names[n] = name
+        return True
 
     def _storage(self, name: str, shape: tuple, dtype: np.dtype, node: Node | None) -> tuple[str, list[int]]:
         t = ctype(dtype)
@@ -961,7 +1013,9 @@ class CFunction:
             + described
             + " */\n"
             + f"int {self.name}({', '.join([*self._arguments()[0], 'void *work'])});\n\n"
-            "/* n input sets: each argument holds n of its values back to back (a leading axis of n) */\n"
+            "/* n input sets: each argument holds n of its values back to back (a leading axis of n); one\n"
+            " * work buffer of the size above serves them all. Stops at the first set whose code is\n"
+            " * nonzero and returns that code: the outputs of the sets after it are not written. */\n"
             f"int {self.name}_batch(long n, {', '.join([*self._arguments()[0], 'void *work'])});\n\n"
             + "".join(self._pattern_header(k, m) for k, m in self.patterns.items())
             + f"#endif /* {guard} */\n"
@@ -1106,7 +1160,13 @@ def build(source: str) -> Path:
     key = "\n".join([source, *command, *FLAGS])
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackendError(
+            f"the c backend keeps the libraries it builds in {folder}, which cannot be made ({exc.strerror}); "
+            "set SYMDIFF_CACHE_DIR to a writable folder"
+        ) from None
     library = folder / f"sd_{digest}.so"
     if library.exists():
         STATS["loaded"] += 1
@@ -1267,11 +1327,12 @@ class Compiled(_NumpyCompiled):
         arrays, n = [], None
         for x, value in zip(self.inputs, args):
             arr = np.asarray(value)
-            if arr.ndim == 0 or (n is not None and arr.shape[0] != n):
+            if arr.ndim != len(x.shape) + 1 or (n is not None and arr.shape[0] != n):
                 raise ShapeError(
-                    f"compiled function batch: variable {x.name!r} was bound to a value of shape {arr.shape}; "
-                    f"each input needs the same leading axis (n = {n if n is not None else 'its length'}) before "
-                    f"its own shape {format_shape(x.shape)}"
+                    f"compiled function batch: variable {x.name!r} was given a value of shape {arr.shape}; "
+                    f"batch takes its n values stacked along a leading axis, a shape (n, *{format_shape(x.shape)})"
+                    + (f" with n = {n} as the inputs before it" if n is not None else "")
+                    + " (np.broadcast_to(value, (n, *value.shape)) repeats one value for every input set)"
                 )
             n = arr.shape[0]
             check_value(x, arr[0] if n else np.zeros(arr.shape[1:], arr.dtype), "compiled function batch")
@@ -1281,7 +1342,13 @@ class Compiled(_NumpyCompiled):
         library = self._libraries.get(shapes) or self._library(shapes, rows[0] if rows else None)
         rc, outs = library.run(arrays, (n,))
         if rc:
-            rows = [self._refuse([a[i] for a in arrays]) for i in range(n)]  # numpy's error, if any
+            rows = []
+            for i in range(n):  # numpy's error for the first input set that has one
+                try:
+                    rows.append(self._refuse([a[i] for a in arrays]))
+                except SymdiffError as exc:
+                    exc.add_note(f"(raised for input set {i} of the batch: index {i} of the inputs' leading axis)")
+                    raise
             if rc not in (2, 3):
                 self._failed(rc, None)
             outs = [np.stack([np.asarray(row[k], o.dtype) for row in rows]) for k, o in enumerate(outs)]
