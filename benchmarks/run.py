@@ -97,7 +97,7 @@ class Result:
 
 
 def _backends(
-    outputs, inputs, args: list, budget: float, ref: float, which=("numba", "jax"), notes: list[str] | None = None
+    outputs, inputs, args: list, budget: float, ref: float, which=("numba", "jax", "c"), notes: list[str] | None = None
 ) -> dict[str, float]:
     """symdiff's other backends on the same graph, as ratios to the same reference
     (skipped where the library is not installed). JAX's results are waited for. Given
@@ -187,8 +187,16 @@ def chain(depth: int, budget: float) -> Result:
     peers.update(_jax_chain(depth, budget, ref))
     peers.update(_casadi_chain(depth, budget, ref))
     peers.update(_pytensor_chain(depth, budget, ref))
-    peers.update(_backends([h, dz], [w], [0.3], budget, ref, which=("numba",)))
-    return Result(f"chain{depth}", mine / ref, mine, ref, forward, appended, simplified, build, peers=peers)
+    peers.update(_backends([h, dz], [w], [0.3], budget, ref, which=("numba", "c")))
+    notes = []
+    if depth <= 12 and "sd-c" in peers:  # the batched entry point: 10,000 evaluations in one C call
+        fc = sd.compile([h, dz], [w], backend="c")
+        ws = np.linspace(0.0, 1.0, 10_000)
+        per = seconds_per_call(lambda: fc.batch(ws), budget) / ws.size
+        peers["sd-c batch"] = per / ref
+        notes.append(f"sd-c batch: {per * 1e6:.3f} us per evaluation")
+    note = "; ".join(notes)
+    return Result(f"chain{depth}", mine / ref, mine, ref, forward, appended, simplified, build, peers=peers, notes=note)
 
 
 def _casadi_chain(depth: int, budget: float, ref: float) -> dict[str, float]:

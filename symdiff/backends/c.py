@@ -1204,8 +1204,9 @@ class _Library:
         self.call, self.batch = getattr(lib, fn.name), getattr(lib, f"{fn.name}_batch")
         self.work = fn.work_bytes
         self._local = threading.local()
-        self.kinds = [ctype(x.dtype) + "[]" for x in fn.inputs]
-        self.results = [(o.shape, o.dtype, ctype(o.dtype) + "[]") for o in fn.outputs]
+        # the cffi types of the arrays (resolved once: from_buffer parses a string each call)
+        self.kinds = [self.ffi.typeof(ctype(x.dtype) + "[]") for x in fn.inputs]
+        self.results = [(o.shape, o.dtype, self.ffi.typeof(ctype(o.dtype) + "[]")) for o in fn.outputs]
         # float scalars pass through one-element cells of the calling thread, not numpy arrays
         self.cells = [x.shape == () and x.dtype.kind == "f" for x in [*fn.inputs, *fn.outputs]]
         self.types = [x.dtype.type for x in fn.outputs]
@@ -1216,7 +1217,7 @@ class _Library:
         found = getattr(self._local, "prepared", None)
         if found is None:
             kinds = [*self.kinds, *(kind for _, _, kind in self.results)]
-            cells = [self.ffi.new(k[:-2] + "[1]") if c else None for k, c in zip(kinds, self.cells)]
+            cells = [self.ffi.new(self.ffi.getctype(k.item, "[1]")) if c else None for k, c in zip(kinds, self.cells)]
             found = self._local.prepared = (cells, [*cells, self.buffer()])
         return found
 
