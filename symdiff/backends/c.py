@@ -1306,7 +1306,14 @@ class Compiled(_NumpyCompiled):
             args = self._positional(args, kwargs)
         values = []
         for node, value, as_float in zip(self.inputs, args, self._as_float):
-            if not (as_float and type(value) is float):  # a Python float for a float64 scalar is ready
+            if as_float and type(value) is float:  # a Python float for a float64 scalar is ready
+                pass
+            elif not (  # an array of the variable's dtype and (static) shape, C-contiguous, is ready
+                type(value) is np.ndarray
+                and value.dtype == node.dtype
+                and value.shape == node.shape
+                and value.flags.c_contiguous
+            ):
                 value = check_value(node, value, "compiled function")
                 if not value.flags.c_contiguous:  # (np.ascontiguousarray would make a 0-d value 1-d)
                     value = np.ascontiguousarray(value)
