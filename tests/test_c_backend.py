@@ -433,3 +433,36 @@ def test_large_constants_written_by_loops_are_exact(dtype):
         got = sd.compile(y, [x], backend="c")(xv)
         expected = xv + constant if dtype != "bool" else constant
         np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8))
+
+
+def test_review_regressions_relu_of_int64_integer_scalars_float32_sums_unused_tables(tmp_path):
+    g = sd.Graph()
+    y = g.variable("y", (2,), dtype="int64")
+    v = np.array([2**53 + 1, 2**63 - 1])
+    np.testing.assert_array_equal(sd.compile(sd.relu(y), [y], backend="c")(v), v)  # exact above 2**53
+    count = sd.compile(sd.sum(y > 0), [y], backend="c")(v)
+    assert type(count) is np.int64 and count == 2  # a numpy scalar, as the numpy backend gives
+    z = g.variable("z", (100_000,), dtype="float32")
+    total = sd.compile(sd.sum(z), [z], backend="c")(np.full(100_000, 0.1, np.float32))
+    assert total.dtype == np.float32 and abs(float(total) - 100_000 * float(np.float32(0.1))) < 1e-3
+    x = g.variable("x", (3,))
+    (tmp_path / "f.c").write_text(sd.to_c(sd.grad(sd.sum(sd.diag(x) ** 2), x), [x])["f.c"])  # ref: its shape only
+    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", "-o", str(tmp_path / "f.o")]
+    done = subprocess.run(["cc", *flags, str(tmp_path / "f.c")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_damaged_cached_library_is_built_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMDIFF_CACHE_DIR", str(tmp_path))
+    from symdiff.backends import c
+
+    g = sd.Graph()
+    x = g.variable("x", (2,))
+    y = sd.sum(sd.tanh(x) * 1.25)
+    sd.compile(y, [x], backend="c")
+    (library,) = (tmp_path / "c").glob("*.so")
+    cut = tmp_path / "cut.so"  # a build cut short (a new file: this process still maps the old one)
+    cut.write_bytes(library.read_bytes()[:100])
+    os.replace(cut, library)
+    c._OPEN.clear()  # as a new process
+    np.testing.assert_allclose(sd.compile(y, [x], backend="c")(np.ones(2)), 2.5 * np.tanh(1.0))
