@@ -49,6 +49,8 @@ SLOW = (
     "test_code_blocks_run[backends.md]",
     # the long-chain programs of the widest property sweeps; the other deep contracts stay
     "test_reverse_and_forward_mode_agree[deep]",
+    # the C backend on the indexing op cases again (tests/test_backends.py runs them on c too)
+    "test_c_index.py::test_op_cases",
     # the C kernels built with the sanitizers (each kernel alone, then every kernel in one program)
     "test_kernels_clean_under_sanitizers",
     "test_to_c_of_every_kernel_compiles_strictly_and_runs_clean_under_sanitizers",

@@ -81,7 +81,7 @@ def _unsupported(backend, nodes):
 # numba builds each case's native code for seconds, jax compiles it with XLA for about one, the C
 # compiler takes a fraction of a second:
 # one case in EVERY[backend] runs by default, every case with --runslow (CI runs it)
-EVERY = {"numba": 24, "jax": 3, "c": 6}
+EVERY = {"numba": 24, "jax": 3, "c": 12}
 
 
 def _case_backend_params():
