@@ -569,6 +569,10 @@ _NUMBA: Table = {
 }
 
 
+def _integral(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
 def to_numba(tree: Expr, args: Sequence[str], dtype: Any = np.float64) -> str:
     """The tree as an expression in a numba ``njit`` function of a module that imports
     ``math as _math`` and ``numpy as np``: as :func:`to_python`, numba's scalar math (the
@@ -577,7 +581,7 @@ def to_numba(tree: Expr, args: Sequence[str], dtype: Any = np.float64) -> str:
     >>> to_numba(sign(arg(0)) * arg(1), ["a", "b"])
     '((np.sign(a) + 0.0) * b)'
     """
-    return _render("numba", tree, args)
+    return _render("numba_int" if np.dtype(dtype).kind in "iu" else "numba", tree, args)
 
 
 _C_MATH = {
@@ -684,6 +688,9 @@ def python_function(tree: Expr, n: int | None = None) -> Callable[..., Any]:
 _LANGUAGES.update(
     python=(_PYTHON, lambda v: _finite_or(v, "_math.inf", "_math.nan")),
     numba=(_NUMBA, lambda v: _finite_or(v, "_math.inf", "_math.nan")),
+    # an integer result (relu, clip of integers): integral constants as ints, so numba's maximum
+    # of an int64 and 0 stays an int64 (through a float, 2**63 - 1 came back as -2**63)
+    numba_int=(_NUMBA, lambda v: _finite_or(v, "_math.inf", "_math.nan", _integral)),
     c64=(_c_table(False), lambda v: _c_constant(v, False)),
     c32=(_c_table(True), lambda v: _c_constant(v, True)),
     jnp=(_JNP, lambda v: _finite_or(v, "jnp.inf", "jnp.nan")),

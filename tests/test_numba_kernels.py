@@ -159,3 +159,13 @@ def test_matmul_of_integers_and_mixed_dtypes_is_numpys(dtypes):
         got, want = sd.compile(x @ y, [x, y], backend="numba")(vx, vy), vx @ vy
         assert got.dtype == want.dtype and got.shape == want.shape, (sx, sy, got.dtype, want.dtype)
         np.testing.assert_array_equal(got, want, err_msg=f"{dx} @ {dy}, shapes {sx} @ {sy}")
+
+
+def test_integer_relu_and_clip_stay_integers():
+    """relu and clip of integers print their scalar expressions with integral constants as ints:
+    numba's maximum of an int64 and 0.0 went through a float (2**53 + 1 lost, 2**63 - 1 wrapped)."""
+    g = sd.Graph()
+    y = g.variable("y", (3,), dtype="int64")
+    v = np.array([2**53 + 1, 2**63 - 1, -7])
+    for out in (sd.relu(y), sd.clip(y, -3, 2**62), sd.relu(y) + y):
+        np.testing.assert_array_equal(sd.compile(out, [y], backend="numba")(v), sd.evaluate(out, {y: v}))
