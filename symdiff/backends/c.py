@@ -10,6 +10,9 @@ locals, so a chain of scalar ops is straight-line C; arrays live in the work buf
 reused once its value is dead, by the plan's lifetimes) or in the caller's output arrays, and a
 reshape-like op aliases its input. Each primitive has a printer (``PRINTERS``); the elementwise
 ops print their scalar expression (``symdiff.scalar.to_c``) in a loop over the broadcast inputs.
+Chains of elementwise steps over one shape are fused (symdiff.backends.fusion): one loop nest
+computes each element into a C local, sums over all the elements accumulating in it, and
+stores only the values read after the loop (in the work buffer, or the caller's output).
 No malloc, no globals (array constants are ``static const`` tables), no printf.
 
 Cache: ``sd.compile(..., backend="c")`` writes the source under ``$SYMDIFF_CACHE_DIR/c`` (default
@@ -38,13 +41,14 @@ import symdiff.scalar as sx
 from symdiff.backends import described, unsupported_error
 from symdiff.backends.base import Compiled as _NumpyCompiled
 from symdiff.backends.base import as_outputs, check_value, resolve_inputs, sparse_outputs
+from symdiff.backends.fusion import Group, fused
 from symdiff.backends.numpy import function as numpy_function
 from symdiff.errors import BackendError, GraphError, ShapeError, SymdiffError
 from symdiff.graph import Node, ancestors, format_shape, regions_in
 from symdiff.lower import lowered
 from symdiff.ops import REGISTRY
 from symdiff.ops.core import Op
-from symdiff.plan import Plan, wanted_outputs
+from symdiff.plan import Plan, Step, wanted_outputs
 from symdiff.sparse import SparseDerivative
 from symdiff.specialize import specialized
 
@@ -700,6 +704,32 @@ def _refuse_unprintable(outputs: Sequence[Node]) -> None:
                     pass  # written as primitives once its shapes are known (specialized)
 
 
+# -- fused loops (symdiff.backends.fusion) ------------------------------------------------------
+def _maps(step: Step) -> bool | None:
+    """True if the step joins a fused loop as an element: an elementwise primitive of an array
+    shape (values of shape () stay straight-line C on locals)."""
+    n = step.node
+    if not n.shape or n.is_multi or n.op in ALIASES or n.op in PRINTERS or not elementwise(REGISTRY[n.op]):
+        return None
+    return True
+
+
+def _sums(step: Step) -> bool | None:
+    """True if the step joins a fused loop as an accumulator: a sum of an array over all its axes."""
+    n = step.node
+    return True if n.op == "sum" and n.shape == () and n.inputs[0].shape != () else None
+
+
+def _element_inputs(node: Node) -> tuple[Node, ...]:
+    """The inputs whose elements ``element`` reads (a broadcast_like's second gives its shape alone)."""
+    return node.inputs[:1] if node.op == "broadcast_like" else node.inputs
+
+
+def _wide(node: Node) -> bool:
+    """A float32 sum of more than 8 terms, which accumulates in double (see ``_p_reduction``)."""
+    return node.dtype == np.float32 and math.prod(node.inputs[0].shape) > 8
+
+
 # -- the function -----------------------------------------------------------------------------
 _RESERVED = frozenset(
     "auto break case char const continue default do double else enum extern float for goto if inline int long "
@@ -760,13 +790,27 @@ class CFunction:
             w.line(f"(void){p};")
         for leaf in plan.leaves:
             self._leaf(leaf)
-        for k, step in enumerate(plan.steps):
-            self._emit(step.node)
-            w.release_scratch()
+        # a value's block is given back once every step reading it is printed (fusion prints a
+        # step reading a loop's results after the loop: not in the plan's order); outputs live on
+        unread: dict[Node, int] = {}
+        for step in plan.steps:
             for u in dict.fromkeys(step.node.inputs):
-                if plan.last_use.get(u) == k:
-                    for offset in self.holds.pop(u, []):
-                        self._unref(offset)
+                unread[u] = unread.get(u, 0) + 1
+        kept = set(outputs)
+        for item in fused(plan, _maps, _sums):
+            if isinstance(item, Group):
+                self._group(item)
+                printed = list(item.steps)
+            else:
+                self._emit(item.node)
+                printed = [item.node]
+            w.release_scratch()
+            for n in printed:
+                for u in dict.fromkeys(n.inputs):
+                    unread[u] -= 1
+                    if not unread[u] and u not in kept:
+                        for offset in self.holds.pop(u, []):
+                            self._unref(offset)
         for o, target in zip(outputs, self.outs):
             if self.direct.get(o) == target:
                 continue
@@ -909,6 +953,61 @@ class CFunction:
             out, self.holds[n] = self._storage(name, n.shape, n.dtype, n)
         names[n] = out
         printer(w, n, out, args)
+
+    def _group(self, group: Group) -> None:
+        """A group of steps (symdiff.backends.fusion) as one loop nest over its shape: each map an
+        element computed into a C local (``element``, as ``_p_elementwise`` computes it), each sum an
+        accumulator (as ``_p_reduction`` accumulates it, in the same order); only the stored maps
+        get storage (a work-buffer block, or the caller's output array)."""
+        w, names, shape = self.w, self.names, group.shape
+        # the members some stored value or sum reads (a broadcast_like's shape operand is not read)
+        live: set[Node] = set(group.stored) | set(group.sums)
+        for n in reversed(group.steps):
+            if n in live:
+                live.update(u for u in _element_inputs(n) if u in group.maps)
+        for n in group.stored:
+            names[n], self.holds[n] = self._storage(f"_t{n.index}", shape, n.dtype, n)
+        sums = {}
+        for n in group.sums:
+            t = ctype(n.dtype)
+            wide = _wide(n)
+            sums[n] = w.local("double", "0.0") if wide else w.local(t, literal(0, n.dtype))
+        reads = list(
+            dict.fromkeys(
+                u for n in group.steps if n in live for u in _element_inputs(n) if u.shape and u not in group.maps
+            )
+        )
+        operands = [strides(shape)] * len(group.stored) + [broadcast_strides(u.shape, shape) for u in reads]
+        with w.nest(shape, operands) as at:
+            where = dict(zip(reads, at[len(group.stored) :]))
+            local: dict[Node, str] = {}  # an element computed or loaded in the loop: its local
+
+            def item(u: Node) -> str:
+                if u.shape == ():
+                    return names[u]
+                if u not in local:
+                    local[u] = w.local(f"const {ctype(u.dtype)}", f"{names[u]}[{where[u]}]")
+                return local[u]
+
+            for n in group.steps:
+                if n not in live:
+                    continue
+                if n in group.sums:
+                    (x,), dt, acc = n.inputs, n.dtype, sums[n]
+                    v = w.local(ctype(dt), cast(w, item(x), x.dtype, dt))
+                    if dt.kind == "f":
+                        w.line(f"{acc} += {v};")
+                    else:
+                        w.line(f"{acc} = {_wrapped(ctype(dt), '+', acc, v)};")
+                    continue
+                items = [item(u) for u in _element_inputs(n)]
+                local[n] = w.local(f"const {ctype(n.dtype)}", element(w, n, items))
+            for n, o in zip(group.stored, at):
+                w.line(f"{names[n]}[{o}] = {local[n]};")
+        for n, acc in sums.items():
+            names[n] = f"_t{n.index}"
+            w.line(f"{ctype(n.dtype)} {names[n]} = {'(float)' if _wide(n) else ''}{acc};")
+            self.holds[n] = []
 
     def _alias(self, n: Node, args: list[str]) -> None:
         src, a = n.inputs[0], args[0]

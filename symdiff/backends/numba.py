@@ -9,7 +9,7 @@ reductions, scans and dense linear-algebra kernels (numba's LAPACK one matrix at
 leading batch axes; ``expm`` as scipy.linalg.expm's algorithm, ``solve_triangular`` as
 substitution loops) have a printer in ``PRINTERS``. Any other op runs as a call of its
 **lowering**, its body printed in the node's place, down to primitives.
-Chains of elementwise steps over one static shape are fused (``_Fuser``): one loop over the
+Chains of elementwise steps over one static shape are fused (symdiff.backends.fusion): one loop over the
 elements computes each as a scalar, storing only the values read outside the loop, with
 sums over all the elements accumulated in it. A node that owns a body (a composite's) calls
 the body's own njit function, printed once (and fused the same way); a loop (``scan``,
@@ -47,6 +47,7 @@ import symdiff.scalar as sx
 from symdiff.backends import described, unsupported_error
 from symdiff.backends.base import Compiled as _NumpyCompiled
 from symdiff.backends.base import check_value
+from symdiff.backends.fusion import Group, fused
 from symdiff.backends.numpy import function as numpy_function
 from symdiff.errors import BackendError, LoopError, ShapeError
 from symdiff.graph import Node, Region
@@ -1458,7 +1459,7 @@ def _function(name: str, arity: int, w: Writer, outs: list[str]) -> str:
 
 def _print(w: Writer, plan: Plan) -> list[str]:
     """The plan's steps as statements of ``w``, chains of elementwise steps fused into loops
-    (``_Fuser``); the names of its outputs."""
+    (symdiff.backends.fusion); the names of its outputs."""
     shaped = {s.node for s in plan.compiled_checks()}
     names: dict[Node, str] = {}
     for n in (*plan.inputs, *(s.node for s in plan.steps)):
@@ -1474,10 +1475,15 @@ def _print(w: Writer, plan: Plan) -> list[str]:
     for n in plan.leaves:
         if n not in names:
             names[n] = _literal(n) or w.constant(n.value)
-    fuser = _Fuser(w, plan, names, shaped)
-    for step in plan.steps:
-        fuser.add(step)
-    fuser.finish()
+    for item in fused(
+        plan,
+        lambda step: None if step.scalar or step.node in shaped else _element_template(step.node),
+        lambda step: None if step.node in shaped else _reduced(step.node),
+    ):
+        if isinstance(item, Group):
+            _loop(w, item, names)
+        else:
+            _emit(w, item, names, shaped)
     return [names[n] for n in plan.outputs]
 
 
@@ -1572,137 +1578,46 @@ def _reduced(node: Node) -> str | None:
     return node.op
 
 
-class _Group:
-    """Steps of one shape computed in one loop over its elements: elementwise ones (``maps``:
-    node -> its element's template) and sums over all the shape's elements (``sums``)."""
+def _loop(w: Writer, group: Group, names: dict[Node, str]) -> None:
+    """A group of steps (symdiff.backends.fusion) as one loop over its shape: each map an element
+    (its template, ``_element_template``), each sum an accumulator; arrays for the stored maps."""
+    shape, stored = group.shape, group.stored
+    index = [w.name() for _ in shape]
+    for n in stored:
+        w.lines.append(f"    t{n.index} = np.empty({shape}, {_dtype(n.dtype)})")
+    for n in group.steps:
+        if n in group.sums:
+            w.lines.append(f"    t{n.index} = 0.0")
+    for depth, (i, size) in enumerate(zip(index, shape)):
+        w.lines.append("    " * (depth + 1) + f"for {i} in range({size}):")
+    pad = "    " * (len(shape) + 1)
+    local: dict[Node, str] = {}  # an element computed or loaded in the loop: its name there
 
-    def __init__(self, shape: tuple[int, ...]):
-        self.shape = shape
-        self.steps: dict[Node, Step] = {}
-        self.maps: dict[Node, str] = {}
-        self.sums: set[Node] = set()
-
-
-class _Fuser:
-    """Prints a plan's steps, fusing elementwise ones into loops.
-
-    Steps are taken in the plan's order. An elementwise step of a static shape joins that
-    shape's open group if each of its inputs is printed already or an element the group
-    computes; a sum over the group's shape joins as an accumulator. Another step is printed
-    at once if its inputs are printed, else it waits (for a group's results) and is printed
-    once they are. A group is printed, as one loop, when a step needs a value it computes
-    after the loop (a sum, or any member for a step that cannot join) and at the end; it
-    stores in arrays only the members read outside it (or returned). A group of one step is
-    printed as that step alone. Steps have no side effects: order among them matters only
-    through what they read, so printing a step before an open group's loop is sound.
-    """
-
-    def __init__(self, w: Writer, plan: Plan, names: dict[Node, str], shaped: set[Node]):
-        self.w, self.names, self.shaped = w, names, shaped
-        self.outputs = set(plan.outputs)
-        self.readers: dict[Node, set[Node]] = {}
-        for step in plan.steps:
-            for u in step.node.inputs:
-                self.readers.setdefault(u, set()).add(step.node)
-        self.groups: dict[tuple[int, ...], _Group] = {}  # the open ones, by shape
-        self.group_of: dict[Node, _Group] = {}
-        self.waiting: dict[Node, Step] = {}  # in the plan's order
-
-    def add(self, step: Step) -> None:
-        n = step.node
-        fused = None if step.scalar or n in self.shaped else _element_template(n)
-        reduced = None if fused is not None or n in self.shaped else _reduced(n)
-        if fused is not None or reduced is not None:
-            shape = n.shape if fused is not None else n.inputs[0].shape
-            if not all(self._available(u, self.groups.get(shape)) for u in n.inputs):
-                for u in n.inputs:
-                    self._need(u)
-            group = self.groups.get(shape)
-            if group is None:
-                group = self.groups[shape] = _Group(shape)
-            group.steps[n] = step
-            if fused is not None:
-                group.maps[n] = fused
-            else:
-                group.sums.add(n)
-            self.group_of[n] = group
-        elif all(u in self.names for u in n.inputs):
-            _emit(self.w, step, self.names, self.shaped)
-        else:
-            self.waiting[n] = step
-
-    def finish(self) -> None:
-        for group in list(self.groups.values()):
-            self._flush(group)
-        assert not self.waiting
-
-    def _available(self, u: Node, group: _Group | None) -> bool:
-        """True if a member of ``group`` can read ``u`` in its loop."""
-        return u in self.names or (group is not None and self.group_of.get(u) is group and u in group.maps)
-
-    def _need(self, u: Node) -> None:
-        """Print what ``u`` waits for: its group's loop, or (if ``u`` waits) every open group's."""
-        if u in self.names:
-            return
-        group = self.group_of.get(u)
-        if group is not None and self.groups.get(group.shape) is group:
-            self._flush(group)
-        else:
-            for open_group in list(self.groups.values()):
-                self._flush(open_group)
-
-    def _flush(self, group: _Group) -> None:
-        del self.groups[group.shape]
-        if len(group.steps) == 1:
-            _emit(self.w, next(iter(group.steps.values())), self.names, self.shaped)
-        else:
-            self._loop(group)
-        for n, step in list(self.waiting.items()):  # in order: a waiting input is printed first
-            if all(u in self.names for u in n.inputs):
-                del self.waiting[n]
-                _emit(self.w, step, self.names, self.shaped)
-
-    def _loop(self, group: _Group) -> None:
-        w, names, shape = self.w, self.names, group.shape
-        index = [w.name() for _ in shape]
-        stored = [
-            n for n in group.maps if n in self.outputs or any(r not in group.steps for r in self.readers.get(n, ()))
-        ]
-        for n in stored:
-            w.lines.append(f"    t{n.index} = np.empty({shape}, {_dtype(n.dtype)})")
-        for n in group.steps:
-            if n in group.sums:
-                w.lines.append(f"    t{n.index} = 0.0")
-        for depth, (i, size) in enumerate(zip(index, shape)):
-            w.lines.append("    " * (depth + 1) + f"for {i} in range({size}):")
-        pad = "    " * (len(shape) + 1)
-        local: dict[Node, str] = {}  # an element computed or loaded in the loop: its name there
-
-        def element(u: Node) -> str:
-            if u in local:
-                return local[u]
-            if not u.ndim:
-                return names[u]
-            skip = len(shape) - u.ndim
-            at = [i if d == size else "0" for i, d, size in zip(index[skip:], u.shape, shape[skip:])]
-            local[u] = w.name()
-            w.lines.append(f"{pad}{local[u]} = {names[u]}[{', '.join(at)}]")
+    def element(u: Node) -> str:
+        if u in local:
             return local[u]
+        if not u.ndim:
+            return names[u]
+        skip = len(shape) - u.ndim
+        at = [i if d == size else "0" for i, d, size in zip(index[skip:], u.shape, shape[skip:])]
+        local[u] = w.name()
+        w.lines.append(f"{pad}{local[u]} = {names[u]}[{', '.join(at)}]")
+        return local[u]
 
-        for n in group.steps:
-            args = [element(u) for u in n.inputs]
-            if n in group.sums:
-                w.lines.append(f"{pad}t{n.index} += {args[0]}")
-                continue
-            local[n] = w.name()
-            w.lines.append(f"{pad}{local[n]} = {group.maps[n].format(*args)}")
-        for n in stored:
-            w.lines.append(f"{pad}t{n.index}[{', '.join(index)}] = {local[n]}")
-        for n in group.steps:
-            if n.op == "mean":
-                w.lines.append(f"    t{n.index} = t{n.index} / {math.prod(shape)}")
-        for n in (*stored, *group.sums):
-            names[n] = f"t{n.index}"
+    for n in group.steps:
+        args = [element(u) for u in n.inputs]
+        if n in group.sums:
+            w.lines.append(f"{pad}t{n.index} += {args[0]}")
+            continue
+        local[n] = w.name()
+        w.lines.append(f"{pad}{local[n]} = {group.maps[n].format(*args)}")
+    for n in stored:
+        w.lines.append(f"{pad}t{n.index}[{', '.join(index)}] = {local[n]}")
+    for n in group.steps:
+        if n.op == "mean":
+            w.lines.append(f"    t{n.index} = t{n.index} / {math.prod(shape)}")
+    for n in (*stored, *group.sums):
+        names[n] = f"t{n.index}"
 
 
 def cache_dir() -> Path:
