@@ -1062,6 +1062,19 @@ def backend_builds() -> str:
     return "backend builds (separate processes):\n  " + "\n  ".join(lines)
 
 
+def simplify_vs_sympy(budget: float) -> Result:
+    """sd.simplify of the derivatives of order 1-3 of benchmarks/simplify_vs_sympy.py's formulas
+    against sympy.simplify of sympy.diff: ratio of the times; the notes give the op counts."""
+    import simplify_vs_sympy as versus
+
+    cases = versus.compare()
+    ours, theirs = sum(c.ours for c in cases), sum(c.theirs for c in cases)
+    mine, reference = versus.timed()
+    notes = f"op count (sympy.count_ops) {ours} vs sympy.simplify's {theirs}: {ours / theirs:.2f}x"
+    size = len(versus.EXPRESSIONS)
+    return Result("simplify", mine / reference, mine, reference, size, len(cases), ours, 0.0, notes=notes)
+
+
 WORKLOADS = {
     "chain12": lambda b: chain(12, b),
     "chain300": lambda b: chain(300, b),
@@ -1077,6 +1090,7 @@ WORKLOADS = {
     "ewchain": ewchain,
     "rk4": lambda b: [rk4(100, b), rk4(1000, b)],
     "rnn": rnn,
+    "simplify": simplify_vs_sympy,
 }
 
 

@@ -498,6 +498,86 @@ def _pat(op: str) -> Pat:
 # -- simplify rules: sums and products to a normal form, function pairs ------------------
 # Coefficients and constants are merged exactly (as fractions) and rounded once, and only
 # where the merged number is representable: a merge never overflows.
+_INLINED_LEAVES = 8  # a small scalar sum: one that may be multiplied out
+_REGION = 32  # nodes: how far the normal form of a scalar sum or product looks for its own shared parts
+
+
+def _inlined(n: Node, ops: frozenset[str]) -> bool:
+    """Whether ``n`` is a small scalar sum (``ops``) of at most _INLINED_LEAVES leaves (a bounded look)."""
+    if n.shape != () or n.op not in ops:
+        return False
+    budget, stack = _INLINED_LEAVES, list(n.inputs)
+    while stack:
+        u = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        if u.op in ops:
+            stack.extend(u.inputs)
+    return True
+
+
+def _small(n: Node) -> bool:
+    """A small scalar sum or product (read through wherever it is used, its walk stays short)."""
+    return _inlined(n, _SUM_OPS if n.op in _SUM_OPS else _PRODUCT_OPS)
+
+
+_ARITHMETIC = frozenset({"add", "sub", "neg", "mul", "div", "pow", "sqrt"})
+
+
+def _reading(root: Node, uses: Callable[[Node], int]) -> Callable[[Node], bool]:
+    """Which nodes the normal form at ``root`` keeps whole: those used more than once, except
+    small scalar sums and products (``_small``) all of whose uses lie within root's own
+    expression (``t1/y - t1`` with t1 = x/y used only there is x/y**2 - x/y), or anywhere when
+    root's whole scalar expression is small: reading through them repeats no work, or little,
+    and like terms and factors on both sides of them then meet. A bounded look (_REGION nodes)."""
+    local: set[Node] = set()
+    if root.shape == ():
+        reach: dict[Node, int] = {}
+        seen, stack = {root}, [root]
+        while stack and len(seen) < _REGION:
+            n = stack.pop()
+            for u in n.inputs:
+                reach[u] = reach.get(u, 0) + 1
+                if u not in seen and u.op in _ARITHMETIC and u.shape == ():
+                    seen.add(u)
+                    stack.append(u)
+        # a whole expression of at most _REGION nodes is read through its small shared parts
+        # (a few repeated scalar operations, for a form a person can read); a larger one, only
+        # through those it alone uses
+        whole = not stack
+        local = {
+            u
+            for u in seen
+            if u is not root
+            and (whole or reach[u] > 1)
+            and 1 < uses(u)
+            and (whole or uses(u) <= reach[u])
+            and _small(u)
+        }
+    return lambda n: uses(n) > 1 and n not in local
+
+
+def _coefficient(n: Node) -> tuple[Fraction, Node] | None:
+    """A product written coefficient first (``(2*a*b)/c``, as collect_factors builds it) as
+    (2, ``a*b/c``): the term two such products share, whatever the coefficient."""
+    spine = [n]  # n, its first input, that one's first input, ...: a few (rebuilt without c)
+    while spine[-1].op in ("mul", "div") and len(spine) <= _INLINED_LEAVES:
+        spine.append(spine[-1].inputs[0])
+    c, top = scalar_constant(spine[-1]), spine[-2] if len(spine) > 1 else None
+    if c is None or top is None or spine[-1].dtype != n.dtype or (top.op == "div" and c == 1):
+        return None
+    if top.op == "mul":
+        if len(spine) < 3:
+            return None  # c*x: read as such by _terms
+        rest = top.inputs[1]
+    else:
+        rest = divide(1.0, top.inputs[1])  # c/x is c * (1/x)
+    for above in reversed(spine[:-2]):
+        rest = apply(REGISTRY[above.op], rest, above.inputs[1])
+    return Fraction(c), rest
+
+
 def _terms(node: Node, shared: Callable[[Node], bool]) -> tuple[list[tuple[Node, Fraction]], Fraction, int, int]:
     """``node`` as sum(coefficient * term) + constant; also how many terms and constants it had.
 
@@ -525,6 +605,8 @@ def _terms(node: Node, shared: Callable[[Node], bool]) -> tuple[list[tuple[Node,
         elif scalar_constant(n) is not None:
             constant += k * Fraction(scalar_constant(n))
             constants += 1
+        elif n.op in ("mul", "div") and (split := _coefficient(n)) is not None:
+            stack.append((split[1], k * split[0]))
         else:
             terms[n] = terms.get(n, 0) + k
             raw += 1
@@ -542,38 +624,252 @@ def same_as(result: Node, like: Node) -> Node | None:
     return None
 
 
-def collect_terms(node: Node, ctx: Callable[[Node], bool]) -> Node | None:  # ctx: is a node shared?
-    """Like terms collected and constants merged: ``cos t + cos t`` -> ``2*cos(t)``."""
-    terms, constant, raw, constants = _terms(node, ctx)
+def collect_terms(node: Node, ctx: Callable[[Node], int]) -> Node | None:  # ctx: how often a node is used
+    """Like terms collected and constants merged: ``cos t + cos t`` -> ``2*cos(t)``. In a
+    scalar sum, terms are alike when their factors are (``2*t/y**3 - t/y/y/y`` is ``t/y**3``),
+    a product with a small sum in it is multiplied out where that makes like terms meet, and a
+    factor every term has is taken out where that saves operations (``x*y + x*z`` is
+    ``x*(y + z)``, ``a/t**3 + b/t**4`` is ``(a*t + b)/t**4``)."""
+    shared = _reading(node, ctx)
+    terms, constant, raw, constants = _terms(node, shared)
+    common = None
+    if node.shape == () and node.dtype.kind == "f":
+        monomials, constant, changed = _polynomial(terms, constant, shared)
+        common = _common_factor(monomials, constant)
+        if common is not None:
+            factor, monomials = common
+        terms = [(_monomial_node(node, bases, term), k) for k, bases, term in monomials]
+        changed = (
+            changed
+            or raw > len(monomials)
+            or common is not None
+            or any(t is not u for (t, _), (_, _, u) in zip(terms, monomials))
+        )
+    else:
+        changed = raw > len(terms)
     kept = [(t, k) for t, k in terms if k != 0]
-    merged = raw > len(terms) or constants > 1 or len(kept) < len(terms) or (constants and constant == 0)
+    merged = changed or constants > 1 or len(kept) < len(terms) or (constants and constant == 0)
     leads_negative = len(kept) > 1 and kept[0][1] < 0 and kept[1][1] > 0
     if not merged and not leads_negative:
         return None  # no term combines: the sum stays as it was built
-    numbers = [representable(k, node.dtype) for _, k in kept] + [representable(constant, node.dtype)]
+    result = _sum(node, kept, constant, ctx)
+    if result is None:
+        return None
+    if common is not None:
+        numerator, denominator = _sides({**factor, result: [1, 0]})
+        result = _product(node, _canonical(numerator), denominator, 1)
+    if result is node:
+        return None
+    return same_as(result, node)
+
+
+def _sum(like: Node, kept: list[tuple[Node, Fraction]], constant: Fraction, ctx: Callable[[Node], int]) -> Node | None:
+    """sum(k*term) + constant, as built by collect_terms; None where a coefficient would
+    overflow (or underflow): the sum is then kept as built."""
+    numbers = [representable(k, like.dtype) for _, k in kept] + [representable(constant, like.dtype)]
     if None in numbers:
-        return None  # a merged coefficient would overflow (or underflow): keep the sum as built
+        return None
     *coefficients, total = numbers
     pieces = [(t, k) for (t, _), k in zip(kept, coefficients)]
     # Lead with a positive term (x - y, not -y + x). Only the first two swap: that is exact,
     # where a longer reordering could overflow an intermediate the original did not.
-    if leads_negative:
+    if len(pieces) > 1 and pieces[0][1] < 0 and pieces[1][1] > 0:
         pieces[0], pieces[1] = pieces[1], pieces[0]
     result = None
     for term, k in pieces:
         magnitude = abs(k)
-        piece = term if magnitude == 1 else multiply(_number(magnitude), term)
+        piece = term if magnitude == 1 else _scaled(_number(magnitude), term, ctx)
         if result is None:
             result = piece if k > 0 else negative(piece)
         else:
             result = ar.add(result, piece) if k > 0 else subtract(result, piece)
     if result is None:
-        result = node.graph.constant(np.asarray(total, dtype=node.dtype))
+        result = like.graph.constant(np.asarray(total, dtype=like.dtype))
     elif total != 0:  # x - 2 rather than x + (-2): the same number
         result = ar.add(result, _number(total)) if total > 0 else subtract(result, _number(-total))
-    if result is node:
+    return result
+
+
+# -- scalar sums as polynomials in their factors ----------------------------------------------------
+# A term of a scalar sum is read as coefficient * prod(base**exponent) (collect_factors' reading,
+# its domain rules included: x/x stays), so terms whose factors agree merge whatever order or
+# nesting built them. Bounded looks (_MONOMIAL_LEAVES, _INLINED_LEAVES) keep long chains linear.
+_MONOMIAL_LEAVES = 16
+Bases = dict  # base -> [positive, negative] exponent totals, as _factors gives them
+
+
+def _monomial(t: Node, shared: Callable[[Node], bool]) -> tuple[Fraction, Bases]:
+    """``t`` as (coefficient, bases); a term that is no small product is its own one base."""
+    if t.op in ("mul", "div", "pow", "sqrt") and _product_leaves((t,), _MONOMIAL_LEAVES) is not None:
+        bases, coefficient, _ = _factors(t, shared)
+        return coefficient, {b: e for b, e in bases.items() if e[0] or e[1]}
+    return Fraction(1), {t: [1, 0]}
+
+
+def _key(bases: Bases) -> tuple:
+    return tuple(sorted((b.index, float(up), float(down)) for b, (up, down) in bases.items()))
+
+
+def _times(a: Bases, b: Bases) -> Bases:
+    out = {base: list(e) for base, e in a.items()}
+    for base, (up, down) in b.items():
+        e = out.setdefault(base, [0, 0])
+        e[0] += up
+        e[1] += down
+    return out
+
+
+def _expanded(k: Fraction, bases: Bases, shared: Callable[[Node], bool]) -> list[tuple[Fraction, Bases]] | None:
+    """k * bases with its first small sum factor multiplied out (``x*(y + 1)``: x*y, x)."""
+    for s, (up, down) in bases.items():
+        if s.op in ("add", "sub") and up == 1 and down == 0 and _inlined(s, _SUM_OPS):
+            rest = {b: e for b, e in bases.items() if b is not s}
+            inner, c0, _, _ = _terms(s, shared)
+            out = []
+            for u, ku in inner:
+                cu, bu = _monomial(u, shared)
+                out.append((k * ku * cu, _times(rest, bu)))
+            if c0:
+                out.append((k * c0, rest))
+            return out
+    return None
+
+
+def _meets(i: int, bases: Bases, holding: dict[Node, list[int]]) -> bool:
+    """Whether item ``i`` has a small sum factor and another item has every other factor of
+    it: only then can multiplying that sum out give a term like another (a quick test)."""
+    sums = [s for s in bases if s.op in ("add", "sub")]
+    if not sums:
+        return False
+    rest = [b for b in bases if b is not sums[0]]
+    if not rest:
+        return True
+    fewest = min((holding[b] for b in rest), key=len)
+    return any(j != i and all(j in holding[b] for b in rest) for j in fewest[:_MONOMIAL_LEAVES])
+
+
+def _polynomial(
+    terms: list[tuple[Node, Fraction]], constant: Fraction, shared: Callable[[Node], bool]
+) -> tuple[list[tuple[Fraction, Bases, Node | None]], Fraction, bool]:
+    """The terms as monomials (coefficient, bases, the term node if it is that product
+    without its coefficient), like ones merged and products multiplied out where that makes
+    a term meet a like one; the constant; whether anything changed."""
+    items = []
+    for t, k in terms:
+        c, bases = _monomial(t, shared)
+        items.append((k * c, bases, t if c == 1 else None))
+    keys = [_key(b) for _, b, _ in items]
+    holding: dict[Node, list[int]] = {}  # base -> the items it is a factor of
+    for i, (_, bases, _) in enumerate(items):
+        for b in bases:
+            holding.setdefault(b, []).append(i)
+    expansions = {}
+    for i, (k, bases, _) in enumerate(items):
+        if not _meets(i, bases, holding):
+            continue
+        found = _expanded(k, bases, shared)
+        if found is not None:
+            expansions[i] = [(kk, bb, _key(bb)) for kk, bb in found]
+    elsewhere: dict[tuple, int] = {}
+    for key in keys:
+        elsewhere[key] = elsewhere.get(key, 0) + 1
+    for found in expansions.values():
+        for key in {key for _, _, key in found}:
+            elsewhere[key] = elsewhere.get(key, 0) + 1
+    changed, out = False, []
+    for i, item in enumerate(items):
+        found = expansions.get(i)
+        if found is not None:
+            own = [key for _, _, key in found]
+            if len(set(own)) < len(own) or any(elsewhere.get(key, 0) > 1 or (key == () and constant) for key in own):
+                out += [(kk, bb, None) for kk, bb, _ in found]
+                changed = True
+                continue
+        out.append(item)
+    merged: dict[tuple, list] = {}
+    for k, bases, t in out:
+        if not bases:
+            constant += k
+            changed = True
+            continue
+        key = _key(bases)
+        if key in merged:
+            merged[key][0] += k
+            changed = True
+        else:
+            merged[key] = [k, bases, t]
+    monomials = [(k, bases, t) for k, bases, t in merged.values() if k != 0]
+    return monomials, constant, changed or len(monomials) < len(merged)
+
+
+def _ops(k: Fraction, bases: Bases) -> int:
+    """The operations of k * bases as _product builds it."""
+    numerator, denominator = _sides(bases)
+    factors = len(numerator) + (abs(k) != 1)
+    return max(factors - 1, 0) + len(denominator) + sum(e != 1 for _, e in numerator + denominator)
+
+
+def _tree_ops(node: Node, budget: int = _MONOMIAL_LEAVES) -> int:
+    """The operations of ``node`` written out as a tree (at most ``budget``)."""
+    count, stack = 0, [node]
+    while stack and count < budget:
+        n = stack.pop()
+        if n.inputs:
+            count += 1
+            stack.extend(n.inputs)
+    return count
+
+
+def _common_factor(monomials: list, constant: Fraction) -> tuple[Bases, list] | None:
+    """A factor of every term (a base in every numerator, the lowest power; or in every
+    denominator, the highest), taken out where that saves operations: (factor, the terms
+    divided by it)."""
+    if len(monomials) < 2 or constant != 0:
         return None
-    return same_as(result, node)
+    factor: Bases = {}
+    for base in monomials[0][1]:
+        found = [m[1].get(base) for m in monomials]
+        if any(e is None for e in found):
+            continue
+        if all(up > 0 and down == 0 for up, down in found):
+            factor[base] = [min(up for up, _ in found), 0]
+        elif all(up == 0 and down < 0 for up, down in found):
+            factor[base] = [0, min(down for _, down in found)]
+    if not factor:
+        return None
+    inner = []
+    for k, bases, _ in monomials:
+        rest = {}
+        for base, (up, down) in bases.items():
+            if base in factor:
+                left = up - factor[base][0] + down - factor[base][1]
+                if left:
+                    rest[base] = [left, 0] if left > 0 else [0, left]
+            else:
+                rest[base] = [up, down]
+        inner.append((k, rest, None))
+    # a factor's own operations count once per term before, once after
+    own = sum(_tree_ops(b) for b in factor)
+    before = sum(_ops(k, b) for k, b, _ in monomials) + own * len(monomials)
+    after = sum(_ops(k, b) for k, b, _ in inner) + _ops(Fraction(1), factor) + 1 + own
+    return (factor, inner) if after < before else None
+
+
+def _monomial_node(like: Node, bases: Bases, term: Node | None) -> Node:
+    """The product of ``bases`` (the term itself where it is that product)."""
+    if term is not None:
+        return term
+    numerator, denominator = _sides(bases)
+    return _product(like, _canonical(numerator), denominator, 1)
+
+
+def _scaled(k: float, term: Node, uses: Callable[[Node], int]) -> Node:
+    """``k*term``; a product with the coefficient in its canonical place (``2*x/y``, not ``2*(x/y)``)."""
+    piece = multiply(k, term)
+    if term.op in ("mul", "div") and piece.op == "mul":
+        canonical = collect_factors(piece, uses)
+        return piece if canonical is None else canonical
+    return piece
 
 
 def _factors(node: Node, shared: Callable[[Node], bool]) -> tuple[dict[Node, list[Fraction]], Fraction, int]:
@@ -586,31 +882,44 @@ def _factors(node: Node, shared: Callable[[Node], bool]) -> tuple[dict[Node, lis
     bases: dict[Node, list[Fraction]] = {}  # base -> [positive total, negative total]
     coefficient = Fraction(1)
     raw = 0
-    stack: list[tuple[Node, Fraction]] = [(node, Fraction(1))]
+    # exponents are ints while they can be (Fractions cost far more), Fractions otherwise
+    stack: list[tuple[Node, Fraction | int]] = [(node, 1)]
     while stack:
         n, e = stack.pop()
-        expand = n is node or not shared(n)  # a shared product is a factor of its own
-        if not expand and n.op in ("mul", "div", "neg"):
-            pass
-        elif n.op == "mul":
+        op = n.op
+        if op in _PRODUCT_OPS and n is not node and shared(n):
+            pass  # a shared product is a factor of its own
+        elif op == "mul":
             stack += [(n.inputs[1], e), (n.inputs[0], e)]
             continue
-        elif n.op == "div":
+        elif op == "div":
             stack += [(n.inputs[1], -e), (n.inputs[0], e)]
             continue
-        elif n.op == "neg" and e.denominator == 1:
+        elif op == "neg" and e.denominator == 1:
             if e.numerator % 2:
                 coefficient = -coefficient
             stack.append((n.inputs[0], e))
             continue
-        elif n.op == "pow" and _combinable_power(n, e):
-            stack.append((n.inputs[0], e * Fraction(scalar_constant(n.inputs[1]))))
+        elif op == "pow" and _combinable_power(n, e):
+            p = Fraction(scalar_constant(n.inputs[1]))
+            stack.append((n.inputs[0], e * (p.numerator if p.denominator == 1 else p)))
             continue
-        elif scalar_constant(n) is not None and e.denominator == 1 and abs(e) <= 64 and (e > 0 or scalar_constant(n)):
-            coefficient *= Fraction(scalar_constant(n)) ** int(e)
+        elif op == "sqrt" and e.denominator == 1 and n.dtype.kind == "f":  # sqrt(u)**e = u**(e/2)
+            stack.append((n.inputs[0], e // 2 if e % 2 == 0 else Fraction(e, 2)))
+            continue
+        elif (
+            op == "constant"
+            and (c := scalar_constant(n)) is not None
+            and e.denominator == 1
+            and abs(e) <= 64
+            and (e > 0 or c)
+        ):
+            coefficient *= Fraction(c) ** int(e)
             raw += 1
             continue
-        totals = bases.setdefault(n, [Fraction(0), Fraction(0)])
+        totals = bases.get(n)
+        if totals is None:
+            totals = bases[n] = [0, 0]
         totals[0 if e > 0 else 1] += e
         raw += 1
     return bases, coefficient, raw
@@ -628,25 +937,29 @@ def _exact(value: float) -> bool:
 
 
 def _size(node: Node) -> float:
+    if not node.shape:
+        return 1  # the usual case, without numpy
     return float("inf") if node.size is None else node.size
 
 
 def _power(base: Node, exponent: Fraction) -> Node:
     if exponent == 1:
         return base
+    if exponent == Fraction(1, 2) and base.dtype.kind == "f":
+        from symdiff.ops.functions import sqrt
+
+        return sqrt(base)
     return power(base, _number(float(exponent)))
 
 
-def collect_factors(node: Node, ctx: Callable[[Node], bool]) -> Node | None:
-    """Constant factors merged, repeated factors as powers, nonzero factors cancelled:
-    ``2*x*(3*x)`` -> ``6*x**2``; the factors in a canonical order (``x*y - y*x`` is 0)."""
-    bases, exact_coefficient, raw = _factors(node, ctx)
-    coefficient = representable(exact_coefficient, node.dtype)
-    if coefficient is None:
-        return None  # the merged constant would overflow (or underflow): keep the product as built
+def _sides(bases: dict[Node, list[Fraction]]) -> tuple[list[tuple[Node, Fraction]], list[tuple[Node, Fraction]]]:
+    """The numerator and denominator of a product of ``bases`` (base -> [positive, negative]
+    exponent totals), each a list of (base, exponent)."""
     numerator, denominator = [], []
     for base, (up, down) in bases.items():
-        if nonzero(base) or up == 0 or down == 0:
+        # x/x is nan at 0: it cancels only for an x that cannot be 0, or where x stays below
+        # the line (x/x**2 is 1/x: inf at 0 rather than nan, never a number)
+        if nonzero(base) or up == 0 or down == 0 or up + down < 0:
             net = up + down
             if net > 0:
                 numerator.append((base, net))
@@ -655,35 +968,84 @@ def collect_factors(node: Node, ctx: Callable[[Node], bool]) -> Node | None:
         else:  # x/x is nan at 0: keep both sides
             numerator.append((base, up))
             denominator.append((base, -down))
-    combined = raw > len(bases) + (coefficient not in (1.0, -1.0)) or any(
-        up != 0 and down != 0 or max(abs(up), abs(down)) > 1 for up, down in bases.values()
-    )
-    # a constant factor inside (sin(y)*(2*x)) comes to the front; one on top (h*0.999) can stay
-    buried = coefficient not in (1.0, -1.0) and not any(scalar_constant(u) is not None for u in node.inputs)
-    # Smallest factors first, the coefficient on the smallest: small products happen
-    # before anything is broadcast to a large shape (2*(v*M) becomes (2*v)*M). Equal sizes
-    # go in creation order, so y*x and x*y are one node and cancel (x*y - y*x is 0). The
-    # canonical form rebuilds to itself, which ends the rewriting.
-    ordered = sorted(numerator, key=lambda be: (_size(be[0]), be[0].index))
-    if not combined and not buried and ordered == numerator:
-        return None  # nothing merges, and the order is already canonical
-    magnitude = abs(coefficient)
+    return numerator, denominator
+
+
+def _canonical(numerator: list[tuple[Node, Fraction]]) -> list[tuple[Node, Fraction]]:
+    """Smallest factors first, the coefficient on the smallest: small products happen before
+    anything is broadcast to a large shape (2*(v*M) becomes (2*v)*M). Equal sizes go in
+    creation order, so y*x and x*y are one node and cancel (x*y - y*x is 0)."""
+    return sorted(numerator, key=lambda be: (_size(be[0]), be[0].index))
+
+
+def _product(like: Node, numerator: list, denominator: list, magnitude: float) -> Node:
+    """magnitude * prod(numerator) / prod(denominator), each a list of (base, exponent)."""
     result = None
-    for base, exponent in ordered:
+    for base, exponent in numerator:
         piece = _power(base, exponent)
         if result is None:
             result = piece if magnitude == 1 else multiply(_number(magnitude), piece)
         else:
             result = multiply(result, piece)
     if result is None:
-        result = node.graph.constant(np.asarray(magnitude, dtype=node.dtype))
+        result = like.graph.constant(np.asarray(magnitude, dtype=like.dtype))
     for base, exponent in denominator:
         result = divide(result, _power(base, exponent))
+    return result
+
+
+def collect_factors(node: Node, ctx: Callable[[Node], int]) -> Node | None:  # ctx: how often a node is used
+    """Constant factors merged, repeated factors as powers, nonzero factors cancelled:
+    ``2*x*(3*x)`` -> ``6*x**2``; the factors in a canonical order (``x*y - y*x`` is 0)."""
+    bases, exact_coefficient, raw = _factors(node, _reading(node, ctx))
+    coefficient = representable(exact_coefficient, node.dtype)
+    if coefficient is None:
+        return None  # the merged constant would overflow (or underflow): keep the product as built
+    numerator, denominator = _sides(bases)
+    ordered = _canonical(numerator)
+    combined = raw > len(bases) + (coefficient not in (1.0, -1.0)) or any(
+        up != 0 and down != 0 or max(abs(up), abs(down)) > 1 for up, down in bases.values()
+    )
+    # a constant factor inside (sin(y)*(2*x)) comes to the front; one on top (h*0.999) can stay
+    buried = coefficient not in (1.0, -1.0) and not any(scalar_constant(u) is not None for u in node.inputs)
+    # the canonical form rebuilds to itself, which ends the rewriting
+    if not combined and not buried and ordered == numerator:
+        return None  # nothing merges, and the order is already canonical
+    result = _product(node, ordered, denominator, abs(coefficient))
     if coefficient < 0:
         result = negative(result)
     if result is node:
         return None
     return same_as(result, node)
+
+
+def _counted_ones(root: Node, x: Node) -> Node | None:
+    """sum(c broadcast like r, axis) is c times the number of r's elements along axis:
+    ``c*count(r, axis)`` (n, a constant where the sizes are known: not a vector of ones summed)."""
+    from symdiff.ops.reduce import count
+
+    fill = 1 if x.op == "ones_like" else fill_value(x)
+    if fill is None or root.attrs["keepdims"] or root.dtype.kind != "f" or isinstance(fill, bool):
+        return None
+    ref = x.inputs[-1]
+    counted = count(ref if ref.shape == x.shape else x, axis=root.attrs["axis"])
+    return same_as(counted if fill == 1 else multiply(_number(float(fill)), counted), root)
+
+
+def _uniform_matmul(root: Node, x: Node, y: Node) -> Node | None:
+    """full((m, k), c) @ v is c*sum(v, axis=0) in every row, v @ full((k, p), c) is
+    c*sum(v, axis=-1) in every column: the sum the all-c matrix stands for."""
+    from symdiff.ops.reduce import sum as sum_
+
+    if None in root.shape or root.dtype.kind != "f":
+        return None
+    for fill, v, axis in ((fill_value(x), y, 0), (fill_value(y), x, -1)):
+        uniform = x if v is y else y
+        if fill is None or fill == 0 or uniform.ndim != 2 or v.ndim not in (1, 2) or v.dtype.kind != "f":
+            continue  # (a zero matrix: 0*inf is nan in the product, and its rules are the zero product's)
+        summed = sum_(v, axis=axis, keepdims=v.ndim == 2 and axis == -1)
+        return same_as(summed if fill == 1 else multiply(_number(float(fill)), summed), root)
+    return None
 
 
 def _exp_log(root: Node, x: Node) -> Node | None:
@@ -1464,6 +1826,10 @@ RULES = RuleTable(
         Rule(Pat(SUMS), collect_terms, build=False, context=True, extends_domain=True, flattens=_SUM_OPS),
         Rule(Pat("mul"), collect_terms, build=False, context=True, extends_domain=True),  # 2*(3*x + y): a term
         Rule(Pat("exp", Pat("log", x)), _exp_log, build=False, name="exp_log"),
+        Rule(
+            Pat("sum", Pat(("ones_like", "broadcast_like"), name="x")), _counted_ones, build=False, name="counted_ones"
+        ),
+        Rule(Pat("matmul", x, y), _uniform_matmul, build=False, name="uniform_matmul"),
         Rule(Pat("log", Pat("exp", x)), lambda root, x: x, build=False, name="log_exp", extends_domain=True),
         Rule(
             Pat("pow", Pat("pow", x, Pat.var("p")), Pat.var("q")),

@@ -27,30 +27,43 @@ from symdiff.rules import RULES
 MAX_PASSES = 8
 
 
-def _rewrite(node: Node, shared: Callable[[Node], bool]) -> Node:
+Settled = dict  # node -> the nodes whose uses the rules counted when none fired, and the counts
+
+
+def _rewrite(node: Node, uses: Callable[[Node], int], settled: Settled) -> Node:
     """Apply the simplify rules to ``node`` (whose inputs are already simplified) until none fires.
 
-    Only float nodes are rewritten: integer arithmetic wraps, so its sums do not regroup.
+    Only float nodes are rewritten: integer arithmetic wraps, so its sums do not regroup. A
+    node none fired on is remembered in ``settled`` with what the rules asked about sharing:
+    the rules read nothing else that can change, so the next pass skips it while those
+    counts hold.
     """
     for _ in range(MAX_PASSES):
         if node.is_multi or node.dtype.kind != "f":
             return node
-        new = RULES.rewrite(node, RULES.for_op(node.op, build=False), shared)
+        asked: dict[Node, int] = {}
+
+        def recording(n: Node) -> int:
+            asked[n] = answer = uses(n)
+            return answer
+
+        new = RULES.rewrite(node, RULES.for_op(node.op, build=False), recording)
         if new is None:
+            settled[node] = tuple(asked.items())
             return node
         node = new
     return node
 
 
-def _one_pass(outputs: Sequence[Node]) -> list[Node]:
+def _one_pass(outputs: Sequence[Node], settled: Settled) -> list[Node]:
     graph = outputs[0].graph
     nodes = ancestors(outputs)
     uses, consumer = consumers(nodes, outputs)
     done: dict[Node, Node] = {}
     new_uses: dict[Node, int] = {}  # consumers of the rebuilt nodes, carried over from the originals
 
-    def shared(n: Node) -> bool:
-        return new_uses.get(n, 1) > 1
+    def counted(n: Node) -> int:
+        return new_uses.get(n, 1)
 
     with graph._transaction():
         for n in nodes:
@@ -69,7 +82,12 @@ def _one_pass(outputs: Sequence[Node]) -> list[Node]:
                     # runs the build rules (a rebuilt node is as simple as building makes it) and
                     # knows output nodes, nodes with several outputs and nodes with bodies
                     rebuilt = rebuild(n, inputs)
-                    done[n] = rebuilt if interior or not RULES.for_op(n.op, build=False) else _rewrite(rebuilt, shared)
+                    if interior or not RULES.for_op(n.op, build=False):
+                        done[n] = rebuilt
+                    elif (known := settled.get(rebuilt)) is not None and all(counted(q) == a for q, a in known):
+                        done[n] = rebuilt  # settled in an earlier pass, and nothing it read changed
+                    else:
+                        done[n] = _rewrite(rebuilt, counted, settled)
                 finally:
                     graph._gradient_depth -= n.is_gradient
             new_uses[done[n]] = new_uses.get(done[n], 0) + uses.get(n, 0)
@@ -92,8 +110,15 @@ def simplify(outputs: Node | Sequence[Node]) -> Any:
     """
     outs, single = node_list(outputs, "simplify", "outputs")
     check_same_graph("simplify", *outs)
-    # One bottom-up pass suffices: each node is rewritten to a fixed point of the rules
-    # after its inputs were, so no rewrite waits for a later pass.
+    # Each pass rewrites every node to a fixed point of the rules after its inputs were; a
+    # pass can still leave work for the next (a node shared before the pass may be used once
+    # after it, and is then read through), so passes repeat until one changes nothing: then
+    # simplify(simplify(e)) is simplify(e), node for node.
     with gc_paused():
-        outs = _one_pass(outs)
+        settled: Settled = {}
+        for _ in range(MAX_PASSES):
+            new = _one_pass(outs, settled)
+            if all(a is b for a, b in zip(new, outs)):
+                break
+            outs = new
     return outs[0] if single else outs
