@@ -30,6 +30,7 @@ from symdiff.export.render import render
 from symdiff.export.sympy import latex
 from symdiff.graph import Graph, Node
 from symdiff.parse import FUNCTIONS, parse
+from symdiff.printing import latex_name
 from symdiff.simplify import simplify
 
 
@@ -77,6 +78,17 @@ def _show(label: str, node: Node, args: argparse.Namespace, at: dict[str, float]
     if at is not None:
         line += f"\n{' ' * len(label)} = {float(evaluate(node, at)):.12g}"
     return line
+
+
+def _latex_label(wrt: list[str]) -> str:
+    """``\\frac{\\partial^{2} f}{\\partial x \\partial y}`` for the derivative by ``wrt`` (in order),
+    a variable taken twice written once with its power (``\\partial x^{2}``)."""
+    parts = []
+    for name, run in itertools.groupby(wrt):
+        k = len(list(run))
+        parts.append(rf"\partial {latex_name(name)}" + (f"^{{{k}}}" if k > 1 else ""))
+    top = r"\partial" if len(wrt) == 1 else rf"\partial^{{{len(wrt)}}}"
+    return rf"\frac{{{top} f}}{{{' '.join(parts)}}}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,6 +144,7 @@ def _grad(args: argparse.Namespace) -> list[str]:
             _check_writable(option, target)
     at = _bindings(args.at, graph) if args.at is not None else None
     lines = [_show("f", f, args, at)]
+    labels = ["f"]
     drawn = [f]
     level = {(): f}
     for order in range(1, args.order + 1):
@@ -143,7 +156,9 @@ def _grad(args: argparse.Namespace) -> list[str]:
             shown = node if args.no_simplify else simplify(node)
             names = " ".join(f"d{args.wrt[k]}" for k in combo)
             top = "d" if order == 1 else f"d{order}"
-            lines.append(_show(f"{top}f/{names}", shown, args, at))
+            labels.append(f"{top}f/{names}")
+            label = _latex_label([args.wrt[k] for k in combo]) if args.latex else labels[-1]
+            lines.append(_show(label, shown, args, at))
             drawn.append(shown)
         level = nxt
     if args.emit:
@@ -151,8 +166,8 @@ def _grad(args: argparse.Namespace) -> list[str]:
         if not args.out:
             return [source.rstrip("\n")]
         pathlib.Path(args.out).write_text(source)
-        labels = ", ".join(line.split(" = ")[0] for line in lines)
-        return [f"module written to {args.out}: f({', '.join(v.name for v in _inputs(drawn))}) returns [{labels}]"]
+        listed = ", ".join(labels)
+        return [f"module written to {args.out}: f({', '.join(v.name for v in _inputs(drawn))}) returns [{listed}]"]
     if args.dot:
         out = render(drawn, args.dot, title=f"f = {args.expr.strip()}")
         lines.append(f"graph written to {out}")

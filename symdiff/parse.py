@@ -9,7 +9,7 @@ The grammar is Python's expression syntax for arrays, and reads back everything
   (not chained), with Python's binding strengths (those of the op table's notation);
 - calls: the elementwise functions people write (``sin``, ``maximum`` or ``max``, ...:
   ``FUNCTIONS``), and any op of the table by its name with its attributes as keywords
-  (``sum(x, axis=-1, keepdims=True)``, ``reshape(x, shape_to=(2, 3))``); ``full``, ``eye``,
+  (``sum(x, axis=-1, keepdims=True)``, ``reshape(x, shape_to=(2, 3))``); ``full``, ``ones``, ``eye``,
   ``einsum("ij,jk->ik", A, B)``;
 - ``x.T``, ``x[1:, None, i]``, ``zeros_like(x).at[i].add(g)``, ``[a, b, c]`` (a vector of
   scalars, or a constant array of numbers), tuples as attribute values;
@@ -727,6 +727,13 @@ def _full(parser: _Parser, where: str, args: list, kwargs: dict) -> Node:
     return _call(lambda: parser.graph.constant(np.full(args[0], args[1], dtype=kwargs.get("dtype", "float64"))), where)
 
 
+def _ones(parser: _Parser, where: str, args: list, kwargs: dict) -> Node:
+    """``ones(5)``, ``ones((3, 4), dtype="float32")``: how a constant of ones prints."""
+    if len(args) != 1 or not isinstance(args[0], (tuple, int)) or set(kwargs) - {"dtype"}:
+        raise ParseError(f"{where}: ones(shape, dtype=...) with a literal shape")
+    return _full(parser, where, [args[0], 1], kwargs)
+
+
 def _eye(parser: _Parser, where: str, args: list, kwargs: dict) -> Node:
     if len(args) != 1 or not isinstance(args[0], int) or set(kwargs) - {"dtype"}:
         raise ParseError(f"{where}: eye(n, dtype=...) with a literal n")
@@ -859,6 +866,7 @@ def _while(parser: _Parser, where: str, args: list, kwargs: dict) -> _Multi:
 _LOOPS = ("scan", "while_loop")
 _BUILDERS: dict[str, Callable[..., Any]] = {
     "full": _full,
+    "ones": _ones,
     "eye": _eye,
     "einsum": _einsum,
     "const": _const,

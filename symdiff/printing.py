@@ -22,27 +22,72 @@ import numpy as np
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Region, ancestors, consumers, format_shape, install, regions_in
 from symdiff.ops import REGISTRY
-from symdiff.ops.constants import folded_from, format_number, identity_form
+from symdiff.ops.constants import element_scale, folded_from, format_number, identity_form
 from symdiff.ops.core import broadcast_shapes
 
 # Past this many ops a subexpression gets its own line.
 INLINE_MAX = 24
 
 
-def _leaf(node: Node) -> str:
+def _constant_form(node: Node) -> tuple[str, Any]:
+    """What an array constant is to a reader, for both printers: ``("ones", None)``,
+    ``("full", c)`` (every element c), ``("eye", (n, c))`` (c times the n x n identity, c finite and
+    nonzero: a seed, a Hessian's ridge), ``("eye_shaped", (n, c))`` (c times an identity laid out
+    in more axes: unit rows, columns, the identity on a matrix's elements), ``("values", v)``
+    (few elements, each -0.0 as 0.0) or ``("shape", None)``."""
+    value = node.value
+    if node.uniform is not None:
+        one = node.dtype.kind in "fiu" and node.uniform == 1
+        return ("ones", None) if one else ("full", node.uniform)
+    if node.dtype.kind == "f" and value.ndim == 2 and value.shape[0] == value.shape[1] and value.size:
+        n, c = value.shape[0], value.flat[0]
+        if np.isfinite(c) and c != 0 and np.count_nonzero(value) == n and bool(np.all(np.diagonal(value) == c)):
+            return "eye", (n, c.item())
+    form = identity_form(node)
+    if form in ("rows", "cols", "elements"):
+        n = int(np.sqrt(value.size)) if form == "elements" else value.shape[0]
+        return "eye_shaped", (n, element_scale(node).item() if form == "elements" else 1.0)
+    if value.size <= 6:
+        return "values", value + 0 if value.dtype.kind == "f" else value  # -0.0 + 0 is 0.0
+    return "shape", None
+
+
+def _leaf(node: Node) -> str | tuple[str, int]:
     if node.op == "variable":
         return node.name
     value = node.value
     if value.ndim == 0:
         return folded_from(node) or format_number(value.item())
     dtype = "" if node.dtype == np.float64 else f', dtype="{node.dtype.name}"'
-    if node.uniform is not None:
-        return f"full({format_shape(node.shape)}, {format_number(node.uniform)}{dtype})"
-    if value.size <= 6:  # a Python list: 1.0 is a float, 1 an int, True a bool
-        return str(np.asarray(value).tolist()).replace(" ", "")
-    if identity_form(node) == "eye":
-        return f"eye({value.shape[0]}{dtype})"  # an identity (a Hessian's ridge term): written as one
-    return f"const{format_shape(node.shape)}"  # its values are not written: the parser refuses it
+    shape = format_shape(node.shape)
+    kind, data = _constant_form(node)
+    if kind == "ones":
+        return f"ones({node.shape[0] if node.ndim == 1 else shape}{dtype})"
+    if kind == "full":
+        return f"full({shape}, {format_number(data)}{dtype})"
+    if kind in ("eye", "eye_shaped"):
+        n, c = data
+        text = f"eye({n}{dtype})"  # an identity (a seed, a Hessian's ridge term): written as one
+        if kind == "eye_shaped":
+            text = f"reshape({text}, shape_to={shape})"
+        return _scaled(c, text, "*")
+    if kind == "values":  # a Python list: 1.0 is a float, 1 an int, True a bool
+        return str(np.asarray(data).tolist()).replace(" ", "")
+    return f"const{shape}"  # its values are not written: the parser refuses it
+
+
+def _leaf_text(node: Node) -> str:
+    text = _leaf(node)
+    return text[0] if isinstance(text, tuple) else text
+
+
+def _scaled(c: float, text: str, times: str) -> str | tuple[str, int]:
+    """``text`` times the number ``c``: ``eye(3)``, ``-eye(3)``, ``0.4*eye(3)`` and its strength."""
+    if c == 1:
+        return text
+    if c == -1:
+        return f"-{text}"
+    return f"{format_number(c)}{times}{text}", min(_strength(format_number(c)), REGISTRY["mul"].precedence)
 
 
 def _strength(text: str) -> int:
@@ -58,7 +103,27 @@ def _implicit(node: Node) -> tuple[Node, str | None] | None:
         return (), format_number(node.uniform)
     if node.inputs and REGISTRY[node.op].notation.transparent and node.inputs[0].shape != node.shape:
         return node.inputs[0].shape, None
+    if node.op in _AXES_ONLY and _leading_ones(node.inputs[0].shape, node.shape):
+        return node.inputs[0].shape, None  # x with leading axes of length 1: x as broadcasting reads it
     return None
+
+
+# Ops that may only add (or drop) axes of length 1; where they add them in front, the value is
+# the input as an elementwise op broadcasts it (``xs*cos(v)``, not ``expand_dims(xs, axis=-1)*cos(v)``).
+_AXES_ONLY = ("expand_dims", "reshape")
+
+
+def _leading_ones(before: tuple, after: tuple) -> bool:
+    k = len(after) - len(before)
+    return k > 0 and after[k:] == before and all(d == 1 for d in after[:k])
+
+
+def _ones_like(node: Node) -> bool:
+    """Whether ``node`` is ``broadcast_like(1, y)`` of y's dtype: ones shaped like y."""
+    if node.op != "broadcast_like" or node.dtype != node.inputs[1].dtype:
+        return False
+    one = node.inputs[0]
+    return one.op == "constant" and one.uniform is not None and one.dtype.kind in "fiu" and one.uniform == 1
 
 
 def _literal(value) -> str:
@@ -104,6 +169,8 @@ def _render(node: Node, args: list[tuple[str, int]], bodies: list[str] | None = 
     wrap = _wrapper(args)
     if notation.transparent and _implicit(node) is None:
         return args[0]  # a check that passes its input on: the same value
+    if _ones_like(node):
+        return f"ones_like({args[1][0]})", 100
     if notation.text is not None:
         found = notation.text(node, args, wrap, **_bodies(notation.text, bodies))
         if found is not None:
@@ -224,12 +291,14 @@ def _lay_out(
         if n.inputs:
             texts[n] = render(n, _arguments(n, texts, bare))
         else:
-            text = leaf(n)
-            texts[n] = (text, _strength(text))
+            text = leaf(n)  # a text, or a text and its strength (``0.4*eye(5)``)
+            texts[n] = text if isinstance(text, tuple) else (text, _strength(text))
         implicit = _implicit(n)
         if implicit is not None and n not in named:
             shape, text = implicit
             bare[n] = (shape, texts[n.inputs[0]] if text is None else (text, _strength(text)))
+            if text is None and n.inputs[0] in bare:  # a broadcast of a broadcast: of the first value
+                bare[n] = bare[n.inputs[0]]
         if n in named:
             counter += 1
             while label(counter) in taken:
@@ -243,7 +312,7 @@ def _lay_out(
 # Names a body's definition may not take: the parser's own functions and the loops it builds
 # (the ops the text calls are taken as well; a definition of another op's name is read as the
 # definition). A body of a loop named so prints as ``scan_body``.
-_RESERVED = frozenset({"full", "eye", "einsum", "const", "scan", "while_loop"})
+_RESERVED = frozenset({"full", "ones", "eye", "einsum", "const", "scan", "while_loop"})
 
 
 class _Style:
@@ -369,37 +438,52 @@ def short_text(node: Node, limit: int = 60) -> str:
     stays linear.
     """
     if not node.inputs:
-        return _leaf(node)
+        return _leaf_text(node)
     if _within(node, INLINE_MAX):
         text = _expression_text(node)
         if "\n" not in text and len(text) <= limit:
             return text
-    args = ", ".join(_leaf(u) if not u.inputs else f"#{u.index}" for u in node.inputs)
+    args = ", ".join(_leaf_text(u) if not u.inputs else f"#{u.index}" for u in node.inputs)
     return f"{node.op}({args})"
 
 
 # -- LaTeX in operator form (tensor expressions) -------------------------------------------
-def _latex_name(name: str) -> str:
-    """``W1`` -> ``W_{1}``, ``x_in`` -> ``x_{in}``: the subscripts a reader expects."""
+_GREEK = frozenset(
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau upsilon phi chi "
+    "psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega".split()
+)
+
+
+def latex_name(name: str) -> str:
+    """``W1`` -> ``W_{1}``, ``x_in`` -> ``x_{in}``, ``mu`` -> ``\\mu``, ``sigma2`` -> ``\\sigma_{2}``:
+    the letters and subscripts a reader expects."""
     match = re.fullmatch(r"([A-Za-z]+)(\d+)", name)
     if match:
-        return f"{match.group(1)}_{{{match.group(2)}}}"
+        return f"{_letter(match.group(1))}_{{{match.group(2)}}}"
     if "_" in name.strip("_"):
         base, rest = name.split("_", 1)
-        return f"{base}_{{{rest.replace('_', ',')}}}"
-    return name.replace("_", r"\_")
+        return f"{_letter(base)}_{{{rest.replace('_', ',')}}}"
+    return _letter(name).replace("_", r"\_")
 
 
-def _latex_leaf(node: Node) -> str:
+def _letter(name: str) -> str:
+    return f"\\{name}" if name in _GREEK else name
+
+
+def _latex_leaf(node: Node) -> str | tuple[str, int]:
     if node.op == "variable":
-        return _latex_name(node.name)
+        return latex_name(node.name)
     value = node.value
     if value.ndim == 0:
         return format_number(value.item())
-    if node.uniform is not None:
-        return rf"{format_number(node.uniform)}\mathbf{{1}}"
+    kind, data = _constant_form(node)
+    if kind in ("ones", "full"):  # a vector (or array) of ones, a bold 1, times its number
+        return _scaled(1 if kind == "ones" else data, r"\mathbf{1}", " ")
+    if kind in ("eye", "eye_shaped"):
+        n, c = data
+        return _scaled(c, rf"I_{{{n}}}", " ")
     if value.ndim <= 2 and value.size <= 12:  # small constants are written out
-        rows = np.atleast_2d(value).tolist()
+        rows = np.atleast_2d(value + 0 if value.dtype.kind == "f" else value).tolist()
         body = r" \\ ".join(" & ".join(format_number(v) for v in row) for row in rows)
         return rf"\begin{{pmatrix}}{body}\end{{pmatrix}}"
     size = r" \times ".join(map(str, node.shape))
@@ -410,6 +494,8 @@ def _latex_render(node: Node, args: list[tuple[str, int]], bodies: list[str] | N
     notation = REGISTRY[node.op].notation
     if notation.transparent and _implicit(node) is None:
         return args[0]
+    if node.op == "broadcast_like" and node.inputs[0].shape == ():  # s broadcast like y: s times a bold 1
+        return (r"\mathbf{1}", 100) if _ones_like(node) else (rf"{_wrapper(args)(0, 21)} \mathbf{{1}}", 20)
     latex = notation.latex
     if callable(latex):
         found = latex(node, args, _wrapper(args, r"\left(", r"\right)"), **_bodies(latex, bodies))
@@ -456,7 +542,7 @@ def _escape(name: str) -> str:
 
 
 def _latex_header(name: str, params: list[str]) -> str:
-    return rf"{_latex_prefix(name)}\left({', '.join(_latex_name(p) for p in params)}\right)"
+    return rf"{_latex_prefix(name)}\left({', '.join(latex_name(p) for p in params)}\right)"
 
 
 def _latex_define(header: str, lines: list[tuple[str, str]], final: str) -> str:

@@ -185,11 +185,12 @@ def to_sympy(node: Node, cse: bool = False) -> Any:
 def latex(node: Node) -> str:
     """LaTeX for a node.
 
-    A scalar goes through sympy (with shared subexpressions as named lines of an
-    ``aligned`` block when the graph shares any); a tensor expression, and a scalar that
-    sympy cannot hold element by element (it depends on a variable of unknown size, or on
-    an op without a sympy form) or that runs a loop, is written in operator form,
-    ``X^{\\top} \\left(2 \\left(X w - y\\right)\\right)``.
+    An expression of scalar variables goes through sympy (with shared subexpressions as
+    named lines of an ``aligned`` block when the graph shares any); a tensor expression, a
+    scalar of tensor variables (``\\sum \\left(x - \\mu\\right)``, not one term per element),
+    and a scalar that sympy cannot hold (an op without a sympy form) or that runs a loop, is
+    written in operator form, ``X^{\\top} \\left(2 \\left(X w - y\\right)\\right)``: a vector
+    of ones as ``\\mathbf{1}``, ``c`` times an identity as ``c I_{n}``.
 
     >>> g = sd.Graph(); x = g.variable("x")
     >>> sd.latex(sd.sin(x) ** 2)
@@ -197,8 +198,11 @@ def latex(node: Node) -> str:
     """
     if not isinstance(node, Node):
         raise GraphError(f"latex: expected a node, got {type(node).__name__}")
-    if node.shape != () or any(n.op in _LOOPS for n in ancestors([node])):
-        return to_latex(node)  # a loop's sympy form is its steps written out: the operator form shows its body once
+    nodes = ancestors([node])
+    if node.shape != () or any(n.op in _LOOPS or (n.op == "variable" and n.shape != ()) for n in nodes):
+        # a loop's sympy form is its steps written out, a tensor's sum its elements one by one:
+        # the operator form shows the loop's body once, the sum as \sum
+        return to_latex(node)
     try:
         replacements, expr = to_sympy(node, cse=True)
     except (ShapeError, GraphError):  # sizes known only at evaluation, or no sympy form: the operator form

@@ -98,12 +98,26 @@ def _negated(text: str) -> tuple[str, int]:
     return ("-(" + text + ")" if text.startswith("-") else "-" + text), 30
 
 
+def _scalar_like(node: Node) -> bool:
+    """A factor that is one number: a scalar, a (1, 1)-shaped value, a scalar's broadcast."""
+    if all(d == 1 for d in node.shape):
+        return True
+    return node.op == "broadcast_like" and _scalar_like(node.inputs[0])
+
+
 def _product_latex(node: Node, wrap) -> tuple[str, int]:
-    if node.inputs[1].shape == () and node.inputs[0].shape != ():  # a scalar factor goes first
+    if _scalar_like(node.inputs[1]) and not _scalar_like(node.inputs[0]):  # a scalar factor goes first
         return f"{wrap(1, 20)} {wrap(0, 21)}", 20
-    if node.inputs[0].shape == ():
+    if _scalar_like(node.inputs[0]):
         return f"{wrap(0, 20)} {wrap(1, 21)}", 20
     return rf"{wrap(0, 20)} \odot {wrap(1, 21)}", 20
+
+
+def _power_latex(node: Node, args, wrap) -> tuple[str, int]:
+    base = wrap(0, 41)
+    if base.startswith(r"\frac"):  # (a/b)^2, not \frac{a}{b}^{2}, which reads as a/b^2
+        base = rf"\left({base}\right)"
+    return f"{base}^{{{args[1][0]}}}", 40
 
 
 def _nonzero_constant(y: Node) -> bool:
@@ -138,7 +152,7 @@ POW = elementwise_op(
     precedence=40,
     # right-associative; a negative number as exponent reads as Python writes it (x**-2)
     text=lambda node, args, wrap: (wrap(0, 41) + "**" + wrap(1, 30 if node.inputs[1].op == "constant" else 40), 40),
-    latex=lambda node, args, wrap: (f"{wrap(0, 41)}^{{{args[1][0]}}}", 40),
+    latex=_power_latex,
     function="power",
     sympy=lambda x, y: x**y,
     sympy_name="Pow",

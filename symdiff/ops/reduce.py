@@ -69,7 +69,8 @@ def _whole(node: Node, symbol: str, wrap) -> tuple[str, int] | None:
     """``\\sum x`` for a reduction over every axis (LaTeX); None for the usual form otherwise."""
     if node.attrs["axis"] != tuple(range(-node.inputs[0].ndim, 0)):
         return None
-    return rf"{symbol} {wrap(0, 100)}", 15
+    need = 40 if symbol == r"\sum" else 100  # a power binds tighter than a sum: \sum x^{2}, \sum \left(2 x\right)
+    return rf"{symbol} {wrap(0, need)}", 15
 
 
 def accumulates(fn: Any) -> Any:
