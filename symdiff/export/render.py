@@ -6,16 +6,16 @@ import pathlib
 import shutil
 import subprocess
 import warnings
-from collections.abc import Sequence
 from typing import Any
 
 from symdiff.errors import GraphError
-from symdiff.export.dot import body_nodes, drawn_nodes, to_dot
+from symdiff.export.dot import Drawing, Outputs, plan_drawing, to_dot
 from symdiff.export.nx import subgraph_nodes
 from symdiff.graph import Node, install
 
-# Graphviz's layout grows faster than the node count: a few seconds at 1,000 nodes, minutes at 5,000.
-MAX_NODES = 1_000
+# A picture of more nodes than this no longer reads (and Graphviz's layout grows faster than the
+# node count: a few seconds at 1,000 nodes, minutes at 5,000).
+MAX_NODES = 200
 
 INSTALL_HINT = (
     "the Graphviz 'dot' program is not installed, so only the DOT source was written; install "
@@ -24,36 +24,52 @@ INSTALL_HINT = (
     "dot -Tsvg {dot} -o {out}"
 )
 
+_DOT_OPTIONS = ("values", "cost", "rankdir", "title")
 
-def _too_large(outputs: Node | Sequence[Node], options: dict[str, Any], max_nodes: int | None, what: str) -> str | None:
-    """Why a drawing of ``outputs`` is too large for Graphviz's layout (None: it is not)."""
-    if max_nodes is None:
-        return None
-    _, nodes, _ = drawn_nodes(outputs, options.get("depth"), what)
-    count = len(nodes) + sum(len(inside) for _, inside in body_nodes(nodes))  # each body drawn once
-    if count <= max_nodes:
+
+def _plan(outputs: Outputs, options: dict[str, Any], what: str) -> Drawing:
+    unknown = sorted(set(options) - {*_DOT_OPTIONS, "depth", "simplify"})
+    if unknown:
+        raise GraphError(
+            f"{what}: unknown option {unknown[0]!r}; the options are depth, simplify, {', '.join(_DOT_OPTIONS)}"
+        )
+    return plan_drawing(outputs, depth=options.get("depth"), simplify=options.get("simplify", False), what=what)
+
+
+def _too_large(drawing: Drawing, max_nodes: int | None, what: str) -> str | None:
+    """Why ``drawing`` is too large to read (None: it is not)."""
+    if max_nodes is None or drawing.size <= max_nodes:
         return None
     return (
-        f"{what}: the drawing would have {count} nodes, more than max_nodes={max_nodes}, and Graphviz "
-        "would take minutes to lay it out; draw less: depth=3 keeps the nodes within 3 edges of the outputs, "
-        "or pass a sub-graph (fewer outputs, one derivative), or write only the DOT source (a .dot path); "
-        "max_nodes=None draws it anyway"
+        f"{what}: the drawing would have {drawing.size} nodes, more than max_nodes={max_nodes}, too many to "
+        f"read (and slow to lay out); draw less: {what}(node, ..., depth=3) keeps the nodes within 3 edges of "
+        "the outputs, or pass a sub-graph (fewer outputs, one derivative), or simplify=True; "
+        "max_nodes=None draws it anyway, and a .dot path writes only the DOT source"
     )
 
 
+def _source(drawing: Drawing, options: dict[str, Any]) -> str:
+    return to_dot(drawing, **{k: v for k, v in options.items() if k in _DOT_OPTIONS})
+
+
 def render(
-    outputs: Node | Sequence[Node], path: str | pathlib.Path, *, max_nodes: int | None = MAX_NODES, **options: Any
+    outputs: Outputs, path: str | pathlib.Path, *, max_nodes: int | None = MAX_NODES, **options: Any
 ) -> pathlib.Path:
     """Draw ``outputs`` to ``path`` (``.svg``, ``.png`` or ``.pdf``) with Graphviz.
 
-    The DOT source is always written beside it (``path`` with suffix ``.dot``). When
-    the Graphviz ``dot`` program is not installed, a warning says how to install it
-    and the ``.dot`` path is returned; otherwise the picture's path. ``options`` go to
-    :func:`to_dot` (``values``, ``cost``, ``depth``, ``rankdir``, ``title``).
+    ``outputs`` is a node, a list, or a dict naming them (``{"L": L, "H": H}``: the outputs
+    are labelled by these names). The DOT source is always written beside the picture (``path``
+    with suffix ``.dot``). When the Graphviz ``dot`` program is not installed, a warning says how
+    to install it and the ``.dot`` path is returned; otherwise the picture's path. ``options``
+    go to :func:`to_dot` (``values``, ``cost``, ``depth``, ``rankdir``, ``title``, ``simplify``).
 
-    A drawing of more than ``max_nodes`` nodes (1,000; Graphviz lays it out in minutes) is
-    refused with a GraphError before anything is written, naming ``depth=`` and sub-graphs;
-    ``max_nodes=None`` lifts the limit, and a ``.dot`` path has none (no layout).
+    ``simplify=True`` draws ``sd.simplify(outputs)``: simplify appends the simplified nodes
+    to the graph (as it always does), so the graph grows; the outputs are left as they were.
+
+    A drawing of more than ``max_nodes`` nodes (200, counted as drawn: a small constant once
+    per use) is refused with a GraphError before anything is written, naming ``depth=``,
+    sub-graphs and ``simplify=True``; ``max_nodes=None`` lifts the limit, and a ``.dot`` path
+    has none (no layout). An unknown option is a GraphError too.
 
     >>> import tempfile, pathlib
     >>> g = sd.Graph(); x = g.variable("x")
@@ -65,10 +81,11 @@ def render(
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in ("svg", "png", "pdf", "dot"):
         raise GraphError(f"render: cannot write {path.name!r}; use a .svg, .png, .pdf or .dot file name")
-    too_large = _too_large(outputs, options, max_nodes, "render") if fmt != "dot" else None
+    drawing = _plan(outputs, options, "render")
+    too_large = _too_large(drawing, max_nodes, "render") if fmt != "dot" else None
     if too_large:
         raise GraphError(too_large)
-    source = to_dot(outputs, **options)
+    source = _source(drawing, options)
     dot_path = path.with_suffix(".dot")
     dot_path.parent.mkdir(parents=True, exist_ok=True)
     dot_path.write_text(source, encoding="utf-8")
@@ -82,23 +99,27 @@ def render(
     return path
 
 
-def to_svg(outputs: Node | Sequence[Node], *, max_nodes: int | None = MAX_NODES, **options: Any) -> str | None:
-    """SVG text of the drawing, or None when Graphviz is not installed, or (with a warning
-    naming ``depth=``) when the drawing has more than ``max_nodes`` nodes."""
+def to_svg(outputs: Outputs, *, max_nodes: int | None = MAX_NODES, **options: Any) -> str | None:
+    """SVG text of the drawing (options as for :func:`render`), or None when Graphviz is not
+    installed, or (with a warning naming ``depth=``) when the drawing has more than ``max_nodes``
+    nodes (200)."""
     program = shutil.which("dot")
     if program is None:
         return None
-    too_large = _too_large(outputs, options, max_nodes, "to_svg")
+    drawing = _plan(outputs, options, "to_svg")
+    too_large = _too_large(drawing, max_nodes, "to_svg")
     if too_large:
         warnings.warn(too_large, stacklevel=2)
         return None
-    result = subprocess.run([program, "-Tsvg"], input=to_dot(outputs, **options), capture_output=True, text=True)
+    result = subprocess.run([program, "-Tsvg"], input=_source(drawing, options), capture_output=True, text=True)
     return result.stdout if result.returncode == 0 else None
 
 
 def _node_svg(self: Node) -> str | None:
-    """A drawing for Jupyter, when Graphviz is installed and the graph is small enough."""
-    if len(subgraph_nodes(self.graph, self)) > 200:
+    """A drawing for Jupyter, when Graphviz is installed and the drawing is small enough to read."""
+    if shutil.which("dot") is None or len(subgraph_nodes(self.graph, self)) > 2 * MAX_NODES:
+        return None  # not even planned: too large
+    if plan_drawing(self, what="_repr_svg_").size > MAX_NODES:
         return None
     return to_svg(self)
 
