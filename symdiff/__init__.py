@@ -40,12 +40,14 @@ from symdiff.errors import (
     UnboundVariableError,
 )
 from symdiff.evaluate import compile, evaluate
+from symdiff.explain import explain
 from symdiff.export.dot import to_dot
 from symdiff.export.io import load
 from symdiff.export.render import render
 from symdiff.export.sympy import from_sympy, latex, to_sympy
 from symdiff.graph import Graph, Node
 from symdiff.loops import Checkpoint, checkpoint, fori_loop, scan, unroll, while_loop
+from symdiff.optimize import Problem
 from symdiff.ops import *  # noqa: F403 (the op table's public functions)
 from symdiff.ops import __all__ as _ops_all
 from symdiff.simplify import simplify
@@ -61,6 +63,7 @@ __all__ = [
     "LinAlgError",
     "LoopError",
     "Node",
+    "Problem",
     "NonDifferentiableError",
     "ShapeError",
     "SymdiffError",
@@ -72,6 +75,7 @@ __all__ = [
     "composite",
     "compile",
     "evaluate",
+    "explain",
     "fori_loop",
     "from_sympy",
     "grad",

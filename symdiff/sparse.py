@@ -174,11 +174,20 @@ def _matmul(node: Node, a: Node, b: Node, da: Any, db: Any, n: int) -> sp.csr_ma
     return _union(parts, (node.size, n))
 
 
-def dependencies(outputs: list[Node], x: Node, what: str) -> dict[Node, Any]:
+def dependencies(outputs: list[Node], x: Node | Sequence[Node], what: str) -> dict[Node, Any]:
     """For each node between x and the outputs, which elements of x each element may depend on
-    (a node with several outputs: a tuple, one pattern or None per output)."""
-    n = _static_size(x, what, "x")
-    return _propagate(outputs, {x: sp.identity(n, dtype=bool, format="csr")}, n, what)
+    (a node with several outputs: a tuple, one pattern or None per output). For a list of
+    nodes x, the columns are their elements stacked in order (each flattened in C order)."""
+    if isinstance(x, Node):
+        n = _static_size(x, what, "x")
+        return _propagate(outputs, {x: sp.identity(n, dtype=bool, format="csr")}, n, what)
+    sizes = [_static_size(v, what, f"x[{k}]") for k, v in enumerate(x)]
+    n, starts = sum(sizes), np.cumsum([0, *sizes])
+    deps = {
+        v: sp.csr_matrix((np.ones(m, bool), (np.arange(m), np.arange(m) + at)), shape=(m, n))
+        for v, m, at in zip(x, sizes, starts)
+    }
+    return _propagate(outputs, deps, n, what)
 
 
 def _propagate(outputs: Sequence[Node], deps: dict[Node, Any], n: int, what: str) -> dict[Node, Any]:
@@ -559,10 +568,11 @@ def _symmetric_reads(pattern: sp.csr_matrix, colour: np.ndarray) -> tuple[np.nda
 
 
 def _seeded_values(
-    output: Node, x: Node, pattern: sp.csr_matrix, what: str, symmetric: bool = False
+    output: Node, xs: list[Node], pattern: sp.csr_matrix, what: str, symmetric: bool = False
 ) -> tuple[Node, int]:
     """The values of the pattern's non-zeros as one node: a forward-mode pass with one seed
-    per colour (the compressed matrix, colours x rows), and the non-zeros picked out of it."""
+    per colour (the compressed matrix, colours x rows), and the non-zeros picked out of it;
+    the columns are the elements of ``xs`` stacked in order."""
     from symdiff.autodiff import forward_pass
     from symdiff.ops.indexing import getitem
     from symdiff.ops.structure import reshape
@@ -573,11 +583,15 @@ def _seeded_values(
         return graph.constant(np.zeros(0, dtype=output.dtype)), 0
     colour = star_colouring(pattern) if symmetric else _colouring(pattern)
     count = int(colour.max()) + 1
-    seeds = np.zeros((count, x.size), dtype=x.dtype if x.dtype.kind == "f" else np.float64)
-    seeds[colour, np.arange(x.size)] = 1.0
+    seeds = np.zeros((count, pattern.shape[1]))
+    seeds[colour, np.arange(pattern.shape[1])] = 1.0
     with graph._derivative_pass():
-        seed = graph.constant(seeds.reshape((count, *x.shape)))
-        found = forward_pass([output], [x], [seed], what)
+        tangents, at = [], 0
+        for x in xs:  # each x's block of the seeds, in its shape and dtype
+            block = seeds[:, at : at + x.size].astype(x.dtype if x.dtype.kind == "f" else np.float64)
+            tangents.append(graph.constant(block.reshape((count, *x.shape))))
+            at += x.size
+        found = forward_pass([output], xs, tangents, what)
         if output not in found:  # the pattern is a superset of the dependence: zeros, (colours, y's size)
             found[output] = graph.uniform_constant(0, (count, *output.shape), output.dtype)
         flat = reshape(found[output], (count, output.size))
@@ -629,12 +643,19 @@ def sparse_jacobian(y: Node, x: Node) -> SparseDerivative:
     _flat(y, "sparse_jacobian", "y")
     _static_size(y, "sparse_jacobian", "y")
     n = _static_size(x, "sparse_jacobian", "x")
+    return stacked_jacobian(y, [x], n, "sparse_jacobian")
+
+
+def stacked_jacobian(y: Node, xs: list[Node], n: int, what: str) -> SparseDerivative:
+    """The sparse Jacobian of ``y`` (checked, static size) with respect to the elements of
+    ``xs`` stacked in order (``n`` of them; each x checked, flattened in C order): its columns.
+    sd.Problem's constraint Jacobian over several variables."""
     with y.graph._derivative_pass():  # a failure appends nothing
-        deps = dependencies([y], x, "sparse_jacobian")
+        deps = dependencies([y], xs[0] if len(xs) == 1 else xs, what)
         pattern = deps.get(y, sp.csr_matrix((y.size, n), dtype=bool))
         pattern = sp.csr_matrix(pattern, dtype=bool)
         pattern.sort_indices()
-        values, colors = _seeded_values(y, x, pattern, "sparse_jacobian")
+        values, colors = _seeded_values(y, xs, pattern, what)
     return SparseDerivative(pattern, values, colors, "jacobian")
 
 
@@ -649,7 +670,6 @@ def sparse_hessian(f: Node, x: Node) -> SparseDerivative:
     >>> H.nnz, H.colors
     (10, 3)
     """
-    from symdiff.autodiff import gradient_pass
     from symdiff.graph import check_same_graph
 
     for role, node in (("f", f), ("x", x)):
@@ -662,11 +682,23 @@ def sparse_hessian(f: Node, x: Node) -> SparseDerivative:
         )
     _flat(f, "sparse_hessian", "f")
     n = _static_size(x, "sparse_hessian", "x")
+    return stacked_hessian(f, [x], n, "sparse_hessian")
+
+
+def stacked_hessian(f: Node, xs: list[Node], n: int, what: str) -> SparseDerivative:
+    """The sparse Hessian of a scalar ``f`` (checked) with respect to the elements of ``xs``
+    stacked in order (``n`` of them; each x checked, flattened in C order): sd.Problem's
+    Lagrangian Hessian over several variables."""
+    from symdiff.autodiff import gradient_pass
+    from symdiff.ops.join import concatenate
+    from symdiff.ops.structure import reshape
+
     with f.graph._derivative_pass():  # a failure appends nothing
-        (gradient,) = gradient_pass(f, [x], None, "sparse_hessian")
-        deps = dependencies([gradient], x, "sparse_hessian")
+        gradients = gradient_pass(f, xs, None, what)
+        gradient = gradients[0] if len(xs) == 1 else concatenate([reshape(d, (-1,)) for d in gradients])
+        deps = dependencies([gradient], xs[0] if len(xs) == 1 else xs, what)
         pattern = deps.get(gradient, sp.csr_matrix((n, n), dtype=bool))
         pattern = sp.csr_matrix(pattern + pattern.T, dtype=bool)  # the Hessian is symmetric; so is its pattern
         pattern.sort_indices()
-        values, colors = _seeded_values(gradient, x, pattern, "sparse_hessian", symmetric=True)
+        values, colors = _seeded_values(gradient, xs, pattern, what, symmetric=True)
     return SparseDerivative(pattern, values, colors, "hessian")
