@@ -502,19 +502,25 @@ _INLINED_LEAVES = 8  # a small scalar sum: one that may be multiplied out
 _REGION = 32  # nodes: how far the normal form of a scalar sum or product looks for its own shared parts
 
 
-def _inlined(n: Node, ops: frozenset[str]) -> bool:
-    """Whether ``n`` is a small scalar sum (``ops``) of at most _INLINED_LEAVES leaves (a bounded look)."""
-    if n.shape != () or n.op not in ops:
-        return False
-    budget, stack = _INLINED_LEAVES, list(n.inputs)
+def _leaves(nodes: tuple[Node, ...], ops: frozenset[str], budget: int) -> list[Node] | None:
+    """The leaves under ``nodes`` through the ops ``ops``, each as often as it occurs; None past
+    ``budget`` visited nodes (a bounded look: a long sum or product is not searched)."""
+    leaves, stack = [], list(nodes)
     while stack:
-        u = stack.pop()
+        n = stack.pop()
         budget -= 1
         if budget < 0:
-            return False
-        if u.op in ops:
-            stack.extend(u.inputs)
-    return True
+            return None
+        if n.op in ops:
+            stack.extend(n.inputs)
+        else:
+            leaves.append(n)
+    return leaves
+
+
+def _inlined(n: Node, ops: frozenset[str]) -> bool:
+    """Whether ``n`` is a small scalar sum (``ops``) of at most _INLINED_LEAVES leaves (a bounded look)."""
+    return n.shape == () and n.op in ops and _leaves(n.inputs, ops, _INLINED_LEAVES) is not None
 
 
 def _small(n: Node) -> bool:
@@ -1609,17 +1615,7 @@ def _in(u: Node, dtype: np.dtype) -> Node:
 def _product_leaves(nodes: tuple[Node, ...], budget: int = 16) -> list[Node] | None:
     """The factors of a product of ``nodes`` (through mul, div and neg), each as often as it
     occurs; None past ``budget`` nodes (a long product is not searched)."""
-    leaves, stack = [], list(nodes)
-    while stack:
-        n = stack.pop()
-        budget -= 1
-        if budget < 0:
-            return None
-        if n.op in _PRODUCT_OPS:
-            stack.extend(n.inputs)
-        else:
-            leaves.append(n)
-    return leaves
+    return _leaves(nodes, _PRODUCT_OPS, budget)
 
 
 def _is_float_abs(n: Node) -> bool:

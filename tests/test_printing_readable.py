@@ -18,17 +18,8 @@ from hypothesis import strategies as st
 
 import symdiff as sd
 from symdiff.cli import main
-from symdiff.graph import ancestors
-from symdiff.parse import parse
 from symdiff.printing import latex_name, to_latex
-
-
-def _reread(node: sd.Node) -> sd.Node:
-    g = sd.Graph()
-    for n in ancestors([node]):
-        if n.op == "variable":
-            g.variable(n.name, shape=n.shape, dtype=n.dtype)
-    return parse(str(node), g)
+from tests.test_edge_printing import _reread
 
 
 def _reads_back(node: sd.Node, values: dict | None = None) -> None:
