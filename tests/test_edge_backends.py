@@ -357,3 +357,65 @@ def test_numba_reductions_value_gradient_and_hessian_agree_with_numpy(case):
     for k, (a, b) in enumerate(zip(got, expected)):
         assert np.shape(a) == np.shape(b) and np.asarray(a).dtype == np.asarray(b).dtype, k
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"output {k}")
+
+
+# A 0-d value is a scalar in every printed backend's code, however it was made: an array of
+# one element reshaped or squeezed to (), a 0-d value broadcast or transposed to (), a product,
+# and the consumers that turn a scalar back into an array (np.full in numba), in the forward
+# and in the gradient (whose vjps reshape the other way). Each combination against evaluate.
+_ZERO_D_MAKERS = {
+    "reshape (1,) to ()": lambda v, s, m: sd.reshape(v[:1], ()),
+    "reshape () to ()": lambda v, s, m: sd.reshape(s, ()),
+    "reshape (1, 1) to ()": lambda v, s, m: sd.reshape(m, ()),
+    "squeeze (1, 1)": lambda v, s, m: sd.squeeze(m),
+    "broadcast_to ()": lambda v, s, m: sd.broadcast_to(s, ()),
+    "transpose ()": lambda v, s, m: sd.transpose(s),
+    "sum keepdims reshaped": lambda v, s, m: sd.reshape(sd.sum(v, keepdims=True), ()),
+    "v[1]": lambda v, s, m: v[1],
+    "m[0, 0]": lambda v, s, m: m[0, 0],
+    "prod": lambda v, s, m: sd.prod(v),
+    "v @ v": lambda v, s, m: v @ v,
+}
+_ZERO_D_USERS = {
+    "itself": lambda t, v: t,
+    "reshape to (-1,)": lambda t, v: sd.reshape(t, (-1,)),
+    "expand_dims": lambda t, v: sd.expand_dims(t, 0),
+    "broadcast_to (3,)": lambda t, v: sd.broadcast_to(t, (3,)),
+    "times v": lambda t, v: t * v,
+    "sin": lambda t, v: sd.sin(t),
+    "stack": lambda t, v: sd.stack([t, t]),
+}
+
+
+@pytest.mark.parametrize("backend", ["numba", "jax", "c"])
+def test_zero_d_values_made_from_arrays_run_on_every_backend(backend):
+    if not installed(backend):
+        pytest.skip(f"{backend} is not installed (the test extra installs it)")
+    g = sd.Graph()
+    v, s, m = g.variable("v", shape=(3,)), g.variable("s"), g.variable("m", shape=(1, 1))
+    outputs = []
+    for make in _ZERO_D_MAKERS.values():
+        for use in _ZERO_D_USERS.values():
+            out = use(make(v, s, m), v)
+            outputs += [out, *sd.grad(sd.sum(out * out), [v, s, m])]
+    values = (np.array([1.5, -2.0, 0.5]), 0.7, np.array([[0.3]]))
+    expected = sd.evaluate(outputs, dict(zip((v, s, m), values)))
+    got = sd.compile(outputs, [v, s, m], backend=backend)(*values)
+    for node, want, have in zip(outputs, expected, got):
+        assert np.shape(have) == np.shape(want), node
+        np.testing.assert_allclose(have, want, rtol=1e-12, err_msg=str(node))
+
+
+def test_numba_hessian_of_a_lagrangian_through_a_0d_reshape():
+    """Issue 24's HS71 Lagrangian: l[0] * prod(x) with the product reshaped to (1,) (regression:
+    numba was handed np.full((1,), <0-d array>)). Hessian of prod(x): x_1 x_2 x_3 / (x_i x_j) off
+    the diagonal, 0 on it."""
+    if not HAVE_NUMBA:
+        pytest.skip("numba is not installed (the test extra installs it)")
+    g = sd.Graph()
+    x, lam = g.variable("x", shape=(4,)), g.variable("l", shape=(2,))
+    h = sd.hessian(sd.sum(lam[:1] * sd.reshape(sd.prod(x), (-1,))), x)
+    xv, lv = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 5.0])
+    want = lv[0] * np.prod(xv) / np.outer(xv, xv)
+    np.fill_diagonal(want, 0.0)
+    np.testing.assert_allclose(sd.compile(h, [x, lam], backend="numba")(xv, lv), want, rtol=1e-12)

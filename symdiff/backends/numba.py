@@ -418,6 +418,8 @@ def _scalar_filled(node: Node, a: list[str]) -> str | None:
     """numba's array functions take no scalars: a scalar made an array is np.full."""
     if node.inputs[0].ndim:
         return None
+    if node.ndim == 0:  # a 0-d node is a scalar in the generated code, never a 0-d array
+        return a[0]
     return f"np.full({tuple(1 if d is None or d < 0 else d for d in node.shape)}, {a[0]})"
 
 
@@ -439,6 +441,8 @@ def _p_squeeze(w: Writer, node: Node, a: list[str]) -> str:
 def _p_reshape(w: Writer, node: Node, a: list[str]) -> str:
     if node.inputs[0].ndim == 0:
         return _scalar_filled(node, a)
+    if node.ndim == 0:  # the one element, as a scalar (numba's reshape to () gives a 0-d array)
+        return f"np.ascontiguousarray({a[0]}).reshape(1)[0]"
     return f"np.ascontiguousarray({a[0]}).reshape({tuple(node.attrs['shape_to'])})"
 
 
