@@ -81,3 +81,24 @@ def test_from_sympy_maps_symbols_to_variables(g):
 def test_latex(g):
     x = g.variable("x")
     assert sd.latex(sd.exp(x) ** 2) == "e^{2 x}"
+
+
+def test_a_saved_untake_node_loads_as_takes_transpose(tmp_path):
+    """untake (the adjoint of take until take declared its transpose) is read from version 3
+    files as take's transpose: the same scatter-add into zeros shaped like x."""
+    import json
+
+    x = np.arange(12.0).reshape(3, 4)
+    ct = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+    nodes = [
+        {"op": "variable", "name": "A", "shape": [3, 4], "dtype": "float64", "is_gradient": False},
+        {"op": "constant", "dtype": "int64", "shape": [3], "value": [2, 0, 2], "is_gradient": False},
+        {"op": "constant", "dtype": "float64", "shape": [3, 3], "value": ct.ravel().tolist(), "is_gradient": True},
+        {"op": "untake", "inputs": [2, 0, 1], "attrs": {"axis": -1}, "is_gradient": True},
+    ]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"format": "symdiff-graph", "version": 3, "nodes": nodes, "outputs": {"g": 3}}))
+    loaded = sd.load(path)
+    want = np.zeros_like(x)
+    np.add.at(want, (slice(None), [2, 0, 2]), ct)  # columns 2 and 0; column 2 twice
+    np.testing.assert_array_equal(sd.evaluate(loaded.outputs["g"], {"A": x}), want)

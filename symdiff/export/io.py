@@ -73,6 +73,8 @@ VERSION = 3
 READABLE = (1, 2, 3)
 # the ops of version 2 that are outputs of one node now: op -> (its node's op, output)
 _SPLIT = {"eigvalsh": ("eigh", 0), "eigh_vectors": ("eigh", 1), "signdet": ("slogdet", 0), "logabsdet": ("slogdet", 1)}
+# ops that files may hold but that are now other ops' transposes: op -> (the op, its input)
+_TRANSPOSED = {"untake": ("take", 0)}  # untake(g, x, indices, axis): take's transpose, an unindex
 MAX_NODES = 10_000_000
 _LOOPS = ("scan", "while_loop")  # nodes whose inputs are not their body's parameters one for one
 
@@ -317,7 +319,7 @@ def _op_node(graph: Graph, entry: dict[str, Any], built: list[Node], k: int, loa
     op = entry["op"]
     if op in _SPLIT and loading.version < 3:
         return _split(graph, entry, built, k, loading)
-    _need(op in REGISTRY, f"unknown op {op!r} (define it with sd.define_op before loading)")
+    _need(op in REGISTRY or op in _TRANSPOSED, f"unknown op {op!r} (define it with sd.define_op before loading)")
     inputs = entry.get("inputs")
     _need(isinstance(inputs, list), "no input list")
     _need(
@@ -336,6 +338,10 @@ def _op_node(graph: Graph, entry: dict[str, Any], built: list[Node], k: int, loa
     _need(all(r is not None for r in regions), f"regions {ids!r}: a body must come before the nodes that run it")
     if op in _LOOPS and regions:
         return _loop(graph, op, [built[i] for i in inputs], decoded, regions)
+    if op in _TRANSPOSED:
+        partner, position = _TRANSPOSED[op]
+        ct, *operands = (built[i] for i in inputs)
+        return REGISTRY[partner].transpose_rule(position)(ct, *operands, **decoded)
     return restore(REGISTRY[op], [built[i] for i in inputs], decoded, regions)
 
 

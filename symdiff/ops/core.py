@@ -21,6 +21,14 @@ driver sums broadcast axes away in one place. ``None`` in place of a rule means
 
 ``jvp[i](t, out, *inputs, **attrs)`` returns the contribution of input ``i``'s
 tangent ``t`` to the tangent of ``out``, with the same batch convention.
+
+An op linear in an input declares, instead of that input's ``vjp``, its *transpose*
+(``transpose[i](ct, *inputs, **attrs)``, as JAX's linear primitives do): the adjoint of the
+map ``x_i -> op(..., x_i, ...)`` applied to a cotangent ``ct`` shaped like the output (with
+the same leading batch axes), giving a cotangent shaped like input ``i`` (or like the output,
+for a broadcast input). Its ``vjp`` is that transpose applied to the incoming gradient and its
+``jvp`` the op itself applied to the tangent; the transpose rules of the ops a transpose is
+built from make the transpose of the transpose, so derivatives of every order follow.
 """
 
 from __future__ import annotations
@@ -110,7 +118,9 @@ class Op:
     (numpy, or another with numpy's names); ``generic`` is False for a forward written
     for numpy arrays only. ``numpy`` is the numpy function the op is (``"sin"``,
     ``"linalg.solve"``), by which other backends find their own. ``derived`` names the
-    aspects the op's kind supplied rather than the declaration (``"jvp"``).
+    aspects the op's kind supplied rather than the declaration (``"jvp"``; ``"transpose"``
+    when its reverse-mode rules are its transpose rules). ``transpose``: for an op linear in
+    some inputs, their transpose rules (see the module docstring).
     """
 
     name: str
@@ -138,6 +148,7 @@ class Op:
     runs: Callable[..., Any] | None = None
     edges: Callable[..., list[str]] | None = None
     lower: Callable[..., Any] | None = None
+    transpose: DerivativeRules | None = None
 
     @property
     def elementwise(self) -> bool:
@@ -164,6 +175,12 @@ class Op:
 
     def jvp_rule(self, i: int) -> DerivativeRule | None:
         return _rule(self.jvp, i)
+
+    def transpose_rule(self, i: int) -> DerivativeRule | None:
+        """Input ``i``'s transpose rule ``rule(ct, *inputs, **attrs)``, or None where the op gives
+        none for it (not linear in it, an index, a reference for a shape)."""
+        rule = _rule(self.transpose, i)
+        return rule if callable(rule) and rule is not not_differentiable else None
 
     def __repr__(self) -> str:
         return f"<Op {self.name}>"
@@ -255,6 +272,114 @@ def _linear_jvp(op_name: str, i: int) -> DerivativeRule:
     return rule
 
 
+class per_input:  # noqa: N801 (a marker, read as a declaration's word)
+    """A table of rules written as a function of the input's position, ``per_input(lambda i: rule)``,
+    for ``transpose=`` of an op that takes any number of inputs (concatenate: each input's
+    transpose is its part of the cotangent). ``vjp=`` and ``jvp=`` take such a function bare."""
+
+    def __init__(self, table: Callable[[int], Any]) -> None:
+        self.table = table
+
+    def __call__(self, i: int) -> Any:
+        return self.table(i)
+
+
+def _transpose_table(name: str, transpose: Any) -> DerivativeRules:
+    """``transpose=`` as a rule table (a sequence, or a function of the position): a bare rule is
+    the transpose of an op of one input."""
+    if isinstance(transpose, per_input):
+        return transpose.table
+    if isinstance(transpose, (tuple, list)):
+        for i, entry in enumerate(transpose):
+            if entry is not None and entry is not not_differentiable and not callable(entry):
+                raise GraphError(
+                    f"define_op {name!r}: transpose[{i}] is {entry!r}, not a rule, None or not_differentiable"
+                )
+        return tuple(transpose)
+    if callable(transpose):
+        return (transpose,)
+    raise GraphError(
+        f"define_op {name!r}: transpose is a rule (an op of one input), a sequence with one entry per input, "
+        f"or per_input(lambda i: ...), not {transpose!r}"
+    )
+
+
+def _from_transpose(rule: DerivativeRule) -> DerivativeRule:
+    """A linear input's reverse-mode rule: its transpose applied to the incoming gradient."""
+
+    def vjp(g: Node, out: Node, *inputs: Node, **attrs: Any) -> Node:
+        return rule(g, *inputs, **attrs)
+
+    return vjp
+
+
+def _merged_vjp(
+    name: str, transposes: DerivativeRules, vjp: DerivativeRules | None, arity: int | None
+) -> DerivativeRules:
+    """The op's reverse-mode table: input i's transpose where it has one (``_from_transpose``), else
+    the entry ``transpose`` gives it (None, not_differentiable), else its ``vjp`` entry. An input
+    may have a transpose or a vjp, not both."""
+    known = len(transposes) if isinstance(transposes, tuple) else arity
+    if vjp is not None and known is not None:
+        for i in range(known):
+            if _rule(transposes, i) is not None and _rule(vjp, i) is not None:
+                raise GraphError(
+                    f"define_op {name!r}: input {i} has both a vjp and a transpose rule; a linear input's vjp "
+                    "is its transpose (give one)"
+                )
+    elif vjp is not None:
+        raise GraphError(
+            f"define_op {name!r}: give arity to combine a vjp with transpose=per_input(...) "
+            "(which inputs each covers must be known)"
+        )
+
+    def entry(i: int) -> DerivativeRule | None:
+        t = _rule(transposes, i)
+        if callable(t) and t is not not_differentiable:
+            return _from_transpose(t)
+        return t if t is not None or vjp is None else _rule(vjp, i)
+
+    if isinstance(transposes, tuple) and not callable(vjp):
+        n = max(len(transposes), len(vjp) if vjp is not None else 0)
+        return tuple(entry(i) for i in range(n))
+    return entry
+
+
+def _transposed_jvp(name: str, transposes: DerivativeRules, i: int) -> DerivativeRule:
+    """A linear input's forward-mode rule: the op on the tangent, the other inputs as they are
+    (valid while no other input is linear too: then the op is not linear in input i alone)."""
+    apply_op = _linear_jvp(name, i)
+
+    def rule(t: Node, out: Node, *inputs: Node, **attrs: Any) -> Node:
+        others = [j for j in range(len(inputs)) if j != i and _rule(transposes, j) not in (None, not_differentiable)]
+        if others:
+            raise GraphError(
+                f"{name}: the op is linear in inputs {i} and {others[0]} together; its jvp must be written "
+                "(the op with the other linear inputs zero)"
+            )
+        return apply_op(t, out, *inputs, **attrs)
+
+    return rule
+
+
+def _derived_jvp(name: str, transposes: DerivativeRules, vjp: DerivativeRules) -> DerivativeRules:
+    """The forward-mode table of an op with transpose rules: the op on the tangent for a linear
+    input, the reverse table's None or not_differentiable for the others (an input with a
+    written vjp needs a written jvp too)."""
+
+    def entry(i: int) -> DerivativeRule | None:
+        if _rule(transposes, i) not in (None, not_differentiable):
+            return _transposed_jvp(name, transposes, i)
+        r = _rule(vjp, i)
+        if r is not None and r is not not_differentiable:
+            raise GraphError(f"define_op {name!r}: input {i} has a written vjp; write the jvp beside it")
+        return r
+
+    if isinstance(vjp, tuple):
+        return tuple(entry(i) for i in range(len(vjp)))
+    return entry
+
+
 def define_op(
     name: str,
     forward: Callable[..., Any] | None = None,
@@ -265,6 +390,7 @@ def define_op(
     dtype: Callable[..., np.dtype] | None = None,
     vjp: DerivativeRules | None = None,
     jvp: DerivativeRules | None = None,
+    transpose: DerivativeRules | per_input | None = None,
     partials: Sequence[Callable[..., Node] | None] | None = None,
     differentiable: bool = True,
     elementwise: bool = False,
@@ -320,6 +446,19 @@ def define_op(
         input through which no gradient flows. The kind derives ``jvp`` where it can:
         for an elementwise op it is ``vjp`` with the tangent in place of the cotangent,
         for a ``"linear"`` op the op itself applied to the tangent.
+    transpose : callable, sequence or per_input, optional
+        For an op linear in some inputs (a reshape, a gather, a sum, a concatenation), their
+        transpose rules instead of their ``vjp``: ``transpose[i](ct, *inputs, **attrs)`` is the
+        adjoint of ``x_i -> op(..., x_i, ...)`` applied to ``ct`` (shaped like the output, with
+        the same leading batch axes). A bare rule serves an op of one input; a
+        sequence has one entry per input (None: no gradient, ``not_differentiable``: an index);
+        ``per_input(lambda i: rule)`` serves an op of any number of inputs. The ``vjp`` is the
+        transpose applied to the gradient and, where one input is linear, the ``jvp`` the op on
+        the tangent (``derived`` says so; an op linear in several inputs together, as
+        concatenate, writes its ``jvp``). The op gets the ``"linear"`` property. An input may
+        have a ``vjp`` or a transpose, not both. A transpose built from ops with transpose rules
+        (getitem's is ``unindex``, whose own is ``getitem``) transposes back, so derivatives of
+        every order follow; ``tests/test_transpose.py`` checks every registered one.
     partials : sequence of callables, optional
         For an elementwise op, instead of ``vjp``: ``partials[i](out, *inputs)``, the
         derivative of the output by input i, element by element (``vjp[i]`` is ``g * it``).
@@ -421,6 +560,7 @@ def define_op(
         if (
             kind == "elementwise"
             and vjp is None
+            and transpose is None
             and partials is None
             and jvp is None
             and differentiable
@@ -433,10 +573,31 @@ def define_op(
                 arity = expression_arity(scalar) if isinstance(declared, Expr) else parameters(declared)
             partials = tree_partials(scalar, arity)
     if partials is not None:
-        if kind != "elementwise" or vjp is not None:
-            raise GraphError(f"define_op {name!r}: partials are for elementwise ops that give no vjp")
+        if kind != "elementwise" or vjp is not None or transpose is not None:
+            raise GraphError(f"define_op {name!r}: partials are for elementwise ops that give no vjp or transpose")
         vjp = tuple(None if d is None else _partial_rule(d) for d in partials)
         derived.add("vjp")
+    transposes = None
+    if transpose is not None:
+        if outputs is not None or joint_vjp is not None:
+            raise GraphError(f"define_op {name!r}: transpose rules are for ops of one output without joint rules")
+        transposes = _transpose_table(name, transpose)
+        if arity is None and isinstance(transposes, tuple) and not isinstance(vjp, (tuple, list)):
+            arity = len(transposes)
+        vjp = _merged_vjp(name, transposes, vjp, arity)
+        properties = tuple(sorted(set(properties) | {"linear"}))
+        derived |= {"vjp", "transpose"}
+        if jvp is None and kind != "elementwise" and differentiable:
+            if (
+                isinstance(transposes, tuple)
+                and sum(callable(t) and t is not not_differentiable for t in transposes) > 1
+            ):
+                raise GraphError(
+                    f"define_op {name!r}: the op is linear in several inputs together; write its jvp "
+                    "(input i's: the op with the other linear inputs zero)"
+                )
+            jvp = _derived_jvp(name, transposes, vjp)
+            derived.add("jvp")
     if jvp is None and vjp is not None and differentiable:
         if kind == "elementwise":
             jvp = vjp
@@ -491,6 +652,7 @@ def define_op(
         runs=runs,
         edges=edges,
         lower=lower,
+        transpose=transposes,
     )
     REGISTRY[name] = op
     return op
@@ -517,7 +679,8 @@ ASPECTS = ("vjp", "jvp", "text", "latex", "dot", "sympy", "forward", "array_modu
 
 def aspects(op: Op) -> dict[str, str]:
     """How ``op`` has each of ``ASPECTS``: ``"written"``, ``"derived"`` (from its kind or its
-    numpy name), ``"none: <reason>"`` (marked unsupported, or not differentiable by definition)
+    numpy name; a linear op's vjp ``"derived from transpose"``), ``"none: <reason>"`` (marked
+    unsupported, or not differentiable by definition)
     or ``"missing"`` (a gap: tests/test_op_aspects.py fails on it)."""
     notation = op.notation
     out: dict[str, str] = {}
@@ -530,6 +693,8 @@ def aspects(op: Op) -> dict[str, str]:
             out[rule] = "missing"
         else:
             out[rule] = "derived" if rule in op.derived else "written"
+    if "transpose" in op.derived:
+        out["vjp"] = "derived from transpose"
     written = {
         "text": notation.text is not None or notation.symbol is not None or notation.transparent,
         "latex": notation.latex is not None or notation.transparent,

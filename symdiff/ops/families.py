@@ -22,7 +22,7 @@ def elementwise_op(
     ((2, 3), (None, 3))
     """
     if shape is None:
-        rules = declaration.get("partials", declaration.get("vjp"))
+        rules = declaration.get("partials", declaration.get("vjp", declaration.get("transpose")))
         inputs = declaration.get("arity") or (len(rules) if isinstance(rules, (tuple, list)) else None)
         shape = same_shape if inputs == 1 else broadcast_shapes
     return define_op(name, forward, shape, kind="elementwise", **declaration)

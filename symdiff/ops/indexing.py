@@ -23,6 +23,7 @@ from symdiff.ops.core import (
     index_add,
     index_set,
     not_differentiable,
+    per_input,
 )
 from symdiff.ops.logic import equal, greater_equal, less, where
 from symdiff.ops.reduce import count
@@ -282,7 +283,8 @@ GETITEM = define_op(
     _getitem_shape,
     kind="structural",
     dtype=first_dtype,
-    vjp=_index_inputs(lambda g, out, x, *nodes, index: unindex(g, x, index, nodes), 1),
+    transpose=per_input(_index_inputs(lambda ct, x, *nodes, index: unindex(ct, x, index, nodes), 1)),
+    # written: the index counts axes from the front, and a tangent may have batch axes there
     jvp=_index_inputs(lambda t, out, x, *nodes, index: _getitem(t, index.with_batch(t.ndim - x.ndim), nodes), 1),
     precedence=60,
     text=lambda node, args, wrap: (wrap(0, 60) + f"[{node.attrs['index'].text([a[0] for a in args[1:]])}]", 60),
@@ -295,15 +297,16 @@ UNINDEX = moving_op(
     "unindex",
     _unindex_forward,
     _unindex_shape,
-    vjp=_index_inputs(lambda g, out, h, ref, *nodes, index: _getitem(g, index.with_batch(g.ndim - ref.ndim), nodes), 2),
-    jvp=_index_inputs(lambda t, out, h, ref, *nodes, index: unindex(t, ref, index, nodes), 2),
+    transpose=per_input(
+        _index_inputs(lambda ct, h, ref, *nodes, index: _getitem(ct, index.with_batch(ct.ndim - ref.ndim), nodes), 2)
+    ),
     # the gradient of x[i]: zeros shaped like x with g added at [i]
     text=lambda node, args, wrap: (
         f"zeros_like({args[1][0]}).at[{node.attrs['index'].text([a[0] for a in args[2:]])}].add({args[0][0]})",
         60,
     ),
     sympy=_sympy_indexing(_unindex_forward, 2),
-    doc="zeros shaped like ref with g added at [index] (the adjoint of getitem)",
+    doc="zeros shaped like ref with g added at [index] (the transpose of getitem: a scatter-add)",
     sparsity="adjoint:getitem",
 )
 
@@ -416,13 +419,6 @@ def _lower_take(x: Node, indices: Node, axis: int) -> Node:
     return _regroup(getitem(x, (slice(None),) * a + (flat,)), a, 1, indices)
 
 
-def _lower_untake(g: Node, ref: Node, indices: Node, axis: int) -> Node:
-    a = ref.ndim + axis
-    nb = g.ndim - (ref.ndim - 1 + indices.ndim)
-    flat = _flat(indices)
-    return _scatter(_regroup(g, nb + a, indices.ndim, flat), ref, (slice(None),) * a + (flat,))
-
-
 def _lower_take_along(x: Node, indices: Node, axis: int) -> Node:
     positions = _positions(x, indices, axis, x, 0)
     flat = _flat(positions)
@@ -449,16 +445,17 @@ def _take_shape(shape: Shape, ishape: Shape, *, axis: int) -> Shape:
     return tuple(shape[:a]) + tuple(ishape) + tuple(shape[a + 1 :])
 
 
-def _untake_forward(xp, g, ref, indices, axis):
-    nb = np.ndim(g) - (np.ndim(ref) - 1 + np.ndim(indices))
-    out = xp.zeros(np.shape(g)[:nb] + np.shape(ref), dtype=np.result_type(g))
-    a = axis % np.ndim(ref)
-    index = (slice(None),) * (nb + a) + (indices,)
-    return index_add(xp, out, index, g)
+def _take_transpose(ct: Node, x: Node, indices: Node, axis: int) -> Node:
+    """take's transpose: ct added into zeros shaped like x at ``x[..., indices, ...]`` (take along
+    ``axis`` is that index, whose numpy result has the same axes), repeated indices accumulating."""
+    nodes: list[Node] = []
+    index = _make_index((slice(None),) * (x.ndim + axis) + (indices,), x.shape, nodes)
+    return unindex(ct, x, index, nodes)
 
 
 def _sympy_gather(forward):
-    """take/untake on arrays of sympy expressions: the forward itself, once the indices are numbers."""
+    """take/take_along_axis/untake_along_axis on arrays of sympy expressions: the forward itself,
+    once the indices are numbers."""
 
     def run(*arrays, axis):
         *values, indices = arrays
@@ -480,24 +477,10 @@ TAKE = define_op(
     shape=_take_shape,
     kind="structural",
     dtype=lambda x, i, axis: x,
-    vjp=(lambda g, out, x, indices, axis: apply(UNTAKE, g, x, indices, axis=axis), not_differentiable),
-    jvp=(lambda t, out, x, indices, axis: take(t, indices, axis=axis), None),
+    transpose=(_take_transpose, not_differentiable),
     sympy=_sympy_gather(lambda xp, x, indices, axis: xp.take(x, indices, axis=axis)),
     lower=_lower_take,
-    doc="gather along an axis by integer indices; the indices have no gradient",
-)
-UNTAKE = define_op(
-    "untake",
-    _untake_forward,
-    lambda g, ref, ishape, axis: tuple(g[: len(g) - (len(ref) - 1 + len(ishape))]) + tuple(ref),
-    dtype=lambda g, r, i, axis: g,
-    vjp=(lambda g, out, h, ref, indices, axis: take(g, indices, axis=axis), None, not_differentiable),
-    kind="structural",
-    jvp=(lambda t, out, h, ref, indices, axis: apply(UNTAKE, t, ref, indices, axis=axis), None, None),
-    sympy=_sympy_gather(_untake_forward),
-    lower=_lower_untake,
-    doc="the adjoint of take: g added into zeros shaped like ref",
-    sparsity="adjoint:take",
+    doc="gather along an axis by integer indices; the transpose scatter-adds back (unindex); indices have none",
 )
 
 
@@ -569,8 +552,7 @@ TAKE_ALONG_AXIS = define_op(
     numpy="take_along_axis",
     kind="structural",
     dtype=lambda x, i, axis: x,
-    vjp=(lambda g, out, x, indices, axis: apply(UNTAKE_ALONG_AXIS, g, x, indices, axis=axis), not_differentiable),
-    jvp=(lambda t, out, x, indices, axis: apply(TAKE_ALONG_AXIS, t, indices, axis=axis), None),
+    transpose=(lambda ct, x, indices, axis: apply(UNTAKE_ALONG_AXIS, ct, x, indices, axis=axis), not_differentiable),
     sympy=_sympy_gather(_take_along_forward),
     lower=_lower_take_along,
     doc="x[..., indices[...], ...] along axis (numpy's take_along_axis); the indices have no gradient",
@@ -581,11 +563,14 @@ UNTAKE_ALONG_AXIS = define_op(
     lambda g, ref, ishape, axis: tuple(g[: len(g) - len(ref)]) + tuple(ref),
     kind="structural",
     dtype=lambda g, r, i, axis: g,
-    vjp=(lambda g, out, h, ref, indices, axis: apply(TAKE_ALONG_AXIS, g, indices, axis=axis), None, not_differentiable),
-    jvp=(lambda t, out, h, ref, indices, axis: apply(UNTAKE_ALONG_AXIS, t, ref, indices, axis=axis), None, None),
+    transpose=(
+        lambda ct, h, ref, indices, axis: apply(TAKE_ALONG_AXIS, ct, indices, axis=axis),
+        None,
+        not_differentiable,
+    ),
     sympy=_sympy_gather(_untake_along_forward),
     lower=_lower_untake_along,
-    doc="the adjoint of take_along_axis: g added into zeros shaped like ref",
+    doc="the transpose of take_along_axis: g added into zeros shaped like ref (a scatter-add)",
     sparsity="adjoint:take_along_axis",
 )
 

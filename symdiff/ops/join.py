@@ -15,7 +15,7 @@ import numpy as np
 from symdiff.errors import ShapeError
 from symdiff.graph import Node, Shape, format_shape
 from symdiff.ops.arithmetic import astype, multiply
-from symdiff.ops.core import apply, as_nodes, op_axes
+from symdiff.ops.core import apply, as_nodes, op_axes, per_input
 from symdiff.ops.creation import zeros_like
 from symdiff.ops.families import product_op
 from symdiff.ops.indexing import getitem, take
@@ -97,11 +97,30 @@ def _place_forward(xp, t, *refs, index, axis):
     return xp.concatenate([parts[0], t, parts[1]], axis=axis)
 
 
+def _known_sizes(refs: Sequence[Node], axis: int) -> list[int] | None:
+    """The sizes along ``axis`` of the inputs of a concatenation, where every one is known."""
+    sizes = [r.shape[axis] for r in refs]
+    return None if None in sizes else sizes
+
+
 def _part(g: Node, refs: Sequence[Node], index: int, axis: int) -> Node:
+    """The part of ``g`` that input ``index`` of a concatenation of ``refs`` became (concatenate's
+    transpose for that input): a slice where every size along the axis is known, else concat_part
+    (a slice whose ends or length are known only at evaluation would lose the part's static size)."""
+    sizes = _known_sizes(refs, axis)
+    if sizes is not None:
+        start, stop = sum(sizes[:index]), sum(sizes[: index + 1])
+        return getitem(g, _along(axis, slice(start or None, None if stop == sum(sizes) else stop)))
     return apply(CONCAT_PART, g, *refs, index=index, axis=axis)
 
 
 def _place(t: Node, refs: Sequence[Node], index: int, axis: int) -> Node:
+    """``t`` in the place of input ``index`` of a concatenation of ``refs``, zeros elsewhere (the
+    transpose of _part): a zero border (pad) where every size along the axis is known, else concat_place."""
+    sizes = _known_sizes(refs, axis)
+    if sizes is not None:
+        widths = ((sum(sizes[:index]), sum(sizes[index + 1 :])),) + ((0, 0),) * (-axis - 1)
+        return apply(PAD, t, widths=widths, value=0.0) if any(widths[0]) else t
     return apply(CONCAT_PLACE, t, *refs, index=index, axis=axis)
 
 
@@ -180,32 +199,43 @@ def _lower_place(t: Node, *refs: Node, index: int, axis: int) -> Node:
     return concatenate([*_zeros_for(t, refs[:index], axis), t, *_zeros_for(t, refs[index + 1 :], axis)], axis=axis)
 
 
+def _place_back(ct: Node, g: Node, *refs: Node, index: int, axis: int) -> Node:
+    """concat_part's transpose: concat_place (sizes known only at evaluation, as concat_part's)."""
+    return apply(CONCAT_PLACE, ct, *refs, index=index, axis=axis)
+
+
+def _part_back(ct: Node, t: Node, *refs: Node, index: int, axis: int) -> Node:
+    """concat_place's transpose: concat_part."""
+    return apply(CONCAT_PART, ct, *refs, index=index, axis=axis)
+
+
 CONCATENATE = moving_op(
     "concatenate",
     numpy="concatenate",
     shape=_concatenate_shape,
-    vjp=lambda i: lambda g, out, *xs, axis: _part(g, xs, i, axis),
+    transpose=per_input(lambda i: lambda ct, *xs, axis: _part(ct, xs, i, axis)),
+    # linear in every input together: input i's tangent goes in its place, zeros in the others'
     jvp=lambda i: lambda t, out, *xs, axis: _place(t, xs, i, axis),
     forward=lambda xp, *xs, axis: xp.concatenate(xs, axis=axis),
-    doc="join along an existing axis; each input's gradient is its part of g",
+    doc="join along an existing axis; each input's transpose is its part of the cotangent",
 )
 CONCAT_PART = moving_op(
     "concat_part",
     _part_forward,
     lambda g, *refs, index, axis: _replace_axis(g, axis, refs[index][axis]),
-    vjp=lambda i: (lambda g, out, h, *refs, index, axis: _place(g, refs, index, axis)) if i == 0 else None,
-    jvp=lambda i: (lambda t, out, h, *refs, index, axis: _part(t, refs, index, axis)) if i == 0 else None,
+    transpose=per_input(lambda i: _place_back if i == 0 else None),  # the refs give sizes only
     lower=_lower_part,
-    doc="the part of g that input `index` of a concatenation of refs along axis became",
+    doc="the part of g that input `index` of a concatenation of refs along axis became (sizes known "
+    "only at evaluation: a slice where they are known)",
 )
 CONCAT_PLACE = moving_op(
     "concat_place",
     _place_forward,
     lambda t, *refs, index, axis: _replace_axis(t, axis, _concatenate_shape(*refs, axis=axis)[axis]),
-    vjp=lambda i: (lambda g, out, t, *refs, index, axis: _part(g, refs, index, axis)) if i == 0 else None,
-    jvp=lambda i: (lambda t, out, h, *refs, index, axis: _place(t, refs, index, axis)) if i == 0 else None,
+    transpose=per_input(lambda i: _part_back if i == 0 else None),
     lower=_lower_place,
-    doc="t in the place of input `index` of a concatenation of refs along axis, zeros elsewhere",
+    doc="t in the place of input `index` of a concatenation of refs along axis, zeros elsewhere (sizes "
+    "known only at evaluation: a zero border where they are known)",
 )
 
 
@@ -261,7 +291,7 @@ STACK = moving_op(
     "stack",
     numpy="stack",
     shape=_stack_shape,
-    vjp=lambda i: lambda g, out, *xs, axis: getitem(g, _along(axis, i)),
+    transpose=per_input(lambda i: lambda ct, *xs, axis: getitem(ct, _along(axis, i))),
     jvp=_stack_jvp,
     forward=lambda xp, *xs, axis: xp.stack(xs, axis=axis),
     text=_stack_text,
@@ -340,8 +370,8 @@ PAD = moving_op(
     _pad_shape,
     numpy="pad",
     lower=_lower_pad,
-    vjp=(lambda g, out, x, widths, value: _unpad(g, widths),),
-    jvp=(lambda t, out, x, widths, value: apply(PAD, t, widths=widths, value=0.0),),  # the border is constant
+    transpose=lambda ct, x, widths, value: _unpad(ct, widths),  # of the linear part: the border is constant
+    jvp=(lambda t, out, x, widths, value: apply(PAD, t, widths=widths, value=0.0),),
     doc="x with a constant border; the gradient is g without it",
 )
 
@@ -449,7 +479,7 @@ TILE = moving_op(
     lambda xp, x, reps: xp.tile(x, reps),
     _tile_shape,
     numpy="tile",
-    vjp=(lambda g, out, x, reps: _untile(g, x, reps),),
+    transpose=lambda ct, x, reps: _untile(ct, x, reps),
     lower=_lower_tile,
     # numpy's tile leaves leading (batch) axes alone: the jvp is tile(t)
     doc="x repeated reps[k] times along axis k; the gradient sums the copies",
@@ -458,10 +488,9 @@ UNTILE = moving_op(
     "untile",
     _untile_forward,
     lambda g, x, reps: tuple(g[: len(g) - len(x)]) + tuple(x),
-    vjp=(lambda g, out, h, x, reps: apply(TILE, g, reps=reps), None),
-    jvp=(lambda t, out, h, x, reps: _untile(t, x, reps), None),
+    transpose=(lambda ct, h, x, reps: apply(TILE, ct, reps=reps), None),
     lower=_lower_untile,
-    doc="the copies of tile(x, reps) in g summed (the adjoint of tile)",
+    doc="the copies of tile(x, reps) in g summed (the transpose of tile)",
     sparsity="adjoint:tile",
 )
 
@@ -530,7 +559,7 @@ REPEAT = moving_op(
     lambda xp, x, repeats, axis: xp.repeat(x, repeats, axis=axis),
     lambda shape, repeats, axis: _replace_axis(shape, axis, None if shape[axis] is None else shape[axis] * repeats),
     numpy="repeat",
-    vjp=(lambda g, out, x, repeats, axis: _unrepeat(g, x, repeats, axis),),
+    transpose=lambda ct, x, repeats, axis: _unrepeat(ct, x, repeats, axis),
     lower=_lower_repeat,
     doc="each element repeated along axis; the gradient sums each element's copies",
 )
@@ -538,10 +567,9 @@ UNREPEAT = moving_op(
     "unrepeat",
     _unrepeat_forward,
     lambda g, x, repeats, axis: tuple(g[: len(g) - len(x)]) + tuple(x),
-    vjp=(lambda g, out, h, x, repeats, axis: apply(REPEAT, g, repeats=repeats, axis=axis), None),
-    jvp=(lambda t, out, h, x, repeats, axis: _unrepeat(t, x, repeats, axis), None),
+    transpose=(lambda ct, h, x, repeats, axis: apply(REPEAT, ct, repeats=repeats, axis=axis), None),
     lower=_lower_unrepeat,
-    doc="the copies of each element of repeat(x, repeats, axis) in g summed (the adjoint of repeat)",
+    doc="the copies of each element of repeat(x, repeats, axis) in g summed (the transpose of repeat)",
     sparsity="adjoint:repeat",
 )
 

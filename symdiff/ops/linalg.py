@@ -1100,8 +1100,7 @@ TALL = define_op(
     _tall_shape,
     kind="structural",
     dtype=lambda h, ref: h,
-    vjp=(lambda g, out, h, ref: apply(TALL, g, ref), None),
-    properties=("linear",),
+    transpose=(lambda ct, h, ref: apply(TALL, ct, ref), None),
     sparsity="dense",
     lower=_lower_tall,
     doc="h, transposed where ref (h's shape, known at evaluation) has more columns than rows; its own adjoint",
@@ -1371,8 +1370,7 @@ DIAGONAL = define_op(
     numpy="diagonal",
     kind="structural",
     dtype=lambda x, **_: x,
-    vjp=(lambda g, out, x, offset, axis1, axis2: _undiagonal(g, x, offset, axis1, axis2),),
-    properties=("linear",),
+    transpose=lambda ct, x, offset, axis1, axis2: _undiagonal(ct, x, offset, axis1, axis2),
     lower=_lower_diagonal,
     doc="the (offset) diagonal of the axis1, axis2 planes, as a last axis; the gradient is g on that diagonal",
 )
@@ -1382,14 +1380,12 @@ UNDIAGONAL = define_op(
     lambda g, ref, offset, axis1, axis2: tuple(g[: len(g) - (len(ref) - 1)]) + tuple(ref),
     kind="structural",
     dtype=lambda g, r, **_: g,
-    vjp=(
-        lambda g, out, h, ref, offset, axis1, axis2: apply(DIAGONAL, g, offset=offset, axis1=axis1, axis2=axis2),
+    transpose=(
+        lambda ct, h, ref, offset, axis1, axis2: apply(DIAGONAL, ct, offset=offset, axis1=axis1, axis2=axis2),
         None,
     ),
-    jvp=(lambda t, out, h, ref, offset, axis1, axis2: _undiagonal(t, ref, offset, axis1, axis2), None),
-    properties=("linear",),
     lower=_lower_undiagonal,
-    doc="zeros shaped like ref with g on the (offset) diagonal (the adjoint of diagonal)",
+    doc="zeros shaped like ref with g on the (offset) diagonal (the transpose of diagonal)",
 )
 
 
@@ -1446,8 +1442,7 @@ DIAG = define_op(
     lambda shape, k: tuple(shape[:-1]) + ((None, None) if shape[-1] is None else (shape[-1] + abs(k),) * 2),
     kind="structural",
     dtype=lambda v, k: v,
-    vjp=(lambda g, out, v, k: apply(DIAGONAL, g, offset=k, axis1=-2, axis2=-1),),
-    properties=("linear",),
+    transpose=lambda ct, v, k: apply(DIAGONAL, ct, offset=k, axis1=-2, axis2=-1),
     lower=_lower_diag,
     doc="the matrix with v on its k-th diagonal; the gradient is g's k-th diagonal",
 )

@@ -118,8 +118,7 @@ SUM = define_op(
     kind="reduction",
     # numpy's accumulator: booleans count (int64), small integers sum in the platform integer
     dtype=accumulates(np.sum),
-    vjp=(lambda g, out, x, axis, keepdims: broadcast_like(_keep(g, axis, keepdims), x),),
-    properties=("linear",),
+    transpose=lambda ct, x, axis, keepdims: broadcast_like(_keep(ct, axis, keepdims), x),
     latex=lambda node, args, wrap: _whole(node, r"\sum", wrap),
     sympy=_sympy_sum,
     doc="d sum x = sum dx; the gradient is broadcast back over the summed axes",
@@ -218,8 +217,7 @@ MEAN = define_op(
     numpy="mean",
     shape=_reduced_shape,
     kind="reduction",
-    vjp=(lambda g, out, x, axis, keepdims: broadcast_like(_per_element(_keep(g, axis, keepdims), x, axis), x),),
-    properties=("linear",),
+    transpose=lambda ct, x, axis, keepdims: broadcast_like(_per_element(_keep(ct, axis, keepdims), x, axis), x),
     latex=lambda node, args, wrap: _whole(node, r"\operatorname{mean}", wrap),
     lower=_lower_mean,
     sympy=lambda x, axis, keepdims: (
@@ -417,8 +415,7 @@ CUMSUM = running_op(
     "cumsum",
     "running sum along axis; d = cumsum dx; the gradient is the reversed running sum of g",
     # the adjoint of a running sum is the running sum from the other end
-    vjp=(lambda g, out, x, axis: flip(cumsum(flip(g, axis), axis), axis),),
-    properties=("linear",),
+    transpose=lambda ct, x, axis: flip(cumsum(flip(ct, axis), axis), axis),
     sympy="forward",
 )
 

@@ -28,8 +28,9 @@ ArrayLike = Any
 def moving_op(name: str, forward: Any = None, shape: Any = None, *, numpy: str | None = None, **declaration: Any) -> Op:
     """An op that moves or selects the elements of its first input without computing on them
     (expand_dims, concatenate, tile): structural, that input's dtype kept, and linear in it, so
-    its forward-mode rule is the op itself on the tangent; with no forward, numpy's function of
-    its name (``numpy.flip``) unless ``numpy`` names another. The rest as for ``define_op``."""
+    it declares its ``transpose`` and its forward-mode rule is the op itself on the tangent; with
+    no forward, numpy's function of its name (``numpy.flip``) unless ``numpy`` names another.
+    The rest as for ``define_op``."""
     if forward is None and numpy is None:
         numpy = name
     return define_op(
@@ -49,7 +50,7 @@ def _expand_shape(shape: Shape, *, axis: tuple[int, ...]) -> Shape:
 EXPAND_DIMS = moving_op(
     "expand_dims",
     shape=_expand_shape,
-    vjp=(lambda g, out, x, axis: squeeze(g, axis),),
+    transpose=lambda ct, x, axis: squeeze(ct, axis),
     doc="insert axes of length 1",
 )
 
@@ -82,7 +83,7 @@ def _squeeze_shape(shape: Shape, *, axis: tuple[int, ...]) -> Shape:
 SQUEEZE = moving_op(
     "squeeze",
     shape=_squeeze_shape,
-    vjp=(lambda g, out, x, axis: expand_dims(g, axis),),
+    transpose=lambda ct, x, axis: expand_dims(ct, axis),
     doc="remove axes of length 1",
 )
 
@@ -133,13 +134,16 @@ def _to_shape(
     rules: ``names[0]`` to a static shape (the attribute ``shape_to``), and ``names[1]`` to a shape
     given by a second input ``ref`` and known only at evaluation (ref's values are not used and
     get no gradient). ``forwards``, ``shapes`` and ``docs`` are the two ops' (as ``define_op``
-    takes them); ``rules`` their reverse and forward rule, ``rule(g, out, x, *ref, **attrs)``;
-    ``like`` the rest of the second op's declaration (how it is written)."""
-    vjp, jvp = rules
+    takes them); ``rules`` their transpose, ``transpose(ct, x, *ref, **attrs)``, and forward
+    rule, ``jvp(t, out, x, *ref, **attrs)`` (written: the op's attributes do not know a
+    tangent's batch axes); ``like`` the rest of the second op's declaration (how it is written)."""
+    transpose, jvp = rules
     common: dict[str, Any] = {"kind": kind, "dtype": first_dtype, "sympy": "forward"}
-    op = define_op(names[0], forwards[0], shapes[0], numpy=names[0], vjp=(vjp,), jvp=(jvp,), doc=docs[0], **common)
+    op = define_op(
+        names[0], forwards[0], shapes[0], numpy=names[0], transpose=(transpose,), jvp=(jvp,), doc=docs[0], **common
+    )
     like_op = define_op(
-        names[1], forwards[1], shapes[1], vjp=(vjp, None), jvp=(jvp, None), doc=docs[1], **common, **like
+        names[1], forwards[1], shapes[1], transpose=(transpose, None), jvp=(jvp, None), doc=docs[1], **common, **like
     )
     return op, like_op
 
@@ -160,7 +164,8 @@ BROADCAST_TO, BROADCAST_LIKE = _to_shape(
     "elementwise",
     (lambda xp, x, shape_to: xp.broadcast_to(x, shape_to), _broadcast_like_forward),
     (_broadcast_to_shape, lambda x, ref: broadcast_shapes(x, ref)),
-    (lambda g, out, x, *ref, **attrs: g, lambda t, out, x, *ref, **attrs: broadcast_like(t, out)),
+    # the transpose is ct itself, shaped like the output: the driver sums the broadcast axes away
+    (lambda ct, x, *ref, **attrs: ct, lambda t, out, x, *ref, **attrs: broadcast_like(t, out)),
     (
         "repeat along broadcast axes; the gradient sums them back",
         "x broadcast against the shape of ref (ref's values are not used)",
@@ -210,6 +215,11 @@ def _reshape_shape(shape: Shape, *, shape_to: tuple[int, ...]) -> Shape:
     return tuple(known_in // known_out if d == -1 else d for d in shape_to)
 
 
+def _reshaped_ndim(ref: tuple[Node, ...], shape_to: tuple[int, ...] = (), nb: int = 0) -> int:
+    """How many axes a reshape (to ``shape_to``) or a reshape_like (to ``nb`` axes and ``ref``'s) gives."""
+    return nb + ref[0].ndim if ref else len(shape_to)
+
+
 def _reshape_like_forward(xp, x, ref, nb):
     return xp.reshape(x, np.shape(x)[:nb] + np.shape(ref))
 
@@ -220,7 +230,7 @@ RESHAPE, RESHAPE_LIKE = _to_shape(
     (lambda xp, x, shape_to: xp.reshape(x, shape_to), _reshape_like_forward),
     (_reshape_shape, lambda x, ref, nb: tuple(x[:nb]) + tuple(ref)),
     (
-        lambda g, out, x, *ref, **attrs: reshape_like(g, x, g.ndim - out.ndim),
+        lambda ct, x, *ref, **attrs: reshape_like(ct, x, ct.ndim - _reshaped_ndim(ref, **attrs)),
         lambda t, out, x, *ref, **attrs: reshape_like(t, out, t.ndim - x.ndim),
     ),
     ("the same elements in another shape", "x reshaped to its first nb axes followed by ref's shape"),
@@ -276,7 +286,8 @@ TRANSPOSE = define_op(
     shape=lambda shape, axes: tuple(shape[a] for a in axes),
     kind="structural",
     dtype=first_dtype,
-    vjp=(lambda g, out, x, axes: transpose(g, _batched_axes(tuple(np.argsort(axes)), g.ndim - out.ndim)),),
+    transpose=lambda ct, x, axes: transpose(ct, _batched_axes(tuple(np.argsort(axes)), ct.ndim - x.ndim)),
+    # written: the axes are counted from the front, and a tangent may have batch axes there
     jvp=(lambda t, out, x, axes: transpose(t, _batched_axes(axes, t.ndim - x.ndim)),),
     precedence=60,  # x.T binds as x[i] and f(x) do (Python's primaries)
     text=lambda node, args, wrap: (wrap(0, 60) + ".T", 60) if _reverses(node) else None,
@@ -376,7 +387,7 @@ def _lower_roll(x: Node, shift: tuple[int, ...], axis: tuple[int, ...]) -> Node:
 FLIP = moving_op(
     "flip",
     shape=lambda shape, axis: shape,
-    vjp=(lambda g, out, x, axis: flip(g, axis),),  # negative axes: batch axes stay in front
+    transpose=lambda ct, x, axis: flip(ct, axis),  # negative axes: batch axes stay in front
     lower=_lower_flip,
     doc="reverse the order of elements along axis; the gradient flips back",
 )
@@ -399,7 +410,7 @@ def flip(x: ArrayLike, axis: Any = None) -> Node:
 ROLL = moving_op(
     "roll",
     shape=lambda shape, shift, axis: shape,
-    vjp=(lambda g, out, x, shift, axis: apply(ROLL, g, shift=tuple(-k for k in shift), axis=axis),),
+    transpose=lambda ct, x, shift, axis: apply(ROLL, ct, shift=tuple(-k for k in shift), axis=axis),
     lower=_lower_roll,
     doc="shift elements cyclically along axes; the gradient shifts back",
 )
@@ -459,7 +470,7 @@ def _triangle(name: str, which: str, doc: str, result: str) -> tuple[Op, Callabl
     op = moving_op(
         name,
         shape=_matrix_shape,
-        vjp=(lambda g, out, x, k: function(g, k),),
+        transpose=lambda ct, x, k: function(ct, k),
         lower=_lower_triangle(name == "tril"),
         doc=doc,
     )
