@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import itertools
 import json
 import pathlib
 import re
@@ -151,7 +152,11 @@ class Explanation:
         frames, data = [], []
         for k, s in enumerate(self.steps):
             node_id = f"n{s.node.index}"
-            item: dict[str, Any] = {"id": node_id, "kind": s.kind, "tag": s.name if s.name.startswith("#") else None}
+            item: dict[str, Any] = {
+                "id": node_id,
+                "kind": s.kind,
+                "tag": s.name if s.node.op != "variable" and _TAGGED.fullmatch(s.name) else None,
+            }
             details = ""
             if s.kind == "forward":
                 item["value"] = "= " + _number(s.value) if s.value is not None else None
@@ -325,7 +330,7 @@ def _walk(cost: Node, wrts: list[Node], values: Mapping[Any, Any], name: str) ->
             return tuple(value(x) for x in k)
         return None if k is None else computed[k]
 
-    names = {n: _name(n, cost, name) for n in forward}
+    names = _names(forward, cost, name)
     forward_slots = dict(plan_forward)
     steps = [Step("forward", n, names[n], value(k)) for n, k in plan_forward]
     for n, g, contributions in plan_backward:
@@ -352,8 +357,31 @@ def _local(n: Node, i: int, u: Node) -> Node | None:
     return None if c is None else _unbroadcast(c, u, n.ndim, n)
 
 
+_TAGGED = re.compile(r"t\d+|#\d+")  # a node called by a line name: the page writes it beside the node
+
+
+def _names(forward: Sequence[Node], cost: Node, cost_name: str) -> dict[Node, str]:
+    """How the text calls each node: the cost's name, a variable's, its expression if short,
+    else ``t1``, ``t2``, ... in the order the forward pass computes them (no variable's name),
+    each defined in its forward step (``t1 = exp(-(w0*x0 + w1*x1 + w2))``)."""
+    taken = {n.name for n in forward if n.op == "variable"} | {cost_name}
+    names: dict[Node, str] = {}
+    counter = itertools.count(1)
+    for n in forward:
+        if n is cost:
+            names[n] = cost_name
+        elif n.op == "variable":
+            names[n] = n.name
+        else:
+            text = short_text(n, 24)
+            if "#" in text or "\n" in text:
+                text = next(f"t{k}" for k in counter if f"t{k}" not in taken)
+            names[n] = text
+    return names
+
+
 def _name(n: Node, cost: Node, cost_name: str) -> str:
-    """How the text calls a node: the cost's name, a variable's, its expression if short, else ``#index``."""
+    """A node outside the forward walk (none has a name there): its expression if short, else ``#index``."""
     if n is cost:
         return cost_name
     if n.op == "variable":

@@ -6,7 +6,8 @@ The grammar is Python's expression syntax for arrays, and reads back everything
 - numbers, ``pi``, ``e``, ``inf``, ``nan``, ``True``, ``False``; names (variables of the
   graph, or new scalar variables);
 - ``+ - * / ** @`` (``^`` is also a power), unary minus, comparisons ``> >= < <= == !=``
-  (not chained), with Python's binding strengths (those of the op table's notation);
+  (not chained), with Python's binding strengths (those of the op table's notation); ``&``,
+  ``|`` and ``~`` of booleans (``(x >= 0) & (x <= 1)``: a ``where`` of booleans, as printed);
 - calls: the elementwise functions people write (``sin``, ``maximum`` or ``max``, ...:
   ``FUNCTIONS``), and any op of the table by its name with its attributes as keywords
   (``sum(x, axis=-1, keepdims=True)``, ``reshape(x, shape_to=(2, 3))``); ``full``, ``ones``, ``eye``,
@@ -51,6 +52,7 @@ from symdiff.graph import Graph, Node, Region
 from symdiff.loops import check_carry, make_scan, make_while
 from symdiff.ops import REGISTRY, apply
 from symdiff.ops.core import outputs_of
+from symdiff.printing import AND_STRENGTH, OR_STRENGTH
 
 
 def _scalar_functions() -> dict[str, tuple[int, Callable[..., Node]]]:
@@ -85,7 +87,7 @@ MAX_LENGTH = 100_000
 _TOKEN = re.compile(
     r"[ \t\r]*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
     r'|(?P<string>"[A-Za-z0-9_,.\->]*")|(?P<attr>\.[A-Za-z_][A-Za-z0-9_]*)|(?P<newline>\n)'
-    r"|(?P<op>\*\*|==|!=|>=|<=|[-+*/^@<>(),\[\]:=]))"
+    r"|(?P<op>\*\*|==|!=|>=|<=|[-+*/^@<>(),\[\]:=&|~]))"
 )
 _COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
 
@@ -98,7 +100,32 @@ def _binary() -> dict[str, tuple[int, bool, Callable[..., Node]]]:
         if op.symbol and op.arity == 2:
             out[op.symbol] = (op.precedence, op.symbol == "**", getattr(ops, op.notation.function or op.name))
     out["^"] = out["**"]
+    out["&"] = (AND_STRENGTH, False, _logical_and)
+    out["|"] = (OR_STRENGTH, False, _logical_or)
     return out
+
+
+def _booleans(symbol: str, *nodes: Any) -> None:
+    for node in nodes:
+        if not isinstance(node, Node) or node.dtype != np.bool_:
+            what = f"a {node.dtype} node" if isinstance(node, Node) else f"the number {node!r}"
+            raise ParseError(f"{symbol!r} takes booleans (comparisons, masks), not {what}")
+
+
+def _logical_and(a: Any, b: Any) -> Node:
+    """``a & b`` of booleans: ``where(a, b, False)``, as symdiff.scalar's logical_and is built."""
+    _booleans("&", a, b)
+    return ops.where(a, b, False)
+
+
+def _logical_or(a: Any, b: Any) -> Node:
+    _booleans("|", a, b)
+    return ops.where(a, True, b)
+
+
+def _logical_not(a: Any) -> Node:
+    _booleans("~", a)
+    return ops.where(a, False, True)
 
 
 _BINARY = _binary()
@@ -350,8 +377,8 @@ class _Parser:
                 elif value == "[":
                     self.stack.append(_Frame("list", pos, len(self.values)))
                     continue
-                elif value == "-":
-                    self.stack.append(("neg", "-", pos))
+                elif value in ("-", "~"):
+                    self.stack.append(("neg" if value == "-" else "not", value, pos))
                     continue
                 elif value == "+":
                     continue
@@ -403,7 +430,7 @@ class _Parser:
         return None
 
     def _strength(self, entry: tuple) -> int:
-        return _UNARY_MINUS if entry[0] == "neg" else _BINARY[entry[1]][0]
+        return _UNARY_MINUS if entry[0] in ("neg", "not") else _BINARY[entry[1]][0]
 
     def _binary(self, symbol: str, pos: int) -> None:
         prec, right, _ = _BINARY[symbol]
@@ -431,6 +458,10 @@ class _Parser:
         if kind == "neg":
             operand = self._operand(self.values.pop(), pos)
             self.values.append(-operand if _is_number(operand) else ops.negative(operand))
+            return
+        if kind == "not":
+            operand = self._operand(self.values.pop(), pos)
+            self.values.append(_call(_logical_not, f"'~' at position {pos}", operand))
             return
         right, left = self.values.pop(), self.values.pop()
         left, right = self._operand(left, pos), self._operand(right, pos)
@@ -677,8 +708,9 @@ def implied_attrs(op: Any, inputs: tuple, attrs: dict[str, Any]) -> dict[str, An
     attrs = dict(attrs)
     names = _attr_names(op.name)
     first = next(x for x in inputs if isinstance(x, Node)) if inputs else None
-    if "keepdims" in names:
-        attrs.setdefault("keepdims", False)
+    if "keepdims" in names or (op.kind == "reduction" and "axis" in names):
+        if "keepdims" in names:
+            attrs.setdefault("keepdims", False)
         if "axis" not in attrs and first is not None:
             attrs["axis"] = tuple(range(-inputs[0].ndim, 0)) if isinstance(inputs[0], Node) else ()
     if "dtype_to" in names:

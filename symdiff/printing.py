@@ -240,9 +240,9 @@ def _arguments(node: Node, texts: dict, bare: dict) -> list[tuple[str, int]]:
 
 
 def _shows_attr(node: Node, key: str, value) -> bool:
-    """Attributes at their defaults are not printed: a reduction over every axis, keepdims=False,
+    """Attributes at their defaults are not printed: a reduction over every axis (``count(x)``), keepdims=False,
     a float64 dtype_to (symdiff.parse.implied_attrs puts them back)."""
-    reduction = "keepdims" in dict(node._attrs)
+    reduction = "keepdims" in dict(node._attrs) or REGISTRY[node.op].kind == "reduction"
     if reduction and key == "axis" and value == tuple(range(-node.inputs[0].ndim, 0)):
         return False
     if key == "dtype_to":
@@ -252,6 +252,118 @@ def _shows_attr(node: Node, key: str, value) -> bool:
 
 def _spaced(symbol: str) -> str:
     return f" {symbol} " if symbol in ("+", "-", ">", "<", ">=", "<=", "==", "!=") else symbol
+
+
+# -- booleans and masks as a person writes them ------------------------------------------------
+# A ``where`` of booleans with a constant branch is a connective (symdiff.scalar's logical_and,
+# logical_or and logical_not are built so): where(a, b, False) is a & b, where(a, True, b) a | b,
+# where(a, False, True) ~a. A selection of 1 and 0 by a mask is the mask as numbers. Binding
+# strengths are Python's: | below & below + - (comparisons below both), ~ as unary minus.
+OR_STRENGTH, AND_STRENGTH, _NOT = 6, 7, REGISTRY["neg"].precedence
+_RELATIONS = {"greater": ">", "greater_equal": r"\geq", "less": "<", "less_equal": r"\leq"}
+_LATEX_RELATIONS = {**_RELATIONS, "equal": "=", "not_equal": r"\neq"}
+
+
+def _truth(node: Node) -> bool | None:
+    """The value of a boolean constant whose elements are all equal, else None."""
+    if node.op == "constant" and node.dtype == np.bool_ and node.uniform is not None:
+        return bool(node.uniform)
+    return None
+
+
+def logic_form(node: Node) -> tuple[str, tuple[tuple[int, bool], ...]] | None:
+    """What a ``where`` of booleans with a constant branch is: ``("and", operands)``,
+    ``("or", operands)`` or ``("is", (operand,))``, each operand ``(input index, negated)``
+    (``where(a, False, b)`` is ``~a & b``), or None for any other node. The constant must not
+    widen the result: its shape is the other inputs' broadcast.
+
+    >>> g = sd.Graph(); x = g.variable("x", shape=(3,))
+    >>> logic_form(sd.where(x >= 0, x <= 1, False))
+    ('and', ((0, False), (1, False)))
+    """
+    if node.op != "where" or node.dtype != np.bool_ or node.inputs[0].dtype != np.bool_:
+        return None
+    _, x, y = node.inputs
+    tx, ty = _truth(x), _truth(y)
+    if tx is not None and ty is not None:
+        if tx == ty or node.shape != node.inputs[0].shape:
+            return None
+        return "is", ((0, not tx),)  # where(a, True, False) is a; where(a, False, True) is ~a
+    if tx is None and ty is None:
+        return None
+    other = 2 if tx is not None else 1
+    try:
+        if broadcast_shapes(node.inputs[0].shape, node.inputs[other].shape) != node.shape:
+            return None
+    except ShapeError:
+        return None
+    if ty is False:
+        return "and", ((0, False), (1, False))
+    if tx is True:
+        return "or", ((0, False), (2, False))
+    if tx is False:
+        return "and", ((0, True), (2, False))  # b where not a
+    return "or", ((0, True), (1, False))  # b where a, else True: ~a | b
+
+
+def mask_form(node: Node) -> tuple[Node, bool] | None:
+    """For ``where(m, 1, 0)`` (numbers, m boolean, of m's shape): ``(m, False)``; for
+    ``where(m, 0, 1)``: ``(m, True)`` (the mask negated); else None."""
+    if node.op != "where" or node.dtype.kind not in "fiu" or node.inputs[0].dtype != np.bool_:
+        return None
+    m, x, y = node.inputs
+    if node.shape != m.shape or x.op != "constant" or y.op != "constant" or x.uniform is None or y.uniform is None:
+        return None
+    if (x.uniform, y.uniform) in ((1, 0), (0, 1)):
+        return m, x.uniform == 0
+    return None
+
+
+def _connective(
+    node: Node, args: list[tuple[str, int]], words: tuple[str, str, str], wrap, strengths: tuple[int, int]
+) -> tuple[str, int] | None:
+    """``node`` (a where of booleans) written with ``words`` = (and, or, not), ``wrap`` and the
+    ``strengths`` (and, or) binds with: Python's, or mathematics' (below the relations)."""
+    form = logic_form(node)
+    if form is None:
+        return None
+    kind, operands = form
+    and_, or_, not_ = words
+
+    def operand(k: int, need: int) -> str:
+        i, negated = operands[k]
+        return f"{not_}{wrap(i, _NOT)}" if negated else wrap(i, need)
+
+    if kind == "is":
+        i, negated = operands[0]
+        return (f"{not_}{wrap(i, _NOT)}", _NOT) if negated else args[i]
+    p, symbol = (strengths[0], and_) if kind == "and" else (strengths[1], or_)
+    return f"{operand(0, p)}{symbol}{operand(1, p + 1)}", p  # left-associative, as Python reads it
+
+
+def _text_logic(node: Node, args: list[tuple[str, int]], texts: dict, named: set) -> tuple[str, int] | None:
+    """Text for booleans and masks: ``(x >= 0) & (x <= 1)``, ``~(x > 0)``, a mask as numbers
+    ``astype(x > 0)``, and beside a number in a product the mask itself, ``g*(x > 0)`` (numpy
+    multiplies a boolean as 0 and 1)."""
+    found = _connective(node, args, (" & ", " | ", "~"), _wrapper(args), (AND_STRENGTH, OR_STRENGTH))
+    if found is not None:
+        return found
+    mask = mask_form(node)
+    if mask is not None:
+        m, negated = mask
+        text = f"~{_wrapper([texts[m]])(0, _NOT)}" if negated else texts[m][0]
+        dtype = "" if node.dtype == np.float64 else f", {_attr_text('dtype_to', node.dtype)}"
+        return f"astype({text}{dtype})", 100
+    if node.op == "mul":
+        for i, u in enumerate(node.inputs):
+            other = node.inputs[1 - i]
+            mask = mask_form(u) if u not in named else None
+            # a product with a (non-constant: 2*(x > 0) reads as ints) number of the mask's dtype
+            if mask is not None and other.op != "constant" and other.dtype == u.dtype == node.dtype:
+                m, negated = mask
+                mask_text = (f"~{_wrapper([texts[m]])(0, _NOT)}", _NOT) if negated else texts[m]
+                return _render(node, [mask_text if k == i else a for k, a in enumerate(args)])
+    return None
 
 
 def _plan(roots: list[Node]) -> tuple[list[Node], set[Node]]:
@@ -276,11 +388,13 @@ def _plan(roots: list[Node]) -> tuple[list[Node], set[Node]]:
 
 
 def _lay_out(
-    roots: list[Node], leaf, render, label, taken: set[str] = frozenset()
+    roots: list[Node], leaf, render, label, taken: set[str] = frozenset(), logic=None
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """The named lines ``(label, text)`` and the final texts of ``roots``, for one printer:
     ``leaf(node)`` writes a variable or constant, ``render(node, args)`` an op given its
-    inputs' texts and strengths, ``label(k)`` the k-th line's name (none of ``taken``)."""
+    inputs' texts and strengths, ``label(k)`` the k-th line's name (none of ``taken``);
+    ``logic(node, args, texts, named)``, if given, writes a boolean connective or a mask (it
+    sees the texts of the nodes below, to write ``0 \\leq x \\leq 1``), or returns None."""
     nodes, named = _plan(roots)
     texts: dict[Node, tuple[str, int]] = {}
     bare: dict[Node, tuple] = {}  # implicit broadcasts: (shape before, text of the value)
@@ -289,7 +403,9 @@ def _lay_out(
     counter = 0
     for n in nodes:
         if n.inputs:
-            texts[n] = render(n, _arguments(n, texts, bare))
+            args = _arguments(n, texts, bare)
+            found = logic(n, args, texts, named) if logic is not None else None
+            texts[n] = found if found is not None else render(n, args)
         else:
             text = leaf(n)  # a text, or a text and its strength (``0.4*eye(5)``)
             texts[n] = text if isinstance(text, tuple) else (text, _strength(text))
@@ -318,8 +434,8 @@ _RESERVED = frozenset({"full", "ones", "eye", "einsum", "const", "scan", "while_
 class _Style:
     """One printer: how it writes leaves, ops, line names, a body's header and its definition."""
 
-    def __init__(self, leaf, render, label, prefix, header, define, several):
-        self.leaf, self.render, self.label = leaf, render, label
+    def __init__(self, leaf, render, label, prefix, header, define, several, logic=None):
+        self.leaf, self.render, self.label, self.logic = leaf, render, label, logic
         # prefix(name): how a call of a body of that name starts; header(name, params): a definition's left side
         self.prefix, self.header, self.define, self.several = prefix, header, define, several
 
@@ -353,7 +469,7 @@ def _definitions(roots: list[Node], style: _Style) -> tuple[list[str], Any]:
         return text, strength
 
     for region in regions:
-        lines, finals = _lay_out(list(region.outputs), style.leaf, render, style.label, taken)
+        lines, finals = _lay_out(list(region.outputs), style.leaf, render, style.label, taken, style.logic)
         final = style.several(finals) if region.several else finals[0]
         body = (tuple(p.name for p in region.params), tuple(lines), final)
         base = _definable(region.name)
@@ -392,7 +508,9 @@ def _tuple_text(items: list[str]) -> str:
 
 
 def _text_style() -> _Style:
-    return _Style(_leaf, _render, lambda k: f"t{k}", lambda name: f"{name}(", _text_header, _text_define, _tuple_text)
+    return _Style(
+        _leaf, _render, lambda k: f"t{k}", lambda name: f"{name}(", _text_header, _text_define, _tuple_text, _text_logic
+    )
 
 
 def to_text(root: Node) -> str:
@@ -407,13 +525,13 @@ def to_text(root: Node) -> str:
     """
     style = _text_style()
     definitions, render = _definitions([root], style)
-    lines, (last,) = _lay_out([root], _leaf, render, style.label)
+    lines, (last,) = _lay_out([root], _leaf, render, style.label, logic=_text_logic)
     return "\n".join(definitions + [f"{name} = {text}" for name, text in lines] + [last])
 
 
 def _expression_text(root: Node) -> str:
     """``to_text`` without the bodies' definitions (a call reads ``softclip(x, 2)``)."""
-    lines, (last,) = _lay_out([root], _leaf, _render, lambda k: f"t{k}")
+    lines, (last,) = _lay_out([root], _leaf, _render, lambda k: f"t{k}", logic=_text_logic)
     return "\n".join([f"{name} = {text}" for name, text in lines] + [last])
 
 
@@ -514,6 +632,81 @@ def _latex_attr(key: str, value) -> str:
     return rf"\mathrm{{{name}}}={text}".replace("_", r"\_")
 
 
+def _bound(comparison: Node, x: Node) -> tuple[str, str] | None:
+    """``("lower", relation)`` if ``comparison`` says x is above its other side (``x >= a``,
+    ``a < x``), ``("upper", relation)`` if below, the relation as written left to right in a
+    chain ``a \\leq x \\leq b``; None if it does not compare x so."""
+    op, (u, v) = comparison.op, comparison.inputs
+    if op not in _RELATIONS or x not in (u, v) or u is v:
+        return None
+    above = op.startswith("greater") == (u is x)
+    strict = "<" if op in ("greater", "less") else r"\leq"
+    return ("lower" if above else "upper"), strict
+
+
+def _chain(node: Node, texts: dict, named: set) -> tuple[str, int] | None:
+    """``a \\leq x \\leq b`` for ``(x >= a) & (x <= b)`` (in any order or orientation)."""
+    form = logic_form(node)
+    if form is None or form[0] != "and" or any(negated for _, negated in form[1]):
+        return None
+    first, second = (node.inputs[i] for i, _ in form[1])
+    if first in named or second in named or first.op not in _RELATIONS or second.op not in _RELATIONS:
+        return None
+    for x in first.inputs:
+        a, b = _bound(first, x), _bound(second, x)
+        if a is None or b is None or a[0] == b[0]:
+            continue
+        lower, upper = (first, second) if a[0] == "lower" else (second, first)
+        low = next(u for u in lower.inputs if u is not x)
+        high = next(u for u in upper.inputs if u is not x)
+        wrap = _wrapper([texts[low], texts[x], texts[high]], r"\left(", r"\right)")
+        (_, low_rel), (_, high_rel) = _bound(lower, x), _bound(upper, x)
+        return f"{wrap(0, 6)} {low_rel} {wrap(1, 6)} {high_rel} {wrap(2, 6)}", 5
+    return None
+
+
+_CASES = (r"\begin{cases} ", r" \end{cases}")
+
+
+def _cases(node: Node, args: list[tuple[str, int]], named: set) -> str:
+    """``where(c, a, b)`` as cases: ``a`` if ``c``, otherwise ``b``; a where in the otherwise
+    branch (not named on a line of its own) adds its cases to these."""
+    (cond, _), (chosen, _), (other, _) = args
+    rows = [rf"{chosen} & \text{{if }} {cond}"]
+    inner = node.inputs[2]
+    if inner.op == "where" and inner not in named and other.startswith(_CASES[0]) and other.endswith(_CASES[1]):
+        rows.append(other[len(_CASES[0]) : -len(_CASES[1])])
+    else:
+        rows.append(rf"{other} & \text{{otherwise}}")
+    return _CASES[0] + r" \\ ".join(rows) + _CASES[1]
+
+
+def _latex_logic(node: Node, args: list[tuple[str, int]], texts: dict, named: set) -> tuple[str, int] | None:
+    """LaTeX for comparisons (``x \\geq 0``), connectives (``a \\land b``, ``0 \\leq x \\leq 1``)
+    and masks as numbers, the indicator ``\\mathbb{1}\\left[x > 0\\right]``."""
+    if node.op in _LATEX_RELATIONS:
+        wrap = _wrapper(args, r"\left(", r"\right)")
+        return f"{wrap(0, 6)} {_LATEX_RELATIONS[node.op]} {wrap(1, 6)}", 5
+    found = _chain(node, texts, named)
+    if found is not None:
+        return found
+    # x > 0 \land y > 0: the connectives bind below the relations, as mathematics reads them
+    wrap = _wrapper(args, r"\left(", r"\right)")
+    found = _connective(node, args, (r" \land ", r" \lor ", r"\lnot "), wrap, (4, 3))
+    if found is not None:
+        return found
+    if node.op == "where" and mask_form(node) is None:
+        return _cases(node, args, named), 100
+    mask = mask_form(node)
+    if mask is not None:
+        m, negated = mask
+        text = texts[m][0]
+        if negated:
+            text = r"\lnot " + _wrapper([texts[m]], r"\left(", r"\right)")(0, _NOT)
+        return rf"\mathbb{{1}}\left[{text}\right]", 100
+    return None
+
+
 def to_latex(root: Node) -> str:
     """LaTeX for ``root`` in operator form (``X^{\\top} w``); shared parts as aligned lines.
 
@@ -523,10 +716,17 @@ def to_latex(root: Node) -> str:
     'X^{\\\\top} \\\\tanh\\\\left(X w\\\\right)'
     """
     style = _Style(
-        _latex_leaf, _latex_render, lambda k: f"t_{{{k}}}", _latex_prefix, _latex_header, _latex_define, _latex_tuple
+        _latex_leaf,
+        _latex_render,
+        lambda k: f"t_{{{k}}}",
+        _latex_prefix,
+        _latex_header,
+        _latex_define,
+        _latex_tuple,
+        _latex_logic,
     )
     definitions, render = _definitions([root], style)
-    lines, (last,) = _lay_out([root], _latex_leaf, render, style.label)
+    lines, (last,) = _lay_out([root], _latex_leaf, render, style.label, logic=_latex_logic)
     if not lines and not definitions:
         return last
     rows = definitions + [f"{name} &= {text}" for name, text in lines] + [f"& {last}"]

@@ -536,32 +536,47 @@ def _reading(root: Node, uses: Callable[[Node], int]) -> Callable[[Node], bool]:
     small scalar sums and products (``_small``) all of whose uses lie within root's own
     expression (``t1/y - t1`` with t1 = x/y used only there is x/y**2 - x/y), or anywhere when
     root's whole scalar expression is small: reading through them repeats no work, or little,
-    and like terms and factors on both sides of them then meet. A bounded look (_REGION nodes)."""
-    local: set[Node] = set()
-    if root.shape == ():
-        reach: dict[Node, int] = {}
-        seen, stack = {root}, [root]
-        while stack and len(seen) < _REGION:
-            n = stack.pop()
-            for u in n.inputs:
-                reach[u] = reach.get(u, 0) + 1
-                if u not in seen and u.op in _ARITHMETIC and u.shape == ():
+    and like terms and factors on both sides of them then meet. A bounded look (_REGION nodes),
+    taken only when a small shared node is asked about (most sums and products have none)."""
+    if root.shape != ():
+        return lambda n: uses(n) > 1
+    local: set[Node] | None = None
+
+    def shared(n: Node) -> bool:
+        nonlocal local
+        if uses(n) <= 1:
+            return False
+        if not _small(n):  # only small sums and products are ever read through
+            return True
+        if local is None:
+            local = _local(root, uses)
+        return n not in local
+
+    return shared
+
+
+def _local(root: Node, uses: Callable[[Node], int]) -> set[Node]:
+    """The shared small sums and products that ``_reading`` reads through at ``root``."""
+    reach: dict[Node, int] = {}  # how many edges of the region lead to each node
+    seen, stack = {root}, [root]
+    room = _REGION - 1  # nodes the region may still take before its walk stops
+    arithmetic = _ARITHMETIC
+    while stack and room > 0:
+        for u in stack.pop().inputs:
+            if u in reach:  # decided when first reached (a DAG: root is no one's input)
+                reach[u] += 1
+            else:
+                reach[u] = 1
+                if u.op in arithmetic and not u.shape:
                     seen.add(u)
                     stack.append(u)
-        # a whole expression of at most _REGION nodes is read through its small shared parts
-        # (a few repeated scalar operations, for a form a person can read); a larger one, only
-        # through those it alone uses
-        whole = not stack
-        local = {
-            u
-            for u in seen
-            if u is not root
-            and (whole or reach[u] > 1)
-            and 1 < uses(u)
-            and (whole or uses(u) <= reach[u])
-            and _small(u)
-        }
-    return lambda n: uses(n) > 1 and n not in local
+                    room -= 1
+    # a whole expression of at most _REGION nodes is read through its small shared parts
+    # (a few repeated scalar operations, for a form a person can read); a larger one, only
+    # through those it alone uses
+    if not stack:
+        return {u for u in seen if u is not root and 1 < uses(u) and _small(u)}
+    return {u for u, k in reach.items() if k > 1 and u in seen and 1 < uses(u) <= k and _small(u)}
 
 
 def _coefficient(n: Node) -> tuple[Fraction, Node] | None:
@@ -636,6 +651,8 @@ def collect_terms(node: Node, ctx: Callable[[Node], int]) -> Node | None:  # ctx
     a product with a small sum in it is multiplied out where that makes like terms meet, and a
     factor every term has is taken out where that saves operations (``x*y + x*z`` is
     ``x*(y + z)``, ``a/t**3 + b/t**4`` is ``(a*t + b)/t**4``)."""
+    if node.op == "mul" and _one_term(node, ctx):
+        return None
     shared = _reading(node, ctx)
     terms, constant, raw, constants = _terms(node, shared)
     common = None
@@ -669,10 +686,64 @@ def collect_terms(node: Node, ctx: Callable[[Node], int]) -> Node | None:  # ctx
     return same_as(result, node)
 
 
+def _representable(value: Fraction, dtype: np.dtype) -> float | None:
+    """``representable``, at once for the usual coefficients 0, 1 and -1 (exact in every float dtype)."""
+    if value in (0, 1, -1):
+        return float(value)
+    return representable(value, dtype)
+
+
+def _one_term(node: Node, ctx: Callable[[Node], int]) -> bool:
+    """Whether the product ``node`` is, to collect_terms, one term that stays as it is: no
+    constant factor of a sum (``2*(3*x + y)``), no coefficient (``(2*a)*b``, ``x*(-y)``), no
+    lone sum to multiply out. What collect_terms would find the long way, for the products it
+    is asked about (most of them), at the cost of collect_factors' reading, which it shares."""
+    a, b = node.inputs
+    if scalar_constant(a) is not None or scalar_constant(b) is not None or scalar_constant(node) is not None:
+        return False
+    if _coefficient(node) is not None:
+        return False
+    if node.shape != () or node.dtype.kind != "f":
+        return True  # read as one term, merged with nothing
+    if _product_leaves((node,), _MONOMIAL_LEAVES) is None:
+        return True  # its own one base (see _monomial)
+    bases, coefficient, _ = _root_factors(node, ctx)
+    bases = [base for base, (up, down) in bases.items() if up or down]
+    return coefficient == 1 and bool(bases) and not (len(bases) == 1 and bases[0].op in ("add", "sub"))
+
+
+class _LastFactors(threading.local):
+    """The last product read by ``_root_factors`` (collect_factors, then collect_terms, read
+    the same product with the same counts of uses: the rules run on a node one after another)."""
+
+    def __init__(self) -> None:
+        self.entry: tuple[Node, Any, tuple] | None = None
+
+
+_LAST_FACTORS = _LastFactors()
+
+
+def forget_reads() -> None:
+    """Drop the product ``_root_factors`` remembers (simplify calls it when done, so no graph
+    stays alive through it)."""
+    _LAST_FACTORS.entry = None
+
+
+def _root_factors(node: Node, ctx: Callable[[Node], int]) -> tuple[dict[Node, list[Fraction]], Fraction, int]:
+    """``_factors`` of ``node`` as the rules at ``node`` read it (``_reading(node, ctx)``);
+    the caller must not change what it returns."""
+    entry = _LAST_FACTORS.entry
+    if entry is not None and entry[0] is node and entry[1] is ctx:
+        return entry[2]
+    found = _factors(node, _reading(node, ctx))
+    _LAST_FACTORS.entry = (node, ctx, found)
+    return found
+
+
 def _sum(like: Node, kept: list[tuple[Node, Fraction]], constant: Fraction, ctx: Callable[[Node], int]) -> Node | None:
     """sum(k*term) + constant, as built by collect_terms; None where a coefficient would
     overflow (or underflow): the sum is then kept as built."""
-    numbers = [representable(k, like.dtype) for _, k in kept] + [representable(constant, like.dtype)]
+    numbers = [_representable(k, like.dtype) for _, k in kept] + [_representable(constant, like.dtype)]
     if None in numbers:
         return None
     *coefficients, total = numbers
@@ -1003,8 +1074,8 @@ def _product(like: Node, numerator: list, denominator: list, magnitude: float) -
 def collect_factors(node: Node, ctx: Callable[[Node], int]) -> Node | None:  # ctx: how often a node is used
     """Constant factors merged, repeated factors as powers, nonzero factors cancelled:
     ``2*x*(3*x)`` -> ``6*x**2``; the factors in a canonical order (``x*y - y*x`` is 0)."""
-    bases, exact_coefficient, raw = _factors(node, _reading(node, ctx))
-    coefficient = representable(exact_coefficient, node.dtype)
+    bases, exact_coefficient, raw = _root_factors(node, ctx)
+    coefficient = _representable(exact_coefficient, node.dtype)
     if coefficient is None:
         return None  # the merged constant would overflow (or underflow): keep the product as built
     numerator, denominator = _sides(bases)
@@ -1036,6 +1107,102 @@ def _counted_ones(root: Node, x: Node) -> Node | None:
     ref = x.inputs[-1]
     counted = count(ref if ref.shape == x.shape else x, axis=root.attrs["axis"])
     return same_as(counted if fill == 1 else multiply(_number(float(fill)), counted), root)
+
+
+_UNIFORM_LOOK = 16  # nodes: how far the uniform-sum rule reads a summand
+
+
+def _uniform_value(n: Node, like: Node, refs: list[Node], budget: list[int]) -> Node | None:
+    """The one value every element of ``n`` has, as a scalar node, where ``n`` is an
+    elementwise expression of scalars and of uniform arrays shaped like ``like``
+    (``ones_like(r)``, ``broadcast_like(s, r)``: their references go to ``refs``); else None."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return None
+    if n.shape == ():
+        return n
+    if n.shape != like.shape or n.is_multi:
+        return None
+    if n.op == "constant" and n.uniform is not None and n.dtype.kind == "f":  # ones(5), a (1,) 0.5
+        return n.graph.constant(np.asarray(n.uniform, dtype=n.dtype))
+    if n.op == "ones_like" and n.dtype.kind == "f":
+        refs.append(n.inputs[0])
+        return n.graph.constant(np.asarray(1, dtype=n.dtype))
+    if n.op == "broadcast_like" and n.inputs[0].shape == () and n.dtype == n.inputs[0].dtype:
+        refs.append(n.inputs[1])
+        return n.inputs[0]
+    if not n.inputs or n.regions or REGISTRY[n.op].kind != "elementwise":
+        return None
+    values = []
+    for u in n.inputs:
+        v = _uniform_value(u, like, refs, budget)
+        if v is None:
+            return None
+        values.append(v)
+    out = apply(REGISTRY[n.op], *values, **dict(n._attrs))
+    return out if out.shape == () and out.dtype == n.dtype else None
+
+
+def _uniform_sum(root: Node, x: Node) -> Node | None:
+    """sum(e, axis) of an elementwise ``e`` whose every element is one value v (scalars and
+    ones or scalars broadcast like r: ``sum(ones_like(x)/s**2)``) is v times the count along
+    axis: ``count(x)/s**2``, a count where a sum of ones stood. Up to rounding (n*v for n
+    additions of v); the count of an empty axis is 0, so 0*v, nan for an infinite v."""
+    from symdiff.ops.reduce import count
+
+    if root.dtype.kind != "f" or root.attrs["keepdims"] or x.shape == () or x.op in ("ones_like", "broadcast_like"):
+        return None  # sum(ones_like(r)) and sum(c broadcast like r): counted_ones
+    refs: list[Node] = []
+    value = _uniform_value(x, x, refs, [_UNIFORM_LOOK])
+    if value is None or (not refs and None in x.shape):
+        return None
+    ref = min(refs, key=lambda r: r.index) if refs else x  # a static shape: its count is a number
+    counted = count(ref if ref.shape == x.shape else x, axis=root.attrs["axis"])
+    return same_as(multiply(counted, value), root)
+
+
+def _uniform_factor(root: Node) -> Node | None:
+    """``a*u``, ``u*a``, ``a/u``, ``u/a`` where every element of ``u`` is one value v (a uniform
+    constant, ones or a scalar broadcast like a reference, an elementwise expression of these
+    and scalars: ``ones(5)/sigma``) and ``a`` alone has the product's shape: the same product
+    with the scalar v, exactly (each element is multiplied or divided by the same number), so
+    v's factors meet the others' (``2*r*0.5`` is ``r``)."""
+    if root.dtype.kind != "f":
+        return None
+    for i, u in enumerate(root.inputs):
+        a = root.inputs[1 - i]
+        if u.shape == () or a.shape != root.shape or a.dtype != root.dtype:
+            continue
+        value = _uniform_value(u, u, [], [_UNIFORM_LOOK])
+        if value is None:
+            continue
+        if root.op == "mul":
+            return _as_root(root, multiply(a, value) if i else multiply(value, a))
+        return _as_root(root, divide(a, value) if i else divide(value, a))
+    return None
+
+
+def _shape_source(ref: Node) -> Node:
+    """The plainest node with ``ref``'s shape and dtype that ``ref`` is an elementwise function
+    of, through inputs beside which all others are scalars (``x`` for ``-0.5*(x - mu)**2 -
+    log(s)``): a reference whose only use is its shape (ones_like, broadcast_like, count)."""
+    for _ in range(_UNIFORM_LOOK):
+        if not ref.inputs or ref.regions or REGISTRY[ref.op].kind != "elementwise":
+            return ref
+        wide = [u for u in ref.inputs if u.shape != ()]
+        if len(wide) != 1 or wide[0].shape != ref.shape or wide[0].dtype != ref.dtype:
+            return ref
+        ref = wide[0]
+    return ref
+
+
+def _plainer_reference(root: Node) -> Node | None:
+    """ones_like(r), broadcast_like(s, r), count(r, axis) with r's plainest shape source."""
+    i = len(root.inputs) - 1
+    source = _shape_source(root.inputs[i])
+    if source is root.inputs[i]:
+        return None
+    return _as_root(root, rebuild(root, root.inputs[:i] + (source,)))
 
 
 def _uniform_matmul(root: Node, x: Node, y: Node) -> Node | None:
@@ -1085,7 +1252,7 @@ def _where_same(root: Node, c: Node, x: Node) -> Node | None:
 _MOVES = ("expand_dims", "squeeze", "transpose", "flip", "roll", "reshape", "reshape_like")  # axes to axes
 # ops that place g into zeros: a selection's adjoint (and a join's tangent), each with the
 # selection that picks what sits at the places it writes (tril/triu: nothing moves)
-_SCATTERS = ("unindex", "untake", "untake_along_axis", "concat_place", "pad", "undiagonal", "tril", "triu")
+_SCATTERS = ("unindex", "untake_along_axis", "concat_place", "pad", "undiagonal", "tril", "triu")
 # selections that take each element at most once: the adjoints of stack, concatenate, split, pad, diagonal
 _SELECTIONS = ("getitem", "concat_part", "diagonal")
 
@@ -1229,7 +1396,7 @@ def _base_ndim(u: Node) -> int:
 def _picked(u: Node, p: Node) -> Node | None:
     """``p`` (shaped like the scatter ``u``, or broadcasting to it along batch axes only) at the
     places ``u`` writes to: what ``u``'s values meet in an elementwise product."""
-    from symdiff.ops.indexing import TAKE, TAKE_ALONG_AXIS, _getitem
+    from symdiff.ops.indexing import TAKE_ALONG_AXIS, _getitem
     from symdiff.ops.join import _part, _unpad
     from symdiff.ops.linalg import DIAGONAL
 
@@ -1239,8 +1406,8 @@ def _picked(u: Node, p: Node) -> Node | None:
     p, attrs = _lifted_to(p, u.ndim), u.attrs
     if u.op == "unindex":
         return _getitem(p, attrs["index"].with_batch(u.ndim - base), u.inputs[2:])
-    if u.op in ("untake", "untake_along_axis"):
-        return apply(TAKE if u.op == "untake" else TAKE_ALONG_AXIS, p, u.inputs[2], axis=attrs["axis"])
+    if u.op == "untake_along_axis":
+        return apply(TAKE_ALONG_AXIS, p, u.inputs[2], axis=attrs["axis"])
     if u.op == "concat_place":
         return _part(p, u.inputs[1:], attrs["index"], attrs["axis"])
     if u.op == "pad":
@@ -1825,6 +1992,9 @@ RULES = RuleTable(
         Rule(
             Pat("sum", Pat(("ones_like", "broadcast_like"), name="x")), _counted_ones, build=False, name="counted_ones"
         ),
+        Rule(Pat("sum", x), _uniform_sum, build=False, name="uniform_sum"),
+        Rule(Pat(("mul", "div")), _uniform_factor, build=False, name="uniform_factor"),
+        Rule(Pat(("ones_like", "broadcast_like", "count")), _plainer_reference, build=False, name="plainer_reference"),
         Rule(Pat("matmul", x, y), _uniform_matmul, build=False, name="uniform_matmul"),
         Rule(Pat("log", Pat("exp", x)), lambda root, x: x, build=False, name="log_exp", extends_domain=True),
         Rule(

@@ -22,7 +22,7 @@ from typing import Any
 
 from symdiff.graph import Node, ancestors, check_same_graph, consumers, gc_paused, node_list
 from symdiff.ops.core import rebuild
-from symdiff.rules import RULES
+from symdiff.rules import RULES, forget_reads
 
 MAX_PASSES = 8
 
@@ -116,9 +116,12 @@ def simplify(outputs: Node | Sequence[Node]) -> Any:
     # simplify(simplify(e)) is simplify(e), node for node.
     with gc_paused():
         settled: Settled = {}
-        for _ in range(MAX_PASSES):
-            new = _one_pass(outs, settled)
-            if all(a is b for a, b in zip(new, outs)):
-                break
-            outs = new
+        try:
+            for _ in range(MAX_PASSES):
+                new = _one_pass(outs, settled)
+                if all(a is b for a, b in zip(new, outs)):
+                    break
+                outs = new
+        finally:
+            forget_reads()
     return outs[0] if single else outs

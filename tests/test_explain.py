@@ -251,3 +251,16 @@ def test_page_in_headless_chromium(example, tmp_path):
     assert current and current.group(1) == f"n{ex.steps[k].node.index}"
     assert dom.count('class="edge arriving"') == len(ex.steps[k].contributions)
     assert 'class="contribution"' in dom
+
+
+def test_long_intermediate_nodes_are_named_t1_t2_in_the_order_they_are_computed():
+    g = sd.Graph()
+    w0, x0, w1, x1, w2 = (g.variable(n) for n in ("w0", "x0", "w1", "x1", "w2"))
+    f = 1 / (1 + sd.exp(-(w0 * x0 + w1 * x1 + w2)))
+    ex = sd.explain(f, [w0, x0, w1, x1, w2], {"w0": 2.0, "x0": -1.0, "w1": -3.0, "x1": -2.0, "w2": -3.0})
+    text = str(ex)
+    assert "#" not in text  # no node index: a learner reads "#10" as step 10
+    named = [s for s in ex.forward if s.name.startswith("t")]
+    assert [s.name for s in named] == ["t1", "t2"] and str(named[0].node) == "exp(-(w0*x0 + w1*x1 + w2))"
+    assert "forward   t1 = exp(-(w0*x0 + w1*x1 + w2)) = 0.3679" in text  # e^-1, the tutorial's 0.37
+    assert "∂f/∂t2 = 1 × -0.5344 [via f] = -0.5344" in text  # -1/1.368**2, the tutorial's -0.53

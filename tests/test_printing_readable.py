@@ -183,3 +183,147 @@ def test_constants_of_these_kinds_print_readably_and_read_back(value):
         latex = to_latex(shown)
         assert "-0.0" not in latex and "const" not in latex, latex
         _reads_back(shown, {"x": np.linspace(-1.0, 2.0, value.size).reshape(value.shape)})
+
+
+# -- booleans and masks (issue 25: clip's derivative printed where(where(...), 1, 0)) ------------
+def _unit_interval(g: sd.Graph):
+    x, y = g.variable("x", shape=(4,)), g.variable("y")
+    return x, y
+
+
+def test_clips_derivative_prints_the_interval_as_a_person_writes_it():
+    g = sd.Graph()
+    x, y = _unit_interval(g)
+    dy = sd.simplify(sd.grad(sd.clip(y, 0.0, 1.0), y))
+    assert str(dy) == "astype((y >= 0) & (y <= 1))"  # the mask as numbers, not where(where(..), 1, 0)
+    assert to_latex(dy) == r"\mathbb{1}\left[0 \leq y \leq 1\right]"
+    assert sd.latex(dy) == (  # through sympy: its Piecewise, with an And, not an ITE
+        r"\begin{cases} 1 & \text{for}\: y \geq 0 \wedge y \leq 1 \\0 & \text{otherwise} \end{cases}"
+    )
+    dx = sd.simplify(sd.grad(sd.sum(sd.clip(x, 0.0, 1.0) ** 2), x))
+    assert str(dx) == "where((x >= 0) & (x <= 1), 2*clip(x, 0, 1), 0)"
+    assert sd.latex(dx) == (
+        r"\begin{cases} 2 \operatorname{clip}\left(x, 0, 1\right) & \text{if } 0 \leq x \leq 1 \\ "
+        r"0 & \text{otherwise} \end{cases}"
+    )
+    data = np.array([-0.5, 0.0, 0.25, 1.5])
+    np.testing.assert_array_equal(sd.evaluate(dx, {"x": data}), np.where((data >= 0) & (data <= 1), 2 * data, 0))
+    for y_value in (-0.5, 0.0, 0.5, 1.0, 2.0):
+        assert sd.evaluate(dy, {"y": y_value}) == float(0 <= y_value <= 1)  # hand-derived: 1 on [0, 1]
+        _reads_back(dy, {"y": y_value})
+    _reads_back(dx, {"x": data})
+    reread = _reread(dy)
+    assert reread.dtype == dy.dtype == np.float64 and str(reread) == str(dy)
+
+
+def test_every_connective_prints_with_python_operators_and_reads_back():
+    g = sd.Graph()
+    x, w = g.variable("x", shape=(5,)), g.variable("w", shape=(5,))
+    a, b, c = x > 0, w > 0, x < -1
+    cases = {
+        "(x > 0) & (w > 0)": (sd.where(a, b, False), r"x > 0 \land w > 0"),
+        "(x > 0) | (w > 0)": (sd.where(a, True, b), r"x > 0 \lor w > 0"),
+        "~(x > 0)": (sd.where(a, False, True), r"\lnot \left(x > 0\right)"),
+        "~(x > 0) & (w > 0)": (sd.where(a, False, b), r"\lnot \left(x > 0\right) \land w > 0"),
+        "~(x > 0) | (w > 0)": (sd.where(a, b, True), r"\lnot \left(x > 0\right) \lor w > 0"),
+        "(x > 0) & (w > 0) | (x < -1)": (sd.where(sd.where(a, b, False), True, c), None),
+        "((x > 0) | (x < -1)) & (w > 0)": (sd.where(sd.where(a, True, c), b, False), None),
+        "astype(~(x > 0))": (sd.where(a, 0.0, 1.0), r"\mathbb{1}\left[\lnot \left(x > 0\right)\right]"),
+        "w*(x > 0)": (w * sd.where(a, 1.0, 0.0), r"w \odot \mathbb{1}\left[x > 0\right]"),
+        "(x >= -1) & (x < 2)": (sd.where(x >= -1.0, x < 2.0, False), None),
+    }
+    values = {"x": np.array([-2.0, -1.0, 0.0, 0.5, 3.0]), "w": np.array([1.0, -1.0, 2.0, -3.0, 0.0])}
+    for text, (node, tex) in cases.items():
+        assert str(node) == text
+        if tex is not None:
+            assert to_latex(node) == tex
+        _reads_back(node, values)
+    chain = sd.where(x >= -1.0, x < 2.0, False)  # LaTeX chains it: -1 <= x < 2
+    assert to_latex(chain) == "-1 \\leq x < 2"
+
+
+def test_a_mask_beside_a_constant_stays_a_selection():
+    g = sd.Graph()
+    x = g.variable("x", shape=(3,))
+    twice = 2.0 * sd.where(x > 0, 1.0, 0.0)  # 2*(x > 0) would read back as integers
+    assert "(x > 0)" in str(twice) and "2*(x > 0)" not in str(twice)
+    _reads_back(twice, {"x": np.array([-1.0, 0.0, 1.0])})
+
+
+def test_the_parser_refuses_logical_operators_on_numbers():
+    from symdiff.parse import ParseError, parse
+
+    g = sd.Graph()
+    g.variable("x", shape=(3,))
+    for text, symbol in (("x & (x > 0)", "'&'"), ("(x > 0) | 1", "'|'"), ("~x", "'~'")):
+        with pytest.raises(ParseError, match=symbol):
+            parse(text, g)
+
+
+comparisons = st.sampled_from([("x", ">", 0.0), ("x", "<=", 1.0), ("w", ">=", -0.5), ("w", "<", 2.0)])
+
+
+@st.composite
+def _conditions(draw, depth: int = 3):
+    """A random connective of comparisons, built as symdiff.scalar builds them (where of booleans)."""
+    name, symbol, bound = draw(comparisons)
+    if depth == 0 or draw(st.booleans()):
+        return (name, symbol, bound)
+    kind = draw(st.sampled_from(["and", "or", "not", "and_not", "or_not"]))
+    if kind == "not":
+        return (kind, draw(_conditions(depth - 1)))
+    return (kind, draw(_conditions(depth - 1)), draw(_conditions(depth - 1)))
+
+
+def _built(tree, nodes):
+    if len(tree) == 3 and isinstance(tree[1], str):
+        name, symbol, bound = tree
+        u = nodes[name]
+        return {">": u > bound, "<=": u <= bound, ">=": u >= bound, "<": u < bound}[symbol]
+    if tree[0] == "not":
+        return sd.where(_built(tree[1], nodes), False, True)
+    a, b = _built(tree[1], nodes), _built(tree[2], nodes)
+    return {
+        "and": lambda: sd.where(a, b, False),
+        "or": lambda: sd.where(a, True, b),
+        "and_not": lambda: sd.where(a, False, b),
+        "or_not": lambda: sd.where(a, b, True),
+    }[tree[0]]()
+
+
+@given(_conditions(), st.booleans())
+def test_printed_connectives_and_masks_read_back_to_the_same_values(tree, as_mask):
+    g = sd.Graph()
+    nodes = {"x": g.variable("x", shape=(7,)), "w": g.variable("w", shape=(7,))}
+    node = _built(tree, nodes)
+    if as_mask:
+        node = nodes["w"] * sd.where(node, 1.0, 0.0)
+    text = str(node)
+    assert "where(" not in text and "False" not in text and "True" not in text, text
+    values = {"x": np.linspace(-1.5, 2.5, 7), "w": np.array([-1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0])}
+    _reads_back(node, values)
+
+
+def test_connectives_go_to_sympy_as_and_or_not_and_come_back():
+    import sympy
+
+    g = sd.Graph()
+    y, z = g.variable("y"), g.variable("z")
+    node = sd.where(sd.where(y >= 0.0, y <= 1.0, False), True, sd.where(z > 0.0, False, True))
+    expr = sd.to_sympy(node)
+    Y, Z = sympy.symbols("y z")
+    assert expr == sympy.Or(sympy.And(Y >= 0, Y <= 1), sympy.Not(Z > 0))
+    back = sd.from_sympy(expr, g)
+    for values in ({"y": 0.5, "z": 1.0}, {"y": 2.0, "z": 1.0}, {"y": 2.0, "z": -1.0}):
+        assert sd.evaluate(back, values) == sd.evaluate(node, values)
+
+
+def test_the_command_line_pages_latex_example_is_what_the_command_prints(capsys):
+    import pathlib
+
+    page = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "command-line.md").read_text()
+    block = page.split('symdiff grad "x/y" --wrt y --order 3 --latex\n', 1)[1].split("\n\n", 1)[0]
+    shown = [line.removeprefix("# ") for line in block.splitlines() if line.startswith("# ")]
+    out = _run(capsys, "grad", "x/y", "--wrt", "y", "--order", "3", "--latex")
+    assert out.splitlines() == shown
+    assert shown[-1] == r"\frac{\partial^{3} f}{\partial y^{3}} = - \frac{6 x}{y^{4}}"  # d3/dy3 x/y = -6x/y**4

@@ -57,7 +57,6 @@ ONE_TASK: dict[str, str] = {
     "slogdet": "dask.array.linalg has no slogdet",
     "eigh": "dask.array.linalg has no eigh",
     "unindex": "it adds into places by index (numpy's add.at), which dask arrays have not",
-    "untake": "it adds into places by index (numpy's add.at), which dask arrays have not",
     "untake_along_axis": "it adds into places by index (numpy's add.at), which dask arrays have not",
     "undiagonal": "dask assigns through one integer array at most",
 }

@@ -165,7 +165,7 @@ def _indexed(name: str, args: tuple, attrs: dict[str, Any]) -> list[tuple[Any, i
                 found.append((args[first + rest[0]] if kind == "x" else np.asarray(rest[0]), axis, shape[axis]))
             axis += kind != "n"
         return found
-    into = 1 if name.startswith("un") else 0  # take*(x, indices), untake*(g, ref, indices)
+    into = 1 if name.startswith("un") else 0  # take*(x, indices), untake_along_axis(g, ref, indices)
     shape = np.shape(args[into])
     axis = attrs["axis"] % len(shape)
     return [(args[into + 1], axis, shape[axis])]

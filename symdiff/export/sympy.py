@@ -16,7 +16,7 @@ from symdiff.loops import unroll
 from symdiff.ops import REGISTRY, apply
 from symdiff.ops.constants import written_as_call
 from symdiff.ops.core import outputs_of
-from symdiff.printing import to_latex
+from symdiff.printing import logic_form, to_latex
 
 # Tensors up to this many elements convert (each element is a sympy expression).
 MAX_ELEMENTS = 10_000
@@ -87,10 +87,23 @@ def _object_array(node: Node, env: dict[Node, np.ndarray]) -> np.ndarray:
     if op.sympy is None:
         reason = op.unsupported.get("sympy")
         raise GraphError(f"to_sympy: op {node.op!r} has no sympy translation" + (f" ({reason})" if reason else ""))
+    form = logic_form(node)
+    if form is not None:  # a where of booleans with a constant branch: And, Or, Not, not an ITE
+        return _connective(form, [env[u] for u in node.inputs])
     value = op.sympy(*(env[u] for u in node.inputs), **dict(node._attrs))
     if node.is_multi:  # one array per output (slogdet's sign and log|det|)
         return tuple(np.asarray(v, dtype=object) for v in value)
     return np.asarray(value, dtype=object)
+
+
+def _connective(form: tuple, inputs: list[np.ndarray]) -> np.ndarray:
+    """``symdiff.printing.logic_form``'s connective over sympy elements (elementwise)."""
+    kind, operands = form
+    parts = [np.vectorize(sympy.Not, otypes=[object])(inputs[i]) if negated else inputs[i] for i, negated in operands]
+    if kind == "is":
+        return np.asarray(parts[0], dtype=object)
+    join = sympy.And if kind == "and" else sympy.Or
+    return np.asarray(np.vectorize(join, otypes=[object])(*parts), dtype=object)
 
 
 def _inline(node: Node, env: dict[Node, Any]) -> Any:
@@ -274,6 +287,11 @@ def _build(expr: sympy.Basic, args: list[Node], graph: Graph) -> Node:
         return ops.power(base, exponent)
     if isinstance(expr, sympy.log):
         return ops.log(args[0]) if len(args) == 1 else ops.divide(ops.log(args[0]), ops.log(args[1]))
+    if isinstance(expr, (sympy.And, sympy.Or)):  # a & b & c: where(where(a, b, False), c, False)
+        join = ops.where
+        return _fold(lambda a, b: join(a, b, False) if isinstance(expr, sympy.And) else join(a, True, b), args)
+    if isinstance(expr, sympy.Not):
+        return ops.where(args[0], False, True)
     if isinstance(expr, sympy.Piecewise):
         # args alternate value, condition; the last condition is usually True
         pairs = list(zip(args[0::2], args[1::2]))
