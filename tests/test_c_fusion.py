@@ -1,6 +1,8 @@
 """Fused elementwise loops in the C backend (symdiff.backends.fusion): a chain of elementwise ops
 over one shape is one loop nest computing each element into a C local, sums over all its
-elements accumulate in the same loop, and only the values read after the loop are stored.
+elements accumulate in the same loop, and only the values read after the loop are stored; a
+small group whose arithmetic would be live across a call of the C library gets a loop per level
+of calls, with the same bits as one loop.
 
 Oracles: hand-written numpy, bit for bit where every op rounds once as numpy's does (+, -, *, /,
 comparisons, where, integer arithmetic with numpy's wrap-around, casts) and to 1e-15 relative
@@ -21,6 +23,7 @@ import numpy as np
 import pytest
 
 import symdiff as sd
+from symdiff.backends import c as c_backend
 from symdiff.backends import installed
 
 from .test_c_loops import DT, _rk4_step  # examples/pendulum_rk4.py's step, in symdiff or numpy
@@ -128,8 +131,14 @@ def test_transcendental_chain_with_broadcasting_to_1e_15(tmp_path):
     for _ in range(3):
         h = 0.5 * sd.sin(h) + 0.3 * sd.tanh(h * row) + 0.1 * sd.exp(-x * x)
     total = sd.sum(h)
+    with pytest.MonkeyPatch.context() as patch:  # one loop nest (of two loops: the broadcast row)
+        patch.setattr(c_backend, "SPLIT_ELEMENTS", 0)
+        files = _strict(tmp_path, [h, total], [x, row])
+        assert _loops(_body(files["f.c"], "f")) == 2 and _work(files) == 0
+        one_loop = sd.compile([h, total], [x, row], backend="c")
+    # 0.5 * sin(h) is live across the tanh and exp calls: each call level gets its own loop nest
     files = _strict(tmp_path, [h, total], [x, row])
-    assert _loops(_body(files["f.c"], "f")) == 2 and _work(files) == 0
+    assert _loops(_body(files["f.c"], "f")) > 2
     xv, rv = rng.standard_normal((3, 50)), rng.standard_normal(50)
     hv = xv
     for _ in range(3):
@@ -137,6 +146,8 @@ def test_transcendental_chain_with_broadcasting_to_1e_15(tmp_path):
     got_h, got_total = sd.compile([h, total], [x, row], backend="c")(xv, rv)
     np.testing.assert_allclose(got_h, hv, rtol=1e-15, atol=1e-16)
     _bits(got_total, np.cumsum(got_h)[-1])
+    for a, b in zip(one_loop(xv, rv), [got_h, got_total]):
+        _bits(a, b)  # split or not, the same operations in the same order
 
 
 def test_float32_chains_and_sums(tmp_path):
@@ -268,3 +279,117 @@ def test_rk4_pendulum_scan_value_and_gradient(tmp_path):
     np.testing.assert_allclose(gradient, fd, rtol=1e-6)
     reference = sd.compile(outputs, [p])(pv)  # the numpy backend's gradient, to rounding
     np.testing.assert_allclose(gradient, reference[1], rtol=1e-12)
+
+
+# -- calls of the C library in fused loops ---------------------------------------------------
+def _loop_texts(body: str) -> list[str]:
+    """The text of each (one-deep) for loop of a C function's body."""
+    return [chunk.split("\n    }\n")[0] for chunk in body.split("for (")[1:]]
+
+
+_CALL = re.compile(r"\b(sin|cos|tan|exp|expm1|log|log1p|tanh|sinh|cosh|pow|erf|erfc|atan2|hypot)\(")
+_ARITHMETIC = re.compile(r"= \(.*[-+*/].*\);")
+
+
+def _split_graph(n):
+    """An RK4-like step of a vector: values live across later calls of sin, cos and exp."""
+    g = sd.Graph()
+    x, s = g.variable("x", (n,)), g.variable("s")
+    a = x * s + 0.5
+    b = sd.sin(a) * s
+    c = a + 0.25 * b
+    d = sd.cos(c) * a - sd.exp(-c * c)
+    y = x + (a + 2.0 * b + 2.0 * c + d) / 6.0
+    loss = sd.sum(y * y)
+    return [y, loss, sd.grad(loss, x), sd.grad(loss, s)], [x, s]
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 4096])
+def test_calls_get_loops_of_their_own_with_the_same_bits(tmp_path, n):
+    outputs, inputs = _split_graph(n)
+    files = _strict(tmp_path, outputs, inputs)
+    loops = _loop_texts(_body(files["f.c"], "f"))
+    calling = [text for text in loops if _CALL.search(text)]
+    if n > 1:  # (one element: no loop)
+        assert len(loops) > 1 and calling, loops
+    for text in calling:  # a call's loop loads, calls and stores: no arithmetic kept across its calls
+        assert not _ARITHMETIC.search(text), text
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(c_backend, "SPLIT_ELEMENTS", 0)
+        one = _strict(tmp_path, outputs, inputs)
+        assert _loops(_body(one["f.c"], "f")) == (n > 1)  # the forward, its sum and the gradient: one loop
+        one_loop = sd.compile(outputs, inputs, backend="c")
+    xv, sv = rng.uniform(-2.0, 2.0, n), 0.7
+    got = sd.compile(outputs, inputs, backend="c")(xv, sv)
+    for a, b in zip(got, one_loop(xv, sv)):
+        _bits(a, b)
+    av = xv * sv + 0.5
+    bv = np.sin(av) * sv
+    cv = av + 0.25 * bv
+    yv = xv + (av + 2.0 * bv + 2.0 * cv + (np.cos(cv) * av - np.exp(-cv * cv))) / 6.0
+    np.testing.assert_allclose(got[0], yv, rtol=1e-14, atol=1e-15)
+    numpy = sd.compile(outputs, inputs)(xv, sv)
+    for a, b in zip(got, numpy):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_large_groups_and_calls_on_loaded_elements_stay_one_loop(tmp_path):
+    outputs, inputs = _split_graph(c_backend.SPLIT_ELEMENTS + 1)  # past the bound: one loop each
+    assert _loops(_body(_strict(tmp_path, outputs, inputs)["f.c"], "f")) == 1
+    g = sd.Graph()
+    x = g.variable("x", (64,))
+    y = sd.exp(x) * sd.cos(x) + x**2 - 1.0 / x  # the calls read loaded elements; x**2 is no call
+    files = _strict(tmp_path, [y], [x])
+    assert _loops(_body(files["f.c"], "f")) == 1 and _work(files) == 0
+    # its gradient computes 1/x, 1/x**2 and 2x before sin(x) and reads them after: split, the
+    # arithmetic as late as it can be, so only the three calls' results pass through arrays
+    files = _strict(tmp_path, [y, sd.grad(sd.sum(y), x)], [x])
+    assert _loops(_body(files["f.c"], "f")) == 2 and _work(files) == 3 * 64 * 8
+
+
+def test_split_loops_run_clean_under_sanitizers(tmp_path):
+    """Split loops at the top and in a scan's bodies (their arrays in each body's own share of the
+    work buffer), in a program built with the address and undefined-behaviour sanitizers."""
+    from .test_c_kernels import sanitized_run
+
+    compiler = "gcc" if shutil.which("gcc") else "clang"
+    if shutil.which(compiler) is None:
+        pytest.skip("no gcc or clang")
+    (y, loss, gx, gs), (x, s) = _split_graph(9)
+
+    def body(carry, t):
+        a = carry * s + t
+        b = sd.sin(a) * s
+        return carry + 0.1 * (a + 2.0 * b - sd.exp(-b * b)) / (1.0 + sd.cos(a + b) ** 2), None
+
+    final, _ = sd.scan(body, x, x.graph.constant(np.linspace(0.0, 0.4, 5)), name="steps")
+    total = sd.sum(final * final)
+    outputs, inputs = [y, loss, gx, gs, total, sd.grad(total, s)], [x, s]
+    for name, text in sd.to_c(outputs, inputs, name="f").items():
+        (tmp_path / name).write_text(text)
+    main = """#include <stdio.h>
+#include <stdlib.h>
+#include "f.h"
+int main(void)
+{
+    double x[9], s[1] = {0.7}, y[9], loss[1], gx[9], gs[1], total[1], gt[1];
+    void *work = malloc(F_WORK_BYTES);
+    int i;
+    for (i = 0; i < 9; ++i) x[i] = 0.4 * i - 1.6;
+    if (f(x, s, y, loss, gx, gs, total, gt, work) != 0) return 2;
+    for (i = 0; i < 9; ++i) printf("%.17g %.17g\\n", y[i], gx[i]);
+    printf("%.17g %.17g %.17g %.17g\\n", loss[0], gs[0], total[0], gt[0]);
+    free(work);
+    return 0;
+}
+"""
+    source = (tmp_path / "f.c").read_text()
+    bodies = re.findall(r"static int (symdiff_body\w+)\(", source)
+    assert len(bodies) == 2  # the step and its reverse, each split at its calls
+    for name in bodies:
+        assert _loops(source.split(f"static int {name}(")[1].split("\n}\n")[0]) > 1, name
+    out = np.array(sanitized_run(compiler, tmp_path, main, ["f.c"]).split(), float)
+    xv = 0.4 * np.arange(9) - 1.6
+    want = sd.compile(outputs, inputs)(xv, 0.7)
+    expected = np.concatenate([np.column_stack([want[0], want[2]]).ravel(), [want[1], want[3], want[4], want[5]]])
+    np.testing.assert_allclose(out, expected, rtol=1e-13)

@@ -12,12 +12,19 @@ reshape-like op aliases its input. Each primitive has a printer (``PRINTERS``); 
 ops print their scalar expression (``symdiff.scalar.to_c``) in a loop over the broadcast inputs.
 Chains of elementwise steps over one shape are fused (symdiff.backends.fusion): one loop nest
 computes each element into a C local, sums over all the elements accumulating in it, and
-stores only the values read after the loop (in the work buffer, or the caller's output).
+stores only the values read after the loop (in the work buffer, or the caller's output);
+a small group whose arithmetic would stay live across calls of the C library gets a loop per
+level of calls instead (``_levels``), with the same results.
 No malloc, no globals (array constants are ``static const`` tables), no printf.
 
 Cache: ``sd.compile(..., backend="c")`` writes the source under ``$SYMDIFF_CACHE_DIR/c`` (default
 ``~/.cache/symdiff/c``) with the shared library built from it, both named by the hash of the
 source, the compiler and its flags, so another process loads the library without compiling.
+
+Call: cffi's ABI mode. Each thread calling a library of fixed input shapes gets, at its first
+call, a Python function generated for it (``_fast_function``: its float cells, work buffer and
+per-argument steps written out), which passes values ready as they are and hands any other value,
+and any nonzero return code, to the general path (``Compiled.__call__``, ``_Library.run``).
 """
 
 from __future__ import annotations
@@ -725,6 +732,69 @@ def _element_inputs(node: Node) -> tuple[Node, ...]:
     return node.inputs[:1] if node.op == "broadcast_like" else node.inputs
 
 
+# a fused group of at most this many elements gets a loop of its own for each call to the C library
+SPLIT_ELEMENTS = 4096
+# the elementwise ops whose C element calls a function of the C library (not an instruction)
+_LIBRARY_OPS = frozenset(("logaddexp",))
+_LIBRARY_FUNCTIONS = frozenset(
+    "exp expm1 log log1p sin cos tan sinh cosh tanh arcsin arccos arctan arcsinh arccosh arctanh erf erfc "
+    "hypot arctan2 pow".split()
+)
+
+
+def _calls(node: Node) -> bool:
+    """True if the element of the elementwise ``node`` calls a C library function (sin, exp, pow, ...)."""
+    if node.op in _LIBRARY_OPS:
+        return True
+    if node.op == "pow" and node.inputs[1].op == "constant" and node.inputs[1].shape == ():
+        # the compiler writes x**2, x**1 and x**-1 as products and a quotient (no call)
+        return float(node.inputs[1].value) not in (2.0, 1.0, -1.0)
+    op = REGISTRY[node.op]
+    tree = op.scalar if op.scalar is not None else _TREES.get(node.op)
+    stack = [tree] if tree is not None else []
+    while stack:
+        t = stack.pop()
+        if t.op in _LIBRARY_FUNCTIONS:
+            return True
+        stack.extend(t.args)
+    return False
+
+
+def _levels(group: Group, order: list[Node], split: bool) -> dict[Node, tuple[int, int]]:
+    """The loop of each member of ``group`` (``order``: the live ones, in order): (level, 0) for
+    a call of the C library, (level, 1) for the rest, the loops in that order. A call's level is
+    one more than its inputs', any other member's the highest of its inputs' (0 without them),
+    then raised to the lowest level its readers allow.
+    All (0, 1), one loop, unless ``split`` and, in one loop, the value of some member that is not
+    a call would be live across a call (computed before it, read after it): a loop whose calls
+    only read loaded elements and give values to the arithmetic after them loses nothing to them."""
+    calls = [k for k, n in enumerate(order) if n in group.maps and _calls(n)]
+    if not split or not calls:
+        return dict.fromkeys(order, (0, 1))
+    at = {n: k for k, n in enumerate(order)}
+    last: dict[Node, int] = {}
+    for k, n in enumerate(order):
+        for u in _element_inputs(n):
+            last[u] = k
+    if not any(at[n] < c < last.get(n, -1) for n in order if n in group.maps and not _calls(n) for c in calls):
+        return dict.fromkeys(order, (0, 1))
+    level: dict[Node, int] = {}
+    call = {n: n in group.maps and _calls(n) for n in order}
+    readers: dict[Node, list[Node]] = {}
+    for n in order:
+        base = max((level[u] for u in _element_inputs(n) if u in level), default=0)
+        level[n] = base + 1 if call[n] else base
+        for u in _element_inputs(n):
+            if u in level:
+                readers.setdefault(u, []).append(n)
+    # then as late as its readers allow (a call's argument one level before it): fewer values
+    # pass through arrays; a member only stored or summed stays where its inputs put it
+    for n in reversed(order):
+        if not call[n] and readers.get(n):
+            level[n] = max(level[n], min(level[r] - call[r] for r in readers[n]))
+    return {n: (level[n], 0 if call[n] else 1) for n in order}
+
+
 def _wide(node: Node) -> bool:
     """A float32 sum of more than 8 terms, which accumulates in double (see ``_p_reduction``)."""
     return node.dtype == np.float32 and math.prod(node.inputs[0].shape) > 8
@@ -955,55 +1025,84 @@ class CFunction:
         printer(w, n, out, args)
 
     def _group(self, group: Group) -> None:
-        """A group of steps (symdiff.backends.fusion) as one loop nest over its shape: each map an
+        """A group of steps (symdiff.backends.fusion) as loop nests over its shape: each map an
         element computed into a C local (``element``, as ``_p_elementwise`` computes it), each sum an
         accumulator (as ``_p_reduction`` accumulates it, in the same order); only the stored maps
-        get storage (a work-buffer block, or the caller's output array)."""
+        get storage (a work-buffer block, or the caller's output array).
+
+        One loop nest, unless the group calls the C library (``_calls``) and has at most
+        ``SPLIT_ELEMENTS`` elements: then each call gets a loop of its own (``_levels``), its
+        argument and result passing through arrays of the work buffer, and the arithmetic
+        between the calls runs in loops with no call in them. A call in a loop makes every value
+        live across it go to the stack and back (the C calling convention saves no floating-point
+        register), and keeps the compiler from vectorizing the loop; a small array costs less.
+        Every element is computed by the same operations in the same order, so the results are
+        the same bits either way."""
         w, names, shape = self.w, self.names, group.shape
         # the members some stored value or sum reads (a broadcast_like's shape operand is not read)
         live: set[Node] = set(group.stored) | set(group.sums)
         for n in reversed(group.steps):
             if n in live:
                 live.update(u for u in _element_inputs(n) if u in group.maps)
+        order = [n for n in group.steps if n in live]
+        loop_of = _levels(group, order, math.prod(shape) <= SPLIT_ELEMENTS)
         for n in group.stored:
             names[n], self.holds[n] = self._storage(f"_t{n.index}", shape, n.dtype, n)
+        # the arrays the loops pass values in: the stored maps, and the members read in another loop
+        arrays: dict[Node, str] = {n: names[n] for n in group.stored}
+        temps = []
+        for n in order:
+            if n in arrays or n not in group.maps:
+                continue
+            if any(u is n and loop_of[r] != loop_of[n] for r in order for u in _element_inputs(r)):
+                t = ctype(n.dtype)
+                temps.append(w.blocks.take(math.prod(shape) * n.dtype.itemsize, t))
+                arrays[n] = w.local(f"{t} *", f"({t} *)((char *)work + {temps[-1]})")
         sums = {}
         for n in group.sums:
             t = ctype(n.dtype)
             wide = _wide(n)
             sums[n] = w.local("double", "0.0") if wide else w.local(t, literal(0, n.dtype))
-        reads = list(
-            dict.fromkeys(
-                u for n in group.steps if n in live for u in _element_inputs(n) if u.shape and u not in group.maps
+        for key in sorted(set(loop_of.values())):
+            members = [n for n in order if loop_of[n] == key]
+            writes = [n for n in members if n in arrays]
+            reads = list(
+                dict.fromkeys(
+                    u
+                    for n in members
+                    for u in _element_inputs(n)
+                    if u.shape and (u not in group.maps or loop_of[u] != key)
+                )
             )
-        )
-        operands = [strides(shape)] * len(group.stored) + [broadcast_strides(u.shape, shape) for u in reads]
-        with w.nest(shape, operands) as at:
-            where = dict(zip(reads, at[len(group.stored) :]))
-            local: dict[Node, str] = {}  # an element computed or loaded in the loop: its local
+            operands = [strides(shape)] * len(writes)
+            operands += [strides(shape) if u in group.maps else broadcast_strides(u.shape, shape) for u in reads]
+            with w.nest(shape, operands) as at:
+                where = dict(zip(reads, at[len(writes) :]))
+                local: dict[Node, str] = {}  # an element computed or loaded in the loop: its local
 
-            def item(u: Node) -> str:
-                if u.shape == ():
-                    return names[u]
-                if u not in local:
-                    local[u] = w.local(f"const {ctype(u.dtype)}", f"{names[u]}[{where[u]}]")
-                return local[u]
+                def item(u: Node) -> str:
+                    if u.shape == ():
+                        return names[u]
+                    if u not in local:
+                        source = arrays[u] if u in group.maps else names[u]
+                        local[u] = w.local(f"const {ctype(u.dtype)}", f"{source}[{where[u]}]")
+                    return local[u]
 
-            for n in group.steps:
-                if n not in live:
-                    continue
-                if n in group.sums:
-                    (x,), dt, acc = n.inputs, n.dtype, sums[n]
-                    v = w.local(ctype(dt), cast(w, item(x), x.dtype, dt))
-                    if dt.kind == "f":
-                        w.line(f"{acc} += {v};")
-                    else:
-                        w.line(f"{acc} = {_wrapped(ctype(dt), '+', acc, v)};")
-                    continue
-                items = [item(u) for u in _element_inputs(n)]
-                local[n] = w.local(f"const {ctype(n.dtype)}", element(w, n, items))
-            for n, o in zip(group.stored, at):
-                w.line(f"{names[n]}[{o}] = {local[n]};")
+                for n in members:
+                    if n in group.sums:
+                        (x,), dt, acc = n.inputs, n.dtype, sums[n]
+                        v = w.local(ctype(dt), cast(w, item(x), x.dtype, dt))
+                        if dt.kind == "f":
+                            w.line(f"{acc} += {v};")
+                        else:
+                            w.line(f"{acc} = {_wrapped(ctype(dt), '+', acc, v)};")
+                        continue
+                    items = [item(u) for u in _element_inputs(n)]
+                    local[n] = w.local(f"const {ctype(n.dtype)}", element(w, n, items))
+                for n, o in zip(writes, at):
+                    w.line(f"{arrays[n]}[{o}] = {local[n]};")
+        for offset in temps:
+            w.blocks.give(offset)
         for n, acc in sums.items():
             names[n] = f"_t{n.index}"
             w.line(f"{ctype(n.dtype)} {names[n]} = {'(float)' if _wide(n) else ''}{acc};")
@@ -1336,6 +1435,19 @@ class _Library:
         # float scalars pass through one-element cells of the calling thread, not numpy arrays
         self.cells = [x.shape == () and x.dtype.kind == "f" for x in [*fn.inputs, *fn.outputs]]
         self.types = [x.dtype.type for x in fn.outputs]
+        self.inputs = [(x.shape, x.dtype) for x in fn.inputs]
+
+    def fast(self, single: bool) -> Callable[..., Any]:
+        """The calling thread's call of this library with its checks unrolled (made at its first
+        call, by :func:`_fast_source`): the outputs for values that are ready as they are (a
+        Python float for a float64 scalar; else an ndarray of the variable's dtype and shape,
+        C-contiguous), else ``SLOW`` (a value to check or convert, or a nonzero return code),
+        for which the caller takes the general path."""
+        found = getattr(self._local, "fast", None)
+        if found is None:
+            cells, args = self._prepared()
+            found = self._local.fast = _fast_function(self, cells, args[-1], single)
+        return found
 
     def _prepared(self) -> tuple[list[Any], list[Any]]:
         """The calling thread's float cells and argument list (work buffer last), made at its
@@ -1391,6 +1503,59 @@ class _Library:
         return self.batch(lead[0], *args, self.buffer()), outs
 
 
+SLOW = object()  # what a library's fast call returns for values the general path must take
+
+
+def _fast_function(library: _Library, cells: list[Any], work: Any, single: bool) -> Callable[..., Any]:
+    """A Python function of the inputs calling ``library`` with one thread's ``cells`` and
+    ``work`` buffer, its per-argument steps written out (no loops, no lists of kinds): each
+    input's check is the general path's test for a value ready as it is (a Python float for a
+    float64 scalar, else an ndarray of its dtype, shape and C-contiguous strides); any other
+    value, or a nonzero return code, returns SLOW."""
+    names: dict[str, Any] = {
+        "SLOW": SLOW,
+        "ndarray": np.ndarray,
+        "empty": np.empty,
+        "fb": library.ffi.from_buffer,
+        "call": library.call,
+        "work": work,
+    }
+    n, body, args, outs = len(library.inputs), [], [], []
+    for k, ((shape, dtype), cell) in enumerate(zip(library.inputs, cells)):
+        a = f"a{k}"
+        if cell is not None:
+            names[f"c{k}"] = cell
+            if dtype != np.float64:  # a float32 scalar: the general path rounds it
+                return lambda *args: SLOW
+            body.append(f"    if type({a}) is not float: return SLOW")
+            body.append(f"    c{k}[0] = {a}")
+            args.append(f"c{k}")
+            continue
+        contiguous = np.empty(shape, dtype).strides
+        names.update({f"D{k}": dtype, f"S{k}": shape, f"T{k}": contiguous, f"K{k}": library.kinds[k]})
+        body.append(
+            f"    if type({a}) is not ndarray or not ({a}.dtype is D{k} or {a}.dtype == D{k}) "
+            f"or {a}.shape != S{k} or {a}.strides != T{k}: return SLOW"
+        )
+        args.append(f"fb(K{k}, {a})")
+    head = [f"a{k}" for k in range(n)]
+    for j, ((shape, dtype, kind), cell) in enumerate(zip(library.results, cells[n:])):
+        if cell is not None:
+            names.update({f"c{n + j}": cell, f"F{j}": dtype.type})
+            args.append(f"c{n + j}")
+            outs.append(f"F{j}(c{n + j}[0])")
+            continue
+        names.update({f"R{j}": shape, f"E{j}": dtype, f"Q{j}": kind})
+        body.append(f"    o{j} = empty(R{j}, E{j})")
+        args.append(f"fb(Q{j}, o{j})")
+        outs.append(f"o{j}[()]" if shape == () else f"o{j}")  # an integer or boolean scalar: numpy's scalar
+    body.append(f"    if call({', '.join([*args, 'work'])}): return SLOW")
+    body.append(f"    return {outs[0] if single else '[' + ', '.join(outs) + ']'}")
+    source = f"def fast({', '.join(head)}):\n" + "\n".join(body) + "\n"
+    exec(compile(source, "<symdiff c fast call>", "exec"), names)  # noqa: S102 (text built above)
+    return names["fast"]
+
+
 class Compiled(_NumpyCompiled):
     """``sd.compile(..., backend="c")``: the graph specialized per tuple of input shapes, printed as
     C, built with the system C compiler (cached on disk) and called through cffi.
@@ -1408,6 +1573,7 @@ class Compiled(_NumpyCompiled):
         self._lock = threading.Lock()
         self._as_float = [x.shape == () and x.dtype == np.float64 for x in inputs]
         self.source: str | None = None  # the C of the latest specialization
+        self._fast = threading.local()  # .call: the calling thread's fast call of the static library
         # static shapes: the values' shapes are checked against them, so one library serves
         self._static = (
             self._library(tuple(x.shape for x in inputs), None) if all(None not in x.shape for x in inputs) else None
@@ -1430,6 +1596,14 @@ class Compiled(_NumpyCompiled):
             return found
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._static is not None and not kwargs and len(args) == len(self.inputs):
+            try:
+                found = self._fast.call(*args)
+            except AttributeError:  # this thread's first call
+                self._fast.call = self._static.fast(self._single)
+                found = self._fast.call(*args)
+            if found is not SLOW:
+                return found
         if kwargs or len(args) != len(self.inputs):
             args = self._positional(args, kwargs)
         values = []
