@@ -10,7 +10,7 @@ fills ``core.BUILD_REWRITES`` when symdiff is imported.
 """
 
 from symdiff.ops.arithmetic import add, astype, divide, multiply, negative, power, square, subtract
-from symdiff.ops.core import REGISTRY, Op, apply, atomic, define_op, not_differentiable
+from symdiff.ops.core import REGISTRY, Op, apply, atomic, define_op, not_differentiable, per_input
 from symdiff.ops.creation import eye_like, match_shape, ones_like, stop_gradient, zeros_like
 from symdiff.ops.functions import (
     abs,
@@ -166,6 +166,7 @@ __all__ = [
     "ones_like",
     "outer",
     "pad",
+    "per_input",
     "power",
     "prod",
     "relu",
@@ -210,7 +211,7 @@ __all__ = [
 # What users call (sd.add, and the Node operators) leaves the graph unchanged when it fails;
 # derivative rules call the module functions directly.
 for _name in __all__:
-    if _name not in ("REGISTRY", "Op", "define_op", "not_differentiable"):
+    if _name not in ("REGISTRY", "Op", "define_op", "not_differentiable", "per_input"):
         globals()[_name] = atomic(globals()[_name])
 del _name
 
