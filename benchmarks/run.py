@@ -32,6 +32,7 @@ compilers compile) and say why a backend was skipped (one that cannot run loops 
 ``ewchain``: the gradient of sum(h) after 4 levels of h = 0.5 sin(h) + 0.3 tanh(h) + 0.1 x over 10^6
 float64 elements (20 elementwise ops), against its forward and reverse pass hand-written in numpy;
 the numba backend runs it as one fused loop; JAX (jit, which fuses it too) beside it.
+Optimization end to end (sd.Problem + Ipopt / trust-constr against CasADi): benchmarks/optimize.py.
 """
 
 from __future__ import annotations

@@ -227,6 +227,36 @@ def test_declared_sparsity_holds_every_numeric_nonzero_at_random_points():
         np.testing.assert_allclose(J, fd, atol=1e-7)
 
 
+def test_the_hessian_at_a_point_whose_first_values_are_known_runs_the_hessian_alone():
+    # Ipopt asks for the Hessian where it has just asked for f, c and J: the Hessian's own
+    # program (no f, c, J again) gives the values the full program gives, which are the
+    # central differences of the Lagrangian's gradient sigma*grad f + J'lambda
+    g, _, _, prob = nonlinear_problem()
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        z, lam, sigma = rng.normal(size=prob.n), rng.normal(size=len(prob._nonlinear)), rng.normal()
+        ev = prob._evaluator(None, {}, eager=False)
+        ev.at(z)
+        before = prob.evaluations
+        alone = np.array(ev.hessian_values(z, sigma, lam))
+        assert prob.evaluations == before + 1 and "hessian" in prob._programs
+        assert ev.key == z.tobytes()  # the first values at z are kept
+        full = np.array(prob._evaluator(None, {}, eager=False).hessian_values(z, sigma, lam))
+        np.testing.assert_array_equal(alone, full)
+
+        def lagrangian_gradient(w):
+            _, grad_f, _, jac = ev.at(w)
+            J = prob.jacobian.matrix(jac).toarray()[prob._nonlinear]
+            return sigma * np.asarray(grad_f) + J.T @ lam
+
+        step, fd = 1e-6, np.zeros((prob.n, prob.n))
+        for k in range(prob.n):
+            e = np.zeros(prob.n)
+            e[k] = step
+            fd[:, k] = (lagrangian_gradient(z + e) - lagrangian_gradient(z - e)) / (2 * step)
+        np.testing.assert_allclose(prob.hessian.matrix(alone).toarray(), fd, atol=1e-6)
+
+
 def test_callbacks_at_one_point_share_one_evaluation():
     g, _, _, prob = nonlinear_problem()
     kwargs = prob.scipy()

@@ -101,6 +101,54 @@ def test_an_arrowhead_hessian_takes_two_colours_by_its_symmetry():
     np.testing.assert_allclose(sd.evaluate(H, {x: xv}).toarray(), closed, rtol=1e-12, atol=1e-12)
 
 
+def _random_pattern(rng, m, n, density):
+    return sp.csr_matrix(rng.random((m, n)) < density)
+
+
+def test_column_colouring_never_gives_two_columns_of_one_row_one_colour():
+    """The contract of the (distance-2) colouring the Jacobian's seeds come from, on random
+    patterns: in every row the columns' colours differ, so each seed's product reads each
+    stored value alone; greedy, so no more colours than a column has conflicts plus one."""
+    from symdiff.sparse import _colouring
+
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        m, n = rng.integers(1, 40, size=2)
+        P = _random_pattern(rng, m, n, rng.uniform(0.02, 0.6))
+        colour = _colouring(P)
+        assert colour.shape == (n,) and colour.dtype == np.int64 and (colour >= 0).all()
+        for i in range(m):
+            cols = P.indices[P.indptr[i] : P.indptr[i + 1]]
+            assert len(set(colour[cols].tolist())) == len(cols)
+        conflicts = np.asarray((P.T.astype(int) @ P.astype(int)).astype(bool).sum(axis=1)).reshape(-1)
+        assert colour.max(initial=-1) + 1 <= max(int(conflicts.max(initial=0)), 1)
+
+
+def test_star_colouring_holds_its_two_rules_on_random_symmetric_patterns():
+    """Neighbours differ, and no path on four vertices a - b - c - d has only two colours
+    (colour(a) == colour(c) and colour(b) == colour(d)): checked over every such path."""
+    from symdiff.sparse import star_colouring
+
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        n = int(rng.integers(1, 30))
+        A = rng.random((n, n)) < rng.uniform(0.05, 0.5)
+        A = A | A.T
+        np.fill_diagonal(A, trial % 2 == 0)  # with and without a stored diagonal
+        colour = star_colouring(sp.csr_matrix(A))
+        np.fill_diagonal(A, False)
+        adj = [np.flatnonzero(A[v]).tolist() for v in range(n)]
+        for a in range(n):
+            for b in adj[a]:
+                assert colour[a] != colour[b]
+                for c in adj[b]:
+                    if c == a:
+                        continue
+                    for d in adj[c]:
+                        if d not in (a, b):
+                            assert not (colour[a] == colour[c] and colour[b] == colour[d]), (a, b, c, d)
+
+
 def test_large_problems_in_seconds():
     """10^5 variables: Rosenbrock's Hessian (3n - 2 values) and a 1-D PDE residual's Jacobian,
     against the closed forms (sizes CI's budget holds)."""
