@@ -60,6 +60,22 @@ ONE_TASK: dict[str, str] = {
     "untake_along_axis": "it adds into places by index (numpy's add.at), which dask arrays have not",
     "undiagonal": "dask assigns through one integer array at most",
 }
+
+
+def _take(x: Any, indices: Any, axis: int) -> Any:
+    """numpy's take on a dask array: dask's takes one-dimensional indices, so several dimensions
+    of indices take their flattened list and reshape (the same elements in the same places)."""
+    if np.ndim(indices) <= 1:
+        return da.take(x, indices, axis=axis)
+    axis %= x.ndim
+    flat = da.take(x, indices.reshape(-1), axis=axis)
+    return flat.reshape(x.shape[:axis] + tuple(indices.shape) + x.shape[axis + 1 :])
+
+
+# Ops whose dask.array function takes less than numpy's: a dask forward of their own.
+DASK_FORWARD: dict[str, tuple[Callable[..., Any], str]] = {
+    "take": (_take, "`da.take` of the flattened indices where they have several dimensions"),
+}
 # Elementwise ops whose forward dask cannot run: numpy's forward on each chunk.
 CHUNKWISE: dict[str, str] = {
     "erf": "dask has no scipy.special",
@@ -152,6 +168,8 @@ def function(op: Op) -> Callable[..., Any]:
         lazy = task
     elif kind == "chunks":
         lazy = _chunkwise(op, numpy_fn)
+    elif op.name in DASK_FORWARD:
+        lazy = DASK_FORWARD[op.name][0]
     elif op.numpy is not None and "forward" in op.derived:
         lazy = numpy_function(da, op.numpy)
     else:
@@ -185,6 +203,8 @@ def support(op: Op) -> str:
         return "forward (xp = dask.array) of each op of its body, once per step" + RUNS_HOW[op.name]
     if kind == "body":
         return "forward (xp = dask.array) of each op of its body"
+    if op.name in DASK_FORWARD:
+        return DASK_FORWARD[op.name][1]
     return f"`da.{op.numpy}`" if op.numpy is not None and "forward" in op.derived else "forward (xp = dask.array)"
 
 
