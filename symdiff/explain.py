@@ -104,7 +104,7 @@ class Explanation:
         if not step.contributions:
             return f"backward  {d} = 1 (the start: grad_table[{self.name}] = 1)"
         terms = " + ".join(self._term(c) for c in step.contributions)
-        if len(step.contributions) == 1 and " × " not in terms:  # the one term is the gradient itself
+        if len(step.contributions) == 1 and _product(step.contributions[0]) is None:  # the term is the gradient
             return f"backward  {d} = {terms}"
         return f"backward  {d} = {terms} = {_gradient_text(step.gradient)}"
 
@@ -112,10 +112,11 @@ class Explanation:
         return self._names.get(c.consumer, f"#{c.consumer.index}")
 
     def _term(self, c: Contribution, via: bool = True) -> str:
+        """A contribution as upstream × local (``1 × 3``, ``[0.5, 1] ⊙ [2, 4]``), or its value
+        where the local derivative is not shown."""
         where = f" [via {self._via(c)}]" if via else ""
-        if c.local is not None and np.ndim(c.upstream) == 0:  # a scalar consumer: its gradient times the local one
-            return f"{_number(c.upstream)} × {_number(c.local)}{where}"
-        return f"{_number(c.value)}{where}"
+        product = _product(c)
+        return f"{_number(c.value) if product is None else product}{where}"
 
     def __str__(self) -> str:
         width = len(str(len(self.steps)))
@@ -139,7 +140,8 @@ class Explanation:
                 "install Graphviz (Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew install graphviz; "
                 "conda: conda install graphviz), or print the explanation as text"
             )
-        svg = to_svg(self.cost, values=self.values, cost=self.cost, rankdir="LR")
+        # the cost drawn under its name (the text's L), its op written below
+        svg = to_svg({self.name: self.cost}, values=self.values, cost=self.cost, rankdir="LR")
         if svg is None:
             raise GraphError(f"explain: Graphviz could not draw the graph of {describe(self.cost)} (too large?)")
         svg = svg[svg.index("<svg") :]
@@ -343,6 +345,26 @@ def _walk(cost: Node, wrts: list[Node], values: Mapping[Any, Any], name: str) ->
     return Explanation(cost, wrts, values, name, steps, [value(k) for k in grad_slots])
 
 
+def _product(c: Contribution) -> str | None:
+    """The chain rule's product for one edge, as a learner writes it: ``1 × 3`` for a scalar
+    consumer (its gradient times the local derivative); ``up ⊙ d`` for an elementwise one (the
+    consumer's gradient times the derivative of each element by its own input: the local
+    Jacobian's diagonal); ``up · J`` otherwise (a row of J per element of the consumer: J
+    written as a matrix, consumer elements by input elements). None where the local
+    derivative is not shown (large, or not defined)."""
+    if c.local is None:
+        return None
+    up, local = np.asarray(c.upstream), np.asarray(c.local)
+    if up.ndim == 0:
+        return f"{_number(up)} × {_number(local)}"
+    inputs = local.size // max(up.size, 1)
+    jacobian = local.reshape(up.size, inputs)
+    value_shape = np.shape(c.value)
+    if up.shape == value_shape and inputs == up.size and np.count_nonzero(jacobian - np.diag(np.diag(jacobian))) == 0:
+        return f"{_number(up)} ⊙ {_number(np.diag(jacobian).reshape(up.shape))}"
+    return f"{_number(up)} · {_number(jacobian)}"
+
+
 def _local(n: Node, i: int, u: Node) -> Node | None:
     """d n / d u along input ``i`` alone, shaped ``n.shape + u.shape``, built with ``n``'s own rule
     (its vector-Jacobian product applied to the identity); None where it would be large."""
@@ -459,7 +481,8 @@ _SCRIPT = r"""
     nodes[g.querySelector("title").textContent] = g;
   });
   Array.prototype.forEach.call(svg.querySelectorAll("g.edge"), function (g) {
-    edges[g.querySelector("title").textContent] = g;
+    // "n3->n5:ne": an operand's edge names the port it enters at; the steps name nodes only
+    edges[g.querySelector("title").textContent.replace(/:[a-z_]+(?=-|$)/g, "")] = g;
   });
   // each drawn node's value and gradient rows, centred so that any text fits
   var rows = {};

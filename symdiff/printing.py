@@ -63,6 +63,8 @@ def _leaf(node: Node) -> str | tuple[str, int]:
     kind, data = _constant_form(node)
     if kind == "ones":
         return f"ones({node.shape[0] if node.ndim == 1 else shape}{dtype})"
+    if kind == "full" and data == -1 and node.dtype.kind == "f":  # -ones(3): a negated seed
+        return _scaled(-1, f"ones({node.shape[0] if node.ndim == 1 else shape}{dtype})", "*")
     if kind == "full":
         return f"full({shape}, {format_number(data)}{dtype})"
     if kind in ("eye", "eye_shaped"):
@@ -86,7 +88,7 @@ def _scaled(c: float, text: str, times: str) -> str | tuple[str, int]:
     if c == 1:
         return text
     if c == -1:
-        return f"-{text}"
+        return f"-{text}", REGISTRY["neg"].precedence
     return f"{format_number(c)}{times}{text}", min(_strength(format_number(c)), REGISTRY["mul"].precedence)
 
 
@@ -388,13 +390,14 @@ def _plan(roots: list[Node]) -> tuple[list[Node], set[Node]]:
 
 
 def _lay_out(
-    roots: list[Node], leaf, render, label, taken: set[str] = frozenset(), logic=None
+    roots: list[Node], leaf, render, label, taken: set[str] = frozenset(), logic=None, assigned=None
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """The named lines ``(label, text)`` and the final texts of ``roots``, for one printer:
     ``leaf(node)`` writes a variable or constant, ``render(node, args)`` an op given its
     inputs' texts and strengths, ``label(k)`` the k-th line's name (none of ``taken``);
     ``logic(node, args, texts, named)``, if given, writes a boolean connective or a mask (it
-    sees the texts of the nodes below, to write ``0 \\leq x \\leq 1``), or returns None."""
+    sees the texts of the nodes below, to write ``0 \\leq x \\leq 1``), or returns None;
+    ``assigned(node, text)``, if given, writes the text a line assigns (a relation in brackets)."""
     nodes, named = _plan(roots)
     texts: dict[Node, tuple[str, int]] = {}
     bare: dict[Node, tuple] = {}  # implicit broadcasts: (shape before, text of the value)
@@ -419,7 +422,7 @@ def _lay_out(
             counter += 1
             while label(counter) in taken:
                 counter += 1
-            lines.append((label(counter), texts[n][0]))
+            lines.append((label(counter), texts[n][0] if assigned is None else assigned(n, texts[n][0])))
             texts[n] = (label(counter), 100)
     return lines, [texts[r][0] for r in roots]
 
@@ -595,6 +598,8 @@ def _latex_leaf(node: Node) -> str | tuple[str, int]:
     if value.ndim == 0:
         return format_number(value.item())
     kind, data = _constant_form(node)
+    if kind == "full" and data == 0:  # an array of zeros: a bold 0
+        return r"\mathbf{0}"
     if kind in ("ones", "full"):  # a vector (or array) of ones, a bold 1, times its number
         return _scaled(1 if kind == "ones" else data, r"\mathbf{1}", " ")
     if kind in ("eye", "eye_shaped"):
@@ -726,11 +731,23 @@ def to_latex(root: Node) -> str:
         _latex_logic,
     )
     definitions, render = _definitions([root], style)
-    lines, (last,) = _lay_out([root], _latex_leaf, render, style.label, logic=_latex_logic)
+    lines, (last,) = _lay_out([root], _latex_leaf, render, style.label, logic=_latex_logic, assigned=_latex_assigned)
     if not lines and not definitions:
         return last
+    last = _latex_assigned(root, last)  # the aligned block's last row is a value too
     rows = definitions + [f"{name} &= {text}" for name, text in lines] + [f"& {last}"]
     return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"
+
+
+_RELATION_TEXT = re.compile(r"[=<>]|\\leq|\\geq|\\neq")
+
+
+def _latex_assigned(node: Node, text: str) -> str:
+    """What ``t_k &= ...`` assigns: a boolean value written with a relation in (Iverson)
+    brackets, ``t_{2} &= \\left[t_{1} = 0\\right]``, so the line's = is not read as a chain."""
+    if node.dtype is not None and node.dtype.kind == "b" and _RELATION_TEXT.search(text):
+        return rf"\left[{text}\right]"
+    return text
 
 
 def _latex_prefix(name: str) -> str:

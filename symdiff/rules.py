@@ -6,9 +6,9 @@ value computed now); the others only when :func:`symdiff.simplify` is asked for
 (collecting like terms, merging factors into powers, ``exp(log x)``). Every rule
 fires only where it holds for every value the original accepts, up to rounding: a
 replacement has the root's shape and dtype (or the rule does not fire), constants
-merge only into representable numbers (``ops.core.representable``), and cancelling
-``x/x`` needs x to be nonzero (an op property). The rules that may turn an inf or nan
-into a finite value (``x - x -> 0``, ``log(exp(x)) -> x``) are flagged ``extends_domain``;
+merge only into representable numbers (``ops.core.representable``). The rules that may
+turn an inf or nan into a finite value (``x - x -> 0``, ``x/x -> 1``, ``log(exp(x)) -> x``)
+are flagged ``extends_domain``;
 docs/concepts.md lists exactly these (tests/test_rule_table.py checks it).
 """
 
@@ -332,9 +332,9 @@ def _identity_product(root: Any, x: Node, y: Node) -> Node | None:
     from symdiff.ops.structure import expand_dims
 
     fx, fy = identity_form(x), identity_form(y)
-    if fx == "eye" and y.ndim >= 2:
-        return _as_root(root, y)  # I @ M = M
-    if fy == "eye" and x.ndim >= 2:
+    if fx == "eye" and y.ndim >= 1:
+        return _as_root(root, y)  # I @ M = M, I @ v = v
+    if fy == "eye" and x.ndim >= 1:
         return _as_root(root, x)
     if fx == "rows" and y.ndim == 2:
         return _as_root(root, expand_dims(y, -2))  # e_i.T @ M: row i of M
@@ -546,6 +546,8 @@ def _reading(root: Node, uses: Callable[[Node], int]) -> Callable[[Node], bool]:
         nonlocal local
         if uses(n) <= 1:
             return False
+        if _power_of_leaf(n):  # x**2 read through repeats one power at most: x**2*x is x**3
+            return False
         if not _small(n):  # only small sums and products are ever read through
             return True
         if local is None:
@@ -553,6 +555,13 @@ def _reading(root: Node, uses: Callable[[Node], int]) -> Callable[[Node], bool]:
         return n not in local
 
     return shared
+
+
+def _power_of_leaf(n: Node) -> bool:
+    """A scalar power by a constant (``x**2``, ``sqrt(t)``) of a node that is no product."""
+    if n.shape != () or n.op not in ("pow", "sqrt") or n.inputs[0].op in _PRODUCT_OPS:
+        return False
+    return n.op == "sqrt" or scalar_constant(n.inputs[1]) is not None
 
 
 def _local(root: Node, uses: Callable[[Node], int]) -> set[Node]:
@@ -661,6 +670,9 @@ def collect_terms(node: Node, ctx: Callable[[Node], int]) -> Node | None:  # ctx
         common = _common_factor(monomials, constant)
         if common is not None:
             factor, monomials = common
+            # a term that was the factor alone is the inner sum's constant, written last
+            constant = sum((k for k, bases, _ in monomials if not bases), Fraction(0))
+            monomials = [m for m in monomials if m[1]]
         terms = [(_monomial_node(node, bases, term), k) for k, bases, term in monomials]
         changed = (
             changed
@@ -769,7 +781,7 @@ def _sum(like: Node, kept: list[tuple[Node, Fraction]], constant: Fraction, ctx:
 
 # -- scalar sums as polynomials in their factors ----------------------------------------------------
 # A term of a scalar sum is read as coefficient * prod(base**exponent) (collect_factors' reading,
-# its domain rules included: x/x stays), so terms whose factors agree merge whatever order or
+# like factors cancelled: x/x*y is y), so terms whose factors agree merge whatever order or
 # nesting built them. Bounded looks (_MONOMIAL_LEAVES, _INLINED_LEAVES) keep long chains linear.
 _MONOMIAL_LEAVES = 16
 Bases = dict  # base -> [positive, negative] exponent totals, as _factors gives them
@@ -779,7 +791,10 @@ def _monomial(t: Node, shared: Callable[[Node], bool]) -> tuple[Fraction, Bases]
     """``t`` as (coefficient, bases); a term that is no small product is its own one base."""
     if t.op in ("mul", "div", "pow", "sqrt") and _product_leaves((t,), _MONOMIAL_LEAVES) is not None:
         bases, coefficient, _ = _factors(t, shared)
-        return coefficient, {b: e for b, e in bases.items() if e[0] or e[1]}
+        # net exponents (_sides' reading): x/x*y is the monomial y
+        return coefficient, {
+            b: ([up + down, 0] if up + down > 0 else [0, up + down]) for b, (up, down) in bases.items() if up + down
+        }
     return Fraction(1), {t: [1, 0]}
 
 
@@ -788,41 +803,45 @@ def _key(bases: Bases) -> tuple:
 
 
 def _times(a: Bases, b: Bases) -> Bases:
-    out = {base: list(e) for base, e in a.items()}
+    """The product of two monomials' bases, each base's exponent net (``_monomial``'s reading)."""
+    out = {base: up + down for base, (up, down) in a.items()}
     for base, (up, down) in b.items():
-        e = out.setdefault(base, [0, 0])
-        e[0] += up
-        e[1] += down
+        out[base] = out.get(base, 0) + up + down
+    return {base: ([e, 0] if e > 0 else [0, e]) for base, e in out.items() if e}
+
+
+def _expanded(
+    k: Fraction, bases: Bases, shared: Callable[[Node], bool], s: Node
+) -> list[tuple[Fraction, Bases]] | None:
+    """k * bases with its small sum factor ``s`` multiplied out (``x*(y + 1)``: x*y, x)."""
+    up, down = bases[s]
+    if up != 1 or down != 0 or not _inlined(s, _SUM_OPS):
+        return None
+    rest = {b: e for b, e in bases.items() if b is not s}
+    inner, c0, _, _ = _terms(s, shared)
+    out = []
+    for u, ku in inner:
+        cu, bu = _monomial(u, shared)
+        out.append((k * ku * cu, _times(rest, bu)))
+    if c0:
+        out.append((k * c0, rest))
     return out
 
 
-def _expanded(k: Fraction, bases: Bases, shared: Callable[[Node], bool]) -> list[tuple[Fraction, Bases]] | None:
-    """k * bases with its first small sum factor multiplied out (``x*(y + 1)``: x*y, x)."""
-    for s, (up, down) in bases.items():
-        if s.op in ("add", "sub") and up == 1 and down == 0 and _inlined(s, _SUM_OPS):
-            rest = {b: e for b, e in bases.items() if b is not s}
-            inner, c0, _, _ = _terms(s, shared)
-            out = []
-            for u, ku in inner:
-                cu, bu = _monomial(u, shared)
-                out.append((k * ku * cu, _times(rest, bu)))
-            if c0:
-                out.append((k * c0, rest))
-            return out
-    return None
-
-
-def _meets(i: int, bases: Bases, holding: dict[Node, list[int]]) -> bool:
-    """Whether item ``i`` has a small sum factor and another item has every other factor of
-    it: only then can multiplying that sum out give a term like another (a quick test)."""
-    sums = [s for s in bases if s.op in ("add", "sub")]
-    if not sums:
-        return False
-    rest = [b for b in bases if b is not sums[0]]
-    if not rest:
-        return True
-    fewest = min((holding[b] for b in rest), key=len)
-    return any(j != i and all(j in holding[b] for b in rest) for j in fewest[:_MONOMIAL_LEAVES])
+def _meets(i: int, bases: Bases, holding: dict[Node, list[int]]) -> list[Node]:
+    """The small sum factors of item ``i`` such that another item has every other factor of
+    it: only multiplying out one of those can give a term like another (a quick test)."""
+    found = []
+    for s in bases:
+        if s.op not in ("add", "sub"):
+            continue
+        rest = [b for b in bases if b is not s]
+        if not rest:
+            return [s]
+        fewest = min((holding[b] for b in rest), key=len)
+        if any(j != i and all(j in holding[b] for b in rest) for j in fewest[:_MONOMIAL_LEAVES]):
+            found.append(s)
+    return found
 
 
 def _polynomial(
@@ -842,11 +861,11 @@ def _polynomial(
             holding.setdefault(b, []).append(i)
     expansions = {}
     for i, (k, bases, _) in enumerate(items):
-        if not _meets(i, bases, holding):
-            continue
-        found = _expanded(k, bases, shared)
-        if found is not None:
-            expansions[i] = [(kk, bb, _key(bb)) for kk, bb in found]
+        for s in _meets(i, bases, holding):  # the first sum whose expansion can meet a term
+            found = _expanded(k, bases, shared, s)
+            if found is not None:
+                expansions[i] = [(kk, bb, _key(bb)) for kk, bb in found]
+                break
     elsewhere: dict[tuple, int] = {}
     for key in keys:
         elsewhere[key] = elsewhere.get(key, 0) + 1
@@ -949,12 +968,18 @@ def _scaled(k: float, term: Node, uses: Callable[[Node], int]) -> Node:
     return piece
 
 
-def _factors(node: Node, shared: Callable[[Node], bool]) -> tuple[dict[Node, list[Fraction]], Fraction, int]:
+def _factors(
+    node: Node, shared: Callable[[Node], bool], uniform: bool = True
+) -> tuple[dict[Node, list[Fraction]], Fraction, int]:
     """``node`` as coefficient * prod(base ** exponent); exponents kept apart by sign.
 
     Powers combine only where that holds for every real base: ``(x**a)**e`` is
     ``x**(a*e)`` for an integer e, or an odd integer a, or a positive x (``(x**2)**0.5``
     is ``|x|``, not x); a negation leaves a power as ``(-1)**e`` only for an integer e.
+    With ``uniform``, an array factor that only broadcasts a value is read as that value:
+    a uniform constant (``ones(1)``, ``full((3,), -1)``) as its number, ``broadcast_like(s,
+    r)`` and ``ones_like(r)`` as s and 1 (every element of the product is the same; only its
+    shape may be lost, which the caller checks).
     """
     bases: dict[Node, list[Fraction]] = {}  # base -> [positive total, negative total]
     coefficient = Fraction(1)
@@ -986,12 +1011,24 @@ def _factors(node: Node, shared: Callable[[Node], bool]) -> tuple[dict[Node, lis
             continue
         elif (
             op == "constant"
-            and (c := scalar_constant(n)) is not None
+            and (c := scalar_constant(n) if not n.shape or not uniform else _uniform_number(n)) is not None
             and e.denominator == 1
             and abs(e) <= 64
             and (e > 0 or c)
         ):
             coefficient *= Fraction(c) ** int(e)
+            raw += 1
+            continue
+        elif (
+            uniform
+            and (op == "broadcast_like" or (op in _SCALAR_SHAPED and n.inputs[0].shape == ()))
+            and n.dtype == n.inputs[0].dtype
+            and n.dtype.kind == "f"
+        ):
+            stack.append((n.inputs[0], e))  # every element of broadcast_like(s, r), expand_dims(c) is s's, c
+            raw += 1
+            continue
+        elif uniform and op == "ones_like" and n.dtype.kind == "f":
             raw += 1
             continue
         totals = bases.get(n)
@@ -1000,6 +1037,16 @@ def _factors(node: Node, shared: Callable[[Node], bool]) -> tuple[dict[Node, lis
         totals[0 if e > 0 else 1] += e
         raw += 1
     return bases, coefficient, raw
+
+
+_SCALAR_SHAPED = frozenset({"expand_dims", "reshape", "broadcast_to"})  # of a scalar: that scalar in every element
+
+
+def _uniform_number(n: Node) -> float | None:
+    """The one finite value of every element of a float constant (``ones(1)``, ``full((3,), -1)``)."""
+    if n.dtype.kind != "f" or n.uniform is None or not np.isfinite(n.uniform):
+        return None
+    return float(n.uniform)
 
 
 def _combinable_power(n: Node, e: Fraction) -> bool:
@@ -1031,20 +1078,19 @@ def _power(base: Node, exponent: Fraction) -> Node:
 
 def _sides(bases: dict[Node, list[Fraction]]) -> tuple[list[tuple[Node, Fraction]], list[tuple[Node, Fraction]]]:
     """The numerator and denominator of a product of ``bases`` (base -> [positive, negative]
-    exponent totals), each a list of (base, exponent)."""
+    exponent totals), each a list of (base, exponent): a base's powers above and below the
+    line merge into one, its net exponent (``x**3/x`` is ``x**2``, ``x/x`` is 1). That only
+    extends the domain: where the original is finite, so is every power of the base in it
+    (powers combine only where that holds for every real base, see ``_factors``), and the
+    net power has the same value; at a base of 0 or inf, or of x < 0 under a fractional
+    power, the original's 0/0, inf/inf or nan becomes the net power's value."""
     numerator, denominator = [], []
     for base, (up, down) in bases.items():
-        # x/x is nan at 0: it cancels only for an x that cannot be 0, or where x stays below
-        # the line (x/x**2 is 1/x: inf at 0 rather than nan, never a number)
-        if nonzero(base) or up == 0 or down == 0 or up + down < 0:
-            net = up + down
-            if net > 0:
-                numerator.append((base, net))
-            elif net < 0:
-                denominator.append((base, -net))
-        else:  # x/x is nan at 0: keep both sides
-            numerator.append((base, up))
-            denominator.append((base, -down))
+        net = up + down
+        if net > 0:
+            numerator.append((base, net))
+        elif net < 0:
+            denominator.append((base, -net))
     return numerator, denominator
 
 
@@ -1072,9 +1118,22 @@ def _product(like: Node, numerator: list, denominator: list, magnitude: float) -
 
 
 def collect_factors(node: Node, ctx: Callable[[Node], int]) -> Node | None:  # ctx: how often a node is used
-    """Constant factors merged, repeated factors as powers, nonzero factors cancelled:
-    ``2*x*(3*x)`` -> ``6*x**2``; the factors in a canonical order (``x*y - y*x`` is 0)."""
-    bases, exact_coefficient, raw = _root_factors(node, ctx)
+    """Constant factors merged, repeated factors as powers, like factors cancelled (x**3/x is x**2):
+    ``2*x*(3*x)`` -> ``6*x**2``; the factors in a canonical order (``x*y - y*x`` is 0); a
+    factor that only broadcasts a value read as that value (``2*x*ones(1)/n`` is ``2*x/n``)
+    where the other factors keep the product's shape."""
+    result = _collected(node, *_root_factors(node, ctx))
+    if result is not None and result.shape != node.shape:
+        # a uniform factor carried the shape (s*ones(3)): keep such factors as they are
+        result = _collected(node, *_factors(node, _reading(node, ctx), uniform=False))
+    if result is None or result is node:
+        return None
+    return same_as(result, node)
+
+
+def _collected(node: Node, bases: Bases, exact_coefficient: Fraction, raw: int) -> Node | None:
+    """The product of ``bases`` times the coefficient, canonical; None where it is ``node``
+    as built already, or the coefficient would overflow."""
     coefficient = _representable(exact_coefficient, node.dtype)
     if coefficient is None:
         return None  # the merged constant would overflow (or underflow): keep the product as built
@@ -1091,9 +1150,7 @@ def collect_factors(node: Node, ctx: Callable[[Node], int]) -> Node | None:  # c
     result = _product(node, ordered, denominator, abs(coefficient))
     if coefficient < 0:
         result = negative(result)
-    if result is node:
-        return None
-    return same_as(result, node)
+    return result
 
 
 def _counted_ones(root: Node, x: Node) -> Node | None:
@@ -1128,9 +1185,13 @@ def _uniform_value(n: Node, like: Node, refs: list[Node], budget: list[int]) -> 
     if n.op == "ones_like" and n.dtype.kind == "f":
         refs.append(n.inputs[0])
         return n.graph.constant(np.asarray(1, dtype=n.dtype))
-    if n.op == "broadcast_like" and n.inputs[0].shape == () and n.dtype == n.inputs[0].dtype:
-        refs.append(n.inputs[1])
-        return n.inputs[0]
+    if n.op == "broadcast_like" and n.dtype == n.inputs[0].dtype:
+        s = n.inputs[0] if n.inputs[0].shape == () else _uniform_value(n.inputs[0], n.inputs[0], [], budget)
+        if s is not None:
+            refs.append(n.inputs[1])
+        return s  # broadcast_like(ones(1)/n, r): every element is 1/n
+    if n.op in ("expand_dims", "squeeze", "reshape", "transpose", "broadcast_to") and n.dtype == n.inputs[0].dtype:
+        return _uniform_value(n.inputs[0], n.inputs[0], [], budget)  # the same elements, moved
     if not n.inputs or n.regions or REGISTRY[n.op].kind != "elementwise":
         return None
     values = []
@@ -1150,8 +1211,10 @@ def _uniform_sum(root: Node, x: Node) -> Node | None:
     additions of v); the count of an empty axis is 0, so 0*v, nan for an infinite v."""
     from symdiff.ops.reduce import count
 
-    if root.dtype.kind != "f" or root.attrs["keepdims"] or x.shape == () or x.op in ("ones_like", "broadcast_like"):
-        return None  # sum(ones_like(r)) and sum(c broadcast like r): counted_ones
+    if root.dtype.kind != "f" or root.attrs["keepdims"] or x.shape == () or x.op == "ones_like":
+        return None  # sum(ones_like(r)): counted_ones
+    if x.op == "broadcast_like" and fill_value(x) is not None:
+        return None  # sum(c broadcast like r) for a constant c: counted_ones
     refs: list[Node] = []
     value = _uniform_value(x, x, refs, [_UNIFORM_LOOK])
     if value is None or (not refs and None in x.shape):
@@ -1180,6 +1243,31 @@ def _uniform_factor(root: Node) -> Node | None:
             return _as_root(root, multiply(a, value) if i else multiply(value, a))
         return _as_root(root, divide(a, value) if i else divide(value, a))
     return None
+
+
+def _summed_scalar_factors(root: Node, p: Node, ctx: Callable[[Node], int]) -> Node | None:
+    """sum(c*e, axis) is c*sum(e, axis) for factors c of shape () (numbers, scalar nodes):
+    ``sum(2*(x - mu)/count(x))`` is ``2*sum(x - mu)/count(x)``, so the factors meet those
+    outside (``0.5*sum(2*r)`` is ``sum(r)``). Up to rounding; only for a product used here
+    alone (splitting a shared one would repeat its work)."""
+    from symdiff.ops.reduce import sum as sum_
+
+    if root.dtype.kind != "f" or p.dtype != root.dtype or p.shape == () or ctx(p) > 1:
+        return None
+    bases, exact, _ = _factors(p, lambda n: ctx(n) > 1, uniform=False)
+    coefficient = _representable(exact, p.dtype)
+    scalars = {b: e for b, e in bases.items() if b.shape == () and (e[0] or e[1])}
+    arrays = {b: e for b, e in bases.items() if b.shape != () and (e[0] or e[1])}
+    if coefficient is None or not arrays or (not scalars and coefficient in (1.0, -1.0)):
+        return None  # (a lone negation: summed_negation)
+    numerator, denominator = _sides(arrays)
+    inner = _product(p, _canonical(numerator), denominator, 1)
+    if inner.shape != p.shape or inner.dtype != p.dtype:
+        return None  # a scalar factor's broadcast is not what gives the shape
+    numerator, denominator = _sides(scalars)
+    outer = _product(p, _canonical(numerator), denominator, abs(coefficient))
+    result = multiply(outer, sum_(inner, axis=root.attrs["axis"], keepdims=root.attrs["keepdims"]))
+    return _as_root(root, negative(result) if coefficient < 0 else result)
 
 
 def _shape_source(ref: Node) -> Node:
@@ -1214,9 +1302,15 @@ def _uniform_matmul(root: Node, x: Node, y: Node) -> Node | None:
         return None
     for fill, v, axis in ((fill_value(x), y, 0), (fill_value(y), x, -1)):
         uniform = x if v is y else y
-        if fill is None or fill == 0 or uniform.ndim != 2 or v.ndim not in (1, 2) or v.dtype.kind != "f":
+        if fill is None or fill == 0 or uniform.ndim not in (1, 2) or v.ndim not in (1, 2) or v.dtype.kind != "f":
             continue  # (a zero matrix: 0*inf is nan in the product, and its rules are the zero product's)
-        summed = sum_(v, axis=axis, keepdims=v.ndim == 2 and axis == -1)
+        # A @ ones(k) is sum(A, axis=-1), ones(k) @ A is sum(A, axis=0): one sum per row or column
+        keep = v.ndim == 2 and axis == -1 and uniform.ndim == 2
+        if v.op == "transpose" and v.ndim == 2 and v.attrs["axes"] == (1, 0):
+            summed = sum_(v.inputs[0], axis=1 + axis, keepdims=keep)  # sum(A.T, axis=-1) is sum(A, axis=0)
+            summed = transpose(summed) if keep else summed
+        else:
+            summed = sum_(v, axis=axis, keepdims=keep)
         return same_as(summed if fill == 1 else multiply(_number(float(fill)), summed), root)
     return None
 
@@ -1234,6 +1328,25 @@ def _pow_pow(root: Node, x: Node, p: Node, q: Node) -> Node | None:
 
 def _where_same(root: Node, c: Node, x: Node) -> Node | None:
     return same_as(x, root)
+
+
+# x > 0 and 0 < x (and >=, <=: at 0 both branches are 0) hold where relu(x) is x
+_POSITIVE_SIDE = {"greater": 0, "greater_equal": 0, "less": 1, "less_equal": 1}
+
+
+def _relu_form(root: Node, c: Node, x: Node, y: Node) -> Node | None:
+    """``where(x > 0, x, 0)`` (or ``x >= 0``, ``0 < x``; and ``where(x <= 0, 0, x)``) is
+    ``relu(x)``: a relu's derivative times x, written as the function, so it meets relu's own
+    terms (``relu(v) + where(v > 0, v, 0)`` is ``2*relu(v)``)."""
+    from symdiff.ops.functions import relu
+
+    if c.op not in _POSITIVE_SIDE or root.dtype.kind != "f":
+        return None
+    side = _POSITIVE_SIDE[c.op]  # which input of c is x when c says x > 0
+    for kept, zero, at in ((x, y, side), (y, x, 1 - side)):
+        if fill_value(zero) == 0 and c.inputs[at] is kept and fill_value(c.inputs[1 - at]) == 0:
+            return same_as(relu(kept), root)
+    return None
 
 
 # == masks: an untaken where-branch or an unselected element contributes exactly 0 ==============
@@ -1993,6 +2106,7 @@ RULES = RuleTable(
             Pat("sum", Pat(("ones_like", "broadcast_like"), name="x")), _counted_ones, build=False, name="counted_ones"
         ),
         Rule(Pat("sum", x), _uniform_sum, build=False, name="uniform_sum"),
+        Rule(Pat("sum", Pat(("mul", "div"), name="p")), _summed_scalar_factors, build=False, context=True),
         Rule(Pat(("mul", "div")), _uniform_factor, build=False, name="uniform_factor"),
         Rule(Pat(("ones_like", "broadcast_like", "count")), _plainer_reference, build=False, name="plainer_reference"),
         Rule(Pat("matmul", x, y), _uniform_matmul, build=False, name="uniform_matmul"),
@@ -2005,6 +2119,7 @@ RULES = RuleTable(
             extends_domain=True,
         ),
         Rule(Pat("where", c, x, x), _where_same, build=False),
+        Rule(Pat("where", c, x, y), _relu_form, build=False, name="relu_form"),
     ]
 )
 

@@ -3,7 +3,8 @@
 ``simplify`` rebuilds the nodes the outputs need, bottom-up, applying the simplify rules
 of the one rule table (``symdiff.rules``) until nothing changes: like terms collected (``cos t + cos t`` ->
 ``2*cos(t)``), constant factors merged (``2*(3*x)`` -> ``6*x``), repeated factors
-turned into powers (``x*x`` -> ``x**2``), ``exp(log x)`` for positive x,
+turned into powers (``x*x`` -> ``x**2``), like factors cancelled (``x**3/x`` -> ``x**2``),
+``exp(log x)`` for positive x,
 ``log(exp x)``, powers of powers. Shapes and dtypes never change, and neither do
 values, up to rounding (a rewrite may reassociate floating-point arithmetic), except
 that the rules flagged ``extends_domain`` may give a number where the original gives
@@ -97,9 +98,11 @@ def _one_pass(outputs: Sequence[Node], settled: Settled) -> list[Node]:
 def simplify(outputs: Node | Sequence[Node]) -> Any:
     """Equivalent, simpler nodes for ``outputs`` (appended to the same graph).
 
-    Collects like terms, merges constant factors, turns repeated factors into powers
-    and removes ``exp(log x)`` / ``log(exp x)`` pairs, to a fixed point. Values are
-    unchanged up to floating-point rounding; shapes and dtypes are unchanged.
+    Collects like terms, merges constant factors, turns repeated factors into powers,
+    cancels like factors (``x**3/x`` is ``x**2``) and removes ``exp(log x)`` / ``log(exp x)``
+    pairs, to a fixed point. Values are unchanged up to floating-point rounding wherever the
+    original's are finite (the rewrites that may turn an inf or nan into a number, ``x/x`` to
+    1 among them, are listed in docs/concepts.md); shapes and dtypes are unchanged.
 
     >>> g = sd.Graph(); t = g.variable("t")
     >>> d2 = sd.grad(sd.grad(sd.sin(t) * t, t), t)

@@ -72,7 +72,28 @@ def test_derivatives_of_a_drawn_cost_are_named_from_it():
     src = sd.to_dot([L, gmu])
     assert "∂f/∂mu" in _label(src, gmu) and "<b>f</b>" in _label(src, L)
     assert len(g) == n  # naming builds the derivatives on the side and appends nothing
-    assert plan_drawing([gmu, gs]).names == {}  # no cost drawn: nothing to name them after
+    # no cost drawn: named after the graph's one scalar result they are the derivatives of
+    assert plan_drawing([gmu, gs]).names == {gmu: "∂f/∂mu", gs: "∂f/∂s"}
+    assert len(g) == n
+
+
+def test_gradients_drawn_without_their_cost_are_named_after_it():
+    """sd.to_dot(sd.grad(L, [a, b])) (issue 25): the outputs read ∂f/∂a, ∂f/∂b, or ∂L/∂a where
+    the graph saved the cost as L; two unnamed scalar results leave them unnamed."""
+    g = sd.Graph()
+    a, b = g.variable("a"), g.variable("b")
+    L = (a * b + sd.exp(a)) ** 2 / b
+    ga, gb = sd.grad(L, [a, b])
+    src = sd.to_dot(sd.grad(L, [a, b]))
+    assert "<b>∂f/∂a</b>" in _label(src, ga) and "<b>∂f/∂b</b>" in _label(src, gb)
+    g._outputs["L"] = L
+    assert plan_drawing([ga, gb]).names == {ga: "∂L/∂a", gb: "∂L/∂b"}
+    h = sd.Graph()
+    a, b = h.variable("a"), h.variable("b")
+    first, second = sd.sin(a) * b, sd.cos(a) * b
+    gs = sd.grad(first, [a, b])
+    assert plan_drawing(gs).names == {}  # f of which? two unnamed results: not named
+    assert plan_drawing(sd.grad(second, a)).names == {}
 
 
 def test_a_named_cost_names_its_derivatives_and_the_gradients_shown():
@@ -233,3 +254,25 @@ def test_graphviz_draws_named_outputs_constants_fans_and_bodies(tmp_path):
     src = sd.to_dot({"f": f, "∂f/∂w": sd.grad(f, w)})
     assert re.search(r"subgraph cluster_body\d+ \{", src)  # loops still drawn as clusters
     _graphviz_accepts(src)
+
+
+@pytest.mark.parametrize("rankdir, ports", [("TB", ("nw", "ne")), ("LR", ("nw", "sw"))])
+def test_operands_of_an_ordered_op_enter_at_their_own_side_without_numbers(rankdir, ports):
+    """x - y, x / y, x ** 2: the first operand enters the op's node at the left (top) corner,
+    the second at the right (bottom), as the text reads; commutative ops' edges carry nothing;
+    no edge carries a number that would sit on its arrowhead (issue 25)."""
+    g = sd.Graph()
+    a, b, v = g.variable("a"), g.variable("b"), g.variable("v", shape=(3,))
+    L = (a * b + sd.exp(a)) ** 2 / (b - a) + sd.mean((v - 1.0) ** 2)
+    src = sd.to_dot({"L": L}, rankdir=rankdir)
+    assert "headlabel" not in src
+    for node, (first, second) in (
+        (L.inputs[0], L.inputs[0].inputs),
+        (L.inputs[0].inputs[1], (b, a)),
+    ):
+        assert re.search(rf"n{first.index} -> n{node.index} \[[^\]]*headport={ports[0]}", src), (node, src)
+        assert re.search(rf"n{second.index} -> n{node.index} \[[^\]]*headport={ports[1]}", src), (node, src)
+    mul = L.inputs[0].inputs[0].inputs[0].inputs[0]  # a*b: commutative
+    assert mul.op == "mul" and not re.search(rf"-> n{mul.index} \[[^\]]*headport", src)
+    if HAS_DOT:
+        assert subprocess.run(["dot", "-Tsvg"], input=src, capture_output=True, text=True).returncode == 0

@@ -147,6 +147,33 @@ def test_tensors_local_jacobians_and_exact_gradients():
     assert len(str(ex).splitlines()) == len(ex.steps)
 
 
+def test_every_contribution_shows_upstream_times_local():
+    """The chain rule written out on every edge (issue 25): for a scalar consumer 1 × local, for
+    an elementwise one upstream ⊙ the local derivative of each element, for a selection
+    upstream · J. Values by hand: f = mean((v - 1)²) at v = (1, 2, 4): ∂f/∂(v - 1)² = 1/3,
+    ∂f/∂(v - 1) = 1/3 · 2(v - 1) = (0, 2/3, 2)."""
+    g = sd.Graph()
+    v = g.variable("v", shape=(3,))
+    ex = sd.explain(sd.mean((v - 1.0) ** 2), v, {v: [1.0, 2.0, 4.0]})
+    lines = str(ex).splitlines()
+    step7 = "7. backward  ∂f/∂(v - 1) = [0.3333, 0.3333, 0.3333] ⊙ [0, 2, 6] [via (v - 1)**2] = [0, 0.6667, 2]"
+    assert lines[6] == step7
+    assert lines[7] == "8. backward  ∂f/∂v = [0, 0.6667, 2] ⊙ [1, 1, 1] [via v - 1] = [0, 0.6667, 2]"
+    # the sigmoid neuron with w as one vector: w[:2] passes its gradient back through a selection
+    w, x = g.variable("w", shape=(3,)), g.variable("x", shape=(2,))
+    f = sd.sigmoid(sd.sum(w[:2] * x) + w[2])
+    ex = sd.explain(f, w, {w: [2.0, -3.0, -3.0], x: [-1.0, -2.0]})
+    last = str(ex).splitlines()[-1]
+    assert "[via w[2]]" in last and "· [[1, 0, 0], [0, 1, 0]] [via w[:2]]" in last, last
+    # each product's numbers are the contribution: upstream ⊙ diagonal, upstream · J
+    for step in ex.backward:
+        for c in step.contributions:
+            if c.local is not None:
+                up, local = np.asarray(c.upstream), np.asarray(c.local)
+                want = up * local if up.ndim == 0 else up.reshape(-1) @ local.reshape(up.size, -1)
+                np.testing.assert_allclose(np.reshape(want, np.shape(c.value)), c.value, rtol=1e-15)
+
+
 def test_a_variable_the_cost_does_not_reach_gets_zeros():
     g = sd.Graph()
     x, y = g.variable("x"), g.variable("y")
@@ -198,6 +225,17 @@ def test_page_is_self_contained_with_a_frame_a_step(tmp_path):
     assert "<svg" in page and "<script" in page
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", page) and "<link" not in page
     assert "∂f/∂(x + y) = 1 × -4 [via f] = -4" in page
+    # the cost is drawn under its name, its op beside it (not a bare *)
+    assert re.search(r"<text[^>]*>f</text>", page), "the output node is not labelled f"
+
+
+@needs_dot
+def test_the_page_draws_the_cost_under_its_name(tmp_path):
+    g = sd.Graph()
+    a, b = g.variable("a"), g.variable("b")
+    ex = sd.explain(a / b, [a, b], {a: 1.0, b: 2.0}, name="L")
+    page = ex.to_html(tmp_path / "ratio.html").read_text(encoding="utf-8")
+    assert re.search(r"<text[^>]*>L</text>", page)
 
 
 def chromium_dom(path, fragment, tmp_path):

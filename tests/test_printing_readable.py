@@ -74,6 +74,20 @@ def test_ones_print_as_ones_and_uniform_arrays_as_full():
         _reads_back(node, {"x": np.arange(5.0)})
 
 
+def test_minus_ones_and_zeros_print_as_a_person_writes_them():
+    """-ones(3) (the gradient of -sum(v)), not full((3,), -1); a zero array is a bold 0 in LaTeX."""
+    g = sd.Graph()
+    v = g.variable("v", shape=(3,))
+    d = sd.grad(-sd.sum(v), v)
+    assert str(d) == "-ones(3)" and to_latex(d) == r"-\mathbf{1}"
+    assert str(g.constant(-np.ones((2, 3)))) == "-ones((2, 3))"
+    assert str(v * g.constant(-np.ones(3))) == "-v"  # built as the negation
+    zero = sd.jacobian(0.0 * v + 1.0, v)
+    assert to_latex(zero) == r"\mathbf{0}" and to_latex(g.constant(np.zeros(4))) == r"\mathbf{0}"
+    for node in (d, g.constant(-np.ones((2, 3))), sd.stack([g.constant(-np.ones(3)), v])):
+        _reads_back(node, {"v": np.array([0.5, 2.0, 3.0])})
+
+
 def test_ones_shaped_like_data_of_unknown_size_print_as_ones_like():
     g = sd.Graph()
     x, mu = g.variable("x", shape=(None,)), g.variable("mu")
@@ -327,3 +341,35 @@ def test_the_command_line_pages_latex_example_is_what_the_command_prints(capsys)
     out = _run(capsys, "grad", "x/y", "--wrt", "y", "--order", "3", "--latex")
     assert out.splitlines() == shown
     assert shown[-1] == r"\frac{\partial^{3} f}{\partial y^{3}} = - \frac{6 x}{y^{4}}"  # d3/dy3 x/y = -6x/y**4
+
+
+# -- relations on a line of their own (issue 25: t_{2} &= t_{1} = 0 read as a chain) -------------
+@pytest.mark.parametrize(
+    "compare, relation",
+    [
+        (sd.equal, "="),
+        (sd.not_equal, r"\neq"),
+        (sd.greater, ">"),
+        (sd.greater_equal, r"\geq"),
+        (sd.less, "<"),
+        (sd.less_equal, r"\leq"),
+    ],
+)
+def test_a_comparison_assigned_to_a_line_is_bracketed(compare, relation):
+    g = sd.Graph()
+    v = g.variable("v", shape=(3,))
+    a = sd.abs(v - 1.0)
+    c = compare(a, sd.max(a))
+    e = sd.where(c, sd.sign(v - 1.0) / sd.sum(sd.astype(c, np.float64), keepdims=True), 0.0)
+    text = to_latex(e)
+    rows = text.removeprefix(r"\begin{aligned}").removesuffix(r"\end{aligned}").split(r" \\ ")
+    line = next(r for r in rows if r.startswith("t_") and relation in r.split(" &= ")[1])
+    name, assigned = line.split(" &= ")
+    assert assigned == rf"\left[t_{{2}} {relation} \operatorname{{max}}\left(t_{{2}}\right)\right]", line
+    # a line assigning a number is not bracketed, and a relation inside cases is not either
+    assert all(not r.split(" &= ")[1].startswith(r"\left[") for r in rows if " &= " in r and r is not line)
+    assert r"\text{if } t_{" in text
+    # a whole boolean result on the last row of aligned lines is bracketed too
+    t = sd.exp(v) * sd.sin(v) + sd.cos(v) * sd.tanh(v) - sd.log(v) * v  # shared, on a line
+    both = to_latex(compare(t, sd.max(t)))
+    assert both.startswith(r"\begin{aligned}") and both.endswith(r"\right]\end{aligned}"), both

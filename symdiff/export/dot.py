@@ -282,14 +282,22 @@ def cost_names(roots: Sequence[Node], names: Mapping[Node, str]) -> dict[Node, s
 
 
 def _derivative_names(roots: list[Node], names: Mapping[Node, str]) -> dict[Node, str]:
-    """``∂L/∂w`` and ``∂²L/∂w∂v`` for the unnamed outputs that are those derivatives of a drawn cost.
+    """``∂L/∂w`` and ``∂²L/∂w∂v`` for the unnamed outputs that are those derivatives of a drawn
+    cost; where no cost is drawn (``sd.to_dot(sd.grad(L, [a, b]))``), of the graph's one
+    scalar result the derivatives could be of (a scalar that no forward node uses, built before
+    them), called by its saved output name or f.
 
     Each candidate is built again on the side: the graph interns nodes, so ``sd.grad(L, w)``
     built twice is one node, and an output is that derivative exactly when it is that node.
     """
     pending = {r for r in roots if r.is_gradient and r not in names}
-    costs = cost_names(roots, names) if pending else {}
-    if not costs or len(ancestors(roots)) > NAMING_MAX_NODES:
+    if not pending or len(ancestors(roots)) > NAMING_MAX_NODES:
+        return {}
+    costs = cost_names(roots, names)
+    drawn = bool(costs)
+    if not drawn:
+        costs = _undrawn_costs(roots[0].graph, pending)
+    if not costs:
         return {}
     from symdiff.autodiff import grad, jacobian
 
@@ -303,6 +311,7 @@ def _derivative_names(roots: list[Node], names: Mapping[Node, str]) -> dict[Node
     graph = roots[0].graph
     with graph._scratch():
         for cost, cname in costs.items():
+            before = len(found)
             wrt = [n for n in ancestors([cost]) if n.op == "variable" and n.dtype.kind == "f"]
             for w in wrt:
                 seconds = [v for v in wrt if w.shape + v.shape in shapes]
@@ -315,9 +324,43 @@ def _derivative_names(roots: list[Node], names: Mapping[Node, str]) -> dict[Node
                 for v in seconds:
                     second = _attempt(grad if first.shape == () else jacobian, first, v)
                     mark(second, f"∂²{cname}/∂{w.name}²" if v is w else f"∂²{cname}/∂{w.name}∂{v.name}")
+            if not drawn:
+                if len(found) > before:
+                    break  # the one undrawn cost these are the derivatives of
+                continue
             if any(name.startswith((f"∂{cname}/", f"∂²{cname}/")) for name in found.values()) and cost not in names:
                 found[cost] = cname  # the unnamed cost its derivatives call f
     return found
+
+
+# An undrawn cost is looked for among this many scalar results at most.
+_UNDRAWN_COSTS = 4
+
+
+def _undrawn_costs(graph: Any, pending: set[Node]) -> dict[Node, str]:
+    """The scalar forward results built before the derivatives ``pending`` that no forward node
+    uses (last built first), each called by its saved output name, else f; {} where the graph is
+    too large to look through, or several unnamed ones would all be f."""
+    if len(graph) > NAMING_MAX_NODES:
+        return {}
+    first = min(n.index for n in pending)
+    used: set[Node] = set()
+    results = []
+    for n in graph.nodes:
+        if n.index >= first or n.is_gradient:
+            continue
+        used.update(n.inputs)
+        results.append(n)
+    saved = {n: key for key, n in graph.outputs.items()}
+    candidates = [
+        n
+        for n in reversed(results)
+        if n not in used and n.shape == () and n.dtype.kind == "f" and not n.is_multi and n.inputs
+    ][:_UNDRAWN_COSTS]
+    unnamed = [c for c in candidates if c not in saved]
+    if len(unnamed) > 1:
+        candidates = [c for c in candidates if c in saved]
+    return {c: saved.get(c, "f") for c in candidates}
 
 
 def _attempt(fn: Any, *args: Node) -> Node | None:
@@ -505,7 +548,7 @@ def dot_source(
         if n in cut:
             lines.append(f"  more{n.index} -> n{n.index} [style=dashed];")
             continue
-        lines += _edges(n, shown, top, "n", fan=fan)
+        lines += _edges(n, shown, top, "n", fan=fan, rankdir=rankdir)
     body_ids = {region: k for k, (region, _) in enumerate(bodies)}
     for n in own:
         lines += _runs(n, f"n{n.index}", body_ids)
@@ -520,7 +563,7 @@ def dot_source(
         body_fan = fans(body_own, members, outs)
         lines += group(body_own, members, outs, body_fan, f"b{k}_", "    ")
         for n in body_own:
-            lines += _edges(n, members, outs, f"b{k}_", "    ", body_fan)
+            lines += _edges(n, members, outs, f"b{k}_", "    ", body_fan, rankdir)
             lines += _runs(n, f"b{k}_{n.index}", body_ids, "    ")
         lines.append("  }")
     if derivative:
@@ -548,12 +591,38 @@ def fans(nodes: Sequence[Node], shown: set[Node], top: set[Node]) -> dict[Node, 
     return {n: FAN_COLORS[k % len(FAN_COLORS)] for k, n in enumerate(many)}
 
 
+# Where each operand of an ordered op enters it: in reading order, left to right (top to bottom
+# when the graph runs left to right), as the infix text writes them (x - y: x left, y right).
+_PORTS = {
+    "TB": {2: ("nw", "ne"), 3: ("nw", "n", "ne")},
+    "LR": {2: ("nw", "sw"), 3: ("nw", "w", "sw")},
+}
+
+
+def _operand_port(position: int, count: int, rankdir: str) -> list[str]:
+    """The edge attributes that say which operand an edge is: it enters the op's node at the
+    operand's side (``headport``), the first on the left (on top when the graph runs left to
+    right), as the text reads; no number on the edge (numbers ran into the arrowheads). An op
+    of more operands than the ports have keeps a number, set off from the arrowhead."""
+    ports = _PORTS.get(rankdir, _PORTS["TB"]).get(count)
+    if ports is None:
+        return [f'headlabel="{position}"', "labeldistance=1.6", "labelfontsize=8"]
+    return [f"headport={ports[position]}"]
+
+
 def _edges(
-    n: Node, shown: set[Node], top: set[Node], prefix: str, indent: str = "  ", fan: Mapping[Node, str] | None = None
+    n: Node,
+    shown: set[Node],
+    top: set[Node],
+    prefix: str,
+    indent: str = "  ",
+    fan: Mapping[Node, str] | None = None,
+    rankdir: str = "TB",
 ) -> list[str]:
     """The edges into ``n`` from its drawn inputs (node names ``prefix + index``; a small
     constant's node beside this use ``prefix + u<n>_<position>``); an edge out of a fan
-    (``fans``) in the fan's colour."""
+    (``fans``) in the fan's colour; an ordered op's operands enter it at their own sides
+    (``_operand_port``)."""
     out = []
     for position, u in enumerate(n.inputs):
         kind = input_kind(n, position, top) if u in shown else None
@@ -565,8 +634,8 @@ def _edges(
             extra = [f'color="{GRADIENT_EDGE}"'] if n.is_gradient else []
         if n.op == "output":  # hangs from the node whose output it is
             extra += ["arrowhead=none", "style=bold"]
-        elif _ordered(n):  # which operand is which: x - y is not y - x
-            extra.append(f'headlabel="{position}"')
+        elif _ordered(n):  # which operand is which: x - y is not y - x, the first on the left (top)
+            extra += _operand_port(position, len(n.inputs), rankdir)
         if kind == "use":
             extra += ["arrowsize=0.5", "weight=4"]  # short: the constant sits beside its use
         tail = f"{prefix}u{n.index}_{position}" if kind == "use" else f"{prefix}{u.index}"
