@@ -540,8 +540,10 @@ LOG_SOFTMAX = define_op(
     "log_softmax",
     _log_softmax,
     lambda shape, axis: shape,
-    vjp=(lambda g, out, x, axis: subtract(g, astype(multiply(exp(out), _total(g, axis)), g.dtype)),),
-    jvp=(lambda t, out, x, axis: subtract(t, sum(multiply(t, exp(out)), axis, keepdims=True)),),
+    # softmax(x), not exp(out): out = x - max - log(sum) carries an absolute rounding of |out| ulps,
+    # which the exponential turns into a relative error of |out| ulps (30 at out = -64)
+    vjp=(lambda g, out, x, axis: subtract(g, astype(multiply(softmax(x, axis), _total(g, axis)), g.dtype)),),
+    jvp=(lambda t, out, x, axis: subtract(t, sum(multiply(t, softmax(x, axis)), axis, keepdims=True)),),
     sympy=lambda x, axis: np.vectorize(sympy.log, otypes=[object])(_sympy_softmax(x, axis)),
     doc="x - logsumexp(x) along axis; d = dx - sum(softmax(x) dx)",
     lower=_lower_log_softmax,
