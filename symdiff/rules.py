@@ -1204,11 +1204,22 @@ def _uniform_value(n: Node, like: Node, refs: list[Node], budget: list[int]) -> 
     return out if out.shape == () and out.dtype == n.dtype else None
 
 
+def _never_empty(x: Node, axes: tuple[int, ...]) -> bool:
+    """Every axis of ``x`` in ``axes`` has a static size above 0 (a sum over them has a term)."""
+    return all(x.shape[a] not in (None, 0) for a in axes)
+
+
+def _finite_number(v: Node) -> bool:
+    c = scalar_constant(v)
+    return c is not None and bool(np.isfinite(c))
+
+
 def _uniform_sum(root: Node, x: Node) -> Node | None:
     """sum(e, axis) of an elementwise ``e`` whose every element is one value v (scalars and
     ones or scalars broadcast like r: ``sum(ones_like(x)/s**2)``) is v times the count along
     axis: ``count(x)/s**2``, a count where a sum of ones stood. Up to rounding (n*v for n
-    additions of v); the count of an empty axis is 0, so 0*v, nan for an infinite v."""
+    additions of v). Where an axis summed may be empty (a None or 0 size), only for a finite
+    number v: the empty sum is 0, and 0*v would be nan for an infinite v."""
     from symdiff.ops.reduce import count
 
     if root.dtype.kind != "f" or root.attrs["keepdims"] or x.shape == () or x.op == "ones_like":
@@ -1219,6 +1230,8 @@ def _uniform_sum(root: Node, x: Node) -> Node | None:
     value = _uniform_value(x, x, refs, [_UNIFORM_LOOK])
     if value is None or (not refs and None in x.shape):
         return None
+    if not _never_empty(x, root.attrs["axis"]) and not _finite_number(value):
+        return None  # an empty axis sums to 0, and 0*v is nan for an infinite v (1/s at s = 0)
     ref = min(refs, key=lambda r: r.index) if refs else x  # a static shape: its count is a number
     counted = count(ref if ref.shape == x.shape else x, axis=root.attrs["axis"])
     return same_as(multiply(counted, value), root)
@@ -1234,8 +1247,8 @@ def _uniform_factor(root: Node) -> Node | None:
         return None
     for i, u in enumerate(root.inputs):
         a = root.inputs[1 - i]
-        if u.shape == () or a.shape != root.shape or a.dtype != root.dtype:
-            continue
+        if u.shape == () or a.shape != root.shape or a.dtype != root.dtype or None in u.shape:
+            continue  # (a None size of u's is checked against a's when the product runs: kept)
         value = _uniform_value(u, u, [], [_UNIFORM_LOOK])
         if value is None:
             continue
@@ -1249,7 +1262,9 @@ def _summed_scalar_factors(root: Node, p: Node, ctx: Callable[[Node], int]) -> N
     """sum(c*e, axis) is c*sum(e, axis) for factors c of shape () (numbers, scalar nodes):
     ``sum(2*(x - mu)/count(x))`` is ``2*sum(x - mu)/count(x)``, so the factors meet those
     outside (``0.5*sum(2*r)`` is ``sum(r)``). Up to rounding; only for a product used here
-    alone (splitting a shared one would repeat its work)."""
+    alone (splitting a shared one would repeat its work), and, for factors other than a number,
+    where no axis summed may be empty (a None or 0 size: the empty sum is 0, c times it nan for an
+    infinite c)."""
     from symdiff.ops.reduce import sum as sum_
 
     if root.dtype.kind != "f" or p.dtype != root.dtype or p.shape == () or ctx(p) > 1:
@@ -1260,6 +1275,8 @@ def _summed_scalar_factors(root: Node, p: Node, ctx: Callable[[Node], int]) -> N
     arrays = {b: e for b, e in bases.items() if b.shape != () and (e[0] or e[1])}
     if coefficient is None or not arrays or (not scalars and coefficient in (1.0, -1.0)):
         return None  # (a lone negation: summed_negation)
+    if scalars and not _never_empty(p, root.attrs["axis"]):
+        return None  # the empty sum is 0, c times it nan for an infinite c (2/count(x) at count 0)
     numerator, denominator = _sides(arrays)
     inner = _product(p, _canonical(numerator), denominator, 1)
     if inner.shape != p.shape or inner.dtype != p.dtype:
@@ -1330,22 +1347,27 @@ def _where_same(root: Node, c: Node, x: Node) -> Node | None:
     return same_as(x, root)
 
 
-# x > 0 and 0 < x (and >=, <=: at 0 both branches are 0) hold where relu(x) is x
-_POSITIVE_SIDE = {"greater": 0, "greater_equal": 0, "less": 1, "less_equal": 1}
+# The conditions under which relu(x) is x, as (op, position of x in it), for x in where's
+# first branch; and those under which it is 0, for x in the second. Strict: where(x >= 0, x, 0)
+# has the value of relu(x) but the derivative 1 at 0, relu's is 0.
+_RELU_TAKES = {("greater", 0), ("less", 1)}  # x > 0, 0 < x
+_RELU_ZERO = {("less_equal", 0), ("greater_equal", 1)}  # x <= 0, 0 >= x
 
 
 def _relu_form(root: Node, c: Node, x: Node, y: Node) -> Node | None:
-    """``where(x > 0, x, 0)`` (or ``x >= 0``, ``0 < x``; and ``where(x <= 0, 0, x)``) is
-    ``relu(x)``: a relu's derivative times x, written as the function, so it meets relu's own
-    terms (``relu(v) + where(v > 0, v, 0)`` is ``2*relu(v)``)."""
+    """``where(x > 0, x, 0)`` (or ``0 < x``; and ``where(x <= 0, 0, x)``) is ``relu(x)``, value
+    and derivative at 0 alike: a relu's derivative times x, written as the function, so it meets
+    relu's own terms (``relu(v) + where(v > 0, v, 0)`` is ``2*relu(v)``)."""
     from symdiff.ops.functions import relu
 
-    if c.op not in _POSITIVE_SIDE or root.dtype.kind != "f":
+    if len(c.inputs) != 2 or root.dtype.kind != "f":
         return None
-    side = _POSITIVE_SIDE[c.op]  # which input of c is x when c says x > 0
-    for kept, zero, at in ((x, y, side), (y, x, 1 - side)):
-        if fill_value(zero) == 0 and c.inputs[at] is kept and fill_value(c.inputs[1 - at]) == 0:
-            return same_as(relu(kept), root)
+    for kept, zero, forms in ((x, y, _RELU_TAKES), (y, x, _RELU_ZERO)):
+        if fill_value(zero) != 0:
+            continue
+        for op, at in forms:
+            if c.op == op and c.inputs[at] is kept and fill_value(c.inputs[1 - at]) == 0:
+                return same_as(relu(kept), root)
     return None
 
 
