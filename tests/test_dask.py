@@ -203,3 +203,16 @@ def test_arange_is_refused_on_dask_before_anything_runs():
     with pytest.raises(sd.BackendError, match="op 'arange' cannot run on dask arrays"):
         sd.evaluate(y, {X: _chunked(np.ones(4))})
     assert len(g) == n
+
+
+@pytest.mark.parametrize("shape", [(), (3,), (2, 2), (2, 1, 1), (0, 2)], ids=str)
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_take_of_indices_of_any_dimension_is_numpys_on_dask_arrays(shape, axis):
+    """dask's take takes one-dimensional indices: 0-d, several dimensions and none at all too."""
+    g = sd.Graph()
+    x = g.variable("x", shape=(4, 5))
+    xv = np.arange(20.0).reshape(4, 5)
+    idx = (np.arange(int(np.prod(shape))) % 3 - 1).reshape(shape)  # -1, 0, 1, ...: negative too
+    y = sd.take(x, g.constant(idx), axis=axis)
+    got = sd.evaluate(y, {x: da.from_array(xv, chunks=(2, 2))})
+    np.testing.assert_array_equal(np.asarray(got), np.take(xv, idx, axis=axis))

@@ -63,13 +63,15 @@ ONE_TASK: dict[str, str] = {
 
 
 def _take(x: Any, indices: Any, axis: int) -> Any:
-    """numpy's take on a dask array: dask's takes one-dimensional indices, so several dimensions
-    of indices take their flattened list and reshape (the same elements in the same places)."""
-    if np.ndim(indices) <= 1:
-        return da.take(x, indices, axis=axis)
+    """numpy's take on a dask array: dask's takes one-dimensional indices, so an index of 0 or
+    several dimensions takes its flattened list and reshapes (the same elements in the same places)."""
     axis %= x.ndim
-    flat = da.take(x, indices.reshape(-1), axis=axis)
-    return flat.reshape(x.shape[:axis] + tuple(indices.shape) + x.shape[axis + 1 :])
+    shape = x.shape[:axis] + tuple(np.shape(indices)) + x.shape[axis + 1 :]
+    if 0 in shape[axis : axis + np.ndim(indices)]:  # dask's take of no indices fails; the result has no elements
+        return da.zeros(shape, dtype=x.dtype)
+    if np.ndim(indices) == 1:
+        return da.take(x, indices, axis=axis)
+    return da.take(x, indices.reshape(-1), axis=axis).reshape(shape)
 
 
 # Ops whose dask.array function takes less than numpy's: a dask forward of their own.
