@@ -64,7 +64,7 @@ def test_scalars_broadcasting_and_values_read_inside_and_outside_the_loop():
     rng = np.random.default_rng(1)
     values = [rng.standard_normal(v.shape) for v in (x, y, row, col)] + [0.7, rng.standard_normal((5, 3))]
     f = _agree(outputs, [x, y, row, col, s, n], values)
-    assert "np.sin(x5)" in f.source  # the None-shaped chain is not fused
+    assert "np.sin(np.ascontiguousarray(x5).reshape(-1))" in f.source  # the None-shaped chain is not fused
     with pytest.raises(sd.ShapeError):
         f(*values[:-1], rng.standard_normal((5, 1)))  # (5, 1) broadcast against row: refused as evaluate does
 

@@ -169,3 +169,90 @@ def test_integer_relu_and_clip_stay_integers():
     v = np.array([2**53 + 1, 2**63 - 1, -7])
     for out in (sd.relu(y), sd.clip(y, -3, 2**62), sd.relu(y) + y):
         np.testing.assert_array_equal(sd.compile(out, [y], backend="numba")(v), sd.evaluate(out, {y: v}))
+
+
+def test_layout_kernels_agree_with_numpy_on_random_shapes():
+    """numba_kernels.permuted, transposed, batch_index and sum_axis (which stand in for
+    np.transpose, np.broadcast_to over stacks and np.sum with an axis) against numpy."""
+    from symdiff.backends import numba_kernels as k
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        nd = int(rng.integers(1, 5))
+        shape = tuple(int(s) for s in rng.integers(0, 4, nd))
+        x = rng.standard_normal(shape)
+        perm = tuple(int(p) for p in rng.permutation(nd))
+        got = k.permuted(x.reshape(-1), np.array(shape, np.int64), np.array(perm, np.int64))
+        np.testing.assert_array_equal(got.reshape([shape[p] for p in perm]), np.transpose(x, perm))
+        # two stacks' batch axes broadcast: each result's matrix at its positions in both
+        a = tuple(int(s) if rng.random() < 0.6 else 1 for s in shape)
+        b = tuple(int(s) if rng.random() < 0.6 else 1 for s in shape)[int(rng.integers(0, nd + 1)) :]
+        padded = (1,) * (nd - len(b)) + b
+        idx, out = k.batch_index(np.array(a + padded, np.int64), 2)
+        want = np.broadcast_shapes(a, b)
+        assert tuple(out) == want
+        pa = np.arange(int(np.prod(a))).reshape(a)
+        pb = np.arange(int(np.prod(b))).reshape(b)
+        np.testing.assert_array_equal(idx[0], np.broadcast_to(pa, want).reshape(-1))
+        np.testing.assert_array_equal(idx[1], np.broadcast_to(pb, want).reshape(-1))
+        # the sum over one axis, in order along it
+        axis = int(rng.integers(0, nd))
+        pre, post = int(np.prod(shape[:axis])), int(np.prod(shape[axis + 1 :]))
+        summed = k.sum_axis(x.reshape(pre, shape[axis], post), np.zeros((pre, post)))
+        np.testing.assert_allclose(
+            summed.reshape(shape[:axis] + shape[axis + 1 :]), x.sum(axis), rtol=1e-13, atol=1e-15
+        )
+    m = rng.standard_normal((3, 5))
+    np.testing.assert_array_equal(k.transposed(m), m.T)
+    np.testing.assert_array_equal(k.transposed(m[:, ::2]), m[:, ::2].T)
+    with pytest.raises(ValueError, match="broadcast"):
+        k.batch_index(np.array([2, 3], np.int64), 2)
+
+
+def test_elementwise_ops_of_many_axes_broadcast_as_numpy():
+    """Elementwise ops over 3- and 4-axis arrays (loops, flattened ufuncs, gathered operands
+    where sizes are known only at evaluation) and sums over single axes agree with numpy."""
+    g = sd.Graph()
+    x = g.variable("x", shape=(2, 3, 1, 4))
+    y = g.variable("y", shape=(None, None, 4))  # sizes known at evaluation: gathered
+    z = g.variable("z", shape=(None, 1, 4))
+    i = g.variable("i", shape=(2, 3, 4), dtype="int32")
+    outputs = [
+        sd.hypot(y, z),  # a ufunc, broadcast at run time
+        sd.softplus(y) * z,  # a scalar expression, looped, broadcast at run time
+        sd.where(x > 0, sd.sin(x), y[0]),
+        sd.sum(y, axis=1),
+        sd.sum(i, axis=(0, 2)),
+        sd.mean(x, axis=(1, 3), keepdims=True),
+        sd.var(y, axis=0),
+        sd.clip(y, -0.5, z),
+        sd.transpose(x, (2, 0, 3, 1)) * 2.0,
+    ]
+    rng = np.random.default_rng(4)
+    values = [rng.standard_normal((2, 3, 1, 4)), rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 1, 4))]
+    values.append(rng.integers(-50, 50, (2, 3, 4)).astype(np.int32))
+    got = sd.compile(outputs, [x, y, z, i], backend="numba")(*values)
+    want = sd.compile(outputs, [x, y, z, i])(*values)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+
+
+def test_numba_a_long_plan_split_into_chained_functions_gives_the_same_values(monkeypatch):
+    """Past SEGMENT_LINES lines the compiled function is several njit functions called in turn,
+    each passed the values it reads that earlier ones made: forced here on a short chain (its
+    value and gradient, scalars and arrays) and checked against the numpy backend bit for bit."""
+    from symdiff.backends import numba as numba_backend
+
+    monkeypatch.setattr(numba_backend, "SEGMENT_LINES", 8)
+    g = sd.Graph()
+    w, v = g.variable("w"), g.variable("v", shape=(3,))
+    h = w
+    for _ in range(12):
+        h = h * sd.sin(h) + w + sd.sum(v * h)
+    outputs = [h, *sd.grad(h, [w, v])]
+    f = sd.compile(outputs, [w, v], backend="numba")
+    assert "_part1(" in f.source  # split, or the test shows nothing
+    args = (0.3, np.array([0.1, -0.2, 0.05]))
+    for got, want in zip(f(*args), sd.compile(outputs, [w, v])(*args)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)

@@ -7,8 +7,9 @@ elementwise op is numpy's ufunc of its name where numba has it, else its scalar 
 step is its scalar expression on floats (as in the numpy backend); the structural ops,
 reductions, scans and dense linear-algebra kernels (numba's LAPACK one matrix at a time over
 leading batch axes; ``expm`` as scipy.linalg.expm's algorithm, ``solve_triangular`` as
-substitution loops) have a printer in ``PRINTERS``. Any other op runs as a call of its
-**lowering**, its body printed in the node's place, down to primitives.
+substitution loops) have a printer in ``PRINTERS``; the fixed kernels they call live in
+symdiff.backends.numba_kernels, compiled once per machine and linked into every generated
+module. Any other op runs as a call of its **lowering**, its body printed in the node's place, down to primitives.
 Chains of elementwise steps over one static shape are fused (symdiff.backends.fusion): one loop over the
 elements computes each as a scalar, storing only the values read outside the loop, with
 sums over all the elements accumulated in it. A node that owns a body (a composite's) calls
@@ -29,6 +30,7 @@ Arithmetic follows numpy's IEEE rules (``error_model="numpy"``: 1/0 is inf, log(
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib.util
@@ -44,7 +46,7 @@ import numba
 import numpy as np
 
 import symdiff.scalar as sx
-from symdiff.backends import described, unsupported_error
+from symdiff.backends import described, numba_kernels, unsupported_error
 from symdiff.backends.base import Compiled as _NumpyCompiled
 from symdiff.backends.base import check_value
 from symdiff.backends.fusion import Group, fused
@@ -352,39 +354,43 @@ def _shape_expr(x: str, dims: list[int]) -> str:
     return "(" + "".join(f"{x}.shape[{d}], " for d in dims) + ")"
 
 
-_ROWS = """
-@numba.njit(cache=True, error_model="numpy")
-def {name}(a):
-    out = np.empty(a.shape[0], a.dtype)
-    for i in range(a.shape[0]):
-        m = a[i, 0]
-        for j in range(1, a.shape[1]):
-            v = a[i, j]
-            if v {cmp} m or v != v:
-                m = v
-            if m != m:
-                break
-        out[i] = m
-    return out
-"""
+def permuted(x: str, ndim: int, perm: list[int] | tuple[int, ...]) -> str:
+    """``x`` (of ``ndim`` axes) with its axes permuted as np.transpose(x, perm), a C-contiguous
+    copy: by the kernels of symdiff.backends.numba_kernels (numba compiles np.transpose with
+    axes, and np.swapaxes, for seconds at each distinct array type)."""
+    perm = [int(p) for p in perm]
+    if perm == list(range(ndim)):
+        return f"np.ascontiguousarray({x})"
+    if ndim == 2:
+        return f"_k.transposed({x})"
+    shape = "".join(f"{x}.shape[{d}], " for d in range(ndim))
+    to = "".join(f"{x}.shape[{d}], " for d in perm)
+    return (
+        f"_k.permuted(np.ascontiguousarray({x}).reshape(-1), np.array(({shape}), np.int64), "
+        f"np.array({tuple(perm)}, np.int64)).reshape(({to}))"
+    )
 
 
-def reduce(w: Writer, fn: str, x: str, ndim: int, axes: list[int], keepdims: bool) -> str:
+def reduce(w: Writer, fn: str, x: str, ndim: int, axes: list[int], keepdims: bool, dtype: np.dtype) -> str:
     """``fn`` (sum, max or min) of ``x`` over ``axes`` in numba: nested single-axis sums, or the
     reduced axes moved last and reduced row by row (numba's max takes no axis)."""
     if len(axes) == ndim:
         value = f"np.{fn}({x})"
         return f"np.full({(1,) * ndim}, {value})" if keepdims else value
-    if fn == "sum":
-        out = x
+    if fn == "sum":  # axis by axis, each in order (as numba's np.sum with an axis, quicker to compile)
+        acc = _dtype(np.sum(np.zeros(1, dtype)).dtype)
+        out, shape = x, [f"{x}.shape[{d}]" for d in range(ndim)]
         for a in reversed(axes):
-            out = f"np.sum({out}, axis={a})"
+            pre, post = " * ".join(shape[:a]) or "1", " * ".join(shape[a + 1 :]) or "1"
+            flat3 = f"np.ascontiguousarray({out}).reshape(({pre}, {shape[a]}, {post}))"
+            del shape[a]
+            summed = w.temp(f"_k.sum_axis({flat3}, np.zeros(({pre}, {post}), {acc}))")
+            out = w.temp(f"{summed}.reshape(({''.join(d + ', ' for d in shape)}))")
     else:
         kept = [d for d in range(ndim) if d not in axes]
-        moved = w.temp(f"np.ascontiguousarray(np.transpose({x}, {tuple(kept + axes)}))")
+        moved = w.temp(permuted(x, ndim, kept + axes))
         size = " * ".join(f"{moved}.shape[{k}]" for k in range(len(kept), ndim))
-        rows = w.helper(f"_{fn}_rows", _ROWS.format(name=f"_{fn}_rows", cmp=">" if fn == "max" else "<"))
-        out = f"{rows}({moved}.reshape((-1, {size}))).reshape({_shape_expr(moved, list(range(len(kept))))})"
+        out = f"_k.{fn}_rows({moved}.reshape((-1, {size}))).reshape({_shape_expr(moved, list(range(len(kept))))})"
     if keepdims:
         for a in axes:
             out = f"np.expand_dims({out}, {a})"
@@ -398,7 +404,7 @@ def _count(x: str, axes: list[int]) -> str:
 def _p_reduction(fn: str) -> Callable[..., str]:
     def printer(w: Writer, node: Node, a: list[str]) -> str:
         x = node.inputs[0]
-        return reduce(w, fn, a[0], x.ndim, _axes(node, x.ndim), node.attrs["keepdims"])
+        return reduce(w, fn, a[0], x.ndim, _axes(node, x.ndim), node.attrs["keepdims"], x.dtype)
 
     return printer
 
@@ -406,7 +412,7 @@ def _p_reduction(fn: str) -> Callable[..., str]:
 def _p_mean(w: Writer, node: Node, a: list[str]) -> str:
     x = node.inputs[0]
     axes = _axes(node, x.ndim)
-    return f"{reduce(w, 'sum', a[0], x.ndim, axes, node.attrs['keepdims'])} / ({_count(a[0], axes)})"
+    return f"{reduce(w, 'sum', a[0], x.ndim, axes, node.attrs['keepdims'], x.dtype)} / ({_count(a[0], axes)})"
 
 
 def _p_count(w: Writer, node: Node, a: list[str]) -> str:
@@ -447,7 +453,7 @@ def _p_reshape(w: Writer, node: Node, a: list[str]) -> str:
 
 
 def _p_transpose(w: Writer, node: Node, a: list[str]) -> str:
-    return f"np.transpose({a[0]}, {tuple(node.attrs['axes'])})"
+    return permuted(a[0], node.ndim, node.attrs["axes"])
 
 
 def _p_broadcast_to(w: Writer, node: Node, a: list[str]) -> str:
@@ -481,23 +487,8 @@ def _p_match_shape(w: Writer, node: Node, a: list[str]) -> str:
 # An index whose values are known only at evaluation (an index node; an integer on an axis whose
 # size is None) is checked before numba reads or writes by it: numba's integer and advanced
 # indexing does no bounds check and would read or write other memory. A value outside -n..n-1
-# raises here, and the compiled function then raises the numpy backend's IndexError for the same
+# raises (numba_kernels.bounded), and the compiled function then raises the numpy backend's IndexError for the same
 # values, naming the op, the node, the index and the axis size (Compiled._refuse).
-_BOUNDED = """
-@numba.njit(cache=True)
-def _sd_bounded(i, n):
-    for v in i.flat:
-        if v < -n or v >= n:
-            raise IndexError("an index is out of bounds for its axis")
-    return i
-"""
-_BOUNDED_INT = """
-@numba.njit(cache=True)
-def _sd_bounded_int(i, n):
-    if i < -n or i >= n:
-        raise IndexError("an index is out of bounds for its axis")
-    return i
-"""
 
 
 def _bounded(w: Writer, name: str, value: Any, ndim: int, target: str, axis: int, size: int | None) -> str:
@@ -508,7 +499,7 @@ def _bounded(w: Writer, name: str, value: Any, ndim: int, target: str, axis: int
         value = np.asarray(value)
         if value.size == 0 or -size <= value.min() and value.max() < size:
             return name
-    helper = w.helper("_sd_bounded_int", _BOUNDED_INT) if ndim == 0 else w.helper("_sd_bounded", _BOUNDED)
+    helper = "_k.bounded_int" if ndim == 0 else "_k.bounded"
     return f"{helper}({name}, {target}.shape[{axis}])"
 
 
@@ -713,33 +704,40 @@ def _batched(
 ) -> str:
     """A linear-algebra routine numba runs on single matrices, looped over the stack's
     (broadcast) leading axes. A node with several outputs (``eigh``) gives ``out_core`` per
-    output, and ``call`` returns their tuple."""
+    output, and ``call`` returns their tuple. Each operand is made a C-contiguous stack of its
+    cores (its leading axes flattened), and ``numba_kernels.batch_index`` gives each result's
+    position in each stack: loops over flat arrays, the same code for any number of axes (numba
+    compiles np.broadcast_to and np.ndindex over stacks for seconds at each distinct type)."""
     if all(u.ndim == c for u, c in zip(node.inputs, cores)):
         return call(*(f"np.ascontiguousarray({x})" for x in a))
-    shapes = ", ".join(f"{x}.shape[:{u.ndim - c}]" for x, u, c in zip(a, node.inputs, cores))
-    batch = w.temp(f"np.broadcast_shapes({shapes})")
-    parts = [w.temp(f"np.broadcast_to({x}, {batch} + {_core_shape(x, c)})") for x, c in zip(a, cores)]
+    a = [x if x.isidentifier() else w.temp(x) for x in a]  # each cast once
+    leading = [u.ndim - c for u, c in zip(node.inputs, cores)]
+    nb = max(leading)
+    sizes = []
+    for x, lead in zip(a, leading):
+        sizes += ["1"] * (nb - lead) + [f"{x}.shape[{d}]" for d in range(lead)]
+    found = w.temp(f"_k.batch_index(np.array(({', '.join(sizes)},), np.int64), {len(a)})")
+    idx = w.temp(f"{found}[0]")
+    stacks = []
+    for x, u, lead in zip(a, node.inputs, leading):
+        count = " * ".join(f"{x}.shape[{d}]" for d in range(lead)) or "1"
+        core = "".join(f", {x}.shape[{d}]" for d in range(lead, u.ndim))
+        stacks.append(w.temp(f"np.ascontiguousarray({x}).reshape(({count}{core}))"))
     cores_out = out_core if isinstance(out_core, list) else [out_core]
     dtypes = [d for _, d in node.results] if node.is_multi else [node.dtype]
-    outs = [w.temp(f"np.empty({batch} + {core}, {_dtype(d)})") for core, d in zip(cores_out, dtypes)]
-    w.lines.append(f"    for _i in np.ndindex({batch}):")
-    targets = ", ".join(f"{out}[_i]" for out in outs)
-    w.lines.append(f"        {targets} = {call(*(f'np.ascontiguousarray({p}[_i])' for p in parts))}")
-    return f"({', '.join(outs)},)" if isinstance(out_core, list) else outs[0]
-
-
-_INTEGER_DOT_SOURCE = """
-@numba.njit(cache=True)
-def _sd_integer_dot(p, q, out):
-    # numba's np.dot multiplies floats only. Integers wrap around as numpy's do: numba widens the
-    # products to 64 bits and the store takes them modulo out's width, the same residue.
-    out[:] = 0
-    for i in range(p.shape[0]):
-        for j in range(q.shape[1]):
-            for k in range(p.shape[1]):
-                out[i, j] += p[i, k] * q[k, j]
-    return out
-"""
+    outs = [w.temp(f"np.empty(({idx}.shape[1],) + {core}, {_dtype(d)})") for core, d in zip(cores_out, dtypes)]
+    i, done = w.name(), w.name()
+    w.lines.append(f"    for {i} in range({idx}.shape[1]):")
+    w.lines.append(f"        {done} = {call(*(f'{p}[{idx}[{j}, {i}]]' for j, p in enumerate(stacks)))}")
+    results = [f"{done}[{j}]" for j in range(len(outs))] if isinstance(out_core, list) else [done]
+    for out, result, core in zip(outs, results, cores_out):
+        # an array into its slot by numba_kernels.put (numba's setitem of an array checks the
+        # shapes with an error message that takes seconds to compile)
+        scalar = not core.replace("()", "").replace("+", "").strip()
+        w.lines.append(f"        {out}[{i}] = {result}" if scalar else f"        _k.put({out}, {i}, {result})")
+    batch = "(" + "".join(f"{found}[1][{d}], " for d in range(nb)) + ")"
+    shaped = [f"{out}.reshape({batch} + {core})" for out, core in zip(outs, cores_out)]
+    return f"({', '.join(shaped)},)" if isinstance(out_core, list) else shaped[0]
 
 
 def _p_matmul(w: Writer, node: Node, a: list[str]) -> str:
@@ -750,15 +748,14 @@ def _p_matmul(w: Writer, node: Node, a: list[str]) -> str:
     dtype = _dtype(node.dtype)
     if node.dtype.kind in "fc":  # numpy casts both operands to the result's type first (int32 @ float32)
         cast = [f"{p}.astype({dtype})" if u.dtype != node.dtype else p for p, u in zip(a, node.inputs)]
-        return _batched(w, node, cast, [cx, cy], f"{rows} + {cols}", lambda p, q: f"np.dot({p}, {q})")
-    w.helper("_sd_integer_dot", _INTEGER_DOT_SOURCE)
+        return _batched(w, node, cast, [cx, cy], f"{rows} + {cols}", lambda p, q: f"_k.dot({p}, {q})")
     count = "np.int64" if node.dtype.kind == "b" else dtype  # bool @ bool: any of the products
     cast = [f"{p}.astype({count})" if u.dtype.name != count[3:] else p for p, u in zip(a, node.inputs)]
 
     def dot(p: str, q: str) -> str:
         p2 = p if cx == 2 else f"{p}.reshape(1, -1)"
         q2 = q if cy == 2 else f"{q}.reshape(-1, 1)"
-        product = f"_sd_integer_dot({p2}, {q2}, np.empty(({p2}.shape[0], {q2}.shape[1]), {count}))"
+        product = f"_k.integer_dot({p2}, {q2}, np.empty(({p2}.shape[0], {q2}.shape[1]), {count}))"
         product = product if node.dtype.kind != "b" else f"({product} != 0)"
         return product + ("" if cx == 2 and cy == 2 else "[0, :]" if cy == 2 else "[:, 0]" if cx == 2 else "[0, 0]")
 
@@ -774,52 +771,8 @@ def _p_linalg(name: str) -> Callable[..., str]:
     return printer
 
 
-_ADJUGATE_SOURCE = """
-@numba.njit(cache=True, error_model="numpy")
-def _sd_adjugate_parts(a):
-    # a = U S Vt; the products of the other singular values (p) and of the others than two (q),
-    # by loops (no division: exact at singular a), as symdiff.ops.linalg's forwards
-    n = a.shape[0]
-    u, s, vt = np.linalg.svd(a)
-    sign = np.sign(np.linalg.det(u)) * np.sign(np.linalg.det(vt))
-    p = np.ones(n, a.dtype)
-    q = np.zeros((n, n), a.dtype)
-    for i in range(n):
-        for j in range(n):
-            if j != i:
-                p[i] *= s[j]
-                q[i, j] = 1.0
-                for k in range(n):
-                    if k != i and k != j:
-                        q[i, j] *= s[k]
-    return np.ascontiguousarray(u.T), p, q, np.ascontiguousarray(vt.T), sign
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_adjugate(a):
-    if not np.all(np.isfinite(a)):
-        return np.full(a.shape, np.nan, a.dtype)
-    ut, p, q, v, sign = _sd_adjugate_parts(a)
-    return (sign * (np.ascontiguousarray(v * p) @ ut)).astype(a.dtype)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_adjugate_jvp(a, t):
-    if not np.all(np.isfinite(a)):
-        return np.full(a.shape, np.nan, a.dtype)
-    ut, p, q, v, sign = _sd_adjugate_parts(a)
-    w = ut @ t @ v
-    inner = -q * w
-    d = q @ np.diag(w).copy()
-    for i in range(a.shape[0]):
-        inner[i, i] += d[i]
-    return (sign * (v @ inner @ ut)).astype(a.dtype)
-"""
-
-
 def _p_adjugate(w: Writer, node: Node, a: list[str]) -> str:
-    w.helper("_sd_adjugate", _ADJUGATE_SOURCE)  # defines the three functions
-    fn = "_sd_adjugate" if node.op == "adjugate" else "_sd_adjugate_jvp"
+    fn = f"_k.{node.op}"
     return _batched(w, node, a, [2] * len(a), _core_shape(a[0], 2), lambda *m: f"{fn}({', '.join(m)})")
 
 
@@ -827,25 +780,11 @@ def _p_var(w: Writer, node: Node, a: list[str], root: bool = False) -> str:
     x = node.inputs[0]
     axes = _axes(node, x.ndim)
     count = f"({_count(a[0], axes)})"
-    centered = w.temp(f"{a[0]} - {reduce(w, 'sum', a[0], x.ndim, axes, True)} / {count}")
-    squares = reduce(w, "sum", f"{centered} * {centered}", x.ndim, axes, node.attrs["keepdims"])
+    centered = w.temp(f"{a[0]} - {reduce(w, 'sum', a[0], x.ndim, axes, True, x.dtype)} / {count}")
+    squares = w.temp(f"{centered} * {centered}")
+    squares = reduce(w, "sum", squares, x.ndim, axes, node.attrs["keepdims"], node.dtype)
     var = f"{squares} / ({count} - {node.attrs['ddof']})"
     return f"np.sqrt({var})" if root else var
-
-
-_RUNNING = """
-@numba.njit(cache=True, error_model="numpy")
-def {name}(a):
-    # a contiguous, its running axis last; numpy's accumulator dtype (int32 sums in int64)
-    out = np.empty(a.shape, {dtype})
-    src, dst = a.reshape(-1), out.reshape(-1)
-    n = a.shape[-1]
-    for start in range(0, src.size, max(n, 1)):
-        dst[start] = src[start]
-        for j in range(start + 1, start + n):
-            dst[j] = dst[j - 1] {op} src[j]
-    return out
-"""
 
 
 def _p_running(w: Writer, node: Node, a: list[str]) -> str:
@@ -853,26 +792,14 @@ def _p_running(w: Writer, node: Node, a: list[str]) -> str:
     x = node.inputs[0]
     axis = node.attrs["axis"] % x.ndim
     dtype = getattr(np, node.op)(np.zeros(1, x.dtype)).dtype
-    name = f"_sd_{node.op}_{dtype.name}"
-    w.helper(name, _RUNNING.format(name=name, dtype=_dtype(dtype), op="+" if node.op == "cumsum" else "*"))
+    name = "_k.running_sum" if node.op == "cumsum" else "_k.running_product"
+    perm = [k for k in range(x.ndim) if k != axis] + [axis]
+    moved = w.temp(permuted(a[0], x.ndim, perm))
+    lanes = f"({_count(moved, list(range(x.ndim - 1)))}, {moved}.shape[{x.ndim - 1}])"  # one kernel type
+    done = f"{name}({moved}.reshape({lanes}), np.empty({lanes}, {_dtype(dtype)})).reshape({moved}.shape)"
     if axis == x.ndim - 1:
-        return f"{name}(np.ascontiguousarray({a[0]}))"
-    perm = tuple(k for k in range(x.ndim) if k != axis) + (axis,)
-    moved = f"{name}(np.ascontiguousarray(np.transpose({a[0]}, {perm})))"
-    return f"np.transpose({moved}, {tuple(int(k) for k in np.argsort(perm))})"
-
-
-_PROD_ROWS = """
-@numba.njit(cache=True, error_model="numpy")
-def {name}(a):
-    out = np.empty(a.shape[0], {dtype})
-    for i in range(a.shape[0]):
-        p = {dtype}(1)
-        for j in range(a.shape[1]):
-            p = p * a[i, j]
-        out[i] = p
-    return out
-"""
+        return done
+    return permuted(w.temp(done), x.ndim, [int(k) for k in np.argsort(perm)])
 
 
 def _p_prod(w: Writer, node: Node, a: list[str]) -> str:
@@ -883,11 +810,10 @@ def _p_prod(w: Writer, node: Node, a: list[str]) -> str:
         return f"{_dtype(dtype)}({a[0]})"
     axes = _axes(node, x.ndim)
     kept = [d for d in range(x.ndim) if d not in axes]
-    name = f"_sd_prod_rows_{dtype.name}"
-    w.helper(name, _PROD_ROWS.format(name=name, dtype=_dtype(dtype)))
-    moved = w.temp(f"np.ascontiguousarray(np.transpose({a[0]}, {tuple(kept + axes)}))")
+    moved = w.temp(permuted(a[0], x.ndim, kept + axes))
     size = _count(moved, list(range(len(kept), x.ndim)))
-    rows = f"{name}({moved}.reshape(({_count(moved, list(range(len(kept))))}, {size})))"
+    count = _count(moved, list(range(len(kept))))
+    rows = f"_k.prod_rows({moved}.reshape(({count}, {size})), np.empty({count}, {_dtype(dtype)}))"
     keep = node.attrs["keepdims"]
     if not kept and not keep:
         return f"{rows}[0]"
@@ -902,134 +828,36 @@ def _half(dtype: np.dtype) -> str:
 
 def _p_cholesky(w: Writer, node: Node, a: list[str]) -> str:
     # of the symmetric part, as the op's forward
-    sym = w.temp(f"{_half(node.dtype)} * ({a[0]} + np.swapaxes({a[0]}, -1, -2))")
+    x = node.inputs[0]
+    swapped = permuted(a[0], x.ndim, [*range(x.ndim - 2), x.ndim - 1, x.ndim - 2])
+    sym = w.temp(f"{_half(node.dtype)} * ({a[0]} + {swapped})")
     return _batched(w, node, [sym], [2], _core_shape(sym, 2), lambda m: f"np.linalg.cholesky({m})")
 
 
-# one matrix each; per dtype (the name ends in it), as numba types each helper once per signature
-_DECOMPOSITIONS = """
-@numba.njit(cache=True, error_model="numpy")
-def _sd_eigh_{name}(a):
-    # symdiff.ops.linalg._eigh: of the symmetric part; all nan for a matrix with a nan or inf
-    s = (a + a.T) * {half}
-    n = a.shape[0]
-    if np.all(np.isfinite(s)):
-        return np.linalg.eigh(s)
-    return np.full(n, np.nan, {dtype}), np.full((n, n), np.nan, {dtype})
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_slogdet_{name}(a):
-    if np.all(np.isfinite(a)):
-        sign, logabs = np.linalg.slogdet(a)
-        return {dtype}(sign), {dtype}(logabs)
-    # a nan or inf, which numba's LAPACK call refuses: numpy's result, from LAPACK getrf's LU
-    # (partial pivoting, the first largest |entry| of a column its pivot; an exact zero pivot is
-    # (0, -inf)); each negative pivot and each row swap flips the sign, a nan pivot does not
-    lu = a.astype({dtype})
-    n = lu.shape[0]
-    sign = {dtype}(1)
-    logabs = {dtype}(0)
-    for k in range(n):
-        p = k
-        for i in range(k + 1, n):
-            if abs(lu[i, k]) > abs(lu[p, k]):
-                p = i
-        if lu[p, k] == 0:
-            return {dtype}(0), {dtype}(-np.inf)
-        if p != k:
-            for j in range(n):
-                lu[k, j], lu[p, j] = lu[p, j], lu[k, j]
-            sign = -sign
-        pivot = lu[k, k]
-        for i in range(k + 1, n):
-            # as OpenBLAS's getf2 (numpy's LAPACK): a nan pivot divides nothing
-            f = lu[i, k] if pivot != pivot else lu[i, k] / pivot
-            for j in range(k + 1, n):
-                lu[i, j] -= f * lu[k, j]
-        if pivot < 0:
-            sign = -sign
-        logabs += np.log(abs(pivot))
-    return sign, logabs
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_singular_values_{name}(a):
-    # symdiff.ops.linalg._singular_values_forward: ascending; all nan for a matrix with a nan or inf
-    if np.all(np.isfinite(a)):
-        return np.linalg.svd(a, False)[1][::-1].copy()
-    return np.full(min(a.shape[0], a.shape[1]), np.nan, {dtype})
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_eigh_gaps_{name}(w, eps):
-    # w (rows, n): F[r, i, j] = 1 / (w[j] - w[i]) off the diagonal, 0 on it, and False where two
-    # eigenvalues are equal to rounding (symdiff.ops.linalg.eigh_gaps_and_ties)
-    rows, n = w.shape
-    out = np.zeros((rows, n, n), {dtype})
-    ok = True
-    for r in range(rows):
-        scale = {dtype}(0)
-        for i in range(n):
-            scale = max(scale, abs(w[r, i]))
-        for i in range(n):
-            for j in range(n):
-                if i != j:
-                    d = w[r, j] - w[r, i]
-                    if abs(d) <= 8 * n * eps * scale:
-                        ok = False
-                    out[r, i, j] = {dtype}(1) / d
-    return out, ok
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_solve_triangular_{name}(a, b, lower, trans, unit):
-    # x with T x = b (Tᵀ x = b with trans), T the lower or upper triangle of a (ones on its
-    # diagonal with unit), b (n, k): substitution, reading the triangle only; a zero on T's
-    # diagonal raises scipy's LinAlgError (LAPACK's trtrs)
-    n, k = b.shape
-    x = np.empty((n, k), {dtype})
-    if not unit:
-        for i in range(n):
-            if a[i, i] == 0:
-                raise np.linalg.LinAlgError("singular matrix")
-    forward = lower != trans  # Tᵀ of a lower triangle is upper
-    for step in range(n):
-        i = step if forward else n - 1 - step
-        lo, hi = (0, i) if forward else (i + 1, n)
-        for c in range(k):
-            s = {dtype}(b[i, c])
-            for j in range(lo, hi):
-                s -= (a[j, i] if trans else a[i, j]) * x[j, c]
-            x[i, c] = s if unit else s / a[i, i]
-    return x
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_solve_triangular_vector_{name}(a, b, lower, trans, unit):
-    return _sd_solve_triangular_{name}(a, b.reshape((b.shape[0], 1)), lower, trans, unit)[:, 0]
-"""
-
-
-def _decomposition(w: Writer, name: str, dtype: np.dtype) -> str:
-    """The helper ``name`` of _DECOMPOSITIONS for ``dtype`` (all of them printed, once per dtype)."""
-    source = _DECOMPOSITIONS.format(name=dtype.name, dtype=_dtype(dtype), half=_half(dtype))
-    w.helper(f"_sd_decompositions_{dtype.name}", source)
-    return f"_sd_{name}_{dtype.name}"
+def _decomposition(w: Writer, name: str, dtype: np.dtype, a: list[str], inputs: tuple[Node, ...]) -> str:
+    """The kernel ``name`` of symdiff.backends.numba_kernels (it works in its arguments' dtype),
+    and ``a`` cast to ``dtype`` where an input has another."""
+    for k, u in enumerate(inputs):
+        if u.dtype != dtype:
+            a[k] = f"{a[k]}.astype({_dtype(dtype)})"
+    return f"_k.{name}"
 
 
 def _p_eigh(w: Writer, node: Node, a: list[str]) -> str:
-    fn = _decomposition(w, "eigh", node.results[0][1])
+    a = list(a)
+    fn = _decomposition(w, "eigh", node.results[0][1], a, node.inputs)
     return _batched(w, node, a, [2], [f"({a[0]}.shape[-1],)", _core_shape(a[0], 2)], lambda m: f"{fn}({m})")
 
 
 def _p_slogdet(w: Writer, node: Node, a: list[str]) -> str:
-    fn = _decomposition(w, "slogdet", node.results[0][1])
+    a = list(a)
+    fn = _decomposition(w, "slogdet", node.results[0][1], a, node.inputs)
     return _batched(w, node, a, [2], ["()", "()"], lambda m: f"{fn}({m})")
 
 
 def _p_singular_values(w: Writer, node: Node, a: list[str]) -> str:
-    fn = _decomposition(w, "singular_values", node.dtype)
+    a = list(a)
+    fn = _decomposition(w, "singular_values", node.dtype, a, node.inputs)
     core = f"(min({a[0]}.shape[-2], {a[0]}.shape[-1]),)"
     return _batched(w, node, a, [2], core, lambda m: f"{fn}({m})")
 
@@ -1037,7 +865,8 @@ def _p_singular_values(w: Writer, node: Node, a: list[str]) -> str:
 def _p_eigh_gaps(w: Writer, node: Node, a: list[str]) -> str:
     # a repeated eigenvalue: the function returns the check, and the caller raises the op's SymdiffError
     x = node.inputs[0]
-    fn = _decomposition(w, "eigh_gaps", node.dtype)
+    a = list(a)
+    fn = _decomposition(w, "eigh_gaps", node.dtype, a, node.inputs)
     rows = _count(a[0], list(range(x.ndim - 1)))
     eps = repr(float(np.finfo(node.dtype).eps))
     done = w.temp(f"{fn}(np.ascontiguousarray({a[0]}).reshape(({rows}, {a[0]}.shape[-1])), {eps})")
@@ -1048,221 +877,13 @@ def _p_eigh_gaps(w: Writer, node: Node, a: list[str]) -> str:
 def _p_solve_triangular(w: Writer, node: Node, a: list[str]) -> str:
     at = node.attrs
     vector = node.inputs[1].ndim == 1
-    fn = _decomposition(w, "solve_triangular_vector" if vector else "solve_triangular", node.dtype)
+    a = list(a)
+    fn = _decomposition(w, "solve_triangular_vector" if vector else "solve_triangular", node.dtype, a, node.inputs)
     flags = f"{bool(at['lower'])}, {bool(at['trans'])}, {bool(at['unit'])}"
     core = _core_shape(a[1], 1 if vector else 2)
     return _batched(w, node, a, [2, 1 if vector else 2], core, lambda m, b: f"{fn}({m}, {b}, {flags})")
 
 
-_EXPM_SOURCE = """
-@numba.njit(cache=True, error_model="numpy")
-def _sd_expm_steps(v):
-    # C's (int)ceil(v) clamped at 0, as scipy computes a count; 0 where v is not finite
-    if not np.isfinite(v) or v <= 0:
-        return 0
-    return int(np.ceil(v))
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_expm_norm(x):
-    # the largest absolute row sum: scipy works on the column-major transpose, whose 1-norm it is
-    best = 0.0
-    for i in range(x.shape[0]):
-        row = 0.0
-        for j in range(x.shape[1]):
-            row += abs(x[i, j])
-        best = max(best, row)
-    return best
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_expm_comb(m0, c0, m1, c1, m2, c2, m3, c3, d):
-    # c0 m0 + c1 m1 + c2 m2 + c3 m3 + d I, summed in that order as scipy's loops (loops, not
-    # array expressions: numba compiles each of those for about a second)
-    n = m0.shape[0]
-    out = np.empty((n, n))
-    for i in range(n):
-        for j in range(n):
-            out[i, j] = c0 * m0[i, j] + c1 * m1[i, j] + c2 * m2[i, j] + c3 * m3[i, j]
-        out[i, i] += d
-    return out
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_expm_solve(a, b):
-    # a⁻¹ b by Gaussian elimination with partial pivoting, LAPACK's getrf and getrs written out
-    # (numba's np.linalg.solve takes about 20 s to compile)
-    n, k = b.shape
-    lu, x = a.copy(), b.copy()
-    for c in range(n):
-        p = c
-        for i in range(c + 1, n):
-            if abs(lu[i, c]) > abs(lu[p, c]):
-                p = i
-        if p != c:
-            for j in range(n):
-                lu[c, j], lu[p, j] = lu[p, j], lu[c, j]
-            for j in range(k):
-                x[c, j], x[p, j] = x[p, j], x[c, j]
-        for i in range(c + 1, n):
-            f = lu[i, c] / lu[c, c]
-            for j in range(c + 1, n):
-                lu[i, j] -= f * lu[c, j]
-            for j in range(k):
-                x[i, j] -= f * x[c, j]
-    for c in range(n - 1, -1, -1):
-        for j in range(k):
-            t = x[c, j]
-            for i in range(c + 1, n):
-                t -= lu[c, i] * x[i, j]
-            x[c, j] = t / lu[c, c]
-    return x
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_expm_dot(x, y):
-    # one call site of @ (numba compiles each inline @ for a third of a second)
-    return x @ y
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_expm_spin(absa, v, times):
-    # |a|^times v, and its largest element (scipy's bound on the 1-norm of |a|^p)
-    for _ in range(times):
-        v = absa @ v
-    top = 0.0
-    for x in v:
-        top = max(top, x)
-    return v, top
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sd_expm(a, coeff):
-    # scipy.linalg.expm of one matrix, in float64 (Al-Mohy & Higham 2009): the Pade degree m
-    # and the squarings s picked from exact 1-norms of powers (scipy estimates them from n = 400),
-    # coeff the bounds for the input's precision; a diagonal matrix exactly, a triangular one
-    # with its diagonal and first off-diagonal recomputed at each squaring (Higham's 10.42)
-    theta = (1.495585217958292e-002, 2.539398330063230e-001, 9.504178996162932e-001, 2.097847961257068e000, 4.25)
-    # loops rather than array expressions, which numba compiles for about a second each
-    n = a.shape[0]
-    x = np.empty((n, n))
-    absa = np.empty((n, n))
-    upper, lower, finite = True, True, True
-    for i in range(n):
-        for j in range(n):
-            x[i, j] = a[i, j]
-            absa[i, j] = abs(x[i, j])
-            if x[i, j] != 0:
-                if i > j:
-                    upper = False
-                elif i < j:
-                    lower = False
-            if not np.isfinite(x[i, j]):
-                finite = False
-    e = np.zeros((n, n))
-    if upper and lower:
-        for i in range(n):
-            e[i, i] = np.exp(x[i, i])
-        return e
-    diag = np.zeros(n)
-    near = np.zeros(n)  # the first off-diagonal of a triangular matrix
-    for k in range(n):
-        diag[k] = x[k, k]
-        if k + 1 < n:
-            near[k] = x[k, k + 1] if upper else x[k + 1, k]
-    if not finite:  # scipy's arithmetic on a nan or inf gives nan throughout
-        e = np.full((n, n), np.nan)
-    else:
-        v, norm_a = _sd_expm_spin(absa, np.ones(n), 1)
-        a2 = _sd_expm_dot(x, x)
-        a4 = _sd_expm_dot(a2, a2)
-        a6 = _sd_expm_dot(a2, a4)
-        d6 = _sd_expm_norm(a6) ** (1.0 / 6.0)
-        eta1 = max(_sd_expm_norm(a4) ** 0.25, d6)
-        m, s, eta2 = 13, 0, 0.0
-        a8 = a2
-        v, top = _sd_expm_spin(absa, v, 6)
-        if eta1 < theta[0] and _sd_expm_steps(np.log2(top / norm_a / coeff[0]) / 6) == 0:
-            m = 3
-        if m == 13:
-            v, top = _sd_expm_spin(absa, v, 4)
-            if eta1 < theta[1] and _sd_expm_steps(np.log2(top / norm_a / coeff[1]) / 10) == 0:
-                m = 5
-        if m == 13:
-            a8 = _sd_expm_dot(a4, a4)
-            eta2 = max(d6, _sd_expm_norm(a8) ** 0.125)
-            v, top = _sd_expm_spin(absa, v, 4)
-            if eta2 < theta[2] and _sd_expm_steps(np.log2(top / norm_a / coeff[2]) / 14) == 0:
-                m = 7
-        if m == 13:
-            v, top = _sd_expm_spin(absa, v, 4)
-            if eta2 < theta[3] and _sd_expm_steps(np.log2(top / norm_a / coeff[3]) / 18) == 0:
-                m = 9
-        if m == 13:
-            eta3 = max(_sd_expm_norm(a8) ** 0.125, _sd_expm_norm(_sd_expm_dot(a4, a6)) ** 0.1)
-            s = _sd_expm_steps(np.log2(min(eta2, eta3) / theta[4]))
-            if s:
-                absa = _sd_expm_comb(absa, 2.0 ** (-s), x, 0.0, x, 0.0, x, 0.0, 0.0)
-                for k in range(n):
-                    v[k] *= 2.0 ** (-19.0 * s)
-                norm_a = norm_a * 2.0 ** (-s)
-            v, top = _sd_expm_spin(absa, v, 8)
-            s += _sd_expm_steps(np.log2(top / norm_a / coeff[4]) / 26.0)
-            if s:
-                x = _sd_expm_comb(x, 2.0 ** (-s), x, 0.0, x, 0.0, x, 0.0, 0.0)
-                a2 = _sd_expm_comb(a2, 4.0 ** (-s), x, 0.0, x, 0.0, x, 0.0, 0.0)
-                a4 = _sd_expm_comb(a4, 16.0 ** (-s), x, 0.0, x, 0.0, x, 0.0, 0.0)
-                a6 = _sd_expm_comb(a6, 64.0 ** (-s), x, 0.0, x, 0.0, x, 0.0, 0.0)
-        # U and V of the Pade approximant r_m = (V - U)⁻¹ (V + U)
-        if m == 3:
-            u = _sd_expm_comb(_sd_expm_dot(x, a2), 1.0, x, 60.0, x, 0.0, x, 0.0, 0.0)
-            w = _sd_expm_comb(a2, 12.0, x, 0.0, x, 0.0, x, 0.0, 120.0)
-        elif m == 5:
-            u = _sd_expm_dot(x, _sd_expm_comb(a4, 1.0, a2, 420.0, x, 0.0, x, 0.0, 15120.0))
-            w = _sd_expm_comb(a4, 30.0, a2, 3360.0, x, 0.0, x, 0.0, 30240.0)
-        elif m == 7:
-            u = _sd_expm_dot(x, _sd_expm_comb(a6, 1.0, a4, 1512.0, a2, 277200.0, x, 0.0, 8648640.0))
-            w = _sd_expm_comb(a6, 56.0, a4, 25200.0, a2, 1995840.0, x, 0.0, 17297280.0)
-        elif m == 9:
-            u = _sd_expm_dot(x, _sd_expm_comb(a8, 1.0, a6, 3960.0, a4, 2162160.0, a2, 302702400.0, 8821612800.0))
-            w = _sd_expm_comb(a8, 90.0, a6, 110880.0, a4, 30270240.0, a2, 2075673600.0, 17643225600.0)
-        else:
-            inner = _sd_expm_dot(a6, _sd_expm_comb(a6, 1.0, a4, 16380.0, a2, 40840800.0, x, 0.0, 0.0))
-            outer = _sd_expm_comb(a6, 33522128640.0, a4, 10559470521600.0, a2, 1187353796428800.0, x, 0.0,
-                                  32382376266240000.0)
-            u = _sd_expm_dot(x, _sd_expm_comb(inner, 1.0, outer, 1.0, x, 0.0, x, 0.0, 0.0))
-            low = _sd_expm_dot(a6, _sd_expm_comb(a6, 182.0, a4, 960960.0, a2, 1323241920.0, x, 0.0, 0.0))
-            high = _sd_expm_comb(a6, 670442572800.0, a4, 129060195264000.0, a2, 7771770303897600.0, x, 0.0,
-                                 64764752532480000.0)
-            w = _sd_expm_comb(low, 1.0, high, 1.0, x, 0.0, x, 0.0, 0.0)
-        # (V - U)⁻¹ (V + U) = I + 2 (V - U)⁻¹ U
-        e = _sd_expm_comb(_sd_expm_solve(_sd_expm_comb(w, 1.0, u, -1.0, x, 0.0, x, 0.0, 0.0), u), 2.0,
-                          x, 0.0, x, 0.0, x, 0.0, 1.0)
-        if upper or lower:
-            if s:
-                for k in range(n):
-                    e[k, k] = np.exp(diag[k] * 2.0 ** (-s))
-            for i in range(s - 1, -1, -1):
-                e = _sd_expm_dot(e, e)
-                scale = 2.0 ** (-i)
-                for k in range(n):
-                    e[k, k] = np.exp(diag[k] * scale)
-                for k in range(n - 1):  # scipy's _exp_sinch: (exp(y) - exp(x)) / (y - x), exp(x) at y = x
-                    lo, hi = diag[k] * scale, diag[k + 1] * scale
-                    sinch = np.exp(lo) if hi - lo == 0 else (np.exp(hi) - np.exp(lo)) / (hi - lo)
-                    if upper:
-                        e[k, k + 1] = sinch * (near[k] * scale)
-                    else:
-                        e[k + 1, k] = sinch * (near[k] * scale)
-        else:
-            for _ in range(s):
-                e = _sd_expm_dot(e, e)
-    for i in range(n):  # the other triangle of a triangular input stays zero
-        for j in range(n):
-            if (upper and i > j) or (lower and i < j):
-                e[i, j] = 0.0
-    return e
-"""
 # the bounds on the Pade approximants' backward error for float64 and float32 (scipy's coeff)
 _EXPM_COEFF = {
     np.dtype(np.float64): "(1.1191048088221578e-11, 1.1167770708198077e-06, 4.9826124310493469e-01, "
@@ -1273,10 +894,9 @@ _EXPM_COEFF = {
 
 
 def _p_expm(w: Writer, node: Node, a: list[str]) -> str:
-    w.helper("_sd_expm", _EXPM_SOURCE)
     coeff = _EXPM_COEFF[node.dtype]
     cast = "" if node.dtype == np.float64 else f".astype({_dtype(node.dtype)})"
-    return _batched(w, node, a, [2], _core_shape(a[0], 2), lambda m: f"_sd_expm({m}, {coeff}){cast}")
+    return _batched(w, node, a, [2], _core_shape(a[0], 2), lambda m: f"_k.expm({m}, {coeff}){cast}")
 
 
 PRINTERS: dict[str, Callable[[Writer, Node, list[str]], str]] = {
@@ -1305,17 +925,17 @@ PRINTERS: dict[str, Callable[[Writer, Node, list[str]], str]] = {
     "adjugate": _p_adjugate,
     "adjugate_jvp": _p_adjugate,
     "solve": _p_linalg("solve"),
-    "clip": lambda w, node, a: f"np.minimum(np.maximum({a[0]}, {a[1]}), {a[2]})",
+    "clip": lambda w, node, a: flat(w, node, a, lambda n, d: f"np.minimum(np.maximum({n[0]}, {n[1]}), {n[2]})"),
     "round": lambda w, node, a: f"np.round({a[0]}, {node.attrs['decimals']})" if node.ndim else "",
     "var": _p_var,
     "std": functools.partial(_p_var, root=True),
     "outer": lambda w, node, a: f"np.outer({a[0]}, {a[1]})" if all(u.ndim == 1 for u in node.inputs) else "",
-    "clip_below": lambda w, node, a: f"np.maximum({a[0]}, {a[1]})",
-    "clip_above": lambda w, node, a: f"np.minimum({a[0]}, {a[1]})",
+    "clip_below": lambda w, node, a: flat(w, node, a, lambda n, d: f"np.maximum({n[0]}, {n[1]})"),
+    "clip_above": lambda w, node, a: flat(w, node, a, lambda n, d: f"np.minimum({n[0]}, {n[1]})"),
     # h or its matrix transpose, by the shape of ref, known at evaluation (a copy: one array type)
     "tall": lambda w, node, a: (
         f"(np.ascontiguousarray({a[0]}) if {a[1]}.shape[-2] >= {a[1]}.shape[-1] "
-        f"else np.ascontiguousarray(np.swapaxes({a[0]}, -1, -2)))"
+        f"else {permuted(a[0], node.ndim, [*range(node.ndim - 2), node.ndim - 1, node.ndim - 2])})"
     ),
     "reshape_like": lambda w, node, a: (
         f"np.ascontiguousarray({a[0]}).reshape({a[0]}.shape[:{node.ndim - node.inputs[1].ndim}] + {a[1]}.shape)"
@@ -1392,23 +1012,75 @@ def _numba_type(dtype: np.dtype) -> str:
     return _NUMBA_TYPES.get(dtype.name, dtype.name)
 
 
+def flat(w: Writer, node: Node, a: list[str], call: Callable[[list[str], list[int]], str]) -> str:
+    """An elementwise ``node`` of 2 axes or more computed on arrays of one axis:
+    ``call(names, ndims)`` prints it on its inputs given as ``names`` of ``ndims`` axes (1 or
+    0), and the result is reshaped. An input of the node's shape is flattened; inputs that
+    may broadcast are gathered at the positions ``numba_kernels.batch_index`` gives (past 2
+    axes; at 2, numba broadcasts them). Numba compiles
+    a ufunc over arrays of n axes for a time growing fast with n (a binary one: 2.5 s at 2
+    axes, 30 s at 4; 1.4 s flat)."""
+    dims = [u.ndim for u in node.inputs]
+    arrays = [k for k, d in enumerate(dims) if d]
+    if node.ndim <= 1 or not arrays:
+        return call(a, dims)
+    a = [x if x.isidentifier() or not dims[k] else w.temp(x) for k, x in enumerate(a)]
+    ref = a[arrays[0]]
+    names = list(a)
+    if len(arrays) == 1 or all(_static(node.inputs[k].shape) and node.inputs[k].shape == node.shape for k in arrays):
+        for k in arrays:
+            names[k] = f"np.ascontiguousarray({a[k]}).reshape(-1)"
+        shape = f"{ref}.shape"
+    elif node.ndim == 2:  # numba's own broadcasting, still quick to compile at 2 axes
+        return call(a, dims)
+    else:
+        sizes = []
+        for k in arrays:
+            sizes += ["1"] * (node.ndim - dims[k]) + [f"{a[k]}.shape[{d}]" for d in range(dims[k])]
+        found = w.temp(f"_k.batch_index(np.array(({', '.join(sizes)},), np.int64), {len(arrays)})")
+        idx = w.temp(f"{found}[0]")
+        for j, k in enumerate(arrays):
+            names[k] = f"np.ascontiguousarray({a[k]}).reshape(-1)[{idx}[{j}]]"
+        shape = "(" + "".join(f"{found}[1][{d}], " for d in range(node.ndim)) + ")"
+    return f"{call(names, [min(d, 1) for d in dims])}.reshape({shape})"
+
+
 def _elementwise(op: Op, w: Writer, node: Node, a: list[str]) -> str:
     if op.numpy in UFUNCS:
-        return f"np.{op.numpy}({', '.join(a)})"
-    # the scalar expression mapped over the broadcast inputs (numba.vectorize's own disk cache
-    # cannot load from a generated module, so the loop is written out)
+        return flat(w, node, a, lambda names, dims: f"np.{op.numpy}({', '.join(names)})")
+    return _mapped(op, w, node, a)
+
+
+def _mapped(op: Op, w: Writer, node: Node, a: list[str]) -> str:
+    """The scalar expression mapped over the broadcast inputs by loops over the result's axes,
+    an input's index 0 on an axis where its size is 1 (a size neither 1 nor the result's raises
+    ValueError, as numpy's broadcasting). A helper per op and input types (numba.vectorize's own
+    disk cache cannot load from a generated module; np.broadcast_to takes seconds to compile)."""
     dims = [u.ndim for u in node.inputs]
     name = f"_map_{op.name}_" + "_".join(f"{u.dtype.name}{u.ndim}" for u in node.inputs)
     arrays = [k for k, d in enumerate(dims) if d]
+    nd = node.ndim
     params = [f"a{k}" for k in range(len(a))]
-    lines = [f"    shape = np.broadcast_shapes({', '.join(f'a{k}.shape' for k in arrays)})"]
-    for k in arrays:
-        lines.append(f"    b{k} = np.ascontiguousarray(np.broadcast_to(a{k}, shape)).reshape(-1)")
-    lines.append(f"    out = np.empty(b{arrays[0]}.size, np.{node.dtype.name})")
-    lines.append("    for i in range(out.size):")
-    items = [f"b{k}[i]" if dims[k] else f"a{k}" for k in range(len(a))]
-    lines.append(f"        out[i] = {sx.to_numba(op.scalar, items, node.dtype)}")
-    lines.append("    return out.reshape(shape)")
+    lines = []
+    for d in range(nd):  # the result's size on axis d, and each input's step there (0 or 1)
+        sizes = [f"a{k}.shape[{d - nd + dims[k]}]" for k in arrays if d - nd + dims[k] >= 0]
+        lines.append(f"    n{d} = max(({', '.join(sizes)},))")
+        for k in arrays:
+            if d - nd + dims[k] >= 0:
+                size = f"a{k}.shape[{d - nd + dims[k]}]"
+                lines.append(f"    s{k}_{d} = 0 if {size} == 1 else 1")
+                lines.append(f"    if {size} != 1 and {size} != n{d}:")
+                lines.append('        raise ValueError("operands could not be broadcast together")')
+    lines.append(f"    out = np.empty(({''.join(f'n{d}, ' for d in range(nd))}), np.{node.dtype.name})")
+    for d in range(nd):
+        lines.append("    " * (d + 1) + f"for i{d} in range(n{d}):")
+    items = []
+    for k in range(len(a)):
+        at = [f"i{d} * s{k}_{d}" for d in range(nd - dims[k], nd)]
+        items.append(f"a{k}[{', '.join(at)}]" if dims[k] else f"a{k}")
+    index = ", ".join(f"i{d}" for d in range(nd)) or "()"
+    lines.append("    " * (nd + 1) + f"out[{index}] = {sx.to_numba(op.scalar, items, node.dtype)}")
+    lines.append("    return out" if nd else "    return out[()]")
     source = (
         f'\n@numba.njit(cache=True, error_model="numpy")\ndef {name}({", ".join(params)}):\n' + "\n".join(lines) + "\n"
     )
@@ -1443,22 +1115,89 @@ def generate(plan: Plan) -> tuple[str, list[np.ndarray], list[Node], list[Node]]
     function_source = _function("compiled", len(plan.inputs), w, outs)
     helpers = "".join(w.helpers[k] for k in sorted(w.helpers))
     source = (
-        "# generated by symdiff's numba backend\nimport math as _math\n\nimport numba\nimport numpy as np\n"
+        "# generated by symdiff's numba backend\nimport math as _math\n\nimport numba\nimport numpy as np\n\n"
+        "from symdiff.backends import numba_kernels as _k\n"
         f"{helpers}\n{function_source}"
     )
     return source, w.constants, [node for _, node in w.checks], [node for _, node in w.shaped]
 
 
+# statements per njit function: LLVM's optimization time grows faster than the size of the
+# function it optimizes, so a very long plan is printed as a chain of functions of about this
+# many lines each, called in turn (``_segments``). Each part's code is generated twice (in its
+# own library and in the caller's, which links it), so splitting pays only for long functions:
+# measured, the 2700 lines of chain300's gradient build in 7.6 s whole and 14 s in parts of 150
+# lines, the norm Hessian's 240 lines in 28 s whole and 37 s in parts of 40.
+SEGMENT_LINES = 2000
+_JIT_LINE = '@numba.njit(cache=True, error_model="numpy")'
+
+
 def _function(name: str, arity: int, w: Writer, outs: list[str]) -> str:
     """``def name(x0.., constants..)`` of ``w``'s statements, returning ``outs``, the flags of
-    its checks and the shapes to check."""
+    its checks and the shapes to check; past ``SEGMENT_LINES`` lines, it calls the functions
+    of its segments in turn (printed before it)."""
     result = ", ".join(outs + [flag for flag, _ in w.checks] + [shape for shape, _ in w.shaped])
     params = [f"x{k}" for k in range(arity)] + [f"_c{k}" for k in range(len(w.constants))]
-    body = "\n".join(w.lines) or "    pass"
-    return (
-        f'\n\n@numba.njit(cache=True, error_model="numpy")\n'
-        f"def {name}({', '.join(params)}):\n{body}\n    return ({result},)\n"
-    )
+    segments, lines = _segments(name, params, w.lines, f"({result},)")
+    body = "\n".join(lines) or "    pass"
+    return "".join(segments) + (f"\n\n{_JIT_LINE}\ndef {name}({', '.join(params)}):\n{body}\n    return ({result},)\n")
+
+
+def _names(statements: list[ast.stmt]) -> tuple[set[str], set[str]]:
+    """The local names the statements assign and those they read."""
+    stored, loaded = set(), set()
+    for statement in statements:
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Name):
+                (stored if isinstance(node.ctx, ast.Store) else loaded).add(node.id)
+    return stored, loaded
+
+
+def _segments(name: str, params: list[str], lines: list[str], result: str) -> tuple[list[str], list[str]]:
+    """A function body of many ``lines`` split at its top-level statements into functions of
+    about ``SEGMENT_LINES`` lines each (``{name}_partN``), each taking the values it reads that
+    earlier ones made and returning those read later: their sources, and the body calling them.
+    A short body is returned as it is."""
+    if len(lines) <= SEGMENT_LINES * 3 // 2:
+        return [], lines
+    tree = ast.parse("\n".join(line[4:] for line in lines))
+    groups: list[list[ast.stmt]] = [[]]
+    size = 0
+    for statement in tree.body:
+        span = statement.end_lineno - statement.lineno + 1
+        if size and size + span > SEGMENT_LINES:
+            groups.append([])
+            size = 0
+        groups[-1].append(statement)
+        size += span
+    if len(groups) == 1:
+        return [], lines
+    used = [_names(group) for group in groups]
+    later: list[set[str]] = []  # the names read from group k + 1 on, and by the result
+    reads = _names([ast.parse(result).body[0]])[1]
+    for _, loaded in reversed(used):
+        later.append(set(reads))
+        reads |= loaded
+    later.reverse()
+    local = set(params).union(*(stored for stored, _ in used))  # anything else is a global
+    defined = set(params)
+    sources, body = [], []
+    for k, (group, (stored, loaded)) in enumerate(zip(groups, used)):
+        takes = sorted((loaded | stored) & defined & local, key=_order)
+        gives = sorted(stored & later[k], key=_order)
+        text = "\n".join("    " + line for statement in group for line in ast.unparse(statement).splitlines())
+        part = f"{name}_part{k}"
+        out = "".join(f"{g}, " for g in gives)
+        sources.append(f"\n\n{_JIT_LINE}\ndef {part}({', '.join(takes)}):\n{text}\n    return ({out})\n")
+        body.append(f"    ({out}) = {part}({', '.join(takes)})" if gives else f"    {part}({', '.join(takes)})")
+        defined |= stored
+    return sources, body
+
+
+def _order(name: str) -> tuple[str, int]:
+    """Names in the order printed: the prefix, then the number (``t12`` after ``t9``)."""
+    digits = len(name) - len(name.rstrip("0123456789"))
+    return (name[: len(name) - digits], int(name[len(name) - digits :] or -1))
 
 
 def _print(w: Writer, plan: Plan) -> list[str]:
@@ -1479,13 +1218,19 @@ def _print(w: Writer, plan: Plan) -> list[str]:
     for n in plan.leaves:
         if n not in names:
             names[n] = _literal(n) or w.constant(n.value)
-    for item in fused(
-        plan,
-        lambda step: None if step.scalar or step.node in shaped else _element_template(step.node),
-        lambda step: None if step.node in shaped else _reduced(step.node),
-    ):
+
+    def _as_map(step: Step) -> str | None:
+        return None if step.scalar or step.node in shaped else _element_template(step.node)
+
+    for item in fused(plan, _as_map, lambda step: None if step.node in shaped else _reduced(step.node)):
         if isinstance(item, Group):
             _loop(w, item, names)
+        elif not item.node.is_multi and item.node.ndim >= 2 and (template := _as_map(item)) is not None:
+            # an elementwise step of 2 axes or more alone: a loop too (numba compiles a ufunc
+            # over arrays of n axes for a time growing fast with n)
+            group = Group(item.node.shape)
+            group.steps[item.node], group.maps[item.node], group.stored = item, template, [item.node]
+            _loop(w, group, names)
         else:
             _emit(w, item, names, shaped)
     return [names[n] for n in plan.outputs]
@@ -1632,9 +1377,15 @@ def cache_dir() -> Path:
     return Path(base) / "symdiff" / "numba"
 
 
+@functools.cache
+def _kernels_source() -> str:
+    return Path(numba_kernels.__file__).read_text()
+
+
 def load_module(source: str) -> Any:
     """The module of ``source``, written once under its hash (the key of numba's disk cache)."""
-    digest = hashlib.sha256(f"{numba.__version__}\n{source}".encode()).hexdigest()[:24]
+    # the kernels' source too: numba's cache of a caller keeps the kernels' code it linked
+    digest = hashlib.sha256(f"{numba.__version__}\n{_kernels_source()}\n{source}".encode()).hexdigest()[:24]
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"sd_{digest}.py"
