@@ -13,17 +13,10 @@ import numpy as np
 import pytest
 
 import symdiff as sd
-from symdiff.backends import installed
 
-pytestmark = pytest.mark.skipif(
-    not installed("c") or shutil.which(os.environ.get("CC") or "cc") is None,
-    reason="the c backend needs cffi and a C compiler",
-)
+from .c_support import c_cache, needs_c  # noqa: F401 (c_cache: an autouse fixture)
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMDIFF_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symdiff-cache"))
+pytestmark = needs_c
 
 
 def _same(outputs, inputs, values, rtol=1e-12):

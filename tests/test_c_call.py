@@ -5,8 +5,6 @@ that is not ready as it is (and every nonzero return code) to the general path."
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 
 import numpy as np
@@ -16,17 +14,10 @@ from hypothesis import strategies as st
 
 import symdiff as sd
 from symdiff.backends import c as c_backend
-from symdiff.backends import installed
 
-pytestmark = pytest.mark.skipif(
-    not installed("c") or shutil.which(os.environ.get("CC") or "cc") is None,
-    reason="the c backend needs cffi and a C compiler",
-)
+from .c_support import c_cache, needs_c  # noqa: F401 (c_cache: an autouse fixture)
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMDIFF_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symdiff-cache"))
+pytestmark = needs_c
 
 
 def _mixed():

@@ -14,7 +14,6 @@ errors under gcc and clang.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -24,21 +23,13 @@ import pytest
 
 import symdiff as sd
 from symdiff.backends import c as c_backend
-from symdiff.backends import installed
 
+from .c_support import c_cache, needs_c  # noqa: F401 (c_cache: an autouse fixture)
 from .test_c_loops import DT, _rk4_step  # examples/pendulum_rk4.py's step, in symdiff or numpy
 
-pytestmark = pytest.mark.skipif(
-    not installed("c") or shutil.which(os.environ.get("CC") or "cc") is None,
-    reason="the c backend needs cffi and a C compiler",
-)
+pytestmark = needs_c
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fno-strict-aliasing", "-O2", "-c"]
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMDIFF_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symdiff-cache"))
 
 
 rng = np.random.default_rng(2321)

@@ -9,34 +9,24 @@ plain numpy where it is short to write.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
 import symdiff as sd
-from symdiff.backends import installed
 from symdiff.graph import Region
 from symdiff.loops import kept_positions, make_scan
 from symdiff.ops.core import outputs_of
 
+from .c_support import c_cache, needs_c  # noqa: F401 (c_cache: an autouse fixture)
 from .test_loops import nested_loops
 
-pytestmark = pytest.mark.skipif(
-    not installed("c") or shutil.which(os.environ.get("CC") or "cc") is None,
-    reason="the c backend needs cffi and a C compiler",
-)
+pytestmark = needs_c
 
 RTOL = 1e-12
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMDIFF_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "symdiff-cache"))
 
 
 def _flat(outputs):
