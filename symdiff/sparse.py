@@ -509,11 +509,17 @@ def _colouring(pattern: sp.csr_matrix) -> np.ndarray:
             c = colour[w]
             if c >= 0:
                 taken[c] = j
-        c = 0
-        while taken[c] == j:
-            c += 1
-        colour[j] = c
+        colour[j] = _smallest_free(taken, j)
     return np.asarray(colour, dtype=np.int64)
+
+
+def _smallest_free(marks: list[int], owner: int) -> int:
+    """The smallest colour c with ``marks[c] != owner`` (the colouring marks the colours a vertex
+    may not take by storing the vertex, so the marks are never cleared)."""
+    c = 0
+    while marks[c] == owner:
+        c += 1
+    return c
 
 
 def star_colouring(pattern: sp.csr_matrix) -> np.ndarray:
@@ -547,10 +553,7 @@ def star_colouring(pattern: sp.csr_matrix) -> np.ndarray:
                 cx = colour[x]
                 if x != v and cx >= 0 and any(y != w and colour[y] == cw for y in adj[x]):
                     forbidden[cx] = v
-        c = 0
-        while forbidden[c] == v:
-            c += 1
-        colour[v] = c
+        colour[v] = _smallest_free(forbidden, v)
     return np.asarray(colour, dtype=np.int64)
 
 
