@@ -255,11 +255,14 @@ class RuleTable:
             found = self._flattened[op] = frozenset().union(*(r.flattens for r in self.for_op(op, build=False)))
         return found
 
-    def rewrite(self, root: Any, rules: Iterable[Rule], ctx: Any = None) -> Node | None:
-        """The first rule's replacement for ``root`` that is not root itself, or None."""
+    def rewrite(
+        self, root: Any, rules: Iterable[Rule], ctx: Any = None, accept: Callable[[Node], bool] | None = None
+    ) -> Node | None:
+        """The first rule's replacement for ``root`` that is not root itself (and that
+        ``accept`` takes, given it), or None."""
         for rule in rules:
             new = rule.apply(root, ctx)
-            if new is not None and new is not root:
+            if new is not None and new is not root and (accept is None or accept(new)):
                 return new
         return None
 

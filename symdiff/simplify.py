@@ -8,7 +8,10 @@ turned into powers (``x*x`` -> ``x**2``), like factors cancelled (``x**3/x`` -> 
 ``log(exp x)``, powers of powers. Shapes and dtypes never change, and neither do
 values, up to rounding (a rewrite may reassociate floating-point arithmetic), except
 that the rules flagged ``extends_domain`` may give a number where the original gives
-inf or nan (``x - x`` is 0 for an infinite x): docs/concepts.md lists them.
+inf or nan (``x - x`` is 0 for an infinite x): docs/concepts.md lists them. Nor does what
+is refused: a rewrite that would drop an array of unknown length from a node (``x*r/r``,
+``x*ones_like(r)``, ``x + r - r`` for x, r of shape (None,)) is not made, since the
+original refuses an r whose length is not x's when it runs (``_sized``).
 
 Everything simpler that can be done while building (``x*1``, ``x+0``, ``0*x``,
 ``--x``, ``sum`` of a broadcast constant, transpose of transpose, reshape of
@@ -29,9 +32,42 @@ MAX_PASSES = 8
 
 
 Settled = dict  # node -> the nodes whose uses the rules counted when none fired, and the counts
+Sized = dict  # node -> _sized(node), remembered for one simplify call
+_NO_SOURCES: frozenset[Node] = frozenset()
 
 
-def _rewrite(node: Node, uses: Callable[[Node], int], settled: Settled) -> Node:
+def _sized(node: Node, memo: Sized) -> frozenset[Node]:
+    """The sources of the unknown sizes whose agreement evaluating ``node`` checks: its
+    ancestors that have a None dimension while none of their inputs has one (variables of shape
+    (None,), ``arange(n)``). A rewrite keeps them all: ``x*ones_like(r)`` refuses an r whose
+    length is not x's when it runs, and ``x`` alone would not (``r`` is then a source lost)."""
+    found = memo.get(node)
+    if found is not None:
+        return found
+    stack = [node]
+    while stack:
+        n = stack[-1]
+        if n in memo:
+            stack.pop()
+            continue
+        waiting = [u for u in n.inputs if u not in memo]
+        if waiting:
+            stack += waiting
+            continue
+        stack.pop()
+        parts = {memo[u] for u in n.inputs} - {_NO_SOURCES}
+        found = frozenset().union(*parts) if len(parts) > 1 else next(iter(parts), _NO_SOURCES)
+        if _unknown_size(n) and not any(_unknown_size(u) for u in n.inputs):
+            found = found | {n}
+        memo[n] = found
+    return memo[node]
+
+
+def _unknown_size(n: Node) -> bool:
+    return n.shape is not None and None in n.shape  # (a node of several outputs has no shape of its own)
+
+
+def _rewrite(node: Node, uses: Callable[[Node], int], settled: Settled, sized: Sized) -> Node:
     """Apply the simplify rules to ``node`` (whose inputs are already simplified) until none fires.
 
     Only float nodes are rewritten: integer arithmetic wraps, so its sums do not regroup. A
@@ -48,7 +84,12 @@ def _rewrite(node: Node, uses: Callable[[Node], int], settled: Settled) -> Node:
             asked[n] = answer = uses(n)
             return answer
 
-        new = RULES.rewrite(node, RULES.for_op(node.op, build=False), recording)
+        before = _sized(node, sized)
+
+        def keeps_sizes(new: Node, before: frozenset[Node] = before) -> bool:
+            return before <= _sized(new, sized)  # no array of unknown length dropped
+
+        new = RULES.rewrite(node, RULES.for_op(node.op, build=False), recording, keeps_sizes if before else None)
         if new is None:
             settled[node] = tuple(asked.items())
             return node
@@ -56,7 +97,7 @@ def _rewrite(node: Node, uses: Callable[[Node], int], settled: Settled) -> Node:
     return node
 
 
-def _one_pass(outputs: Sequence[Node], settled: Settled) -> list[Node]:
+def _one_pass(outputs: Sequence[Node], settled: Settled, sized: Sized) -> list[Node]:
     graph = outputs[0].graph
     nodes = ancestors(outputs)
     uses, consumer = consumers(nodes, outputs)
@@ -88,7 +129,7 @@ def _one_pass(outputs: Sequence[Node], settled: Settled) -> list[Node]:
                     elif (known := settled.get(rebuilt)) is not None and all(counted(q) == a for q, a in known):
                         done[n] = rebuilt  # settled in an earlier pass, and nothing it read changed
                     else:
-                        done[n] = _rewrite(rebuilt, counted, settled)
+                        done[n] = _rewrite(rebuilt, counted, settled, sized)
                 finally:
                     graph._gradient_depth -= n.is_gradient
             new_uses[done[n]] = new_uses.get(done[n], 0) + uses.get(n, 0)
@@ -119,9 +160,10 @@ def simplify(outputs: Node | Sequence[Node]) -> Any:
     # simplify(simplify(e)) is simplify(e), node for node.
     with gc_paused():
         settled: Settled = {}
+        sized: Sized = {}
         try:
             for _ in range(MAX_PASSES):
-                new = _one_pass(outs, settled)
+                new = _one_pass(outs, settled, sized)
                 if all(a is b for a, b in zip(new, outs)):
                     break
                 outs = new
