@@ -10,8 +10,11 @@ by hand (plain Python with math for the scalar chains, numpy for the MLP, scipy'
 parity. Peers are timed the same way when installed, where this file has their version
 of a workload: JAX (chain12, chain300, mlp, quad, logreg, tanhjac, ewchain, rk4, rnn), PyTorch (mlp,
 quad, logreg, tanhjac, rk4, rnn), CasADi and PyTensor (chain12, chain300, rosen10, rosen100,
-rk4) and SymPy (chain12); symdiff's numba and jax backends appear as sd-numba and sd-jax. None is
-required. ``--builds`` also times numba's first and cached builds in fresh processes.
+rk4) and SymPy (chain12); symdiff's numba, jax and C backends appear as sd-numba, sd-jax and
+sd-c. Two rows carry a floor written by hand: "C by hand" (chain12, chain300: the reference's
+loops in C, called through cffi as sd-c is) and "numba by hand" (ewchain: the forward and
+reverse pass fused into one numba loop). None is required. ``--builds`` also times numba's
+first and cached builds in fresh processes.
 The matrix-calculus workloads (quad: Hessian of x@A@x, n = 1000; logreg: Hessian of the
 logistic loss, X 2000 x 500; tanhjac: Jacobian of tanh(W@x), n = 800) compare with the
 textbook formula in numpy. srosenN: the sparse Hessian of Rosenbrock (sd.sparse_hessian)
@@ -188,6 +191,7 @@ def chain(depth: int, budget: float) -> Result:
     peers.update(_jax_chain(depth, budget, ref))
     peers.update(_casadi_chain(depth, budget, ref))
     peers.update(_pytensor_chain(depth, budget, ref))
+    peers.update(_c_by_hand_chain(depth, budget, ref))
     peers.update(_backends([h, dz], [w], [0.3], budget, ref, which=("numba", "c")))
     notes = []
     if depth <= 12 and "sd-c" in peers:  # the batched entry point: 10,000 evaluations in one C call
@@ -198,6 +202,55 @@ def chain(depth: int, budget: float) -> Result:
         notes.append(f"sd-c batch: {per * 1e6:.3f} us per evaluation")
     note = "; ".join(notes)
     return Result(f"chain{depth}", mine / ref, mine, ref, forward, appended, simplified, build, peers=peers, notes=note)
+
+
+# The chain written by hand in C (the reference's two loops, each sin kept for the reverse pass;
+# the C library's sin and cos), built with the c backend's compiler and flags and called through
+# cffi as sd-c's compiled function calls its library (float cells filled in place): what C with
+# this machine's libm reaches, a floor for any C backend.
+CHAIN_C = """
+#include <math.h>
+void chain_by_hand(const double *w_in, double *z, double *dz)
+{
+    double hs[DEPTH], ss[DEPTH], h = w_in[0], w = w_in[0], g = 1.0, gw = 0.0;
+    int i;
+    for (i = 0; i < DEPTH; ++i) {
+        hs[i] = h;
+        ss[i] = sin(h);
+        h = h * ss[i] + w;
+    }
+    for (i = DEPTH - 1; i >= 0; --i) {
+        gw += g;
+        g *= ss[i] + hs[i] * cos(hs[i]);
+    }
+    z[0] = h;
+    dz[0] = gw + g;
+}
+"""
+
+
+def _c_by_hand_chain(depth: int, budget: float, ref: float) -> dict[str, float]:
+    try:
+        import cffi
+
+        from symdiff.backends.c import build, compiler
+
+        compiler()
+    except (ImportError, sd.BackendError):
+        return {}
+    ffi = cffi.FFI()
+    ffi.cdef("void chain_by_hand(const double *w_in, double *z, double *dz);")
+    lib = ffi.dlopen(str(build(f"#define DEPTH {depth}\n{CHAIN_C}")))
+    cw, cz, cdz = ffi.new("double[1]"), ffi.new("double[1]"), ffi.new("double[1]")
+    run = lib.chain_by_hand
+
+    def call(w: float) -> tuple[float, float]:
+        cw[0] = w
+        run(cw, cz, cdz)
+        return cz[0], cdz[0]
+
+    _agree("C by hand", call(0.3), chain_reference(0.3, depth), rtol=1e-9, atol=0.0)
+    return {"C by hand": seconds_per_call(lambda: call(0.3), budget) / ref}
 
 
 def _casadi_chain(depth: int, budget: float, ref: float) -> dict[str, float]:
@@ -627,6 +680,7 @@ def ewchain(budget: float) -> Result:
     notes = [f"build: numpy {build:.2f} s"]
     peers = _backends([loss, dx], [x], [x_val], budget, ref, notes=notes)
     peers.update(_jax_ewchain(x_val, expected, budget, ref, notes))
+    peers.update(_numba_by_hand_ewchain(x_val, expected, budget, ref, notes))
     simplified = _graph_size(sd.simplify([loss, dx]))
     return Result("ewchain", mine / ref, mine, ref, forward, appended, simplified, build, None, peers, "; ".join(notes))
 
@@ -651,6 +705,37 @@ def _jax_ewchain(x_val, expected, budget, ref, notes) -> dict[str, float]:
         call = _built(notes, "jax", lambda: lambda: jax.block_until_ready(step(xj)))
         _agree("jax", call(), expected)
         return {"jax": seconds_per_call(call, budget) / ref}
+
+
+def _numba_by_hand_ewchain(x_val, expected, budget, ref, notes) -> dict[str, float]:
+    """The chain's forward and reverse pass fused by hand into one numba loop over the elements
+    (one thread, math's sin, cos and tanh): the floor of a fused scalar loop. Numba has had no
+    vectorized transcendentals (Intel SVML) since 0.62, so each element calls the C library's."""
+    try:
+        import numba
+    except ImportError:
+        return {}
+
+    def fused(x):
+        out, total = np.empty_like(x), 0.0
+        hs, ts = np.empty(EW_LEVELS), np.empty(EW_LEVELS)
+        for i in range(x.size):
+            h = x[i]
+            for k in range(EW_LEVELS):
+                hs[k], ts[k] = h, math.tanh(h)
+                h = 0.5 * math.sin(h) + 0.3 * ts[k] + 0.1 * x[i]
+            total += h
+            g, direct = 1.0, 0.0
+            for k in range(EW_LEVELS - 1, -1, -1):
+                direct += 0.1 * g
+                g *= 0.5 * math.cos(hs[k]) + 0.3 * (1.0 - ts[k] * ts[k])
+            out[i] = g + direct
+        return total, out
+
+    step = numba.njit(fused)
+    call = _built(notes, "numba by hand", lambda: lambda: step(x_val))
+    _agree("numba by hand", call(), expected)
+    return {"numba by hand": seconds_per_call(call, budget) / ref}
 
 
 # -- loops: gradients through sd.scan ---------------------------------------------------------
