@@ -767,6 +767,7 @@ def _sum(like: Node, kept: list[tuple[Node, Fraction]], constant: Fraction, ctx:
     result = None
     for term, k in pieces:
         magnitude = abs(k)
+        term = _widened(term, like)  # noqa: PLW2901 (float32 terms of a float64 sum: added in float64)
         piece = term if magnitude == 1 else _scaled(_number(magnitude), term, ctx)
         if result is None:
             result = piece if k > 0 else negative(piece)
@@ -1101,9 +1102,21 @@ def _canonical(numerator: list[tuple[Node, Fraction]]) -> list[tuple[Node, Fract
     return sorted(numerator, key=lambda be: (_size(be[0]), be[0].index))
 
 
+def _widened(n: Node, like: Node) -> Node:
+    """``n`` cast up to ``like``'s float dtype where it is a narrower float: a product or sum
+    rebuilt from float32 factors where a float64 constant made the original float64 runs in
+    float64, as the original did (``2*x*0.1`` is ``0.2*astype(x)``, not float32's ``0.2*x``)."""
+    if n.dtype.kind == "f" and like.dtype.kind == "f" and n.dtype.itemsize < like.dtype.itemsize:
+        return astype(n, like.dtype)
+    return n
+
+
 def _product(like: Node, numerator: list, denominator: list, magnitude: float) -> Node:
-    """magnitude * prod(numerator) / prod(denominator), each a list of (base, exponent)."""
+    """magnitude * prod(numerator) / prod(denominator), each a list of (base, exponent), at
+    ``like``'s precision."""
     result = None
+    numerator = [(_widened(base, like), e) for base, e in numerator]
+    denominator = [(_widened(base, like), e) for base, e in denominator]
     for base, exponent in numerator:
         piece = _power(base, exponent)
         if result is None:

@@ -63,6 +63,25 @@ def _sized(node: Node, memo: Sized) -> frozenset[Node]:
     return memo[node]
 
 
+def _narrower(new: Node, made: int, dtype: Any) -> bool:
+    """Whether a node a rule made (its index at least ``made``) for a node of float ``dtype``
+    computes in a narrower float: the rewrite would round float64 arithmetic to float32 (a
+    float64 constant merged into float32 factors). The rules build such products and sums at
+    the original's precision (``_widened``); this keeps any rule from doing otherwise."""
+    if dtype.kind != "f":
+        return False
+    stack, seen = [new], set()
+    while stack:
+        n = stack.pop()
+        if n.index < made or n in seen:
+            continue
+        seen.add(n)
+        if n.shape is not None and n.dtype.kind == "f" and n.dtype.itemsize < dtype.itemsize:
+            return True
+        stack += n.inputs
+    return False
+
+
 def _unknown_size(n: Node) -> bool:
     return n.shape is not None and None in n.shape  # (a node of several outputs has no shape of its own)
 
@@ -84,12 +103,12 @@ def _rewrite(node: Node, uses: Callable[[Node], int], settled: Settled, sized: S
             asked[n] = answer = uses(n)
             return answer
 
-        before = _sized(node, sized)
+        before, made = _sized(node, sized), len(node.graph)
 
-        def keeps_sizes(new: Node, before: frozenset[Node] = before) -> bool:
-            return before <= _sized(new, sized)  # no array of unknown length dropped
+        def keeps(new: Node, before: frozenset[Node] = before, made: int = made) -> bool:
+            return before <= _sized(new, sized) and not _narrower(new, made, node.dtype)
 
-        new = RULES.rewrite(node, RULES.for_op(node.op, build=False), recording, keeps_sizes if before else None)
+        new = RULES.rewrite(node, RULES.for_op(node.op, build=False), recording, keeps)
         if new is None:
             settled[node] = tuple(asked.items())
             return node

@@ -635,3 +635,84 @@ def test_arrays_of_one_source_still_simplify(g):
     assert str(sd.simplify(2 * x * sd.ones_like(x) * 3)) == "6*x"
     assert str(sd.simplify(x * x / x)) == "x"
     assert str(sd.simplify(sd.sum(sd.ones_like(x) + sd.ones_like(x)))) == "count(x)*2"
+
+
+# Review finding: a float64 node made of float32 data and a float64 constant computes in float64;
+# merging the constant into the float32 factors rounded it to float32 (2*x*0.1 became
+# astype(0.2000000029*x), 4e-8 off). The contract: the simplified graph is never less precise than
+# the original, measured against the same expression over float64 copies of the data.
+MIXED_LEAVES = ["x", "y", "s", "c0.1", "c3", "u0.7"]
+
+
+def _mixed_names(g, dtype):
+    return {
+        "x": g.variable("x", shape=(3,), dtype=dtype),
+        "y": g.variable("y", shape=(3,), dtype=dtype),
+        "s": g.variable("s", dtype=dtype),
+        "c0.1": g.constant(np.float64(0.1)),
+        "c3": g.constant(np.float64(3.0)),
+        "u0.7": g.constant(np.full((3,), 0.7)),
+    }
+
+
+def _mixed_build(tree, names):
+    if isinstance(tree, str):
+        return names[tree]
+    op, a, b = tree
+    return BINARY[op](_mixed_build(a, names), _mixed_build(b, names))
+
+
+MIXED_AT = {
+    "x": np.array([1.1, 2.3, 0.7], np.float32),
+    "y": np.array([0.3, 1.9, 2.6], np.float32),
+    "s": np.float32(1.3),
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    tree=st.recursive(
+        st.sampled_from(MIXED_LEAVES),
+        lambda inner: st.tuples(st.sampled_from(sorted(BINARY)), inner, inner),
+        max_leaves=6,
+    )
+)
+def test_simplify_keeps_float64_arithmetic_on_float32_data(tree):
+    g, wide = sd.Graph(), sd.Graph()
+    e = _mixed_build(tree, _mixed_names(g, "float32"))
+    if not isinstance(e, sd.Node) or e.dtype != np.float64:
+        return
+    simpler = sd.simplify(e)
+    assert simpler.dtype == np.float64
+    exact = _mixed_build(tree, _mixed_names(wide, "float64"))  # the float32 values, in float64 throughout
+    with np.errstate(all="ignore"):
+        ideal = np.asarray(
+            sd.evaluate(
+                exact, {k: np.float64(v) if np.ndim(v) == 0 else v.astype(np.float64) for k, v in MIXED_AT.items()}
+            )
+        )
+        original, got = (np.asarray(sd.evaluate(n, MIXED_AT)) for n in (e, simpler))
+    if not np.all(np.isfinite(ideal)) or np.max(np.abs(ideal)) > 1e6:
+        return
+    scale = max(1.0, float(np.max(np.abs(ideal))))
+    off = float(np.max(np.abs(original - ideal))) / scale
+    if off <= 1e-12:  # the original ran in float64: so must the simplified graph
+        assert float(np.max(np.abs(got - ideal))) / scale <= 1e-12, f"{e} -> {simpler}"
+
+
+@pytest.mark.parametrize(
+    "make, by_hand",
+    [
+        (lambda x, c: 2 * x * c, lambda x: 2 * x * 0.1),
+        (lambda x, c: x * c * 3, lambda x: x * 0.1 * 3),
+        (lambda x, c: x + c + c, lambda x: x + 0.1 + 0.1),
+        (lambda x, c: (x + x) / c, lambda x: (x + x) / 0.1),
+    ],
+    ids=["2*x*0.1", "x*0.1*3", "x+0.1+0.1", "(x+x)/0.1"],
+)
+def test_float32_data_times_a_float64_constant_stays_float64(make, by_hand):
+    g = sd.Graph()
+    x = g.variable("x", shape=(3,), dtype="float32")
+    e = sd.simplify(make(x, g.constant(np.full((3,), 0.1))))
+    xv = np.array([1.1, 2.2, 3.3], np.float32)
+    np.testing.assert_allclose(sd.evaluate(e, {x: xv}), by_hand(xv.astype(np.float64)), rtol=1e-15)
