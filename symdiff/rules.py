@@ -1337,10 +1337,10 @@ def _uniform_matmul(root: Node, x: Node, y: Node) -> Node | None:
         # A @ ones(k) is sum(A, axis=-1), ones(k) @ A is sum(A, axis=0): one sum per row or column
         keep = v.ndim == 2 and axis == -1 and uniform.ndim == 2
         if v.op == "transpose" and v.ndim == 2 and v.attrs["axes"] == (1, 0):
-            summed = sum_(v.inputs[0], axis=1 + axis, keepdims=keep)  # sum(A.T, axis=-1) is sum(A, axis=0)
+            summed = sum_(_widened(v.inputs[0], root), axis=1 + axis, keepdims=keep)  # sum(A.T, -1): sum(A, 0)
             summed = transpose(summed) if keep else summed
         else:
-            summed = sum_(v, axis=axis, keepdims=keep)
+            summed = sum_(_widened(v, root), axis=axis, keepdims=keep)  # float32 v in a float64 product
         return same_as(summed if fill == 1 else multiply(_number(float(fill)), summed), root)
     return None
 
