@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from symdiff.graph import Node
+from symdiff.graph import INTERN_MAX_SIZE, Node
 from symdiff.ops import arithmetic as ar
 from symdiff.ops.arithmetic import astype, divide, multiply, negative, power, subtract
 from symdiff.ops.constants import element_scale, folded_from, identity_form
@@ -119,10 +119,41 @@ def _folded(root: Any, value: Any) -> Node:
 
 def _constant_folding(root: Candidate) -> Node | None:
     """A node whose every input is a constant is computed now (``2*3`` is 6) and its key made an
-    alias of the constant, so building it again finds that; the table's last build rule."""
+    alias of the constant, so building it again finds that; the table's last build rule. An
+    elementwise op of constants that each repeat one value (a scalar, ``ones(10**6)`` as a
+    broadcast) is computed on those values, and its result is such a constant too: ``0.3*seed``
+    for a seed of a million ones is one number, not 8 MB that every call then reads."""
     if not foldable(root):
         return None
-    return root.graph._alias(root.op, root.inputs, attrs_key(root.attrs), _folded(root, _computed(root)))
+    repeated = _repeated_values(root)
+    if repeated is not None:
+        with np.errstate(all="ignore"):
+            one = REGISTRY[root.op].forward(np, *repeated, **root.attrs)
+        count = len(root.graph._nodes)
+        node = root.graph.uniform_constant(np.asarray(one, dtype=root.dtype).item(), root.shape, root.dtype)
+        if len(root.graph._nodes) > count:
+            node.origin = (root.op, root.inputs)
+    else:
+        node = _folded(root, _computed(root))
+    return root.graph._alias(root.op, root.inputs, attrs_key(root.attrs), node)
+
+
+def _repeated_values(root: Any) -> list[np.ndarray] | None:
+    """The one value of each input (0-d arrays) of an elementwise node of a large shape whose
+    inputs are scalars or uniform constants; else None (small results fold as arrays)."""
+    if not root.shape or REGISTRY[root.op].kind != "elementwise":
+        return None
+    if int(np.prod(root.shape, dtype=np.int64)) <= INTERN_MAX_SIZE:
+        return None
+    values = []
+    for u in root.inputs:
+        if u.shape == ():
+            values.append(np.asarray(u.value))
+        elif u.uniform is not None:
+            values.append(np.asarray(u.uniform, dtype=u.dtype))
+        else:
+            return None
+    return values
 
 
 def _scalar_operands(root: Candidate) -> Node | None:
