@@ -13,8 +13,8 @@ quad, logreg, tanhjac, rk4, rnn), CasADi and PyTensor (chain12, chain300, rosen1
 rk4) and SymPy (chain12); symdiff's numba, jax and C backends appear as sd-numba, sd-jax and
 sd-c. Two rows carry a floor written by hand: "C by hand" (chain12, chain300: the reference's
 loops in C, called through cffi as sd-c is) and "numba by hand" (ewchain: the forward and
-reverse pass fused into one numba loop). None is required. ``--builds`` also times numba's
-first and cached builds in fresh processes.
+reverse pass fused into one numba loop, with the C library's sin, cos and tanh). None is
+required. ``--builds`` also times numba's first and cached builds in fresh processes.
 The matrix-calculus workloads (quad: Hessian of x@A@x, n = 1000; logreg: Hessian of the
 logistic loss, X 2000 x 500; tanhjac: Jacobian of tanh(W@x), n = 800) compare with the
 textbook formula in numpy. srosenN: the sparse Hessian of Rosenbrock (sd.sparse_hessian)

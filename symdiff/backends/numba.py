@@ -1088,7 +1088,11 @@ def _mapped(op: Op, w: Writer, node: Node, a: list[str]) -> str:
 
 
 def _literal(node: Node) -> str | None:
-    v = np.asarray(node.value)
+    return _value_literal(np.asarray(node.value))
+
+
+def _value_literal(v: np.ndarray) -> str | None:
+    """A 0-d value as numba source text of its dtype; None for an array."""
     if v.ndim:
         return None
     item = v.item()
@@ -1327,18 +1331,54 @@ def _reduced(node: Node) -> str | None:
     return node.op
 
 
+# sin, cos and tanh of float64 elements in a fused loop: numba_kernels' straight-line forms, which
+# LLVM vectorizes (the C library's are calls, one element at a time); sin and cos hold for
+# arguments that trig_ok accepts, and the loop runs again with numpy's own where one does not.
+_VECTOR_MATH = {
+    "sin": ("_k.sin_fast({0})", True),
+    "cos": ("_k.cos_fast({0})", True),
+    "tanh": ("_k.tanh_fast({0})", False),
+}
+
+
 def _loop(w: Writer, group: Group, names: dict[Node, str]) -> None:
     """A group of steps (symdiff.backends.fusion) as one loop over its shape: each map an element
-    (its template, ``_element_template``), each sum an accumulator; arrays for the stored maps."""
+    (its template, ``_element_template``), each sum an accumulator; arrays for the stored maps.
+    A group with float64 sin, cos or tanh computes them in vectorizable forms, its sums stored
+    and added after the loop in the same order (an accumulator keeps a loop scalar); if an
+    argument of sin or cos is out of those forms' range (inf, nan, beyond 2**19 pi/2) the loop
+    runs again as numpy computes it."""
+    fast = {
+        n: _VECTOR_MATH[n.op]
+        for n in group.maps
+        if n.op in _VECTOR_MATH and n.dtype == np.float64 and n.inputs[0].dtype == np.float64
+    }
+    if not fast:
+        w.lines += _loop_lines(w, group, names, {}, None)
+    else:
+        ok = w.name()
+        w.lines.append(f"    {ok} = True")
+        w.lines += _loop_lines(w, group, names, fast, ok)
+        w.lines.append(f"    if not {ok}:")
+        w.lines += ["    " + line for line in _loop_lines(w, group, names, {}, None)]
+    for n in group.steps:
+        if n.op == "mean":
+            w.lines.append(f"    t{n.index} = t{n.index} / {math.prod(group.shape)}")
+    for n in (*group.stored, *group.sums):
+        names[n] = f"t{n.index}"
+
+
+def _loop_lines(w: Writer, group: Group, names: dict[Node, str], fast: dict, ok: str | None) -> list[str]:
     shape, stored = group.shape, group.stored
+    lines: list[str] = []
     index = [w.name() for _ in shape]
     for n in stored:
-        w.lines.append(f"    t{n.index} = np.empty({shape}, {_dtype(n.dtype)})")
+        lines.append(f"    t{n.index} = np.empty({shape}, {_dtype(n.dtype)})")
     for n in group.steps:
         if n in group.sums:
-            w.lines.append(f"    t{n.index} = 0.0")
+            lines.append(f"    s{n.index} = np.empty({shape}, np.float64)" if fast else f"    t{n.index} = 0.0")
     for depth, (i, size) in enumerate(zip(index, shape)):
-        w.lines.append("    " * (depth + 1) + f"for {i} in range({size}):")
+        lines.append("    " * (depth + 1) + f"for {i} in range({size}):")
     pad = "    " * (len(shape) + 1)
     local: dict[Node, str] = {}  # an element computed or loaded in the loop: its name there
 
@@ -1347,26 +1387,37 @@ def _loop(w: Writer, group: Group, names: dict[Node, str]) -> None:
             return local[u]
         if not u.ndim:
             return names[u]
+        if u.op == "constant" and u.uniform is not None:  # ones(n), a seed: its one value, not n loads
+            return _value_literal(np.asarray(u.uniform, dtype=u.dtype))
         skip = len(shape) - u.ndim
         at = [i if d == size else "0" for i, d, size in zip(index[skip:], u.shape, shape[skip:])]
         local[u] = w.name()
-        w.lines.append(f"{pad}{local[u]} = {names[u]}[{', '.join(at)}]")
+        lines.append(f"{pad}{local[u]} = {names[u]}[{', '.join(at)}]")
         return local[u]
 
     for n in group.steps:
         args = [element(u) for u in n.inputs]
         if n in group.sums:
-            w.lines.append(f"{pad}t{n.index} += {args[0]}")
+            lines.append(
+                f"{pad}s{n.index}[{', '.join(index)}] = {args[0]}" if fast else f"{pad}t{n.index} += {args[0]}"
+            )
             continue
         local[n] = w.name()
-        w.lines.append(f"{pad}{local[n]} = {group.maps[n].format(*args)}")
+        if n in fast:
+            template, checked = fast[n]
+            if checked:
+                lines.append(f"{pad}{ok} = {ok} & _k.trig_ok({args[0]})")
+            lines.append(f"{pad}{local[n]} = {template.format(*args)}")
+        else:
+            lines.append(f"{pad}{local[n]} = {group.maps[n].format(*args)}")
     for n in stored:
-        w.lines.append(f"{pad}t{n.index}[{', '.join(index)}] = {local[n]}")
-    for n in group.steps:
-        if n.op == "mean":
-            w.lines.append(f"    t{n.index} = t{n.index} / {math.prod(shape)}")
-    for n in (*stored, *group.sums):
-        names[n] = f"t{n.index}"
+        lines.append(f"{pad}t{n.index}[{', '.join(index)}] = {local[n]}")
+    for n in group.sums if fast else ():
+        item = w.name()
+        lines.append(f"    t{n.index} = 0.0")  # the accumulator's order: the elements in C order
+        lines.append(f"    for {item} in s{n.index}.ravel():")
+        lines.append(f"        t{n.index} += {item}")
+    return lines
 
 
 def cache_dir() -> Path:

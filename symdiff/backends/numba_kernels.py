@@ -12,12 +12,17 @@ at each call site (``np.transpose`` with axes, ``np.swapaxes``, ``np.broadcast_t
 ``np.ndindex`` over a stack): ``permuted`` and ``batch_index`` do that work with loops over
 flat arrays, the same machine code for any number of axes.
 
+Last, ``sin_fast``, ``cos_fast`` and ``tanh_fast``: float64 sin, cos and tanh as straight-line
+arithmetic that a fused loop inlines and LLVM vectorizes (see their section below).
+
 Each kernel works in its arguments' dtypes (the caller casts them first where numpy's result
 type differs); a kernel taking ``out`` writes its result there, in ``out``'s dtype. Arithmetic
 follows numpy's IEEE rules (``error_model="numpy"``).
 """
 
 from __future__ import annotations
+
+import math
 
 import numba
 import numpy as np
@@ -598,3 +603,104 @@ def expm(a, coeff):
             if (upper and i > j) or (lower and i < j):
                 e[i, j] = 0.0
     return e
+
+
+# -- vectorizable sin, cos and tanh ----------------------------------------------------------------
+# The C library's sin, cos and tanh are calls, which keep a fused elementwise loop scalar (numba
+# has had no vectorized math library since 0.62: Intel SVML is unsupported from that release on).
+# These are the same functions as straight-line arithmetic and selects, which LLVM vectorizes when
+# they are inlined into a loop: fdlibm's kernels (sin and cos on [-pi/4, pi/4], the polynomials
+# of FreeBSD's k_sin.c and k_cos.c, under 1 ulp) after a three-part Cody-Waite reduction by pi/2
+# (e_rem_pio2.c's constants), exact for |x| <= TRIG_LIMIT; tanh from Cephes' rational form below
+# 0.625 and 1 - 2/(exp(2|x|) + 1) above it, exp by fdlibm's e_exp.c. Within 2 ulps of glibc's
+# (tests/test_numba_math.py). A loop calling sin_fast or cos_fast also checks trig_ok on the
+# argument and runs again with the C library's functions if any is out of range (inf, nan,
+# |x| > TRIG_LIMIT), so every value is either these functions' or numpy's own.
+TRIG_LIMIT = 2.0**19 * 1.5707963267948966
+_INVPIO2 = 6.36619772367581382433e-01
+_PIO2_1, _PIO2_1T = 1.57079632673412561417e00, 6.07710050650619224932e-11
+_PIO2_2, _PIO2_2T = 6.07710050630396597660e-11, 2.02226624879595063154e-21
+_PIO2_3, _PIO2_3T = 2.02226624871116645580e-21, 8.47842766036889956997e-32
+_TOINT = 1.5 / 2.220446049250313e-16  # adding and subtracting it rounds to an integer
+_S1, _S2, _S3 = -1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04
+_S4, _S5, _S6 = 2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10
+_C1, _C2, _C3 = 4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05
+_C4, _C5, _C6 = -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11
+
+
+@numba.njit(inline="always")
+def trig_ok(x):
+    """Whether sin_fast and cos_fast reduce ``x`` exactly (finite, |x| <= TRIG_LIMIT)."""
+    return abs(x) <= TRIG_LIMIT
+
+
+@numba.njit(inline="always")
+def _sincos(x):
+    fn = (x * _INVPIO2 + _TOINT) - _TOINT
+    fn = fn if abs(x) <= TRIG_LIMIT else 0.0  # (a nan or huge x: the caller's loop runs again)
+    n = np.int64(fn)
+    r = x - fn * _PIO2_1
+    w = fn * _PIO2_1T
+    t = r
+    w = fn * _PIO2_2
+    r = t - w
+    w = fn * _PIO2_2T - ((t - r) - w)
+    t = r
+    w = fn * _PIO2_3
+    r = t - w
+    w = fn * _PIO2_3T - ((t - r) - w)
+    y0 = r - w
+    y1 = (r - y0) - w
+    z = y0 * y0
+    v = z * y0
+    p = _S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))
+    s = y0 - ((z * (0.5 * y1 - v * p) - y1) - v * _S1)
+    zz = z * z
+    q = z * (_C1 + z * (_C2 + z * _C3)) + zz * zz * (_C4 + z * (_C5 + z * _C6))
+    hz = 0.5 * z
+    one = 1.0 - hz
+    c = one + (((1.0 - one) - hz) + (z * q - y0 * y1))
+    a = c if (n & 1) else s
+    b = s if (n & 1) else c
+    return (-a if (n & 2) else a), (-b if ((n + 1) & 2) else b)
+
+
+@numba.njit(inline="always")
+def sin_fast(x):
+    """sin(x) for trig_ok(x), within an ulp of the C library's."""
+    return _sincos(x)[0]
+
+
+@numba.njit(inline="always")
+def cos_fast(x):
+    """cos(x) for trig_ok(x), within an ulp of the C library's."""
+    return _sincos(x)[1]
+
+
+_LN2_HI, _LN2_LO, _INVLN2 = 6.93147180369123816490e-01, 1.90821492927058770002e-10, 1.44269504088896338700e00
+_P1, _P2, _P3 = 1.66666666666666019037e-01, -2.77777777770155933842e-03, 6.61375632143793436117e-05
+_P4, _P5 = -1.65339022054652515390e-06, 4.13813679705723846039e-08
+_TP0, _TP1, _TP2 = -9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3
+_TQ0, _TQ1, _TQ2 = 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3
+
+
+@numba.njit(inline="always")
+def tanh_fast(x):
+    """tanh(x) for every float64 x (nan gives nan), within 2 ulps of the C library's. Its
+    caller compiles with ``error_model="numpy"`` (a division checked for zero stays scalar)."""
+    a = abs(x)
+    z = a * a
+    small = a + a * z * ((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2)
+    y = min(2.0 * a, 44.0) if a == a else 0.0  # tanh is 1 to the last bit past |x| = 22
+    fk = (y * _INVLN2 + _TOINT) - _TOINT
+    k = np.int64(fk)
+    hi = y - fk * _LN2_HI
+    lo = fk * _LN2_LO
+    r = hi - lo
+    t = r * r
+    c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
+    e = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+    e = e * np.int64((k + 1023) << 52).view(np.float64)  # exp(y) = e * 2**k, 0 <= k <= 64
+    large = 1.0 - 2.0 / (e + 1.0)
+    result = small if a < 0.625 else large
+    return x if x != x else math.copysign(result, x)
