@@ -506,10 +506,12 @@ class Graph:
         dt = np.dtype(dtype)
         if int(np.prod(shape, dtype=np.int64)) <= INTERN_MAX_SIZE:
             return self.constant(np.full(shape, fill, dtype=dt))
+        one = np.array(fill, dtype=dt)
+        # keyed by the value's bytes: -0.0 == 0.0, and each must stay its own constant
         node = self._keyed_constant(
-            ("uniform", dt.str, tuple(shape), fill), lambda: np.broadcast_to(np.array(fill, dtype=dt), shape)
+            ("uniform", dt.str, tuple(shape), one.tobytes()), lambda: np.broadcast_to(one, shape)
         )
-        node.uniform = dt.type(fill).item()
+        node.uniform = one.item()
         return node
 
     def _keyed_constant(self, key: tuple, make) -> Node:

@@ -128,7 +128,9 @@ def _constant_folding(root: Candidate) -> Node | None:
     repeated = _repeated_values(root)
     if repeated is not None:
         with np.errstate(all="ignore"):
-            one = REGISTRY[root.op].forward(np, *repeated, **root.attrs)
+            one = np.asarray(REGISTRY[root.op].forward(np, *repeated, **root.attrs))
+        repeated = repeated if one.ndim == 0 else None  # (broadcast_to makes its shape: fold the array)
+    if repeated is not None:
         count = len(root.graph._nodes)
         node = root.graph.uniform_constant(np.asarray(one, dtype=root.dtype).item(), root.shape, root.dtype)
         if len(root.graph._nodes) > count:

@@ -471,3 +471,18 @@ def test_the_softmax_family_keeps_float32_with_a_none_batch_on_numba():
     for got, want in zip(sd.compile(outputs, [X, W], backend="numba")(x, w), expected):
         assert np.asarray(got).dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+def test_folding_large_uniform_constants_keeps_broadcasts_and_signed_zeros():
+    """Review findings on folding uniform constants: broadcast_to of a constant past 4096
+    elements folds as before (it raised), and -0.0 stays its own constant (1/-0 is -inf)."""
+    g = sd.Graph()
+    b = sd.broadcast_to(g.constant(np.arange(100.0)), (64, 100))
+    np.testing.assert_array_equal(sd.evaluate(b), np.broadcast_to(np.arange(100.0), (64, 100)))
+    np.testing.assert_array_equal(sd.evaluate(sd.broadcast_to(g.constant(2.0), (5000,))), np.full(5000, 2.0))
+    Z = g.uniform_constant(0.0, (50, 100))
+    nz = -Z
+    assert nz is not Z and np.signbit(nz.uniform) and not np.signbit(Z.uniform)
+    assert sd.evaluate(1.0 / Z)[0, 0] == np.inf and sd.evaluate(1.0 / nz)[0, 0] == -np.inf
+    big = 0.3 * g.uniform_constant(1.0, (100, 100))
+    assert big.op == "constant" and big.uniform == 0.3 and sd.evaluate(big).shape == (100, 100)
