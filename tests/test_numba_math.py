@@ -116,3 +116,11 @@ def test_numba_float32_trig_keeps_numpys_float32_functions():
     (got,) = f(values)
     assert got.dtype == np.float32 and "_fast(" not in f.source
     np.testing.assert_allclose(got, sd.evaluate(h, {x: values}), rtol=1e-6)
+
+
+def test_numba_a_loop_with_tanh_alone_has_no_rerun():
+    g = sd.Graph()
+    x = g.variable("x", shape=(400,))
+    y = sd.tanh(x) * x
+    f = _compiled_agrees([sd.sum(y), y], x, np.random.default_rng(4).standard_normal(400) * 30)
+    assert "_k.tanh_fast(" in f.source and "if not " not in f.source
