@@ -109,9 +109,14 @@ def _computed(root: Any) -> Any:
 
 def _folded(root: Any, value: Any) -> Node:
     """``value`` as a constant of ``root``'s dtype that remembers ``root`` as its origin (so it
-    prints as ``log(2)``), unless an equal constant was there already."""
+    prints as ``log(2)``), unless an equal constant was there already. A 0-d value for a node
+    with a shape is its one value repeated: a uniform constant (a broadcast view)."""
     count = len(root.graph._nodes)
-    node = root.graph.constant(np.asarray(value, dtype=root.dtype))
+    value = np.asarray(value, dtype=root.dtype)
+    if value.ndim == 0 and root.shape:
+        node = root.graph.uniform_constant(value.item(), root.shape, root.dtype)
+    else:
+        node = root.graph.constant(value)
     if len(root.graph._nodes) > count:
         node.origin = (root.op, root.inputs)
     return node
@@ -125,24 +130,15 @@ def _constant_folding(root: Candidate) -> Node | None:
     for a seed of a million ones is one number, not 8 MB that every call then reads."""
     if not foldable(root):
         return None
-    repeated = _repeated_values(root)
-    if repeated is not None:
-        with np.errstate(all="ignore"):
-            one = np.asarray(REGISTRY[root.op].forward(np, *repeated, **root.attrs))
-        repeated = repeated if one.ndim == 0 else None  # (broadcast_to makes its shape: fold the array)
-    if repeated is not None:
-        count = len(root.graph._nodes)
-        node = root.graph.uniform_constant(np.asarray(one, dtype=root.dtype).item(), root.shape, root.dtype)
-        if len(root.graph._nodes) > count:
-            node.origin = (root.op, root.inputs)
-    else:
-        node = _folded(root, _computed(root))
+    one = _repeated_value(root)
+    node = _folded(root, _computed(root) if one is None else one)
     return root.graph._alias(root.op, root.inputs, attrs_key(root.attrs), node)
 
 
-def _repeated_values(root: Any) -> list[np.ndarray] | None:
-    """The one value of each input (0-d arrays) of an elementwise node of a large shape whose
-    inputs are scalars or uniform constants; else None (small results fold as arrays)."""
+def _repeated_value(root: Any) -> np.ndarray | None:
+    """The one value (0-d) of an elementwise node of a large shape whose inputs are scalars or
+    uniform constants, computed on their values; else None (small results fold as arrays, and
+    broadcast_to, whose forward makes the shape, folds its array)."""
     if not root.shape or REGISTRY[root.op].kind != "elementwise":
         return None
     if int(np.prod(root.shape, dtype=np.int64)) <= INTERN_MAX_SIZE:
@@ -155,7 +151,9 @@ def _repeated_values(root: Any) -> list[np.ndarray] | None:
             values.append(np.asarray(u.uniform, dtype=u.dtype))
         else:
             return None
-    return values
+    with np.errstate(all="ignore"):
+        one = np.asarray(REGISTRY[root.op].forward(np, *values, **root.attrs))
+    return one if one.ndim == 0 else None
 
 
 def _scalar_operands(root: Candidate) -> Node | None:
