@@ -9,6 +9,8 @@ the special values; the numpy backend (``sd.evaluate``) for compiled graphs, to 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -85,7 +87,9 @@ def test_numba_fused_trig_runs_vectorized_forms_and_agrees_with_numpy():
     h = sd.sin(x) * sd.cos(2 * x) + sd.tanh(x)
     loss = sd.sum(h)
     f = _compiled_agrees([loss, h, sd.grad(loss, x)], x, np.random.default_rng(1).standard_normal((3, 1000)) * 4)
-    assert "_k.sin_fast(" in f.source and "_k.tanh_fast(" in f.source
+    # sin and cos of one argument (x and 2x: the value's and the gradient's) are one call
+    assert "_k.sincos_fast(" in f.source and "_k.tanh_fast(" in f.source
+    assert "_k.sin_fast(" not in f.source and "_k.cos_fast(" not in f.source
 
 
 @pytest.mark.parametrize("bad", [1e10, -1e300, np.inf, -np.inf, np.nan, 9e5])
@@ -124,3 +128,39 @@ def test_numba_a_loop_with_tanh_alone_has_no_rerun():
     y = sd.tanh(x) * x
     f = _compiled_agrees([sd.sum(y), y], x, np.random.default_rng(4).standard_normal(400) * 30)
     assert "_k.tanh_fast(" in f.source and "if not " not in f.source
+
+
+@pytest.mark.parametrize("shape", [(5, 1), (3, 63), (2, 64), (511,), (2, 513), (1537,)])
+def test_numba_tiled_loops_agree_with_numpy_on_every_tile(shape):
+    """A loop with vector math runs over tiles of its last axis, one inner loop a call, values
+    passed between them in buffers of a tile: lengths below, at and past the tile's bounds (a
+    last partial tile), outer axes, inputs broadcast along either axis, sums and means, values
+    stored, read after several calls, and sin and cos of one argument read far apart."""
+    g = sd.Graph()
+    x = g.variable("x", shape=shape)
+    row, col = g.variable("row", shape=shape[-1:]), g.variable("col", shape=(*shape[:-1], 1))
+    a = sd.sin(x) * row + sd.tanh(x * col)
+    b = sd.cos(a) + 0.5 * sd.tanh(a) - sd.sin(2 * x)
+    c = sd.sin(a) * b + sd.cos(x) + a * col  # sin(a) and cos(x) read two and three calls later
+    loss = sd.sum(c * c) + sd.mean(b)
+    rng = np.random.default_rng(5)
+    values = [rng.standard_normal(shape) * 3, rng.standard_normal(shape[-1:]), rng.standard_normal((*shape[:-1], 1))]
+    outputs = [loss, a, c, *sd.grad(loss, [x, row, col])]
+    f = sd.compile(outputs, [x, row, col], backend="numba")
+    for got, want in zip(f(*values), sd.evaluate(outputs, dict(zip([x, row, col], values)))):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    values[0].reshape(-1)[-1] = 1e10  # out of range in the last tile: the loop runs again as numpy's
+    with np.errstate(all="ignore"):
+        for got, want in zip(f(*values), sd.evaluate(outputs, dict(zip([x, row, col], values)))):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_numba_a_tiled_loop_has_one_inner_loop_a_vector_math_call():
+    g = sd.Graph()
+    x = g.variable("x", shape=(2000,))
+    h = sd.tanh(sd.sin(x)) + sd.cos(x)  # sin(x) and cos(x): one call
+    f = _compiled_agrees([sd.sum(h), h], x, np.random.default_rng(6).standard_normal(2000))
+    fast = f.source.split("    if not ")[0]
+    assert fast.count("_k.sincos_fast(") == 1 and fast.count("_k.tanh_fast(") == 1
+    assert len(re.findall(r"^ +for _u\d+ in range\(_u\d+\):$", fast, flags=re.M)) == 2
+    assert "np.empty(512, " in fast and "(2000,)" in fast  # buffers of a tile; h stored whole

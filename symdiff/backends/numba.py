@@ -1339,30 +1339,36 @@ _VECTOR_MATH = {
     "cos": ("_k.cos_fast({0})", True),
     "tanh": ("_k.tanh_fast({0})", False),
 }
+# A loop with vector math runs over tiles of _TILE elements of its last axis, in one inner loop a
+# vector-math call (a segment), the values one segment passes to a later one kept in buffers of a
+# tile: a loop body with several of these calls in a chain is a few thousand instructions, more
+# than the processor looks ahead, and runs at the chain's latency; one call a loop, LLVM
+# interleaves vectors of consecutive elements (1.5x faster on ewchain in benchmarks/run.py, as
+# numexpr's blocks do for its programs). A last axis shorter than _TILE_MIN is not cut.
+_TILE, _TILE_MIN = 512, 64
 
 
 def _loop(w: Writer, group: Group, names: dict[Node, str]) -> None:
     """A group of steps (symdiff.backends.fusion) as one loop over its shape: each map an element
     (its template, ``_element_template``), each sum an accumulator; arrays for the stored maps.
-    A group with float64 sin, cos or tanh computes them in vectorizable forms, its sums stored
-    and added after the loop in the same order (an accumulator keeps a loop scalar); if an
-    argument of sin or cos is out of those forms' range (inf, nan, beyond 2**19 pi/2) the loop
-    runs again as numpy computes it."""
+    A group with float64 sin, cos or tanh computes them in vectorizable forms (``_tiled_lines``);
+    if an argument of sin or cos is out of those forms' range (inf, nan, beyond 2**19 pi/2) the
+    loop runs again as numpy computes it."""
     fast = {
         n: _VECTOR_MATH[n.op]
         for n in group.maps
         if n.op in _VECTOR_MATH and n.dtype == np.float64 and n.inputs[0].dtype == np.float64
     }
     if not fast:
-        w.lines += _loop_lines(w, group, names, {}, None)
+        w.lines += _loop_lines(w, group, names)
     elif not any(checked for _, checked in fast.values()):  # tanh alone holds everywhere: no rerun
-        w.lines += _loop_lines(w, group, names, fast, None)
+        w.lines += _tiled_lines(w, group, names, fast, None)
     else:
         ok = w.name()
         w.lines.append(f"    {ok} = True")
-        w.lines += _loop_lines(w, group, names, fast, ok)
+        w.lines += _tiled_lines(w, group, names, fast, ok)
         w.lines.append(f"    if not {ok}:")
-        w.lines += ["    " + line for line in _loop_lines(w, group, names, {}, None)]
+        w.lines += ["    " + line for line in _loop_lines(w, group, names)]
     for n in group.steps:
         if n.op == "mean":
             w.lines.append(f"    t{n.index} = t{n.index} / {math.prod(group.shape)}")
@@ -1370,19 +1376,11 @@ def _loop(w: Writer, group: Group, names: dict[Node, str]) -> None:
         names[n] = f"t{n.index}"
 
 
-def _loop_lines(w: Writer, group: Group, names: dict[Node, str], fast: dict, ok: str | None) -> list[str]:
-    shape, stored = group.shape, group.stored
-    lines: list[str] = []
-    index = [w.name() for _ in shape]
-    for n in stored:
-        lines.append(f"    t{n.index} = np.empty({shape}, {_dtype(n.dtype)})")
-    for n in group.steps:
-        if n in group.sums:
-            lines.append(f"    s{n.index} = np.empty({shape}, np.float64)" if fast else f"    t{n.index} = 0.0")
-    for depth, (i, size) in enumerate(zip(index, shape)):
-        lines.append("    " * (depth + 1) + f"for {i} in range({size}):")
-    pad = "    " * (len(shape) + 1)
-    local: dict[Node, str] = {}  # an element computed or loaded in the loop: its name there
+def _element_loader(w: Writer, names: dict[Node, str], index: list[str], shape: tuple, lines: list[str], pad: str):
+    """``element(u)``: the name of input ``u``'s element at ``index`` of the loop over ``shape``,
+    loaded once (a line indented by ``pad`` appended to ``lines``) and kept in ``element.local``;
+    a 0-d input is its name, a uniform constant its one value."""
+    local: dict[Node, str] = {}
 
     def element(u: Node) -> str:
         if u in local:
@@ -1397,28 +1395,125 @@ def _loop_lines(w: Writer, group: Group, names: dict[Node, str], fast: dict, ok:
         lines.append(f"{pad}{local[u]} = {names[u]}[{', '.join(at)}]")
         return local[u]
 
+    element.local = local  # type: ignore[attr-defined]
+    return element
+
+
+def _loop_lines(w: Writer, group: Group, names: dict[Node, str]) -> list[str]:
+    """The group as nested loops over its shape computing each element as numpy does, its sums
+    accumulated in C order."""
+    shape, lines = group.shape, []
+    index = [w.name() for _ in shape]
+    for n in group.stored:
+        lines.append(f"    t{n.index} = np.empty({shape}, {_dtype(n.dtype)})")
+    for n in group.steps:
+        if n in group.sums:
+            lines.append(f"    t{n.index} = 0.0")
+    for depth, (i, size) in enumerate(zip(index, shape)):
+        lines.append("    " * (depth + 1) + f"for {i} in range({size}):")
+    pad = "    " * (len(shape) + 1)
+    element = _element_loader(w, names, index, shape, lines, pad)
+    local = element.local
     for n in group.steps:
         args = [element(u) for u in n.inputs]
         if n in group.sums:
-            lines.append(
-                f"{pad}s{n.index}[{', '.join(index)}] = {args[0]}" if fast else f"{pad}t{n.index} += {args[0]}"
-            )
+            lines.append(f"{pad}t{n.index} += {args[0]}")
             continue
         local[n] = w.name()
-        if n in fast:
-            template, checked = fast[n]
-            if checked:
-                lines.append(f"{pad}{ok} = {ok} & _k.trig_ok({args[0]})")
-            lines.append(f"{pad}{local[n]} = {template.format(*args)}")
-        else:
-            lines.append(f"{pad}{local[n]} = {group.maps[n].format(*args)}")
-    for n in stored:
+        lines.append(f"{pad}{local[n]} = {group.maps[n].format(*args)}")
+    for n in group.stored:
         lines.append(f"{pad}t{n.index}[{', '.join(index)}] = {local[n]}")
-    for n in group.sums if fast else ():
+    return lines
+
+
+def _tiled_lines(w: Writer, group: Group, names: dict[Node, str], fast: dict, ok: str | None) -> list[str]:
+    """The group as loops over its shape's outer axes and tiles of its last one, each tile's
+    elements computed by one inner loop a segment (see _TILE), vector math by numba_kernels'
+    forms: sin and cos of one argument by one ``sincos_fast``, the argument checked once into
+    the flag ``ok`` (None: no sin or cos). Sums are stored in a tile's buffer and added after
+    its segments, so the elements are added in C order as in ``_loop_lines``."""
+    shape = group.shape
+    *outer, last = index = [w.name() for _ in shape]
+    cut = shape[-1] >= _TILE_MIN
+    tile = min(_TILE, shape[-1]) if cut else shape[-1]
+    start, count, j = (w.name(), w.name(), w.name()) if cut else ("0", str(tile), last)
+    twin = {}  # sin or cos node -> the other of one argument, if the group has both
+    by_argument: dict[Node, dict[str, Node]] = {}
+    for n in fast:
+        if n.op in ("sin", "cos"):
+            by_argument.setdefault(n.inputs[0], {})[n.op] = n
+    for pair in by_argument.values():
+        if len(pair) == 2:
+            twin[pair["sin"]], twin[pair["cos"]] = pair["cos"], pair["sin"]
+    segments: list[list[Node]] = [[]]
+    home: dict[Node, int] = {}  # a member -> the segment computing it
+    calls = 0
+    for n in group.steps:
+        if n in twin and twin[n] in home:  # computed with its twin
+            home[n] = home[twin[n]]
+            continue
+        if n in fast:
+            if calls and cut:
+                segments.append([])
+            calls += 1
+        segments[-1].append(n)
+        home[n] = len(segments) - 1
+    carried = {u for n in group.steps for u in n.inputs if u in home and home[u] < home[n]}
+    lines = [f"    t{n.index} = np.empty({shape}, {_dtype(n.dtype)})" for n in group.stored]
+    lines += [f"    b{n.index} = np.empty({tile}, {_dtype(n.dtype)})" for n in group.steps if n in carried]
+    lines += [f"    s{n.index} = np.empty({tile}, np.float64)" for n in group.sums]
+    lines += [f"    t{n.index} = 0.0" for n in group.sums]
+    for depth, (i, size) in enumerate(zip(outer, shape)):
+        lines.append("    " * (depth + 1) + f"for {i} in range({size}):")
+    pad = "    " * (len(outer) + 1)
+    if cut:
+        lines.append(f"{pad}for {start} in range(0, {shape[-1]}, {tile}):")
+        lines.append(f"{pad}    {count} = min({tile}, {shape[-1]} - {start})")
+        pad += "    "
+    inner = pad + "    "
+    for segment in segments:
+        lines.append(f"{pad}for {j} in range({count}):")
+        if cut:
+            lines.append(f"{inner}{last} = {start} + {j}")
+        body: list[str] = []
+        element = _element_loader(w, names, index, shape, body, inner)
+        local, checked = element.local, set()
+
+        def value(u: Node) -> str:
+            if u in home and u not in local:  # computed by an earlier segment
+                local[u] = w.name()
+                body.append(f"{inner}{local[u]} = b{u.index}[{j}]")
+            return element(u)
+
+        for n in segment:
+            args = [value(u) for u in n.inputs]
+            if n in group.sums:
+                body.append(f"{inner}s{n.index}[{j}] = {args[0]}")
+                continue
+            local[n] = w.name()
+            if n in fast:
+                template, check = fast[n]
+                if check and args[0] not in checked:
+                    checked.add(args[0])
+                    body.append(f"{inner}{ok} = {ok} & _k.trig_ok({args[0]})")
+                if n in twin:
+                    local[twin[n]] = w.name()
+                    sin, cos = (local[n], local[twin[n]]) if n.op == "sin" else (local[twin[n]], local[n])
+                    body.append(f"{inner}{sin}, {cos} = _k.sincos_fast({args[0]})")
+                else:
+                    body.append(f"{inner}{local[n]} = {template.format(*args)}")
+            else:
+                body.append(f"{inner}{local[n]} = {group.maps[n].format(*args)}")
+        for n in (*segment, *(twin[n] for n in segment if n in twin)):
+            if n in carried:
+                body.append(f"{inner}b{n.index}[{j}] = {local[n]}")
+            if n in group.stored:
+                body.append(f"{inner}t{n.index}[{', '.join(index)}] = {local[n]}")
+        lines += body
+    for n in group.sums:  # the accumulator's order: the elements in C order
         item = w.name()
-        lines.append(f"    t{n.index} = 0.0")  # the accumulator's order: the elements in C order
-        lines.append(f"    for {item} in s{n.index}.ravel():")
-        lines.append(f"        t{n.index} += {item}")
+        lines.append(f"{pad}for {item} in s{n.index}[:{count}]:")
+        lines.append(f"{inner}t{n.index} += {item}")
     return lines
 
 

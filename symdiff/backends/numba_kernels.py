@@ -635,7 +635,9 @@ def trig_ok(x):
 
 
 @numba.njit(inline="always")
-def _sincos(x):
+def sincos_fast(x):
+    """(sin(x), cos(x)) for trig_ok(x), each within an ulp of the C library's: one reduction and
+    both polynomials, which sin and cos of one argument in a loop share."""
     fn = (x * _INVPIO2 + _TOINT) - _TOINT
     fn = fn if abs(x) <= TRIG_LIMIT else 0.0  # (a nan or huge x: the caller's loop runs again)
     n = np.int64(fn)
@@ -668,13 +670,13 @@ def _sincos(x):
 @numba.njit(inline="always")
 def sin_fast(x):
     """sin(x) for trig_ok(x), within an ulp of the C library's."""
-    return _sincos(x)[0]
+    return sincos_fast(x)[0]
 
 
 @numba.njit(inline="always")
 def cos_fast(x):
     """cos(x) for trig_ok(x), within an ulp of the C library's."""
-    return _sincos(x)[1]
+    return sincos_fast(x)[1]
 
 
 _LN2_HI, _LN2_LO, _INVLN2 = 6.93147180369123816490e-01, 1.90821492927058770002e-10, 1.44269504088896338700e00
@@ -690,7 +692,6 @@ def tanh_fast(x):
     caller compiles with ``error_model="numpy"`` (a division checked for zero stays scalar)."""
     a = abs(x)
     z = a * a
-    small = a + a * z * ((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2)
     y = min(2.0 * a, 44.0) if a == a else 0.0  # tanh is 1 to the last bit past |x| = 22
     fk = (y * _INVLN2 + _TOINT) - _TOINT
     k = np.int64(fk)
@@ -701,6 +702,11 @@ def tanh_fast(x):
     c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
     e = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
     e = e * np.int64((k + 1023) << 52).view(np.float64)  # exp(y) = e * 2**k, 0 <= k <= 64
-    large = 1.0 - 2.0 / (e + 1.0)
-    result = small if a < 0.625 else large
+    # a + P/Q below 0.625, 1 - 2/(e + 1) above: the operands chosen first, so one division (a
+    # vector's lanes take both sides), the same numbers as dividing on each side
+    small = a < 0.625
+    base = a if small else 1.0
+    num = a * z * ((_TP0 * z + _TP1) * z + _TP2) if small else -2.0
+    den = (((z + _TQ0) * z + _TQ1) * z + _TQ2) if small else e + 1.0
+    result = base + num / den
     return x if x != x else math.copysign(result, x)
