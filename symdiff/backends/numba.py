@@ -1343,8 +1343,8 @@ _VECTOR_MATH = {
 # vector-math call (a segment), the values one segment passes to a later one kept in buffers of a
 # tile: a loop body with several of these calls in a chain is a few thousand instructions, more
 # than the processor looks ahead, and runs at the chain's latency; one call a loop, LLVM
-# interleaves vectors of consecutive elements (1.5x faster on ewchain in benchmarks/run.py, as
-# numexpr's blocks do for its programs). A last axis shorter than _TILE_MIN is not cut.
+# interleaves vectors of consecutive elements (about 2x faster on ewchain in benchmarks/run.py;
+# numexpr evaluates in blocks for the same reason). A last axis shorter than _TILE_MIN is not cut.
 _TILE, _TILE_MIN = 512, 64
 
 
