@@ -66,13 +66,14 @@ def test_scalars_broadcasting_and_values_read_inside_and_outside_the_loop():
     z = sd.sum(w) * w - sd.mean(u)  # reads sums of the loop: a second loop after the first
     t = sd.transpose(u) * 2.0  # u read outside the loop (and inside it)
     views = sd.exp(sd.transpose(x)) * 2.0 + sd.sin(x[::-1, :]).T  # strided views read in a loop
-    n = g.variable("n", shape=(None, 3))  # a None dimension: printed op by op, its checks kept
+    n = g.variable("n", shape=(None, 3))  # a None dimension: a loop over n's shape, its sizes checked
     m = sd.sin(n) * row + 1.0
     outputs = [u, v, z, t, views, sd.sum(m), *sd.grad(sd.sum(z * x), [x, y, row, col, s])]
     rng = np.random.default_rng(1)
     values = [rng.standard_normal(v.shape) for v in (x, y, row, col)] + [0.7, rng.standard_normal((5, 3))]
     f = _agree(outputs, [x, y, row, col, s, n], values)
-    assert "np.sin(np.ascontiguousarray(x5).reshape(-1))" in f.source  # the None-shaped chain is not fused
+    assert "np.sin(np.ascontiguousarray(x5).reshape(-1))" not in f.source  # the None-shaped chain is fused
+    assert "for _u" in f.source and "in range(x5.shape[0]):" in f.source
     with pytest.raises(sd.ShapeError):
         f(*values[:-1], rng.standard_normal((5, 1)))  # (5, 1) broadcast against row: refused as evaluate does
 
@@ -108,3 +109,49 @@ def test_a_scan_body_is_fused_and_so_is_its_reverse():
     for name in re.findall(r"^def (_body\w+)", f.source, flags=re.M):
         text = f.source.split(f"def {name}(")[1].split("\n\n")[0]
         assert _loops(text) == 1, (name, text)
+
+
+def test_chains_over_unknown_sizes_are_one_loop_over_their_roots_shape():
+    """Sizes known only when the function runs: maps computed from one array through maps of its
+    shape (one *extent*) run as one loop over that array's shape, whatever it is, with sums and
+    means over it; arrays of two extents (x and r below) meet op by op, where a mismatch raises."""
+    g = sd.Graph()
+    x, r = g.variable("x", shape=(None,)), g.variable("r", shape=(None,))
+    m, row = g.variable("m", shape=(None, 3)), g.variable("row", shape=(3,))
+    h = x
+    for _ in range(3):
+        h = 0.5 * sd.sin(h) + 0.3 * sd.tanh(h) + 0.1 * x
+    u = sd.exp(-m * m) * row + sd.log1p(m * m)  # a static row broadcast along the unknown size
+    loss = sd.sum(h) + sd.mean(sd.cos(h) * h) + sd.sum(u * sd.tanh(m))
+    mixed = sd.sin(x) * r  # two extents: checked, not fused with either
+    outputs = [loss, h, mixed, *sd.grad(loss + sd.sum(mixed), [x, m, row, r])]
+    inputs = [x, r, m, row]
+    f = sd.compile(outputs, inputs, backend="numba")
+    rng = np.random.default_rng(3)
+    for n in (1, 5, 700):
+        values = [rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal((n, 3)), rng.standard_normal(3)]
+        for k, (a, b) in enumerate(zip(f(*values), sd.evaluate(outputs, dict(zip(inputs, values))))):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=f"n={n}, output {k}")
+    body = f.source.split("def compiled(")[1]
+    # h's chain and the sums: one loop of x's extent (forward) and one of the reverse pass
+    assert re.search(r"for _u\d+ in range\(0, x0\.shape\[0\], 512\):", body)
+    assert "np.sin(x0)" not in body and "np.tanh(" not in body.split("    if not ")[0]
+    with pytest.raises(sd.ShapeError):
+        f(rng.standard_normal(4), rng.standard_normal(1), rng.standard_normal((2, 3)), rng.standard_normal(3))
+
+
+def test_numba_a_compile_that_recurses_too_deep_is_a_backend_error(monkeypatch, tmp_path):
+    """numba's passes recurse over a function's blocks: a chain long enough raised RecursionError
+    from inside numba (a 40-level ewchain's gradient); it is the backend's error, naming the
+    generated source, as numba's own errors are."""
+    import numba.core.dispatcher
+
+    def deep(self, sig):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setenv("SYMDIFF_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(numba.core.dispatcher.Dispatcher, "compile", deep)
+    g = sd.Graph()
+    x = g.variable("x", shape=(3,))
+    with pytest.raises(sd.BackendError, match="could not compile this graph: maximum recursion depth"):
+        sd.compile([sd.sin(x) * x], [x], backend="numba")

@@ -30,7 +30,16 @@ def kernels():
     def run(x, out, which):
         for i in range(x.size):
             v = x[i]
-            out[i] = k.sin_fast(v) if which == 0 else (k.cos_fast(v) if which == 1 else k.tanh_fast(v))
+            if which == 0:
+                out[i] = k.sin_fast(v)
+            elif which == 1:
+                out[i] = k.cos_fast(v)
+            elif which == 2:
+                out[i] = k.tanh_fast(v)
+            elif which == 3:
+                out[i] = k.exp_fast(v)
+            else:
+                out[i] = k.log_fast(v)
 
     def apply(which, x):
         out = np.empty_like(x)
@@ -64,6 +73,43 @@ def test_numba_fast_forms_are_within_two_ulps_of_numpys(kernels, which, referenc
         ulp = np.spacing(np.abs(want))
         assert np.all(np.abs(got - want) <= 2 * ulp), (name, x[np.argmax(np.abs(got - want) / ulp)])
         assert np.array_equal(np.signbit(got), np.signbit(want)), name  # sin(-0.0) is -0.0, tanh too
+
+
+def _exp_log_samples() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(exp's arguments, log's) by kind: overflow, subnormal and zero results of exp; subnormal
+    arguments of log, near 1, at sqrt(2) and sqrt(1/2) (where fdlibm's reduction switches)."""
+    rng = np.random.default_rng(7)
+    return {
+        "normal": (rng.standard_normal(200_000) * 5, np.abs(rng.standard_normal(200_000)) * 5),
+        "wide": (rng.uniform(-760, 720, 200_000), np.exp(rng.uniform(-744, 709, 200_000))),
+        "edges": (rng.uniform(-745.2, -707, 200_000), rng.uniform(0, 3e-308, 200_000)),
+        "near zero and one": (rng.standard_normal(100_000) * 1e-10, 1 + rng.standard_normal(100_000) * 1e-3),
+        "special": (
+            np.array([0.0, -0.0, 1e-320, 709.78, 709.79, 710.0, -745.13, -745.14, -746.0, -708.4, 0.5, 1e308, -1e308]),
+            np.array([5e-324, 1e-310, 1.0, np.nextafter(1, 2), np.nextafter(1, 0), np.sqrt(2), np.sqrt(0.5), 1.8e308]),
+        ),
+    }
+
+
+@pytest.mark.parametrize("which, reference", [(3, np.exp), (4, np.log)], ids=["exp", "log"])
+def test_numba_fast_exp_and_log_are_within_an_ulp_of_numpys(kernels, which, reference):
+    k, apply = kernels
+    for name, pair in _exp_log_samples().items():
+        x = pair[which - 3]
+        with np.errstate(over="ignore"):
+            got, want = apply(which, x), reference(x)
+        finite = np.isfinite(want)
+        np.testing.assert_array_equal(got[~finite], want[~finite], err_msg=name)  # overflow to inf
+        ulp = np.spacing(np.abs(want[finite]))
+        assert np.all(np.abs(got[finite] - want[finite]) <= ulp), name
+
+
+def test_numba_fast_exp_and_log_of_nonfinite_zero_and_negative_values(kernels):
+    k, apply = kernels
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0, -1e-300, -5e-324])
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(apply(3, x), np.exp(x))
+        np.testing.assert_array_equal(apply(4, x), np.log(x))
 
 
 def test_numba_fast_tanh_of_nonfinite_values_and_the_trig_range(kernels):

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 from symdiff.graph import Node
+from symdiff.ops import REGISTRY
 from symdiff.plan import Plan, Step
 
-__all__ = ["Group", "fused"]
+__all__ = ["Group", "extents", "fused"]
 
 
 class Group:
@@ -28,12 +29,14 @@ class Group:
     elementwise members (node -> what the backend's ``as_map`` answered, e.g. its element's
     template); ``sums``: the members accumulated over all the elements (node -> what ``as_sum``
     answered); ``stored``: the maps read after the loop (by a step outside the group, or as an
-    output), in order: the only members the loop stores in arrays."""
+    output), in order: the only members the loop stores in arrays. A shape with ``None`` sizes
+    has a ``root``: the array whose run-time shape every member's is (see ``fused``); else
+    ``root`` is None."""
 
-    __slots__ = ("shape", "steps", "maps", "sums", "stored")
+    __slots__ = ("shape", "root", "steps", "maps", "sums", "stored")
 
-    def __init__(self, shape: tuple[int, ...]):
-        self.shape = shape
+    def __init__(self, shape: tuple[int | None, ...], root: Node | None = None):
+        self.shape, self.root = shape, root
         self.steps: dict[Node, Step] = {}
         self.maps: dict[Node, Any] = {}
         self.sums: dict[Node, Any] = {}
@@ -47,6 +50,7 @@ def fused(
     plan: Plan,
     as_map: Callable[[Step], Any],
     as_sum: Callable[[Step], Any],
+    sized: Callable[[Step], bool] = lambda step: False,
 ) -> list[Step | Group]:
     """The plan's steps in an order to print them, chains of elementwise steps grouped into loops.
 
@@ -65,24 +69,68 @@ def fused(
     effects: order among them matters only through what they read, so a step may come before
     an open group's loop.
 
+    ``sized(step)``: True if the step reads its inputs' shapes alone (``count``): it comes once
+    each input is computed or has an extent whose root is (below), as the root's shape is the
+    input's; the printer reads the root for such an input not yet computed.
+
+    A shape with ``None`` sizes is known only when the function runs, and two arrays of shape
+    ``(None,)`` may differ in length, so such steps are grouped by *extent*: an array that no
+    map computes from arrays of its own shape (an input, a product, ...) is its own extent's
+    root, and a map whose inputs with ``None`` sizes all have its shape and one extent has that
+    extent too; its other inputs are of static shapes. Members of one extent have their root's
+    shape whatever it is at run time, so one loop over the root's shape computes them all; a map
+    whose inputs of unknown size have two extents (``x + r``, both ``(None,)``) runs alone,
+    where numpy's broadcasting checks them.
+
     >>> from symdiff.backends.numpy import function
     >>> g = sd.Graph(); x = g.variable("x", shape=(8,))
     >>> fused(Plan([sd.sin(x) * x], [x], function), lambda step: True, lambda step: None)
     [Group((8,), 2 maps, 0 sums, 1 stored)]
     """
-    return _Scheduler(plan, as_map, as_sum).run()
+    return _Scheduler(plan, as_map, as_sum, sized).run()
+
+
+def _unknown(n: Node) -> bool:
+    """Whether ``n`` is an array with a size known only at run time (a multi-output node: no)."""
+    return n.shape is not None and None in n.shape
+
+
+def extents(plan: Plan) -> dict[Node, tuple]:
+    """The extent ``(shape, root)`` of each array of the plan with ``None`` sizes: an elementwise
+    step whose inputs with ``None`` sizes all have its shape and one extent has that extent (its
+    other inputs have static shapes, so its shape when it runs is theirs); any other array is its
+    own extent's root. Arrays of one extent have their root's shape whatever it is at run time:
+    no size of theirs can broadcast against another, and one loop over the root's shape computes
+    them (``fused``)."""
+    extent: dict[Node, tuple] = {}
+    for n in (*plan.leaves, *(step.node for step in plan.steps)):
+        if not _unknown(n):
+            continue
+        unknown = {extent.get(u, (u.shape, u)) for u in n.inputs if _unknown(u)}
+        inherits = n.op in REGISTRY and REGISTRY[n.op].elementwise and len(unknown) == 1
+        for u in n.inputs:  # the same shape, or static sizes of 1 along the unknown ones
+            if _unknown(u):
+                inherits = inherits and u.shape == n.shape
+            else:
+                inherits = inherits and all(d == 1 for d, s in zip(u.shape[::-1], n.shape[::-1]) if s is None)
+        if inherits:
+            extent[n] = unknown.pop()
+        else:
+            extent[n] = (n.shape, n)
+    return extent
 
 
 class _Scheduler:
-    def __init__(self, plan: Plan, as_map: Callable[[Step], Any], as_sum: Callable[[Step], Any]):
-        self.plan, self.as_map, self.as_sum = plan, as_map, as_sum
+    def __init__(self, plan: Plan, as_map: Callable[[Step], Any], as_sum: Callable[[Step], Any], sized):
+        self.plan, self.as_map, self.as_sum, self.sized = plan, as_map, as_sum, sized
         self.outputs = set(plan.outputs)
         self.readers: dict[Node, set[Node]] = {}
         for step in plan.steps:
             for u in step.node.inputs:
                 self.readers.setdefault(u, set()).add(step.node)
         self.done: set[Node] = set(plan.leaves)  # computed: readable by any step after
-        self.groups: dict[tuple[int, ...], Group] = {}  # the open ones, by shape
+        self.groups: dict[Any, Group] = {}  # the open ones, by shape (static) or extent
+        self.extent = extents(plan)
         self.group_of: dict[Node, Group] = {}
         self.waiting: dict[Node, Step] = {}  # in the plan's order
         self.items: list[Step | Group] = []
@@ -99,14 +147,15 @@ class _Scheduler:
         n = step.node
         mapped = self.as_map(step)
         summed = self.as_sum(step) if mapped is None else None
-        if mapped is not None or summed is not None:
-            shape = n.shape if mapped is not None else n.inputs[0].shape
+        key = self._key(n, mapped is not None) if mapped is not None or summed is not None else None
+        if key is not None:
             for u in n.inputs:
-                if not self._available(u, self.groups.get(shape)):
+                if not self._available(u, self.groups.get(key)):
                     self._need(u)
-            group = self.groups.get(shape)
+            group = self.groups.get(key)
             if group is None:
-                group = self.groups[shape] = Group(shape)
+                shape, root = key if key and isinstance(key[0], tuple) else (key, None)
+                group = self.groups[key] = Group(shape, root)
             group.steps[n] = step
             if mapped is not None:
                 group.maps[n] = mapped
@@ -115,8 +164,20 @@ class _Scheduler:
             self.group_of[n] = group
         elif all(u in self.done for u in n.inputs):
             self._put(step)
+        elif self.sized(step) and all(u in self.done or self.extent.get(u, (0, u))[1] in self.done for u in n.inputs):
+            self._put(step)
         else:
             self.waiting[n] = step
+
+    def _key(self, n: Node, mapped: bool) -> Any:
+        """The group a map (``mapped``) or sum ``n`` joins: its shape if static, else its extent;
+        None for a map whose inputs of unknown size are of two extents or another shape."""
+        if mapped and not _unknown(n):
+            return n.shape
+        x = n if mapped else n.inputs[0]
+        if not _unknown(x):
+            return x.shape
+        return None if self.extent[x][1] is x and mapped else self.extent[x]
 
     def _put(self, step: Step) -> None:
         self.items.append(step)
@@ -131,14 +192,14 @@ class _Scheduler:
         if u in self.done:
             return
         group = self.group_of.get(u)
-        if group is not None and self.groups.get(group.shape) is group:
+        if group is not None and group in self.groups.values():
             self._flush(group)
         else:
             for open_group in list(self.groups.values()):
                 self._flush(open_group)
 
     def _flush(self, group: Group) -> None:
-        del self.groups[group.shape]
+        del self.groups[next(key for key, open_group in self.groups.items() if open_group is group)]
         if len(group.steps) == 1:
             self._put(next(iter(group.steps.values())))
         else:

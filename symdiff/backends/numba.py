@@ -49,7 +49,7 @@ import symdiff.scalar as sx
 from symdiff.backends import described, numba_kernels, unsupported_error
 from symdiff.backends.base import Compiled as _NumpyCompiled
 from symdiff.backends.base import check_value
-from symdiff.backends.fusion import Group, fused
+from symdiff.backends.fusion import Group, extents, fused
 from symdiff.backends.numpy import function as numpy_function
 from symdiff.errors import BackendError, LoopError, ShapeError
 from symdiff.graph import Node, Region
@@ -156,7 +156,9 @@ def _p_lowered(w: Writer, node: Node, a: list[str]) -> str:
     for n in plan.leaves:
         if n not in names:
             names[n] = _literal(n) or w.constant(n.value)
-    shaped = {s.node for s in plan.compiled_checks()}
+    # a check of sizes that one extent makes equal (symdiff.backends.fusion) always passes
+    extent = extents(plan)
+    shaped = {s.node for s in plan.compiled_checks() if extent.get(s.node, (None, s.node))[1] is s.node}
     for step in plan.steps:
         _emit(w, step, names, shaped, target=w.name())
     outs = [names[o] for o in region.outputs]
@@ -1207,7 +1209,9 @@ def _order(name: str) -> tuple[str, int]:
 def _print(w: Writer, plan: Plan) -> list[str]:
     """The plan's steps as statements of ``w``, chains of elementwise steps fused into loops
     (symdiff.backends.fusion); the names of its outputs."""
-    shaped = {s.node for s in plan.compiled_checks()}
+    # a check of sizes that one extent makes equal (symdiff.backends.fusion) always passes
+    extent = extents(plan)
+    shaped = {s.node for s in plan.compiled_checks() if extent.get(s.node, (None, s.node))[1] is s.node}
     names: dict[Node, str] = {}
     for n in (*plan.inputs, *(s.node for s in plan.steps)):
         if n.dtype == np.float16:  # numba types no half-precision arithmetic (NotImplementedError)
@@ -1226,17 +1230,29 @@ def _print(w: Writer, plan: Plan) -> list[str]:
     def _as_map(step: Step) -> str | None:
         return None if step.scalar or step.node in shaped else _element_template(step.node)
 
-    for item in fused(plan, _as_map, lambda step: None if step.node in shaped else _reduced(step.node)):
+    def _sum(step: Step) -> str | None:
+        return None if step.node in shaped else _reduced(step.node)
+
+    for item in fused(plan, _as_map, _sum, lambda step: step.node.op == "count"):
         if isinstance(item, Group):
             _loop(w, item, names)
-        elif not item.node.is_multi and item.node.ndim >= 2 and (template := _as_map(item)) is not None:
+        elif (
+            not item.node.is_multi
+            and item.node.ndim >= 2
+            and _static(item.node.shape)
+            and (template := _as_map(item)) is not None
+        ):
             # an elementwise step of 2 axes or more alone: a loop too (numba compiles a ufunc
             # over arrays of n axes for a time growing fast with n)
             group = Group(item.node.shape)
             group.steps[item.node], group.maps[item.node], group.stored = item, template, [item.node]
             _loop(w, group, names)
         else:
+            early = [u for u in item.node.inputs if u not in names]  # a count's: its extent's root
+            names.update({u: names[extent[u][1]] for u in early})
             _emit(w, item, names, shaped)
+            for u in early:
+                del names[u]
     return [names[n] for n in plan.outputs]
 
 
@@ -1285,13 +1301,14 @@ def _static(shape: tuple) -> bool:
 def _element_template(node: Node) -> str | None:
     """The scalar expression, a template over its inputs' elements, computing one element of
     ``node`` in a fused loop; None if the node is printed on its own. Fused: an elementwise op
-    with a scalar form (numba's kernel of its numpy ufunc, else its scalar expression) of a static
-    shape, whose inputs broadcast to it by size-1 axes alone, in a float, int or bool dtype
-    where the scalar form means what numpy's array op does."""
+    with a scalar form (numba's kernel of its numpy ufunc, else its scalar expression), whose
+    inputs broadcast to it by static size-1 axes alone (an unknown size only against the same
+    unknown size: which loops it joins is symdiff.backends.fusion's), in a float, int or bool
+    dtype where the scalar form means what numpy's array op does."""
     op = REGISTRY[node.op]
     if not (op.elementwise or node.op == "stop_gradient") or node.is_multi or node.regions:
         return None
-    if not node.shape or not _static(node.shape) or node.dtype.kind not in "fbi":
+    if not node.shape or node.dtype.kind not in "fbi":
         return None
     if node.op == "astype" and node.dtype.kind != "f":
         if node.dtype.kind != "i" or node.inputs[0].dtype.kind not in "ib":
@@ -1299,7 +1316,7 @@ def _element_template(node: Node) -> str | None:
     if node.dtype.kind != "f" and node.op not in _ANY_KIND and not (node.dtype.kind == "i" and node.op in _INTEGER):
         return None
     for u in node.inputs:
-        if u.dtype.kind not in "fbi" or not _static(u.shape) or len(u.shape) > node.ndim:
+        if u.dtype.kind not in "fbi" or len(u.shape) > node.ndim:
             return None
         if any(d not in (1, s) for d, s in zip(u.shape, node.shape[node.ndim - u.ndim :])):
             return None
@@ -1326,18 +1343,20 @@ def _reduced(node: Node) -> str | None:
     if node.op not in ("sum", "mean") or node.shape != () or node.dtype != np.float64:
         return None
     (x,) = node.inputs
-    if not x.shape or not _static(x.shape) or x.dtype != np.float64 or len(_axes(node, x.ndim)) != x.ndim:
+    if not x.shape or x.dtype != np.float64 or len(_axes(node, x.ndim)) != x.ndim:
         return None
     return node.op
 
 
-# sin, cos and tanh of float64 elements in a fused loop: numba_kernels' straight-line forms, which
-# LLVM vectorizes (the C library's are calls, one element at a time); sin and cos hold for
-# arguments that trig_ok accepts, and the loop runs again with numpy's own where one does not.
+# sin, cos, tanh, exp and log of float64 elements in a fused loop: numba_kernels' straight-line
+# forms, which LLVM vectorizes (the C library's are calls, one element at a time); sin and cos hold
+# for arguments that trig_ok accepts, and the loop runs again with numpy's own where one does not.
 _VECTOR_MATH = {
     "sin": ("_k.sin_fast({0})", True),
     "cos": ("_k.cos_fast({0})", True),
     "tanh": ("_k.tanh_fast({0})", False),
+    "exp": ("_k.exp_fast({0})", False),
+    "log": ("_k.log_fast({0})", False),
 }
 # A loop with vector math runs over tiles of _TILE elements of its last axis, in one inner loop a
 # vector-math call (a segment), the values one segment passes to a later one kept in buffers of a
@@ -1351,7 +1370,8 @@ _TILE, _TILE_MIN = 512, 64
 def _loop(w: Writer, group: Group, names: dict[Node, str]) -> None:
     """A group of steps (symdiff.backends.fusion) as one loop over its shape: each map an element
     (its template, ``_element_template``), each sum an accumulator; arrays for the stored maps.
-    A group with float64 sin, cos or tanh computes them in vectorizable forms (``_tiled_lines``);
+    A group with float64 sin, cos, tanh, exp or log computes them in vectorizable forms
+    (``_tiled_lines``);
     if an argument of sin or cos is out of those forms' range (inf, nan, beyond 2**19 pi/2) the
     loop runs again as numpy computes it."""
     fast = {
@@ -1359,19 +1379,24 @@ def _loop(w: Writer, group: Group, names: dict[Node, str]) -> None:
         for n in group.maps
         if n.op in _VECTOR_MATH and n.dtype == np.float64 and n.inputs[0].dtype == np.float64
     }
+    sizes = [str(d) for d in group.shape]
+    if group.root is not None:  # sizes known when it runs: the root's (fusion's extents)
+        ref = names[group.root] if names[group.root].isidentifier() else w.temp(names[group.root])
+        sizes = [f"{ref}.shape[{k}]" if d is None else str(d) for k, d in enumerate(group.shape)]
     if not fast:
-        w.lines += _loop_lines(w, group, names)
-    elif not any(checked for _, checked in fast.values()):  # tanh alone holds everywhere: no rerun
-        w.lines += _tiled_lines(w, group, names, fast, None)
+        w.lines += _loop_lines(w, group, names, sizes)
+    elif not any(checked for _, checked in fast.values()):  # no sin or cos: every value holds, no rerun
+        w.lines += _tiled_lines(w, group, names, sizes, fast, None)
     else:
         ok = w.name()
         w.lines.append(f"    {ok} = True")
-        w.lines += _tiled_lines(w, group, names, fast, ok)
+        w.lines += _tiled_lines(w, group, names, sizes, fast, ok)
         w.lines.append(f"    if not {ok}:")
-        w.lines += ["    " + line for line in _loop_lines(w, group, names)]
+        w.lines += ["    " + line for line in _loop_lines(w, group, names, sizes)]
+    count = str(math.prod(group.shape)) if group.root is None else " * ".join(sizes)
     for n in group.steps:
         if n.op == "mean":
-            w.lines.append(f"    t{n.index} = t{n.index} / {math.prod(group.shape)}")
+            w.lines.append(f"    t{n.index} = t{n.index} / ({count})")
     for n in (*group.stored, *group.sums):
         names[n] = f"t{n.index}"
 
@@ -1399,17 +1424,21 @@ def _element_loader(w: Writer, names: dict[Node, str], index: list[str], shape: 
     return element
 
 
-def _loop_lines(w: Writer, group: Group, names: dict[Node, str]) -> list[str]:
-    """The group as nested loops over its shape computing each element as numpy does, its sums
-    accumulated in C order."""
+def _shape_text(sizes: list[str]) -> str:
+    return f"({sizes[0]},)" if len(sizes) == 1 else f"({', '.join(sizes)})"
+
+
+def _loop_lines(w: Writer, group: Group, names: dict[Node, str], sizes: list[str]) -> list[str]:
+    """The group as nested loops over its shape (``sizes``: printed) computing each element as
+    numpy does, its sums accumulated in C order."""
     shape, lines = group.shape, []
     index = [w.name() for _ in shape]
     for n in group.stored:
-        lines.append(f"    t{n.index} = np.empty({shape}, {_dtype(n.dtype)})")
+        lines.append(f"    t{n.index} = np.empty({_shape_text(sizes)}, {_dtype(n.dtype)})")
     for n in group.steps:
         if n in group.sums:
             lines.append(f"    t{n.index} = 0.0")
-    for depth, (i, size) in enumerate(zip(index, shape)):
+    for depth, (i, size) in enumerate(zip(index, sizes)):
         lines.append("    " * (depth + 1) + f"for {i} in range({size}):")
     pad = "    " * (len(shape) + 1)
     element = _element_loader(w, names, index, shape, lines, pad)
@@ -1426,7 +1455,9 @@ def _loop_lines(w: Writer, group: Group, names: dict[Node, str]) -> list[str]:
     return lines
 
 
-def _tiled_lines(w: Writer, group: Group, names: dict[Node, str], fast: dict, ok: str | None) -> list[str]:
+def _tiled_lines(
+    w: Writer, group: Group, names: dict[Node, str], sizes: list[str], fast: dict, ok: str | None
+) -> list[str]:
     """The group as loops over its shape's outer axes and tiles of its last one, each tile's
     elements computed by one inner loop a segment (see _TILE), vector math by numba_kernels'
     forms: sin and cos of one argument by one ``sincos_fast``, the argument checked once into
@@ -1434,8 +1465,8 @@ def _tiled_lines(w: Writer, group: Group, names: dict[Node, str], fast: dict, ok
     its segments, so the elements are added in C order as in ``_loop_lines``."""
     shape = group.shape
     *outer, last = index = [w.name() for _ in shape]
-    cut = shape[-1] >= _TILE_MIN
-    tile = min(_TILE, shape[-1]) if cut else shape[-1]
+    cut = shape[-1] is None or shape[-1] >= _TILE_MIN
+    tile = min(_TILE, shape[-1] or _TILE) if cut else shape[-1]
     start, count, j = (w.name(), w.name(), w.name()) if cut else ("0", str(tile), last)
     twin = {}  # sin or cos node -> the other of one argument, if the group has both
     by_argument: dict[Node, dict[str, Node]] = {}
@@ -1459,16 +1490,16 @@ def _tiled_lines(w: Writer, group: Group, names: dict[Node, str], fast: dict, ok
         segments[-1].append(n)
         home[n] = len(segments) - 1
     carried = {u for n in group.steps for u in n.inputs if u in home and home[u] < home[n]}
-    lines = [f"    t{n.index} = np.empty({shape}, {_dtype(n.dtype)})" for n in group.stored]
+    lines = [f"    t{n.index} = np.empty({_shape_text(sizes)}, {_dtype(n.dtype)})" for n in group.stored]
     lines += [f"    b{n.index} = np.empty({tile}, {_dtype(n.dtype)})" for n in group.steps if n in carried]
     lines += [f"    s{n.index} = np.empty({tile}, np.float64)" for n in group.sums]
     lines += [f"    t{n.index} = 0.0" for n in group.sums]
-    for depth, (i, size) in enumerate(zip(outer, shape)):
+    for depth, (i, size) in enumerate(zip(outer, sizes)):
         lines.append("    " * (depth + 1) + f"for {i} in range({size}):")
     pad = "    " * (len(outer) + 1)
     if cut:
-        lines.append(f"{pad}for {start} in range(0, {shape[-1]}, {tile}):")
-        lines.append(f"{pad}    {count} = min({tile}, {shape[-1]} - {start})")
+        lines.append(f"{pad}for {start} in range(0, {sizes[-1]}, {tile}):")
+        lines.append(f"{pad}    {count} = min({tile}, {sizes[-1]} - {start})")
         pad += "    "
     inner = pad + "    "
     for segment in segments:
@@ -1581,7 +1612,7 @@ class Compiled(_NumpyCompiled):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", numba.core.errors.NumbaPerformanceWarning)
                 self._dispatcher.compile(signature)
-        except numba.core.errors.NumbaError as exc:
+        except (numba.core.errors.NumbaError, RecursionError) as exc:  # (numba's passes recurse on a long chain)
             first = [line for line in str(exc).strip().splitlines() if line.strip()]  # the signature too
             raise BackendError(
                 "the numba backend could not compile this graph: "

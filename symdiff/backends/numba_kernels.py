@@ -12,8 +12,9 @@ at each call site (``np.transpose`` with axes, ``np.swapaxes``, ``np.broadcast_t
 ``np.ndindex`` over a stack): ``permuted`` and ``batch_index`` do that work with loops over
 flat arrays, the same machine code for any number of axes.
 
-Last, ``sin_fast``, ``cos_fast`` and ``tanh_fast``: float64 sin, cos and tanh as straight-line
-arithmetic that a fused loop inlines and LLVM vectorizes (see their section below).
+Last, ``sin_fast``, ``cos_fast``, ``sincos_fast``, ``tanh_fast``, ``exp_fast`` and ``log_fast``:
+float64 sin, cos, tanh, exp and log as straight-line arithmetic that a fused loop inlines and
+LLVM vectorizes (see their section below).
 
 Each kernel works in its arguments' dtypes (the caller casts them first where numpy's result
 type differs); a kernel taking ``out`` writes its result there, in ``out``'s dtype. Arithmetic
@@ -605,17 +606,18 @@ def expm(a, coeff):
     return e
 
 
-# -- vectorizable sin, cos and tanh ----------------------------------------------------------------
-# The C library's sin, cos and tanh are calls, which keep a fused elementwise loop scalar (numba
-# has had no vectorized math library since 0.62: Intel SVML is unsupported from that release on).
-# These are the same functions as straight-line arithmetic and selects, which LLVM vectorizes when
-# they are inlined into a loop: fdlibm's kernels (sin and cos on [-pi/4, pi/4], the polynomials
-# of FreeBSD's k_sin.c and k_cos.c, under 1 ulp) after a three-part Cody-Waite reduction by pi/2
-# (e_rem_pio2.c's constants), exact for |x| <= TRIG_LIMIT; tanh from Cephes' rational form below
-# 0.625 and 1 - 2/(exp(2|x|) + 1) above it, exp by fdlibm's e_exp.c. Within 2 ulps of glibc's
-# (tests/test_numba_math.py). A loop calling sin_fast or cos_fast also checks trig_ok on the
-# argument and runs again with the C library's functions if any is out of range (inf, nan,
-# |x| > TRIG_LIMIT), so every value is either these functions' or numpy's own.
+# -- vectorizable sin, cos, tanh, exp and log -----------------------------------------------------
+# The C library's sin, cos, tanh, exp and log are calls, which keep a fused elementwise loop scalar
+# (numba has had no vectorized math library since 0.62: Intel SVML is unsupported from that release
+# on). These are the same functions as straight-line arithmetic and selects, which LLVM vectorizes
+# when they are inlined into a loop: fdlibm's kernels (sin and cos on [-pi/4, pi/4], the
+# polynomials of FreeBSD's k_sin.c and k_cos.c, under 1 ulp) after a three-part Cody-Waite
+# reduction by pi/2 (e_rem_pio2.c's constants), exact for |x| <= TRIG_LIMIT; tanh from Cephes'
+# rational form below 0.625 and 1 - 2/(exp(2|x|) + 1) above it; exp and log by fdlibm's e_exp.c
+# and e_log.c. Within 2 ulps of glibc's (tests/test_numba_math.py). A loop calling sin_fast or
+# cos_fast also checks trig_ok on the argument and runs again with the C library's functions if
+# any is out of range (inf, nan, |x| > TRIG_LIMIT), so every value is either these functions' or
+# numpy's own; tanh, exp and log hold for every float64.
 TRIG_LIMIT = 2.0**19 * 1.5707963267948966
 _INVPIO2 = 6.36619772367581382433e-01
 _PIO2_1, _PIO2_1T = 1.57079632673412561417e00, 6.07710050650619224932e-11
@@ -686,22 +688,42 @@ _TP0, _TP1, _TP2 = -9.64399179425052238628e-1, -9.92877231001918586564e1, -1.614
 _TQ0, _TQ1, _TQ2 = 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3
 
 
+_EXP_CLAMP = 746.0  # exp(-746) rounds to 0 and exp(710) overflows, as exp of anything beyond
+
+
+@numba.njit(inline="always")
+def _exp_parts(c):
+    """(y, k) with exp(c) = y * 2**k, |c| <= 746: fdlibm's e_exp.c, c = k ln2 + r with k the
+    nearest integer and y = exp(r) by its rational form."""
+    fk = (c * _INVLN2 + _TOINT) - _TOINT
+    hi = c - fk * _LN2_HI
+    lo = fk * _LN2_LO
+    r = hi - lo
+    t = r * r
+    p = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
+    return 1.0 - ((lo - (r * p) / (2.0 - p)) - hi), np.int64(fk)
+
+
+@numba.njit(inline="always")
+def exp_fast(x):
+    """exp(x) for every float64 x (inf gives inf, -inf 0, nan nan; overflow inf, subnormal and zero
+    results as rounded), within an ulp of the C library's: ``_exp_parts``, 2**k applied as two
+    factors so a subnormal result rounds once."""
+    y, k = _exp_parts(x if abs(x) <= _EXP_CLAMP else math.copysign(_EXP_CLAMP, x))  # (nan: replaced below)
+    k1 = k >> 1  # -1077 <= k <= 1025: 2**k1 and 2**(k - k1) are normal numbers
+    y = y * np.int64((k1 + 1023) << 52).view(np.float64)
+    y = y * np.int64((k - k1 + 1023) << 52).view(np.float64)
+    return x if x != x else y
+
+
 @numba.njit(inline="always")
 def tanh_fast(x):
     """tanh(x) for every float64 x (nan gives nan), within 2 ulps of the C library's. Its
     caller compiles with ``error_model="numpy"`` (a division checked for zero stays scalar)."""
     a = abs(x)
     z = a * a
-    y = min(2.0 * a, 44.0) if a == a else 0.0  # tanh is 1 to the last bit past |x| = 22
-    fk = (y * _INVLN2 + _TOINT) - _TOINT
-    k = np.int64(fk)
-    hi = y - fk * _LN2_HI
-    lo = fk * _LN2_LO
-    r = hi - lo
-    t = r * r
-    c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
-    e = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
-    e = e * np.int64((k + 1023) << 52).view(np.float64)  # exp(y) = e * 2**k, 0 <= k <= 64
+    e, k = _exp_parts(min(2.0 * a, 44.0) if a == a else 0.0)  # tanh is 1 to the last bit past |x| = 22
+    e = e * np.int64((k + 1023) << 52).view(np.float64)  # exp(2|x|) = e * 2**k, 0 <= k <= 64
     # a + P/Q below 0.625, 1 - 2/(e + 1) above: the operands chosen first, so one division (a
     # vector's lanes take both sides), the same numbers as dividing on each side
     small = a < 0.625
@@ -710,3 +732,35 @@ def tanh_fast(x):
     den = (((z + _TQ0) * z + _TQ1) * z + _TQ2) if small else e + 1.0
     result = base + num / den
     return x if x != x else math.copysign(result, x)
+
+
+_LG1, _LG2, _LG3 = 6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01
+_LG4, _LG5 = 2.222219843214978396e-01, 1.818357216161805012e-01
+_LG6, _LG7 = 1.531383769920937332e-01, 1.479819860511658591e-01
+
+
+@numba.njit(inline="always")
+def log_fast(x):
+    """log(x) for every float64 x (0 gives -inf, a negative x nan, inf inf, nan nan), within an
+    ulp of the C library's: fdlibm's e_log.c, x = 2**k (1 + f) with 1 + f in [sqrt(2)/2, sqrt(2)),
+    its general form for every f (fdlibm's shortcut for |f| < 2**-20 only saves time)."""
+    tiny = x < 2.2250738585072014e-308  # subnormal (scaled by 2**54 first), zero or negative
+    bits = np.float64(x * 18014398509481984.0 if tiny else x).view(np.int64)
+    hx = (bits >> 32) & 0x000FFFFF
+    i = (hx + 0x95F64) & 0x100000
+    k = ((bits >> 52) & 0x7FF) - 1023 - (54 if tiny else 0) + (i >> 20)
+    f = np.int64(((hx | (i ^ 0x3FF00000)) << 32) | (bits & 0xFFFFFFFF)).view(np.float64) - 1.0
+    s = f / (2.0 + f)
+    dk = np.float64(k)
+    z = s * s
+    w = z * z
+    big = ((hx - 0x6147A) | (0x6B851 - hx)) > 0
+    hfsq = 0.5 * f * f
+    rr = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7))) + w * (_LG2 + w * (_LG4 + w * _LG6))
+    if big:
+        y = dk * _LN2_HI - ((hfsq - (s * (hfsq + rr) + dk * _LN2_LO)) - f)
+    else:
+        y = dk * _LN2_HI - ((s * (f - rr) - dk * _LN2_LO) - f)
+    if x > 0.0 and x < np.inf:
+        return y
+    return -np.inf if x == 0.0 else (x if x == np.inf else np.nan)  # nan for a negative x or nan
