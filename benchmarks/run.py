@@ -34,7 +34,8 @@ JAX (``lax.scan`` + jit) and PyTorch eager beside it. Their notes give each buil
 compilers compile) and say why a backend was skipped (one that cannot run loops yet).
 ``ewchain``: the gradient of sum(h) after 4 levels of h = 0.5 sin(h) + 0.3 tanh(h) + 0.1 x over 10^6
 float64 elements (20 elementwise ops), against its forward and reverse pass hand-written in numpy;
-the numba backend runs it as one fused loop; JAX (jit, which fuses it too) beside it.
+the numba backend runs it as one fused loop ("sd-numba (size None)": the same chain over x declared
+of shape (None,)); JAX (jit, which fuses it too) beside it.
 Optimization end to end (sd.Problem + Ipopt / trust-constr against CasADi): benchmarks/optimize.py.
 """
 
@@ -661,15 +662,20 @@ def ewchain_reference(x: np.ndarray) -> tuple[float, np.ndarray]:
     return float(np.sum(top)), g + direct
 
 
-def ewchain(budget: float) -> Result:
-    x_val = np.random.default_rng(0).standard_normal(EW_SIZE)
-    t0 = time.perf_counter()
+def ewchain_graph(size: int | None):
+    """The chain over x of shape (size,) (None: known when it runs): the graph, x, sum(h)."""
     g = sd.Graph()
-    x = g.variable("x", shape=(EW_SIZE,))
+    x = g.variable("x", shape=(size,))
     h = x
     for _ in range(EW_LEVELS):
         h = ewchain_level(h, x, sd.sin, sd.tanh)
-    loss = sd.sum(h)
+    return g, x, sd.sum(h)
+
+
+def ewchain(budget: float) -> Result:
+    x_val = np.random.default_rng(0).standard_normal(EW_SIZE)
+    t0 = time.perf_counter()
+    g, x, loss = ewchain_graph(EW_SIZE)
     dx, fn, forward, appended, build = _derive_and_compile(
         t0, g, loss, lambda: sd.grad(loss, x), [x], lambda dx: [loss, dx]
     )
@@ -679,6 +685,11 @@ def ewchain(budget: float) -> Result:
     ref = seconds_per_call(lambda: ewchain_reference(x_val), budget)
     notes = [f"build: numpy {build:.2f} s"]
     peers = _backends([loss, dx], [x], [x_val], budget, ref, notes=notes)
+    _, x_any, loss_any = ewchain_graph(None)  # the same chain, its size known only when it runs
+    said: list[str] = []
+    unsized = _backends([loss_any, sd.grad(loss_any, x_any)], [x_any], [x_val], budget, ref, ("numba",), said)
+    peers.update({f"{name} (size None)": ratio for name, ratio in unsized.items()})
+    notes += [f"{note} (size None)" for note in said]
     peers.update(_jax_ewchain(x_val, expected, budget, ref, notes))
     peers.update(_numba_by_hand_ewchain(x_val, expected, budget, ref, notes))
     simplified = _graph_size(sd.simplify([loss, dx]))
