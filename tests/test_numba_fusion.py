@@ -155,3 +155,30 @@ def test_numba_a_compile_that_recurses_too_deep_is_a_backend_error(monkeypatch, 
     x = g.variable("x", shape=(3,))
     with pytest.raises(sd.BackendError, match="could not compile this graph: maximum recursion depth"):
         sd.compile([sd.sin(x) * x], [x], backend="numba")
+
+
+def test_a_count_of_a_loops_array_reads_its_roots_shape_and_stores_nothing():
+    """A mean's count (in its value and gradient) of an array a loop over unknown sizes computes
+    is read from the root's shape: the loop is not split, and stores only what is returned."""
+    g = sd.Graph()
+    x = g.variable("x", shape=(None,))
+    h = sd.exp(x) * 2 + x
+    outputs = [sd.sum(h) / sd.count(h), sd.grad(sd.mean(sd.sin(h)), x)]
+    f = sd.compile(outputs, [x], backend="numba")
+    values = [np.random.default_rng(8).standard_normal(700)]
+    for a, b in zip(f(*values), sd.evaluate(outputs, {x: values[0]})):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    fast = f.source.split("def compiled(")[1].split("    if not ")[0]
+    assert fast.count("np.empty((x0.shape[0],)") == 1  # the gradient alone
+
+
+def test_numba_where_broadcasts_a_size_0_against_1_as_numpy():
+    g = sd.Graph()
+    d, row = g.variable("d", shape=(None, 1)), g.variable("row", shape=(1, 3))
+    out = sd.where(d > 0, d, row)
+    f = sd.compile([out], [d, row], backend="numba")
+    for n in (0, 1, 4):
+        values = [np.random.default_rng(n).standard_normal((n, 1)), np.ones((1, 3))]
+        (got,) = f(*values)
+        np.testing.assert_array_equal(got, sd.evaluate(out, dict(zip([d, row], values))))
+        assert got.shape == (n, 3)

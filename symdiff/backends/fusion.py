@@ -131,6 +131,7 @@ class _Scheduler:
         self.done: set[Node] = set(plan.leaves)  # computed: readable by any step after
         self.groups: dict[Any, Group] = {}  # the open ones, by shape (static) or extent
         self.extent = extents(plan)
+        self.early: set[Node] = set()  # sized steps that came before an input: they read its root
         self.group_of: dict[Node, Group] = {}
         self.waiting: dict[Node, Step] = {}  # in the plan's order
         self.items: list[Step | Group] = []
@@ -166,6 +167,7 @@ class _Scheduler:
             self._put(step)
         elif self.sized(step) and all(u in self.done or self.extent.get(u, (0, u))[1] in self.done for u in n.inputs):
             self._put(step)
+            self.early.add(n)
         else:
             self.waiting[n] = step
 
@@ -203,8 +205,9 @@ class _Scheduler:
         if len(group.steps) == 1:
             self._put(next(iter(group.steps.values())))
         else:
+            inside = group.steps.keys() | self.early  # a sized step that came early reads the root
             group.stored = [
-                n for n in group.maps if n in self.outputs or any(r not in group.steps for r in self.readers.get(n, ()))
+                n for n in group.maps if n in self.outputs or any(r not in inside for r in self.readers.get(n, ()))
             ]
             self.items.append(group)
             self.done.update(group.stored)

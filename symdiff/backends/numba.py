@@ -1066,7 +1066,8 @@ def _mapped(op: Op, w: Writer, node: Node, a: list[str]) -> str:
     lines = []
     for d in range(nd):  # the result's size on axis d, and each input's step there (0 or 1)
         sizes = [f"a{k}.shape[{d - nd + dims[k]}]" for k in arrays if d - nd + dims[k] >= 0]
-        lines.append(f"    n{d} = max(({', '.join(sizes)},))")
+        # numpy's broadcast size: the one size not 1 (0 against 1 is 0), 1 if all are
+        lines.append(f"    n{d} = 0 if min(({', '.join(sizes)},)) == 0 else max(({', '.join(sizes)},))")
         for k in arrays:
             if d - nd + dims[k] >= 0:
                 size = f"a{k}.shape[{d - nd + dims[k]}]"
