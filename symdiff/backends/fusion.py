@@ -42,6 +42,11 @@ class Group:
         self.sums: dict[Node, Any] = {}
         self.stored: list[Node] = []
 
+    @property
+    def key(self) -> tuple:
+        """What the scheduler keeps an open group under: its shape and root."""
+        return self.shape, self.root
+
     def __repr__(self) -> str:
         return f"Group({self.shape}, {len(self.maps)} maps, {len(self.sums)} sums, {len(self.stored)} stored)"
 
@@ -129,7 +134,7 @@ class _Scheduler:
             for u in step.node.inputs:
                 self.readers.setdefault(u, set()).add(step.node)
         self.done: set[Node] = set(plan.leaves)  # computed: readable by any step after
-        self.groups: dict[Any, Group] = {}  # the open ones, by shape (static) or extent
+        self.groups: dict[tuple, Group] = {}  # the open ones, by key (shape, root)
         self.extent = extents(plan)
         self.early: set[Node] = set()  # sized steps that came before an input: they read its root
         self.group_of: dict[Node, Group] = {}
@@ -155,8 +160,7 @@ class _Scheduler:
                     self._need(u)
             group = self.groups.get(key)
             if group is None:
-                shape, root = key if key and isinstance(key[0], tuple) else (key, None)
-                group = self.groups[key] = Group(shape, root)
+                group = self.groups[key] = Group(*key)
             group.steps[n] = step
             if mapped is not None:
                 group.maps[n] = mapped
@@ -171,14 +175,12 @@ class _Scheduler:
         else:
             self.waiting[n] = step
 
-    def _key(self, n: Node, mapped: bool) -> Any:
-        """The group a map (``mapped``) or sum ``n`` joins: its shape if static, else its extent;
-        None for a map whose inputs of unknown size are of two extents or another shape."""
-        if mapped and not _unknown(n):
-            return n.shape
+    def _key(self, n: Node, mapped: bool) -> tuple | None:
+        """The key (shape, root) of the group a map (``mapped``) or sum ``n`` joins: its shape and
+        no root if static, else its extent; None for a map that is its own extent's root."""
         x = n if mapped else n.inputs[0]
         if not _unknown(x):
-            return x.shape
+            return x.shape, None
         return None if self.extent[x][1] is x and mapped else self.extent[x]
 
     def _put(self, step: Step) -> None:
@@ -194,14 +196,14 @@ class _Scheduler:
         if u in self.done:
             return
         group = self.group_of.get(u)
-        if group is not None and group in self.groups.values():
+        if group is not None and self.groups.get(group.key) is group:
             self._flush(group)
         else:
             for open_group in list(self.groups.values()):
                 self._flush(open_group)
 
     def _flush(self, group: Group) -> None:
-        del self.groups[next(key for key, open_group in self.groups.items() if open_group is group)]
+        del self.groups[group.key]
         if len(group.steps) == 1:
             self._put(next(iter(group.steps.values())))
         else:

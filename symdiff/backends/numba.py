@@ -156,9 +156,7 @@ def _p_lowered(w: Writer, node: Node, a: list[str]) -> str:
     for n in plan.leaves:
         if n not in names:
             names[n] = _literal(n) or w.constant(n.value)
-    # a check of sizes that one extent makes equal (symdiff.backends.fusion) always passes
-    extent = extents(plan)
-    shaped = {s.node for s in plan.compiled_checks() if extent.get(s.node, (None, s.node))[1] is s.node}
+    shaped = _checked(plan, extents(plan))
     for step in plan.steps:
         _emit(w, step, names, shaped, target=w.name())
     outs = [names[o] for o in region.outputs]
@@ -1207,12 +1205,17 @@ def _order(name: str) -> tuple[str, int]:
     return (name[: len(name) - digits], int(name[len(name) - digits :] or -1))
 
 
+def _checked(plan: Plan, extent: dict[Node, tuple]) -> set[Node]:
+    """The nodes whose sizes the generated code returns for checking (plan.compiled_checks), but
+    those of one extent (symdiff.backends.fusion.extents): their sizes are equal by construction."""
+    return {s.node for s in plan.compiled_checks() if extent.get(s.node, (None, s.node))[1] is s.node}
+
+
 def _print(w: Writer, plan: Plan) -> list[str]:
     """The plan's steps as statements of ``w``, chains of elementwise steps fused into loops
     (symdiff.backends.fusion); the names of its outputs."""
-    # a check of sizes that one extent makes equal (symdiff.backends.fusion) always passes
     extent = extents(plan)
-    shaped = {s.node for s in plan.compiled_checks() if extent.get(s.node, (None, s.node))[1] is s.node}
+    shaped = _checked(plan, extent)
     names: dict[Node, str] = {}
     for n in (*plan.inputs, *(s.node for s in plan.steps)):
         if n.dtype == np.float16:  # numba types no half-precision arithmetic (NotImplementedError)
@@ -1372,9 +1375,8 @@ def _loop(w: Writer, group: Group, names: dict[Node, str]) -> None:
     """A group of steps (symdiff.backends.fusion) as one loop over its shape: each map an element
     (its template, ``_element_template``), each sum an accumulator; arrays for the stored maps.
     A group with float64 sin, cos, tanh, exp or log computes them in vectorizable forms
-    (``_tiled_lines``);
-    if an argument of sin or cos is out of those forms' range (inf, nan, beyond 2**19 pi/2) the
-    loop runs again as numpy computes it."""
+    (``_tiled_lines``); if an argument of sin or cos is out of those forms' range (inf, nan,
+    beyond 2**19 pi/2) the loop runs again as numpy computes it."""
     fast = {
         n: _VECTOR_MATH[n.op]
         for n in group.maps
